@@ -1,0 +1,186 @@
+//! RFC 8785 JSON Canonicalization Scheme (JCS): the exact bytes a leaf hash commits to.
+//!
+//! - Objects: members sorted by their names' UTF-16 code units, no whitespace.
+//! - Strings: `\"`, `\\`, `\b`, `\t`, `\n`, `\f`, `\r` as short escapes, other characters
+//!   below U+0020 as `\u00xx` (lowercase hex), everything else as literal UTF-8 (RFC 8785
+//!   §3.2.2.2).
+//! - Numbers: the IEEE 754 double printed as ECMAScript's `Number.prototype.toString`
+//!   (RFC 8785 §3.2.2.3), by `ryu-js`; `-0` prints as `0`.
+//!
+//! Integers: `serde_json` keeps integers as `u64`/`i64`, but JCS is defined on doubles. An
+//! integer that a double represents exactly (every `|n| <= 2^53`, and larger ones such as
+//! `2^60`) is printed as that double; any other integer is refused with
+//! [`JcsError::InexactInteger`] instead of being silently rounded, since that would commit
+//! to a different value than the one received. Callers that accept input from others should
+//! keep integers within the I-JSON range `|n| <= 2^53` (RFC 7493 §2.2), where every
+//! implementation agrees.
+//!
+//! Nesting is limited to [`MAX_DEPTH`] arrays and objects, the most `serde_json` parses
+//! back, so that every canonical document can be read and re-checked by [`is_canonical`].
+
+use std::cmp::Ordering;
+
+use serde_json::{Number, Value};
+
+use crate::hash::hex_digit;
+
+#[cfg(test)]
+mod tests;
+
+/// The deepest nesting of arrays and objects that is canonicalized (`serde_json`'s parser
+/// refuses deeper documents).
+pub const MAX_DEPTH: usize = 127;
+
+/// Why a JSON value has no canonical form here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JcsError {
+    /// An integer that no IEEE 754 double represents exactly.
+    #[error("integer {0} is not exactly representable as an IEEE 754 double")]
+    InexactInteger(String),
+    /// NaN or an infinity (only reachable through `serde_json`'s `arbitrary_precision`).
+    #[error("number is not finite")]
+    NonFiniteNumber,
+    /// Arrays and objects nested deeper than [`MAX_DEPTH`].
+    #[error("JSON is nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// The RFC 8785 canonical form of `value`.
+pub fn canonicalize(value: &Value) -> Result<String, JcsError> {
+    let mut out = String::new();
+    write_value(value, 0, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the RFC 8785 canonical form of `value` to `out`. On error `out` is left as it
+/// was.
+pub fn canonicalize_to(value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
+    out.extend_from_slice(canonicalize(value)?.as_bytes());
+    Ok(())
+}
+
+/// Whether `bytes` are exactly the canonical form of the JSON they contain (so, among
+/// others: valid UTF-8 JSON, no insignificant whitespace, no duplicate member names, sorted
+/// members, shortest number forms).
+pub fn is_canonical(bytes: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return false;
+    };
+    match canonicalize(&value) {
+        Ok(canonical) => canonical.as_bytes() == bytes,
+        Err(_) => false,
+    }
+}
+
+fn write_value(value: &Value, depth: usize, out: &mut String) -> Result<(), JcsError> {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(number) => write_number(number, out)?,
+        Value::String(string) => write_string(string, out),
+        Value::Array(items) => {
+            let depth = nest(depth)?;
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, depth, out)?;
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            let depth = nest(depth)?;
+            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+            sorted.sort_by(|(a, _), (b, _)| compare_utf16(a, b));
+            out.push('{');
+            for (i, (name, member)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(name, out);
+                out.push(':');
+                write_value(member, depth, out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn nest(depth: usize) -> Result<usize, JcsError> {
+    if depth >= MAX_DEPTH {
+        return Err(JcsError::TooDeep);
+    }
+    Ok(depth + 1)
+}
+
+/// RFC 8785 §3.2.3: member names compare as arrays of UTF-16 code units, which differs
+/// from UTF-8 byte order once characters beyond U+FFFF meet U+E000..U+FFFF.
+fn compare_utf16(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+fn write_number(number: &Number, out: &mut String) -> Result<(), JcsError> {
+    let double = if let Some(unsigned) = number.as_u64() {
+        exact_double(i128::from(unsigned))?
+    } else if let Some(signed) = number.as_i64() {
+        exact_double(i128::from(signed))?
+    } else {
+        number.as_f64().ok_or(JcsError::NonFiniteNumber)?
+    };
+    if !double.is_finite() {
+        return Err(JcsError::NonFiniteNumber);
+    }
+    // ECMAScript prints negative zero as "0".
+    let double = if double == 0.0 { 0.0 } else { double };
+    out.push_str(ryu_js::Buffer::new().format_finite(double));
+    Ok(())
+}
+
+/// The double equal to `integer`, if there is one.
+fn exact_double(integer: i128) -> Result<f64, JcsError> {
+    let double = integer as f64;
+    // Every u64 and i64 value and its nearest double lie well inside i128, so this
+    // round trip is exact when, and only when, no rounding happened.
+    if double as i128 == integer {
+        Ok(double)
+    } else {
+        Err(JcsError::InexactInteger(integer.to_string()))
+    }
+}
+
+/// RFC 8785 §3.2.2.2 (ECMAScript `JSON.stringify` of a string).
+fn write_string(string: &str, out: &mut String) {
+    out.push('"');
+    // Every character that needs escaping is ASCII, so the runs between them are copied
+    // whole and the cuts always fall on character boundaries.
+    let mut run_start = 0;
+    for (i, byte) in string.bytes().enumerate() {
+        // `None`: a control character without a short form.
+        let short_escape = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            0x08 => Some("\\b"),
+            b'\t' => Some("\\t"),
+            b'\n' => Some("\\n"),
+            0x0c => Some("\\f"),
+            b'\r' => Some("\\r"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&string[run_start..i]);
+        match short_escape {
+            Some(escape) => out.push_str(escape),
+            None => {
+                out.push_str("\\u00");
+                out.push(hex_digit(byte >> 4));
+                out.push(hex_digit(byte & 0x0f));
+            }
+        }
+        run_start = i + 1;
+    }
+    out.push_str(&string[run_start..]);
+    out.push('"');
+}

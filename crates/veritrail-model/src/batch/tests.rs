@@ -1,0 +1,260 @@
+use std::time::{Duration, Instant};
+
+use crate::ValidationErrorKind::{
+    InvalidUtf8, InvalidValue, MalformedJson, MissingField, TooDeep, TooLarge, TooMany, WrongType,
+};
+use crate::{BatchError, BodyFormat, Limits, ValidationErrorKind, parse_batch, parse_event};
+
+const GOOD: &str = r#"{"action":"data.read","actor":{"id":"u-1"}}"#;
+const NO_ACTOR: &str = r#"{"action":"data.read"}"#;
+
+fn parse(body: &str, format: BodyFormat) -> Result<Vec<crate::Event>, BatchError> {
+    parse_batch(body.as_bytes(), format, &Limits::default())
+}
+
+/// Asserts the body is accepted with `count` events.
+#[track_caller]
+fn check_ok(body: &str, format: BodyFormat, count: usize) {
+    match parse(body, format) {
+        Ok(events) => assert_eq!(events.len(), count),
+        Err(error) => panic!("rejected: {error}"),
+    }
+}
+
+/// Asserts the body is rejected at `index` with `kind` on `field`.
+#[track_caller]
+fn check(
+    body: &[u8],
+    format: BodyFormat,
+    index: Option<usize>,
+    field: &str,
+    kind: ValidationErrorKind,
+) -> BatchError {
+    let error = match parse_batch(body, format, &Limits::default()) {
+        Ok(events) => panic!("accepted {} events, expected {kind:?}", events.len()),
+        Err(error) => error,
+    };
+    assert_eq!(
+        (error.index, error.error.field.as_str(), error.error.kind),
+        (index, field, kind),
+        "{error}"
+    );
+    error
+}
+
+#[test]
+fn json_object_array_and_ndjson() {
+    check_ok(GOOD, BodyFormat::Json, 1);
+    check_ok(&format!(" [{GOOD}, {GOOD},\n{GOOD}] "), BodyFormat::Json, 3);
+    check_ok(
+        &format!("{GOOD}\n\n{GOOD}\r\n  \n{GOOD}\n"),
+        BodyFormat::Ndjson,
+        3,
+    );
+    check_ok(GOOD, BodyFormat::Ndjson, 1);
+    let events = parse(&format!("[{GOOD}]"), BodyFormat::Json).unwrap();
+    assert_eq!(events[0].actor().id(), "u-1");
+}
+
+#[test]
+fn bad_utf8_is_reported() {
+    let mut body = br#"{"action":"data.read","actor":{"id":"u-"#.to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(br#""}}"#);
+    for format in [BodyFormat::Json, BodyFormat::Ndjson] {
+        let error = check(&body, format, None, "", InvalidUtf8);
+        assert!(error.error.message.contains("offset 39"), "{error}");
+    }
+    let error = parse_event(&body, &Limits::default()).unwrap_err();
+    assert_eq!(error.kind, InvalidUtf8);
+}
+
+#[test]
+fn malformed_json() {
+    let cases = [
+        "",
+        "{",
+        "{\"action\":}",
+        "{\"action\":\"data.read\",}",
+        "{\"action\":\"data.read\"} trailing",
+        "[{\"action\":\"a.b\"}",
+        "{\"s\":\"\\ud800\"}",
+        "{\"n\":1e400}",
+        "{'action':'a.b'}",
+        "\u{feff}{}",
+        "NaN",
+    ];
+    for body in cases {
+        check(body.as_bytes(), BodyFormat::Json, None, "", MalformedJson);
+    }
+}
+
+#[test]
+fn duplicate_keys_are_rejected() {
+    let body = r#"{"action":"data.read","action":"data.deleted","actor":{"id":"u"}}"#;
+    let error = check(body.as_bytes(), BodyFormat::Json, None, "", MalformedJson);
+    assert!(
+        error.error.message.contains("duplicate key \"action\""),
+        "{error}"
+    );
+    let nested = r#"{"action":"data.read","actor":{"id":"u","id":"v"}}"#;
+    check(nested.as_bytes(), BodyFormat::Json, None, "", MalformedJson);
+}
+
+#[test]
+fn array_with_a_bad_element() {
+    let body = format!("[{GOOD}, {NO_ACTOR}, {GOOD}]");
+    let error = check(
+        body.as_bytes(),
+        BodyFormat::Json,
+        Some(1),
+        "actor",
+        MissingField,
+    );
+    assert_eq!(
+        error.to_string(),
+        "event 1: missing required field \"actor\""
+    );
+    let body = format!("[{GOOD}, 42]");
+    check(body.as_bytes(), BodyFormat::Json, Some(1), "", WrongType);
+}
+
+#[test]
+fn ndjson_with_a_bad_line() {
+    // Blank lines do not count: the bad event is the third event, on line 4.
+    let body = format!("{GOOD}\n\n{GOOD}\n{{\"action\":\n{GOOD}\n");
+    let error = check(
+        body.as_bytes(),
+        BodyFormat::Ndjson,
+        Some(2),
+        "",
+        MalformedJson,
+    );
+    assert!(
+        error.error.message.starts_with("line 4: invalid json"),
+        "{error}"
+    );
+    let body = format!("{GOOD}\n{NO_ACTOR}\n");
+    check(
+        body.as_bytes(),
+        BodyFormat::Ndjson,
+        Some(1),
+        "actor",
+        MissingField,
+    );
+    // An array is not an event, even on its own line.
+    let body = format!("{GOOD}\n[{GOOD}]\n");
+    check(body.as_bytes(), BodyFormat::Ndjson, Some(1), "", WrongType);
+}
+
+#[test]
+fn single_object_errors_have_no_index() {
+    check(
+        NO_ACTOR.as_bytes(),
+        BodyFormat::Json,
+        None,
+        "actor",
+        MissingField,
+    );
+}
+
+#[test]
+fn top_level_must_be_object_or_array() {
+    for body in ["42", "\"event\"", "null", "true"] {
+        check(body.as_bytes(), BodyFormat::Json, None, "", WrongType);
+    }
+    let error = parse_event(format!("[{GOOD}]").as_bytes(), &Limits::default()).unwrap_err();
+    assert_eq!(error.kind, WrongType);
+}
+
+#[test]
+fn empty_batches_are_rejected() {
+    check(b"[]", BodyFormat::Json, None, "", InvalidValue);
+    check(b"", BodyFormat::Ndjson, None, "", InvalidValue);
+    check(b"\n \r\n\t\n", BodyFormat::Ndjson, None, "", InvalidValue);
+}
+
+#[test]
+fn batch_and_body_limits() {
+    let limits = Limits {
+        max_batch_events: 2,
+        ..Limits::default()
+    };
+    let array = format!("[{GOOD},{GOOD}]");
+    assert_eq!(
+        parse_batch(array.as_bytes(), BodyFormat::Json, &limits)
+            .unwrap()
+            .len(),
+        2
+    );
+    let array = format!("[{GOOD},{GOOD},{GOOD}]");
+    let error = parse_batch(array.as_bytes(), BodyFormat::Json, &limits).unwrap_err();
+    assert_eq!((error.index, error.error.kind), (None, TooMany));
+    let lines = format!("{GOOD}\n{GOOD}\n{GOOD}\n");
+    let error = parse_batch(lines.as_bytes(), BodyFormat::Ndjson, &limits).unwrap_err();
+    assert_eq!((error.index, error.error.kind), (None, TooMany));
+
+    let limits = Limits {
+        max_body_bytes: GOOD.len() - 1,
+        ..Limits::default()
+    };
+    let error = parse_batch(GOOD.as_bytes(), BodyFormat::Json, &limits).unwrap_err();
+    assert_eq!((error.index, error.error.kind), (None, TooLarge));
+
+    let limits = Limits {
+        max_event_bytes: GOOD.len() - 1,
+        ..Limits::default()
+    };
+    let error = parse_batch(format!("[{GOOD}]").as_bytes(), BodyFormat::Json, &limits).unwrap_err();
+    assert_eq!((error.index, error.error.kind), (Some(0), TooLarge));
+}
+
+#[test]
+fn pathological_nesting_fails_fast_without_overflow() {
+    let depth = 100_000;
+    let arrays = "[".repeat(depth);
+    let objects = "{\"a\":".repeat(depth);
+    let in_metadata = format!(
+        r#"{{"action":"a.b","actor":{{"id":"u"}},"metadata":{}"#,
+        "[".repeat(depth)
+    );
+    for body in [&arrays, &objects, &in_metadata] {
+        let started = Instant::now();
+        for format in [BodyFormat::Json, BodyFormat::Ndjson] {
+            check(
+                body.as_bytes(),
+                format,
+                if format == BodyFormat::Ndjson {
+                    Some(0)
+                } else {
+                    None
+                },
+                "",
+                TooDeep,
+            );
+        }
+        let error = parse_event(body.as_bytes(), &Limits::default()).unwrap_err();
+        assert_eq!(error.kind, TooDeep);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn nesting_within_parser_limit_but_over_max_depth() {
+    let body = format!(
+        r#"{{"action":"a.b","actor":{{"id":"u"}},"metadata":{{"x":{}1{}}}}}"#,
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    let error = check(
+        body.as_bytes(),
+        BodyFormat::Json,
+        None,
+        "metadata.x[0][0][0][0][0][0][0][0][0][0][0][0][0][0]",
+        TooDeep,
+    );
+    assert!(
+        error.error.message.contains("deeper than 16 levels"),
+        "{error}"
+    );
+}

@@ -1,0 +1,38 @@
+//! Veritrail's event model: the ingest event schema (SPEC §2) and its validation, the action
+//! taxonomy (SPEC §6), event ids, and the sealed record format (SPEC §3) with its personal-data
+//! commitments.
+//!
+//! Architecture invariant: this crate is pure. It does no I/O, reads no clock and draws no
+//! random numbers; callers pass times, ids and salts in. It owns every persisted JSON format
+//! of an event: the ingest JSON, the sealed record, and the personal-data blob.
+
+mod batch;
+mod error;
+mod event;
+mod fields;
+mod id;
+mod jcs;
+mod json;
+pub mod limits;
+mod metadata;
+mod personal;
+mod seal;
+pub mod taxonomy;
+mod time;
+mod validate;
+mod vocabulary;
+
+pub use batch::{BodyFormat, parse_batch, parse_event};
+pub use error::{BatchError, OpenError, ValidationError, ValidationErrorKind};
+pub use event::{Actor, Changes, Context, Event, Resource};
+pub use id::new_event_id;
+pub use limits::Limits;
+pub use metadata::RESERVED_METADATA_KEYS;
+pub use personal::{PersonalData, PersonalValue};
+pub use seal::{
+    COMMITMENT_DOMAIN, ERASED, PERSONAL_FIELDS, PrepareContext, PreparedEvent,
+    SEALED_RECORD_VERSION, commitment, open, seal,
+};
+pub use time::{format_exact as format_timestamp, format_millis as format_timestamp_millis};
+pub use validate::validate_event;
+pub use vocabulary::{ActorType, Channel, Outcome, PurposeCategory, Sensitivity};

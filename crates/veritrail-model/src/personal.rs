@@ -1,0 +1,120 @@
+//! Personal data taken out of a sealed record: the clear values and the salts of their
+//! commitments. Stored apart from the ledger; destroying it erases the data (GDPR Art. 17)
+//! without changing any sealed record.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value};
+
+use crate::error::OpenError;
+use crate::jcs::canonical_bytes;
+
+/// Format version of [`PersonalData::to_bytes`].
+const PERSONAL_DATA_VERSION: u64 = 1;
+
+/// One committed value: the salt and the clear JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonalValue {
+    /// The 32 random bytes mixed into the commitment.
+    pub salt: [u8; 32],
+    /// The value in clear, exactly as committed.
+    pub value: Value,
+}
+
+/// The personal values of one event, keyed by field path (`actor.email`, `context.ip`,
+/// `changes`...; see [`crate::PERSONAL_FIELDS`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PersonalData {
+    fields: BTreeMap<String, PersonalValue>,
+}
+
+impl PersonalData {
+    /// True when the event had no personal field.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Number of personal fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// The value committed at `path`, if still held.
+    pub fn get(&self, path: &str) -> Option<&PersonalValue> {
+        self.fields.get(path)
+    }
+
+    /// Forgets one field (partial erasure); returns it if it was there.
+    pub fn remove(&mut self, path: &str) -> Option<PersonalValue> {
+        self.fields.remove(path)
+    }
+
+    /// The fields in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PersonalValue)> {
+        self.fields
+            .iter()
+            .map(|(path, value)| (path.as_str(), value))
+    }
+
+    pub(crate) fn insert(&mut self, path: &str, value: PersonalValue) {
+        self.fields.insert(path.to_owned(), value);
+    }
+
+    /// Encodes as canonical JSON:
+    /// `{"fields":{"<path>":{"salt":"<base64 std>","value":<json>},...},"v":1}`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut fields = Map::new();
+        for (path, field) in &self.fields {
+            let mut entry = Map::new();
+            entry.insert("salt".into(), Value::String(BASE64.encode(field.salt)));
+            entry.insert("value".into(), field.value.clone());
+            fields.insert(path.clone(), Value::Object(entry));
+        }
+        let mut root = Map::new();
+        root.insert("v".into(), Value::from(PERSONAL_DATA_VERSION));
+        root.insert("fields".into(), Value::Object(fields));
+        canonical_bytes(&Value::Object(root))
+    }
+
+    /// Decodes what [`PersonalData::to_bytes`] produced.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PersonalData, OpenError> {
+        let root: Value =
+            serde_json::from_slice(bytes).map_err(|error| malformed(error.to_string()))?;
+        if root.get("v").and_then(Value::as_u64) != Some(PERSONAL_DATA_VERSION) {
+            return Err(malformed("missing or unsupported \"v\"".to_owned()));
+        }
+        let Some(Value::Object(entries)) = root.get("fields") else {
+            return Err(malformed("\"fields\" must be an object".to_owned()));
+        };
+        let mut personal = PersonalData::default();
+        for (path, entry) in entries {
+            let field = decode_field(path, entry)?;
+            personal.insert(path, field);
+        }
+        Ok(personal)
+    }
+}
+
+fn decode_field(path: &str, entry: &Value) -> Result<PersonalValue, OpenError> {
+    let Some(salt) = entry.get("salt").and_then(Value::as_str) else {
+        return Err(malformed(format!("\"{path}\" has no salt")));
+    };
+    let salt = BASE64
+        .decode(salt)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| malformed(format!("\"{path}\" salt is not 32 base64-encoded bytes")))?;
+    let Some(value) = entry.get("value") else {
+        return Err(malformed(format!("\"{path}\" has no value")));
+    };
+    Ok(PersonalValue {
+        salt,
+        value: value.clone(),
+    })
+}
+
+fn malformed(message: String) -> OpenError {
+    OpenError::MalformedPersonalData(message)
+}

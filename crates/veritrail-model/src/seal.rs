@@ -1,0 +1,236 @@
+//! Turning a validated event into a sealed record (SPEC §3), and back into the reader's view.
+//!
+//! The sealed record format is documented in the crate README ("Sealed record v1"); it is
+//! fixed forever once data exists, so every change here must keep old records opening.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::OpenError;
+use crate::event::Event;
+use crate::jcs::canonical_bytes;
+use crate::personal::{PersonalData, PersonalValue};
+use crate::time;
+
+#[cfg(test)]
+mod tests;
+
+/// Sealed record format version, the `"v"` member.
+pub const SEALED_RECORD_VERSION: u64 = 1;
+
+/// Domain-separation prefix of every commitment hash.
+pub const COMMITMENT_DOMAIN: &[u8] = b"veritrail.commitment.v1\n";
+
+/// What an erased personal value reads as in [`open`]'s output.
+pub const ERASED: &str = "[erased]";
+
+/// Field paths whose values never appear in clear in a sealed record, in the order their
+/// salts are drawn. `changes` is committed only when the event has a `sensitivity` label.
+pub const PERSONAL_FIELDS: &[&str] = &[
+    "actor.name",
+    "actor.email",
+    "context.ip",
+    "context.user_agent",
+    "context.location",
+    "changes",
+];
+
+/// The personal string fields as (parent object, key).
+const PERSONAL_STRING_FIELDS: &[(&str, &str)] = &[
+    ("actor", "name"),
+    ("actor", "email"),
+    ("context", "ip"),
+    ("context", "user_agent"),
+    ("context", "location"),
+];
+
+/// What [`Event::prepare`] needs from the caller: the server-side defaults and a source of
+/// random salts (the model does no I/O and has no randomness of its own).
+pub struct PrepareContext<'a> {
+    /// The id to use when the client sent none, e.g. from [`crate::new_event_id`].
+    pub id_if_missing: String,
+    /// Server time; used (truncated to milliseconds) when the client sent no `occurred_at`.
+    pub now: Timestamp,
+    /// Returns 32 fresh random bytes per call; called once per personal field, in
+    /// [`PERSONAL_FIELDS`] order.
+    pub salt: &'a mut dyn FnMut() -> [u8; 32],
+}
+
+/// An event ready to be sealed: its final id, the sealed body (without the ledger fields
+/// `v`, `seq`, `tenant`, `received_at`) and the personal data taken out of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedEvent {
+    /// The event id (client's, or `id_if_missing`).
+    pub id: String,
+    /// The sealed record minus the ledger fields; personal fields are commitments.
+    pub body: Map<String, Value>,
+    /// Clear values and salts of the committed fields (may be empty).
+    pub personal: PersonalData,
+}
+
+impl Event {
+    /// Applies the server defaults (`id`, `occurred_at`) and replaces the personal fields by
+    /// commitments, moving their clear values into [`PreparedEvent::personal`].
+    pub fn prepare(self, ctx: PrepareContext<'_>) -> PreparedEvent {
+        let id = self.id.clone().unwrap_or(ctx.id_if_missing);
+        let (occurred_at, occurred_at_source) = match self.occurred_at {
+            Some(occurred_at) => (occurred_at, "client"),
+            None => (time::truncate_to_millis(ctx.now), "server"),
+        };
+        let mut body = self.to_json();
+        body.insert("id".into(), Value::String(id.clone()));
+        body.insert("occurred_at".into(), time::format_exact(occurred_at).into());
+        body.insert("occurred_at_source".into(), occurred_at_source.into());
+
+        let mut personal = PersonalData::default();
+        for (parent, key) in PERSONAL_STRING_FIELDS {
+            if let Some(Value::Object(object)) = body.get_mut(*parent) {
+                let path = format!("{parent}.{key}");
+                commit_field(object, key, &path, ctx.salt, &mut personal);
+            }
+        }
+        if !self.sensitivity.is_empty() {
+            commit_field(&mut body, "changes", "changes", ctx.salt, &mut personal);
+        }
+        PreparedEvent { id, body, personal }
+    }
+}
+
+/// Replaces `object[key]`, if present, by `{"commitment": ...}` and records its clear value.
+fn commit_field(
+    object: &mut Map<String, Value>,
+    key: &str,
+    path: &str,
+    salt: &mut dyn FnMut() -> [u8; 32],
+    personal: &mut PersonalData,
+) {
+    let Some(slot) = object.get_mut(key) else {
+        return;
+    };
+    let salt = salt();
+    let committed = commitment_object(&salt, slot);
+    let value = std::mem::replace(slot, committed);
+    personal.insert(path, PersonalValue { salt, value });
+}
+
+fn commitment_object(salt: &[u8; 32], value: &Value) -> Value {
+    let mut object = Map::new();
+    object.insert("commitment".into(), Value::String(commitment(salt, value)));
+    Value::Object(object)
+}
+
+/// `base64(SHA-256("veritrail.commitment.v1\n" || salt || JCS(value)))`, standard alphabet
+/// with padding.
+pub fn commitment(salt: &[u8; 32], value: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(COMMITMENT_DOMAIN);
+    hasher.update(salt);
+    hasher.update(canonical_bytes(value));
+    BASE64.encode(hasher.finalize())
+}
+
+/// The sealed record: canonical (RFC 8785) JSON bytes of the prepared body plus
+/// `"v":1`, `seq`, `tenant` and `received_at` (UTC, milliseconds). These are the exact bytes
+/// to store and to hash into the ledger leaf. Deterministic.
+pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Timestamp) -> Vec<u8> {
+    let mut record = prepared.body.clone();
+    record.insert("v".into(), Value::from(SEALED_RECORD_VERSION));
+    record.insert("seq".into(), Value::from(seq));
+    record.insert("tenant".into(), Value::String(tenant.to_owned()));
+    record.insert(
+        "received_at".into(),
+        time::format_millis(received_at).into(),
+    );
+    canonical_bytes(&Value::Object(record))
+}
+
+/// The event as API readers see it: every sealed field except `v`, with each commitment
+/// replaced by its clear value from `personal` (checked against the commitment) or by
+/// `"[erased]"` when `personal` does not hold it.
+pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, OpenError> {
+    let record: Value =
+        serde_json::from_slice(sealed).map_err(|error| malformed(error.to_string()))?;
+    let Value::Object(mut record) = record else {
+        return Err(malformed("not a json object".to_owned()));
+    };
+    match record.remove("v") {
+        Some(version) if version.as_u64() == Some(SEALED_RECORD_VERSION) => {}
+        Some(version) => return Err(OpenError::UnsupportedVersion(version.to_string())),
+        None => return Err(malformed("missing \"v\"".to_owned())),
+    }
+
+    let mut revealed = BTreeSet::new();
+    for (parent, key) in PERSONAL_STRING_FIELDS {
+        let path = format!("{parent}.{key}");
+        let Some(Value::Object(object)) = record.get_mut(*parent) else {
+            continue;
+        };
+        let Some(slot) = object.get_mut(*key) else {
+            continue;
+        };
+        if !reveal(slot, &path, personal)? {
+            return Err(malformed(format!("\"{path}\" is not a commitment")));
+        }
+        revealed.insert(path);
+    }
+    // `changes` is in clear when the event had no sensitivity label.
+    if let Some(slot) = record.get_mut("changes")
+        && reveal(slot, "changes", personal)?
+    {
+        revealed.insert("changes".to_owned());
+    }
+
+    if let Some(personal) = personal {
+        for (path, _) in personal.iter() {
+            if !revealed.contains(path) {
+                return Err(OpenError::UnexpectedPersonalValue {
+                    path: path.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(Value::Object(record))
+}
+
+/// If `slot` is a commitment, replaces it by the verified clear value (or `"[erased]"`) and
+/// returns true; returns false when `slot` is not a commitment.
+fn reveal(
+    slot: &mut Value,
+    path: &str,
+    personal: Option<&PersonalData>,
+) -> Result<bool, OpenError> {
+    let Some(expected) = commitment_in(slot) else {
+        return Ok(false);
+    };
+    let Some(field) = personal.and_then(|personal| personal.get(path)) else {
+        *slot = Value::String(ERASED.to_owned());
+        return Ok(true);
+    };
+    if commitment(&field.salt, &field.value) != expected {
+        return Err(OpenError::CommitmentMismatch {
+            path: path.to_owned(),
+        });
+    }
+    *slot = field.value.clone();
+    Ok(true)
+}
+
+/// The commitment string if `value` is exactly `{"commitment": "<string>"}`.
+fn commitment_in(value: &Value) -> Option<String> {
+    let Value::Object(object) = value else {
+        return None;
+    };
+    if object.len() != 1 {
+        return None;
+    }
+    object.get("commitment")?.as_str().map(str::to_owned)
+}
+
+fn malformed(message: String) -> OpenError {
+    OpenError::MalformedRecord(message)
+}

@@ -1,0 +1,296 @@
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::{
+    ERASED, Limits, OpenError, PersonalData, PrepareContext, PreparedEvent, commitment, jcs, open,
+    parse_event, seal,
+};
+
+const EMAIL: &str = "zelda.quux-7731@example-hospital.test";
+const IP: &str = "198.51.100.219";
+const NAME: &str = "Zelda Quuxworth";
+const USER_AGENT: &str = "QuuxBrowser/9.9 (distinctive)";
+const LOCATION: &str = "Quuxville, ZZ";
+const BEFORE_SECRET: &str = "diagnosis-before-8842";
+const AFTER_SECRET: &str = "diagnosis-after-8843";
+
+fn event_json() -> Value {
+    json!({
+        "action": "data.updated",
+        "occurred_at": "2026-01-15T15:32:11.234+01:00",
+        "actor": {"id": "user-123", "name": NAME, "email": EMAIL, "roles": ["doctor"]},
+        "resource": {"type": "record", "id": "r-1", "name": "Chart"},
+        "targets": [{"type": "team", "id": "t-1"}],
+        "reason": "treatment",
+        "context": {"ip": IP, "user_agent": USER_AGENT, "location": LOCATION,
+                    "session_id": "sess-1", "channel": "ui"},
+        "changes": {"before": {"dx": BEFORE_SECRET}, "after": {"dx": AFTER_SECRET}},
+        "data_subject": "patient-77",
+        "sensitivity": ["phi"],
+        "metadata": {"cost": 0.0045, "tokens": 470, "nested": {"ok": [1, 2.5, null]}}
+    })
+}
+
+fn now() -> Timestamp {
+    "2026-01-15T14:32:12.345678901Z".parse().unwrap()
+}
+
+fn received_at() -> Timestamp {
+    "2026-01-15T14:32:12.999999Z".parse().unwrap()
+}
+
+/// Prepares `event` with salts 1, 2, 3... (each salt is 32 copies of its number).
+fn prepare(event: &Value) -> PreparedEvent {
+    let event = parse_event(event.to_string().as_bytes(), &Limits::default()).unwrap();
+    let mut next = 0_u8;
+    let mut salt = move || {
+        next += 1;
+        [next; 32]
+    };
+    event.prepare(PrepareContext {
+        id_if_missing: "evt_01KF0000000000000000000000".to_owned(),
+        now: now(),
+        salt: &mut salt,
+    })
+}
+
+fn sealed_text(prepared: &PreparedEvent) -> String {
+    String::from_utf8(seal(prepared, "acme", 41, received_at())).unwrap()
+}
+
+#[test]
+fn round_trip_restores_the_event() {
+    let prepared = prepare(&event_json());
+    let sealed = seal(&prepared, "acme", 41, received_at());
+    let view = open(&sealed, Some(&prepared.personal)).unwrap();
+
+    let mut expected = event_json();
+    let extra = json!({
+        "id": "evt_01KF0000000000000000000000",
+        "occurred_at": "2026-01-15T14:32:11.234Z",
+        "occurred_at_source": "client",
+        "outcome": "success",
+        "tenant": "acme",
+        "seq": 41,
+        "received_at": "2026-01-15T14:32:12.999Z",
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        expected[key] = value.clone();
+    }
+    expected["actor"]["type"] = json!("user");
+    assert_eq!(view, expected);
+}
+
+#[test]
+fn personal_values_never_reach_the_sealed_record() {
+    let prepared = prepare(&event_json());
+    let sealed = sealed_text(&prepared);
+    for secret in [
+        EMAIL,
+        IP,
+        NAME,
+        USER_AGENT,
+        LOCATION,
+        BEFORE_SECRET,
+        AFTER_SECRET,
+    ] {
+        assert!(!sealed.contains(secret), "{secret} leaked into {sealed}");
+    }
+    let paths: Vec<&str> = prepared.personal.iter().map(|(path, _)| path).collect();
+    assert_eq!(
+        paths,
+        [
+            "actor.email",
+            "actor.name",
+            "changes",
+            "context.ip",
+            "context.location",
+            "context.user_agent"
+        ]
+    );
+    assert_eq!(
+        prepared.personal.get("actor.email").unwrap().value,
+        json!(EMAIL)
+    );
+    // Salts are drawn in PERSONAL_FIELDS order.
+    assert_eq!(prepared.personal.get("actor.name").unwrap().salt, [1; 32]);
+    assert_eq!(prepared.personal.get("changes").unwrap().salt, [6; 32]);
+}
+
+#[test]
+fn changes_stay_in_clear_without_sensitivity() {
+    let mut event = event_json();
+    event.as_object_mut().unwrap().remove("sensitivity");
+    let prepared = prepare(&event);
+    assert!(sealed_text(&prepared).contains(BEFORE_SECRET));
+    assert!(prepared.personal.get("changes").is_none());
+    let view = open(&seal(&prepared, "acme", 41, received_at()), None).unwrap();
+    assert_eq!(view["changes"], event["changes"]);
+}
+
+#[test]
+fn erased_personal_data_reads_as_erased() {
+    let prepared = prepare(&event_json());
+    let sealed = seal(&prepared, "acme", 41, received_at());
+    let view = open(&sealed, None).unwrap();
+    assert_eq!(view["actor"]["email"], json!(ERASED));
+    assert_eq!(view["actor"]["name"], json!(ERASED));
+    assert_eq!(view["context"]["ip"], json!(ERASED));
+    assert_eq!(view["context"]["user_agent"], json!(ERASED));
+    assert_eq!(view["context"]["location"], json!(ERASED));
+    assert_eq!(view["changes"], json!(ERASED));
+    assert_eq!(view["context"]["session_id"], json!("sess-1"));
+    assert!(!view.to_string().contains("commitment"));
+
+    // Partial erasure; the sealed bytes do not change.
+    let mut personal = prepared.personal.clone();
+    personal.remove("actor.email");
+    let view = open(&sealed, Some(&personal)).unwrap();
+    assert_eq!(view["actor"]["email"], json!(ERASED));
+    assert_eq!(view["actor"]["name"], json!(NAME));
+    assert_eq!(seal(&prepared, "acme", 41, received_at()), sealed);
+}
+
+#[test]
+fn sealing_is_deterministic_and_canonical() {
+    let first = seal(&prepare(&event_json()), "acme", 41, received_at());
+    let second = seal(&prepare(&event_json()), "acme", 41, received_at());
+    assert_eq!(first, second);
+    let reparsed: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(jcs::canonical_bytes(&reparsed), first);
+    assert_ne!(
+        seal(&prepare(&event_json()), "acme", 42, received_at()),
+        first
+    );
+}
+
+#[test]
+fn salts_change_commitments() {
+    let value = json!(EMAIL);
+    assert_ne!(commitment(&[1; 32], &value), commitment(&[2; 32], &value));
+    assert_eq!(commitment(&[1; 32], &value).len(), 44);
+}
+
+#[test]
+fn server_defaults() {
+    let prepared = prepare(&json!({"action": "auth.logout", "actor": {"id": "u"}}));
+    assert_eq!(prepared.id, "evt_01KF0000000000000000000000");
+    assert!(prepared.personal.is_empty());
+    let view = open(
+        &seal(&prepared, "acme", 0, received_at()),
+        Some(&prepared.personal),
+    )
+    .unwrap();
+    assert_eq!(view["occurred_at"], json!("2026-01-15T14:32:12.345Z"));
+    assert_eq!(view["occurred_at_source"], json!("server"));
+    assert_eq!(view["id"], json!("evt_01KF0000000000000000000000"));
+
+    let prepared =
+        prepare(&json!({"id": "order-9", "action": "auth.logout", "actor": {"id": "u"}}));
+    assert_eq!(prepared.id, "order-9");
+    assert_eq!(prepared.body["id"], json!("order-9"));
+}
+
+/// The sealed record format is fixed forever: this pins it byte for byte (commitments
+/// cross-checked with Python hashlib: sha256(prefix + bytes([n])*32 + b"\"value\"")).
+#[test]
+fn golden_sealed_record() {
+    let event = json!({
+        "action": "auth.login.success",
+        "occurred_at": "2026-01-15T14:32:11.234Z",
+        "actor": {"id": "user-123", "email": "jane@acme.com"},
+        "context": {"ip": "203.0.113.7", "channel": "api"},
+        "metadata": {"cost": 0.0045, "z": 1, "a": "é"}
+    });
+    let sealed = sealed_text(&prepare(&event));
+    let expected = concat!(
+        r#"{"action":"auth.login.success","#,
+        r#""actor":{"email":{"commitment":"6UGWpwACUT2YnDBGhy0vEYFVWjHwaeG83N/TNygeI9I="},"id":"user-123","type":"user"},"#,
+        r#""context":{"channel":"api","ip":{"commitment":"ejE9jfdcWsKVNqXs3kqjIky5if5prLgpk3I9bIhRvA4="}},"#,
+        r#""id":"evt_01KF0000000000000000000000","metadata":{"a":"é","cost":0.0045,"z":1},"#,
+        r#""occurred_at":"2026-01-15T14:32:11.234Z","occurred_at_source":"client","outcome":"success","#,
+        r#""received_at":"2026-01-15T14:32:12.999Z","seq":41,"tenant":"acme","v":1}"#,
+    );
+    assert_eq!(sealed, expected);
+}
+
+#[test]
+fn commitment_definition() {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut input = b"veritrail.commitment.v1\n".to_vec();
+    input.extend_from_slice(&[7; 32]);
+    input.extend_from_slice(b"\"jane@acme.com\"");
+    let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&input));
+    assert_eq!(commitment(&[7; 32], &json!("jane@acme.com")), expected);
+}
+
+#[test]
+fn tampered_or_foreign_personal_data_is_refused() {
+    let prepared = prepare(&event_json());
+    let sealed = seal(&prepared, "acme", 41, received_at());
+
+    let mut tampered = PersonalData::from_bytes(&prepared.personal.to_bytes()).unwrap();
+    let mut field = tampered.remove("actor.email").unwrap();
+    field.value = json!("someone.else@example.test");
+    tampered.insert("actor.email", field);
+    assert_eq!(
+        open(&sealed, Some(&tampered)),
+        Err(OpenError::CommitmentMismatch {
+            path: "actor.email".to_owned()
+        })
+    );
+
+    // Personal data of an event without `changes` committed.
+    let plain = prepare(&json!({"action": "a.b", "actor": {"id": "u"}}));
+    let plain_sealed = seal(&plain, "acme", 1, received_at());
+    assert_eq!(
+        open(&plain_sealed, Some(&prepared.personal)),
+        Err(OpenError::UnexpectedPersonalValue {
+            path: "actor.email".to_owned()
+        })
+    );
+}
+
+#[test]
+fn personal_data_bytes_round_trip() {
+    let prepared = prepare(&event_json());
+    let bytes = prepared.personal.to_bytes();
+    let decoded = PersonalData::from_bytes(&bytes).unwrap();
+    assert_eq!(decoded, prepared.personal);
+    assert_eq!(decoded.len(), 6);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.starts_with(r#"{"fields":{"actor.email":{"salt":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=","value":"#), "{text}");
+    assert!(text.ends_with(r#","v":1}"#));
+
+    for bad in [
+        &b"not json"[..],
+        br#"{"v":2,"fields":{}}"#,
+        br#"{"v":1}"#,
+        br#"{"v":1,"fields":{"actor.email":{"value":"x"}}}"#,
+        br#"{"v":1,"fields":{"actor.email":{"salt":"AAAA","value":"x"}}}"#,
+        br#"{"v":1,"fields":{"actor.email":{"salt":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="}}}"#,
+    ] {
+        assert!(matches!(PersonalData::from_bytes(bad), Err(OpenError::MalformedPersonalData(_))));
+    }
+}
+
+#[test]
+fn malformed_sealed_records_are_refused() {
+    let cases: &[&[u8]] = &[
+        b"not json",
+        b"[1]",
+        br#"{"seq":1}"#,
+        br#"{"v":1,"actor":{"id":"u","email":"in clear"}}"#,
+    ];
+    for sealed in cases {
+        assert!(
+            matches!(open(sealed, None), Err(OpenError::MalformedRecord(_))),
+            "{sealed:?}"
+        );
+    }
+    assert_eq!(
+        open(br#"{"v":2}"#, None),
+        Err(OpenError::UnsupportedVersion("2".to_owned()))
+    );
+}

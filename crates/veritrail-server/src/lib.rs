@@ -1,0 +1,131 @@
+//! The HTTP server of Veritrail: the only crate that knows HTTP and the wire JSON.
+//!
+//! [`Server::start`] prepares the platform secrets in the store and returns the router;
+//! [`serve`] runs it on a listener until a shutdown token fires, then flushes the store.
+
+#![forbid(unsafe_code)]
+
+mod audit;
+pub mod auth;
+pub mod error;
+mod export;
+mod ids;
+mod metrics;
+mod openapi;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio_util::sync::CancellationToken;
+use veritrail_model::Limits;
+use veritrail_store::Store;
+
+pub use crate::error::{ApiError, Code};
+
+/// Name of the store setting holding the pepper API-key secrets are hashed under.
+const PEPPER_SETTING: &str = "auth.pepper";
+/// Name of the store setting holding the hash of the platform bootstrap token.
+const BOOTSTRAP_SETTING: &str = "auth.bootstrap_token_hash";
+
+/// Everything the server needs besides its store.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Limits on ingest bodies and events.
+    pub limits: Limits,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// The bootstrap token to install on first start (`VERITRAIL_BOOTSTRAP_TOKEN`); generated
+    /// when absent.
+    pub bootstrap_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { limits: Limits::default(), max_body_bytes: 16 * 1024 * 1024, bootstrap_token: None }
+    }
+}
+
+/// Shared state of every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) pepper: Arc<[u8]>,
+    pub(crate) bootstrap_hash: [u8; 32],
+    pub(crate) metrics: Arc<metrics::HttpMetrics>,
+}
+
+/// A prepared server: its router, and the bootstrap token if this start generated one (to be
+/// shown once to the operator).
+pub struct Server {
+    /// The HTTP application.
+    pub router: Router,
+    /// A newly generated bootstrap token, `None` when one was already installed.
+    pub new_bootstrap_token: Option<String>,
+    store: Arc<dyn Store>,
+}
+
+impl Server {
+    /// Loads or initialises the platform secrets and builds the router.
+    pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<Server, ApiError> {
+        let pepper = store.init_setting(PEPPER_SETTING, ids::random_bytes::<32>()?.to_vec()).await?;
+        let mut new_bootstrap_token = None;
+        let bootstrap_hash = match store.setting(BOOTSTRAP_SETTING).await? {
+            Some(hash) => hash,
+            None => {
+                let token = match &config.bootstrap_token {
+                    Some(token) => token.clone(),
+                    None => {
+                        let token = format!("vtb_{}", ids::random_base32(40)?);
+                        new_bootstrap_token = Some(token.clone());
+                        token
+                    }
+                };
+                let hash = auth::hash_secret(&pepper, &token).to_vec();
+                let stored = store.init_setting(BOOTSTRAP_SETTING, hash.clone()).await?;
+                if stored != hash {
+                    new_bootstrap_token = None; // another node initialised it first
+                }
+                stored
+            }
+        };
+        let bootstrap_hash: [u8; 32] = bootstrap_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::new(Code::Internal, "stored bootstrap token hash is damaged"))?;
+        let max_body = config.max_body_bytes;
+        let state = AppState {
+            store: store.clone(),
+            config: Arc::new(config),
+            pepper: pepper.into(),
+            bootstrap_hash,
+            metrics: Arc::new(metrics::HttpMetrics::default()),
+        };
+        let router = routes::router(state).layer(DefaultBodyLimit::max(max_body));
+        Ok(Server { router, new_bootstrap_token, store })
+    }
+}
+
+/// Serves `server` on `listener` until `shutdown` is cancelled, then lets in-flight requests
+/// finish (at most 30 s) and shuts the store down so that everything acknowledged is committed.
+pub async fn serve(server: Server, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    let Server { router, store, .. } = server;
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let signal = shutdown.clone();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
+    let result = tokio::select! {
+        result = serving => result,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(Duration::from_secs(30)).await } => {
+            tracing::warn!("requests still running 30 s after shutdown began; closing");
+            Ok(())
+        }
+    };
+    if let Err(error) = store.shutdown().await {
+        tracing::error!(%error, "store shutdown failed");
+    }
+    result
+}

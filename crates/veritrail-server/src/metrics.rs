@@ -1,0 +1,68 @@
+//! `/metrics` in the Prometheus text format: ingest and commit figures from the store, index lag,
+//! and HTTP request counts by route and status class. No secret or tenant data appears here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Request counters keyed by (method, route, status class).
+#[derive(Default)]
+pub(crate) struct HttpMetrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let class = response.status().as_u16() / 100 * 100;
+    let mut requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner());
+    *requests.entry((method, route, class)).or_insert(0) += 1;
+    response
+}
+
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let stats = state.store.stats();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP veritrail_events_ingested_total Events durably appended to ledgers since start.");
+    let _ = writeln!(out, "# TYPE veritrail_events_ingested_total counter");
+    let _ = writeln!(out, "veritrail_events_ingested_total {}", stats.events_appended);
+    let _ = writeln!(out, "# HELP veritrail_commits_total Group commits since start.");
+    let _ = writeln!(out, "# TYPE veritrail_commits_total counter");
+    let _ = writeln!(out, "veritrail_commits_total {}", stats.commits);
+    let _ = writeln!(out, "# HELP veritrail_ingest_queue_depth Append requests waiting for the ledger writer.");
+    let _ = writeln!(out, "# TYPE veritrail_ingest_queue_depth gauge");
+    let _ = writeln!(out, "veritrail_ingest_queue_depth {}", stats.queue_depth);
+    let _ = writeln!(out, "# HELP veritrail_commit_duration_seconds Duration of group commits, fsync included.");
+    let _ = writeln!(out, "# TYPE veritrail_commit_duration_seconds histogram");
+    let mut count = 0;
+    for (bound, cumulative) in &stats.commit_latency_buckets {
+        let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };
+        let _ = writeln!(out, "veritrail_commit_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+        count = *cumulative;
+    }
+    let _ = writeln!(out, "veritrail_commit_duration_seconds_sum {}", stats.commit_latency_sum);
+    let _ = writeln!(out, "veritrail_commit_duration_seconds_count {count}");
+    let _ = writeln!(out, "# HELP veritrail_index_lag_events Committed events not yet visible to queries.");
+    let _ = writeln!(out, "# TYPE veritrail_index_lag_events gauge");
+    let _ = writeln!(out, "veritrail_index_lag_events {}", stats.index.lag_events);
+    let _ = writeln!(out, "# HELP veritrail_index_rebuilding 1 while the query index is rebuilt from the ledger.");
+    let _ = writeln!(out, "# TYPE veritrail_index_rebuilding gauge");
+    let _ = writeln!(out, "veritrail_index_rebuilding {}", u8::from(stats.index.rebuilding));
+    let _ = writeln!(out, "# HELP veritrail_http_requests_total HTTP requests by method, route and status class.");
+    let _ = writeln!(out, "# TYPE veritrail_http_requests_total counter");
+    let requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for ((method, route, class), n) in requests {
+        let _ = writeln!(out, "veritrail_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {n}");
+    }
+    let mut response = out.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}

@@ -1,0 +1,105 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`, generated from [`OPERATIONS`] (the
+//! same table a test checks against the router, so a route cannot go undocumented) and from the
+//! error-code table.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::Code;
+use crate::export::CSV_COLUMNS;
+
+/// One documented operation.
+pub(crate) struct Operation {
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) summary: &'static str,
+    /// Scope needed (`platform` for the bootstrap token, empty for none).
+    pub(crate) auth: &'static str,
+    pub(crate) query: &'static [(&'static str, &'static str)],
+    pub(crate) success: (u16, &'static str),
+}
+
+const FILTERS: &[(&str, &str)] = &[
+    ("action", "Action, glob (`auth.*`) or comma list of them"),
+    ("actor_id", "Exact actor id"),
+    ("actor_email", "Actor e-mail, case-insensitive"),
+    ("actor_type", "user | service | api_key | ai_agent | system | anonymous"),
+    ("actor_role", "One of the actor's roles"),
+    ("resource_type", "Type of the resource or of any target"),
+    ("resource_id", "Id of the resource or of any target"),
+    ("outcome", "success | failure | denied"),
+    ("ip", "context.ip (IPv4/IPv6)"),
+    ("channel", "ui | api | workflow | system"),
+    ("sensitivity", "pii | phi | pci | secret | confidential"),
+    ("data_subject", "Exact data subject"),
+    ("metadata.<key>", "metadata value at a dotted path equals the given text"),
+    ("since", "occurred_at >= since (RFC 3339)"),
+    ("until", "occurred_at < until (RFC 3339)"),
+    ("q", "case-insensitive text search over action, actor, resources, reason, subject, endpoint"),
+    ("order", "desc (default) | asc, by seq"),
+];
+
+pub(crate) const OPERATIONS: &[Operation] = &[
+    Operation { method: "post", path: "/v1/tenants", summary: "Create a tenant and its first admin API key", auth: "platform", query: &[], success: (201, "`{\"tenant\", \"name\", \"api_key\"}`") },
+    Operation { method: "post", path: "/v1/events", summary: "Ingest one event, a JSON array of events, or NDJSON; answers once durable; idempotent by id", auth: "events:write", query: &[], success: (201, "`{\"events\":[{\"id\",\"seq\"}]}`") },
+    Operation { method: "get", path: "/v1/events", summary: "Query events, newest first, with cursor pagination", auth: "events:read", query: &[("limit", "1-1000, default 100"), ("cursor", "next_cursor of the previous page")], success: (200, "`{\"events\":[...], \"next_cursor\"}`") },
+    Operation { method: "get", path: "/v1/events/{id}", summary: "One event with its seq, leaf_hash and inclusion-proof link", auth: "events:read", query: &[], success: (200, "the event") },
+    Operation { method: "get", path: "/v1/export", summary: "Stream every matching event as CSV (spreadsheet-safe) or JSON lines, oldest first", auth: "events:read", query: &[("format", "csv | jsonl (required)")], success: (200, "text/csv or application/x-ndjson") },
+    Operation { method: "post", path: "/v1/api-keys", summary: "Create an API key `{\"name\",\"scopes\",\"expires_at\"?}`; the secret is shown once", auth: "admin", query: &[], success: (201, "`{\"id\", \"api_key\"}`") },
+    Operation { method: "get", path: "/v1/api-keys", summary: "List the tenant's API keys (no secrets)", auth: "admin", query: &[], success: (200, "`{\"api_keys\":[...]}`") },
+    Operation { method: "delete", path: "/v1/api-keys/{id}", summary: "Revoke an API key at once", auth: "admin", query: &[], success: (204, "revoked") },
+    Operation { method: "get", path: "/v1/openapi.json", summary: "This document", auth: "", query: &[], success: (200, "OpenAPI 3.1") },
+    Operation { method: "get", path: "/healthz", summary: "Liveness", auth: "", query: &[], success: (200, "`{\"status\":\"ok\"}`") },
+    Operation { method: "get", path: "/readyz", summary: "Readiness: storage reachable, index lag", auth: "", query: &[], success: (200, "`{\"status\":\"ready\", ...}`") },
+    Operation { method: "get", path: "/metrics", summary: "Prometheus metrics", auth: "", query: &[], success: (200, "text/plain") },
+];
+
+fn takes_filters(op: &Operation) -> bool {
+    op.method == "get" && (op.path == "/v1/events" || op.path == "/v1/export")
+}
+
+/// Builds the document.
+pub(crate) fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let mut parameters = Vec::new();
+        for segment in op.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                parameters.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
+        let mut query: Vec<(&str, &str)> = op.query.to_vec();
+        if takes_filters(op) {
+            query.extend_from_slice(FILTERS);
+        }
+        for (name, description) in query {
+            parameters.push(json!({"name": name, "in": "query", "required": name == "format", "description": description, "schema": {"type": "string"}}));
+        }
+        let mut responses = Map::new();
+        responses.insert(op.success.0.to_string(), json!({"description": op.success.1}));
+        responses.insert("default".into(), json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+        let mut operation = json!({"summary": op.summary, "parameters": parameters, "responses": responses});
+        if !op.auth.is_empty() {
+            operation["security"] = json!([{"bearer": []}]);
+            operation["x-veritrail-scope"] = json!(op.auth);
+        }
+        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+        entry[op.method] = operation;
+    }
+    let codes: Vec<Value> = Code::ALL
+        .iter()
+        .map(|c| json!({"code": c.name(), "status": c.status().as_u16(), "description": c.description()}))
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Veritrail API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Tamper-evident audit trail. Errors use the codes listed in x-veritrail-error-codes."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "tenant API key (vt_...) or platform bootstrap token"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string", "enum": Code::ALL.iter().map(|c| c.name()).collect::<Vec<_>>()}, "message": {"type": "string"}}}}}}
+        },
+        "x-veritrail-error-codes": codes,
+        "x-veritrail-csv-columns": CSV_COLUMNS,
+    })
+}

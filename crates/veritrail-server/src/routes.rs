@@ -1,0 +1,359 @@
+//! Routes and handlers of the HTTP API v1 (SPEC §4).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use veritrail_model::{BodyFormat, PersonalData};
+use veritrail_query::parse_params;
+use veritrail_store::{ApiKeyRecord, StoredEvent, Tenant};
+
+use crate::AppState;
+use crate::audit::{self, RequestContext};
+use crate::auth::{self, Principal, Scope};
+use crate::error::{ApiError, Code};
+use crate::{export, ids, metrics};
+
+/// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
+const MAX_QUEUE_DEPTH: u64 = 3000;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant))
+        .route("/v1/events", post(ingest).get(query_events))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/export", get(export::export))
+        .route("/v1/api-keys", post(create_api_key).get(list_api_keys))
+        .route("/v1/api-keys/{id}", delete(revoke_api_key))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::new(Code::Internal, "unexpected server error").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "method not allowed on this path")
+}
+
+/// Caller details for self-audit records.
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<RequestContext, ApiError> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+        let user_agent =
+            parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string);
+        let path = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| parts.uri.path().into());
+        Ok(RequestContext { ip, user_agent, endpoint: format!("{} {path}", parts.method) })
+    }
+}
+
+/// The request body as bytes, with size-limit failures in our error format.
+pub(crate) struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Body, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!("request body is larger than {} bytes", state.config.max_body_bytes),
+            )),
+            Err(rejection) => Err(ApiError::new(Code::InvalidRequest, format!("cannot read request body: {rejection}"))),
+        }
+    }
+}
+
+/// Decoded query-string pairs, in order.
+pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    match raw {
+        Some(raw) => form_urlencoded::parse(raw.as_bytes()).into_owned().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Parses a small JSON request body into `T`, rejecting unknown fields (via `T`'s serde attrs).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > 64 * 1024 {
+        return Err(ApiError::new(Code::PayloadTooLarge, "request body is larger than 65536 bytes"));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::new(Code::InvalidUtf8, "request body is not valid utf-8"));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::new(Code::MalformedJson, format!("request body is not valid json: {e}")))?;
+    serde_json::from_value(value).map_err(|e| ApiError::new(Code::InvalidRequest, format!("invalid request body: {e}")))
+}
+
+/// The event as API readers see it: the opened record plus `leaf_hash`.
+pub(crate) fn event_json(stored: &StoredEvent) -> Result<Value, ApiError> {
+    let personal = match &stored.personal {
+        Some(bytes) => Some(PersonalData::from_bytes(bytes).map_err(|e| {
+            tracing::error!(error = %e, seq = stored.seq, "personal data sidecar unreadable");
+            ApiError::new(Code::Internal, "stored event is unreadable")
+        })?),
+        None => None,
+    };
+    let mut view = veritrail_model::open(&stored.sealed, personal.as_ref()).map_err(|e| {
+        tracing::error!(error = %e, seq = stored.seq, "sealed record unreadable");
+        ApiError::new(Code::Internal, "stored event is unreadable")
+    })?;
+    view["leaf_hash"] = json!(STANDARD.encode(stored.leaf_hash));
+    Ok(view)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenantRequest {
+    name: String,
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    if !matches!(principal, Principal::Platform) {
+        return Err(ApiError::new(Code::Forbidden, "creating tenants needs the platform bootstrap token"));
+    }
+    let CreateTenantRequest { name } = json_body(&body)?;
+    let name = name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(Code::InvalidValue, "name must be 1 to 200 printable characters"));
+    }
+    let tenant = Tenant { id: format!("tn_{}", ids::random_base32(20)?), name: name.clone(), created_at: Timestamp::now() };
+    state.store.create_tenant(tenant.clone()).await?;
+    let platform = json!({"id": "platform", "type": "system", "name": "platform operator"});
+    audit::record(&state, &tenant.id, "audit.log.initialized", platform.clone(), json!({"tenant_name": name}), &request).await?;
+    let scopes = vec![Scope::Admin.name().to_string()];
+    let key = store_new_key(&state, &tenant.id, "admin", scopes.clone(), None).await?;
+    audit::record(&state, &tenant.id, "audit.key.created", platform, json!({"key_id": key.id, "scopes": scopes}), &request).await?;
+    Ok((StatusCode::CREATED, Json(json!({"tenant": tenant.id, "name": name, "api_key": key.token}))).into_response())
+}
+
+async fn store_new_key(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    scopes: Vec<String>,
+    expires_at: Option<Timestamp>,
+) -> Result<auth::NewKey, ApiError> {
+    let key = auth::mint_key(&state.pepper)?;
+    let record = ApiKeyRecord {
+        id: key.id.clone(),
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        secret_hash: key.secret_hash,
+        scopes,
+        created_at: Timestamp::now(),
+        expires_at,
+        revoked_at: None,
+    };
+    state.store.create_api_key(record).await?;
+    Ok(key)
+}
+
+fn body_format(parts_content_type: Option<&str>) -> Result<BodyFormat, ApiError> {
+    let Some(content_type) = parts_content_type else {
+        return Ok(BodyFormat::Json);
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "" => Ok(BodyFormat::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyFormat::Ndjson),
+        other => Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            format!("content type {other:?} is not accepted; send application/json or application/x-ndjson"),
+        )),
+    }
+}
+
+async fn ingest(State(state): State<AppState>, principal: Principal, request: Request) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsWrite)?;
+    let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid").to_string());
+    let format = body_format(content_type.as_deref())?;
+    if let Some(query) = request.uri().query()
+        && !query.is_empty()
+    {
+        return Err(ApiError::new(Code::InvalidQuery, "POST /v1/events takes no query parameters"));
+    }
+    let Body(body) = Body::from_request(request, &state).await?;
+    if state.store.stats().queue_depth >= MAX_QUEUE_DEPTH {
+        let mut error = ApiError::new(Code::Overloaded, "ingest queue is full; retry shortly");
+        error.retry_after = Some(1);
+        return Err(error);
+    }
+    let events = veritrail_model::parse_batch(&body, format, &state.config.limits)?;
+    if events.is_empty() {
+        return Err(ApiError::new(Code::EmptyBatch, "the body holds no event"));
+    }
+    let mut prepared = Vec::with_capacity(events.len());
+    for event in events {
+        prepared.push(audit::prepare(event)?);
+    }
+    let appended = state.store.append(&key.tenant, prepared).await?;
+    let events: Vec<Value> = appended.iter().map(|a| json!({"id": a.id, "seq": a.seq})).collect();
+    Ok((StatusCode::CREATED, Json(json!({"events": events}))).into_response())
+}
+
+async fn query_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let pairs = query_pairs(raw.as_deref());
+    let (query, page) = parse_params(&pairs)?;
+    let result = state.store.query(&key.tenant, &query, &page).await?;
+    let mut events = Vec::with_capacity(result.events.len());
+    for stored in &result.events {
+        events.push(event_json(stored)?);
+    }
+    let filters: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let metadata = json!({"query": filters, "result_count": events.len()});
+    audit::record(&state, &key.tenant, "audit.read", key.actor_json(), metadata, &request).await?;
+    Ok(Json(json!({"events": events, "next_cursor": result.next.map(|c| c.encode())})))
+}
+
+async fn get_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::not_found("no event with this id"));
+    }
+    let Some(stored) = state.store.event_by_id(&key.tenant, &id).await? else {
+        return Err(ApiError::not_found("no event with this id"));
+    };
+    let mut view = event_json(&stored)?;
+    view["proof"] = json!(format!("/v1/ledger/proof/inclusion?seq={}", stored.seq));
+    audit::record(&state, &key.tenant, "audit.read", key.actor_json(), json!({"event_id": id}), &request).await?;
+    Ok(Json(view))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyRequest {
+    name: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+async fn create_api_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::Admin)?;
+    let CreateKeyRequest { name, scopes, expires_at } = json_body(&body)?;
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(Code::InvalidValue, "name must be 1 to 200 printable characters"));
+    }
+    if scopes.is_empty() || scopes.len() > Scope::ALL.len() {
+        return Err(ApiError::new(Code::InvalidValue, "scopes must list at least one scope"));
+    }
+    for scope in &scopes {
+        if Scope::parse(scope).is_none() {
+            return Err(ApiError::new(Code::InvalidValue, format!("unknown scope {scope:?}; known: events:write, events:read, admin")));
+        }
+    }
+    let expires_at = match expires_at {
+        Some(text) => Some(
+            text.parse::<Timestamp>()
+                .map_err(|_| ApiError::new(Code::InvalidValue, "expires_at must be an RFC 3339 timestamp"))?,
+        ),
+        None => None,
+    };
+    let new_key = store_new_key(&state, &key.tenant, name.trim(), scopes.clone(), expires_at).await?;
+    let metadata = json!({"key_id": new_key.id, "scopes": scopes});
+    audit::record(&state, &key.tenant, "audit.key.created", key.actor_json(), metadata, &request).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": new_key.id, "api_key": new_key.token}))).into_response())
+}
+
+async fn list_api_keys(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::Admin)?;
+    let keys = state.store.api_keys(&key.tenant).await?;
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .map(|k| {
+            json!({
+                "id": k.id, "name": k.name, "scopes": k.scopes,
+                "created_at": k.created_at.to_string(),
+                "expires_at": k.expires_at.map(|t| t.to_string()),
+                "revoked_at": k.revoked_at.map(|t| t.to_string()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"api_keys": keys})))
+}
+
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::Admin)?;
+    if !state.store.revoke_api_key(&key.tenant, &id, Timestamp::now()).await? {
+        return Err(ApiError::not_found("no api key with this id"));
+    }
+    audit::record(&state, &key.tenant, "audit.key.revoked", key.actor_json(), json!({"key_id": id}), &request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let stats = state.store.stats();
+    let body = json!({
+        "status": "ready",
+        "index_lag_events": stats.index.lag_events,
+        "index_rebuilding": stats.index.rebuilding,
+        "ingest_queue_depth": stats.queue_depth,
+    });
+    match state.store.tenant("readiness-probe").await {
+        Ok(_) => Json(body).into_response(),
+        Err(_) => ApiError::new(Code::Unavailable, "storage is not reachable").into_response(),
+    }
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}

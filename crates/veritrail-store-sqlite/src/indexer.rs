@@ -1,0 +1,257 @@
+//! The indexer thread: follows every tenant's ledger and derives the query tables of
+//! `index.sqlite` from the sealed records, in seq order, a batch per transaction. Its progress
+//! per tenant is stored in the same transaction as the rows, so after a crash it resumes exactly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use veritrail_model::PersonalData;
+use veritrail_store::{StoreError, StoreResult};
+
+use crate::schema::{self, MAX_SEQ, key_seq, record_key};
+use crate::shared::Shared;
+use crate::sql_error;
+
+/// Records indexed per transaction.
+const BATCH: usize = 4096;
+
+pub(crate) struct Indexer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    progress: HashMap<i64, u64>,
+    rebuilds: Receiver<oneshot::Sender<StoreResult<()>>>,
+    waiting_rebuilds: Vec<oneshot::Sender<StoreResult<()>>>,
+}
+
+impl Indexer {
+    pub(crate) fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        rebuilds: Receiver<oneshot::Sender<StoreResult<()>>>,
+    ) -> StoreResult<Indexer> {
+        let progress = load_progress(&conn)?;
+        Ok(Indexer { conn, shared, progress, rebuilds, waiting_rebuilds: Vec::new() })
+    }
+
+    pub(crate) fn run(mut self) {
+        self.mark_all_dirty();
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            while let Ok(reply) = self.rebuilds.try_recv() {
+                self.waiting_rebuilds.push(reply);
+                if let Err(error) = self.reset() {
+                    tracing::error!(%error, "cannot reset the index");
+                }
+            }
+            let dirty = self.shared.take_dirty(Duration::from_millis(100));
+            for tenant_no in dirty {
+                if let Err(error) = self.catch_up(tenant_no) {
+                    tracing::error!(%error, tenant_no, "indexing failed; rebuilding the index from the ledger");
+                    if let Err(error) = self.reset() {
+                        tracing::error!(%error, "cannot reset the index");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    break;
+                }
+            }
+            if self.shared.committed_total.load(Ordering::SeqCst) <= self.shared.indexed_total.load(Ordering::SeqCst) {
+                self.shared.rebuilding.store(false, Ordering::SeqCst);
+                for reply in self.waiting_rebuilds.drain(..) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    fn mark_all_dirty(&self) {
+        match tenant_numbers(&self.conn) {
+            Ok(all) => self.shared.mark_dirty(&all),
+            Err(error) => tracing::error!(%error, "cannot list tenants to index"),
+        }
+    }
+
+    /// Drops every derived row and starts over from seq 0 of every tenant.
+    fn reset(&mut self) -> StoreResult<()> {
+        self.shared.rebuilding.store(true, Ordering::SeqCst);
+        self.conn
+            .execute_batch("DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources; DROP TABLE IF EXISTS progress;")
+            .map_err(sql_error)?;
+        schema::migrate_index(&self.conn).map_err(StoreError::Backend)?;
+        self.progress.clear();
+        self.shared.indexed_total.store(0, Ordering::SeqCst);
+        self.mark_all_dirty();
+        Ok(())
+    }
+
+    fn catch_up(&mut self, tenant_no: i64) -> StoreResult<()> {
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            if self.index_batch(tenant_no)? < BATCH {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn index_batch(&mut self, tenant_no: i64) -> StoreResult<usize> {
+        let next = self.progress.get(&tenant_no).copied().unwrap_or(0);
+        let tx = self.conn.transaction().map_err(sql_error)?;
+        let mut count = 0usize;
+        {
+            let mut select = tx
+                .prepare_cached(
+                    "SELECT r.key, r.sealed, p.data FROM ledger.records r LEFT JOIN ledger.personal p ON p.key = r.key
+                     WHERE r.key BETWEEN ?1 AND ?2 ORDER BY r.key LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let mut insert_event = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO events (key, occurred_at, action, actor_id, actor_type, actor_email, outcome, ip, channel, data_subject)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(sql_error)?;
+            let mut insert_resource = tx
+                .prepare_cached("INSERT OR IGNORE INTO event_resources (rtype, rid, key) VALUES (?1, ?2, ?3)")
+                .map_err(sql_error)?;
+            let mut rows = select
+                .query(params![record_key(tenant_no, next), record_key(tenant_no, MAX_SEQ), BATCH as i64])
+                .map_err(sql_error)?;
+            while let Some(row) = rows.next().map_err(sql_error)? {
+                let key: i64 = row.get(0).map_err(sql_error)?;
+                let sealed: Vec<u8> = row.get(1).map_err(sql_error)?;
+                let personal: Option<Vec<u8>> = row.get(2).map_err(sql_error)?;
+                let expected = next + count as u64;
+                if key_seq(key) != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "ledger of tenant {tenant_no} has a gap: expected seq {expected}, found {}",
+                        key_seq(key)
+                    )));
+                }
+                let view = open_view(&sealed, personal.as_deref())?;
+                let fields = IndexFields::of(&view);
+                insert_event
+                    .execute(params![
+                        key,
+                        fields.occurred_at,
+                        fields.action,
+                        fields.actor_id,
+                        fields.actor_type,
+                        fields.actor_email,
+                        fields.outcome,
+                        fields.ip,
+                        fields.channel,
+                        fields.data_subject
+                    ])
+                    .map_err(sql_error)?;
+                for (rtype, rid) in &fields.resources {
+                    insert_resource.execute(params![rtype, rid, key]).map_err(sql_error)?;
+                }
+                count += 1;
+            }
+        }
+        if count > 0 {
+            let new_next = next + count as u64;
+            tx.execute(
+                "INSERT INTO progress (tenant_no, next_seq) VALUES (?1, ?2)
+                 ON CONFLICT (tenant_no) DO UPDATE SET next_seq = excluded.next_seq",
+                params![tenant_no, new_next as i64],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            self.progress.insert(tenant_no, new_next);
+            self.shared.indexed_total.fetch_add(count as u64, Ordering::SeqCst);
+        }
+        Ok(count)
+    }
+}
+
+/// Opens a record for indexing; a damaged personal sidecar is indexed as erased rather than
+/// stopping the indexer.
+pub(crate) fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<Value> {
+    let personal = personal.and_then(|bytes| PersonalData::from_bytes(bytes).ok());
+    match veritrail_model::open(sealed, personal.as_ref()) {
+        Ok(view) => Ok(view),
+        Err(_) if personal.is_some() => {
+            veritrail_model::open(sealed, None).map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}")))
+        }
+        Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
+    }
+}
+
+/// The columns of `index.events` for one opened record.
+struct IndexFields<'a> {
+    occurred_at: i64,
+    action: &'a str,
+    actor_id: &'a str,
+    actor_type: &'a str,
+    actor_email: Option<String>,
+    outcome: &'a str,
+    ip: Option<&'a str>,
+    channel: Option<&'a str>,
+    data_subject: Option<&'a str>,
+    resources: Vec<(&'a str, &'a str)>,
+}
+
+fn text<'a>(view: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut at = view;
+    for key in path {
+        at = at.get(key)?;
+    }
+    at.as_str()
+}
+
+impl<'a> IndexFields<'a> {
+    fn of(view: &'a Value) -> IndexFields<'a> {
+        let occurred_at = text(view, &["occurred_at"])
+            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_microsecond())
+            .unwrap_or(0);
+        let mut resources = Vec::new();
+        let mut objects: Vec<&Value> = view.get("resource").into_iter().collect();
+        if let Some(Value::Array(targets)) = view.get("targets") {
+            objects.extend(targets.iter());
+        }
+        for object in objects {
+            if let (Some(rtype), Some(rid)) = (text(object, &["type"]), text(object, &["id"])) {
+                resources.push((rtype, rid));
+            }
+        }
+        IndexFields {
+            occurred_at,
+            action: text(view, &["action"]).unwrap_or(""),
+            actor_id: text(view, &["actor", "id"]).unwrap_or(""),
+            actor_type: text(view, &["actor", "type"]).unwrap_or(""),
+            actor_email: text(view, &["actor", "email"]).map(str::to_lowercase),
+            outcome: text(view, &["outcome"]).unwrap_or(""),
+            ip: text(view, &["context", "ip"]),
+            channel: text(view, &["context", "channel"]),
+            data_subject: text(view, &["data_subject"]),
+            resources,
+        }
+    }
+}
+
+fn load_progress(conn: &Connection) -> StoreResult<HashMap<i64, u64>> {
+    let mut stmt = conn.prepare("SELECT tenant_no, next_seq FROM progress").map_err(sql_error)?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))).map_err(sql_error)?;
+    let mut progress = HashMap::new();
+    for row in rows {
+        let (tenant_no, next) = row.map_err(sql_error)?;
+        progress.insert(tenant_no, next.max(0) as u64);
+    }
+    Ok(progress)
+}
+
+fn tenant_numbers(conn: &Connection) -> StoreResult<Vec<i64>> {
+    let mut stmt = conn.prepare("SELECT no FROM ledger.tenants ORDER BY no").map_err(sql_error)?;
+    let rows = stmt.query_map([], |row| row.get::<_, i64>(0)).map_err(sql_error)?;
+    let mut all = Vec::new();
+    for row in rows {
+        all.push(row.map_err(sql_error)?);
+    }
+    Ok(all)
+}

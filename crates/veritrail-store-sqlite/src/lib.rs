@@ -1,0 +1,571 @@
+//! The embedded storage backend: two SQLite files (WAL, `synchronous=FULL` for the ledger) in one
+//! data directory, no server to install.
+//!
+//! - `ledger.sqlite` — the source of truth. One writer thread owns all writes and group-commits
+//!   appends (records, personal sidecars, Merkle nodes) with fsync before anyone is answered.
+//! - `index.sqlite` — derived query tables, filled by an indexer thread a few milliseconds behind
+//!   the writer; deleted or damaged, it is rebuilt from the ledger and never stops a start.
+//!
+//! Reads run on a small pool of connections (both files attached) via `spawn_blocking`.
+
+#![forbid(unsafe_code)]
+
+mod indexer;
+mod reader;
+mod schema;
+mod shared;
+mod tree;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+use veritrail_model::PreparedEvent;
+use veritrail_query::{EventQuery, PageRequest};
+use veritrail_store::{
+    ApiKeyRecord, Appended, BoxFuture, EventPage, IndexStatus, Store, StoreError, StoreResult, StoreStats, StoredEvent,
+    Tenant, TreeHead,
+};
+
+use crate::shared::Shared;
+use crate::writer::{Job, Writer};
+
+/// File name of the ledger database inside the data directory.
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+/// File name of the derived index database inside the data directory.
+pub const INDEX_FILE: &str = "index.sqlite";
+/// Append requests that may wait for the writer before callers are pushed back.
+const QUEUE_CAPACITY: usize = 4096;
+/// Read connections kept open.
+const READERS: usize = 4;
+
+pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+struct Inner {
+    dir: PathBuf,
+    jobs: SyncSender<Job>,
+    rebuilds: Mutex<mpsc::Sender<oneshot::Sender<StoreResult<()>>>>,
+    shared: Arc<Shared>,
+    readers: Mutex<Vec<Connection>>,
+    tenant_nos: RwLock<HashMap<String, i64>>,
+}
+
+/// The embedded store. Cheap to clone; all clones share the same threads.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("dir", &self.inner.dir).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir` and starts its writer and indexer threads.
+    /// A damaged `index.sqlite` is moved aside and rebuilt in the background.
+    pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        let ledger_path = dir.join(LEDGER_FILE);
+        let index_path = dir.join(INDEX_FILE);
+        let writer_conn = Connection::open(&ledger_path).map_err(sql_error)?;
+        schema::configure(&writer_conn, true).map_err(sql_error)?;
+        schema::migrate_ledger(&writer_conn).map_err(StoreError::Corrupt)?;
+
+        let shared = Arc::new(Shared::default());
+        let committed = total_records(&writer_conn)?;
+        shared.committed_total.store(committed, Ordering::SeqCst);
+
+        let index_conn = match open_index(&index_path, &ledger_path, &writer_conn) {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, "index is damaged; moving it aside and rebuilding from the ledger");
+                set_aside(&index_path)?;
+                open_index(&index_path, &ledger_path, &writer_conn)
+                    .map_err(|e| StoreError::Backend(format!("cannot create a fresh index: {e}")))?
+            }
+        };
+        let indexed = index_conn
+            .query_row("SELECT coalesce(sum(next_seq), 0) FROM progress", [], |row| row.get::<_, i64>(0))
+            .map_err(sql_error)?;
+        shared.indexed_total.store(indexed.max(0) as u64, Ordering::SeqCst);
+        if (indexed as u64) < committed {
+            shared.rebuilding.store(indexed == 0 && committed > 0, Ordering::SeqCst);
+        }
+
+        let (jobs, job_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let (rebuilds, rebuild_rx) = mpsc::channel();
+        let indexer = indexer::Indexer::new(index_conn, shared.clone(), rebuild_rx)?;
+        let writer = Writer::new(writer_conn, shared.clone());
+        std::thread::Builder::new()
+            .name("veritrail-writer".into())
+            .spawn(move || writer.run(job_rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("veritrail-indexer".into())
+            .spawn(move || indexer.run())
+            .map_err(|e| StoreError::Backend(format!("cannot start indexer thread: {e}")))?;
+
+        let inner = Inner {
+            dir: dir.to_path_buf(),
+            jobs,
+            rebuilds: Mutex::new(rebuilds),
+            shared,
+            readers: Mutex::new(Vec::new()),
+            tenant_nos: RwLock::new(HashMap::new()),
+        };
+        Ok(SqliteStore { inner: Arc::new(inner) })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn submit(&self, job: Job) -> StoreResult<()> {
+        if self.inner.shared.writer_stopped.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("store is shut down".into()));
+        }
+        self.inner.shared.queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.inner.jobs.send(job).map_err(|_| {
+            self.inner.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Unavailable("store writer has stopped".into())
+        })
+    }
+
+    /// Runs a write on the writer thread and waits for its answer.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Exec(Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        }));
+        // Sending may block when the queue is full: do it off the async runtime.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.submit(job))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("writer hand-off failed: {e}")))??;
+        answer.await.map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    /// Runs a read on a pooled connection off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.take_reader()?;
+            let result = (|| {
+                conn.execute_batch("BEGIN").map_err(sql_error)?;
+                let result = work(&conn);
+                conn.execute_batch("COMMIT").map_err(sql_error)?;
+                result
+            })();
+            if result.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            this.return_reader(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    fn take_reader(&self) -> StoreResult<Connection> {
+        let pooled = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(conn) = pooled {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            self.inner.dir.join(LEDGER_FILE),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_error)?;
+        schema::configure(&conn, true).map_err(sql_error)?;
+        let index = self.inner.dir.join(INDEX_FILE);
+        conn.execute("ATTACH DATABASE ?1 AS idx", [index.to_string_lossy()]).map_err(sql_error)?;
+        Ok(conn)
+    }
+
+    fn return_reader(&self, conn: Connection) {
+        let mut readers = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < READERS {
+            readers.push(conn);
+        }
+    }
+
+    /// The internal number of a tenant, cached (tenants are never renumbered or deleted).
+    async fn tenant_no(&self, tenant: &str) -> StoreResult<i64> {
+        if let Some(&no) = self.inner.tenant_nos.read().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+            return Ok(no);
+        }
+        let id = tenant.to_string();
+        let no = self
+            .read(move |conn| {
+                conn.query_row("SELECT no FROM tenants WHERE id = ?1", [&id], |row| row.get::<_, i64>(0))
+                    .optional()
+                    .map_err(sql_error)?
+                    .ok_or(StoreError::TenantNotFound(id))
+            })
+            .await?;
+        self.inner.tenant_nos.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), no);
+        Ok(no)
+    }
+}
+
+fn total_records(conn: &Connection) -> StoreResult<u64> {
+    let mut stmt = conn.prepare("SELECT no FROM tenants").map_err(sql_error)?;
+    let nos: Vec<i64> =
+        stmt.query_map([], |row| row.get(0)).map_err(sql_error)?.collect::<Result<_, _>>().map_err(sql_error)?;
+    let mut total = 0;
+    for no in nos {
+        total += tree::tree_size(conn, no)?;
+    }
+    Ok(total)
+}
+
+/// Opens the index file and checks it is usable and not ahead of the ledger.
+fn open_index(index_path: &Path, ledger_path: &Path, ledger: &Connection) -> Result<Connection, String> {
+    let conn = Connection::open(index_path).map_err(|e| e.to_string())?;
+    schema::configure(&conn, false).map_err(|e| e.to_string())?;
+    schema::migrate_index(&conn)?;
+    let check: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0)).map_err(|e| e.to_string())?;
+    if check != "ok" {
+        return Err(format!("quick_check: {check}"));
+    }
+    let mut stmt = conn.prepare("SELECT tenant_no, next_seq FROM progress").map_err(|e| e.to_string())?;
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    drop(stmt);
+    for (tenant_no, next_seq) in rows {
+        let size = tree::tree_size(ledger, tenant_no).map_err(|e| e.to_string())?;
+        if next_seq < 0 || next_seq as u64 > size {
+            return Err(format!("index of tenant {tenant_no} is ahead of its ledger ({next_seq} > {size})"));
+        }
+    }
+    conn.execute("ATTACH DATABASE ?1 AS ledger", [ledger_path.to_string_lossy()]).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+fn set_aside(index_path: &Path) -> StoreResult<()> {
+    let stamp = Timestamp::now().as_second();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", index_path.display()));
+        if from.exists() {
+            let to = PathBuf::from(format!("{}.damaged-{stamp}{suffix}", index_path.display()));
+            std::fs::rename(&from, &to)
+                .map_err(|e| StoreError::Backend(format!("cannot move damaged index {}: {e}", from.display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn to_micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn from_micros(micros: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_microsecond(micros).map_err(|e| StoreError::Corrupt(format!("bad stored timestamp: {e}")))
+}
+
+fn api_key_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
+}
+
+fn to_api_key(
+    (id, tenant, name, hash, scopes, created, expires, revoked): (String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>),
+) -> StoreResult<ApiKeyRecord> {
+    let secret_hash: [u8; 32] =
+        hash.as_slice().try_into().map_err(|_| StoreError::Corrupt(format!("hash of key {id} is not 32 bytes")))?;
+    let scopes: Vec<String> =
+        serde_json::from_str(&scopes).map_err(|e| StoreError::Corrupt(format!("scopes of key {id}: {e}")))?;
+    Ok(ApiKeyRecord {
+        id,
+        tenant,
+        name,
+        secret_hash,
+        scopes,
+        created_at: from_micros(created)?,
+        expires_at: expires.map(from_micros).transpose()?,
+        revoked_at: revoked.map(from_micros).transpose()?,
+    })
+}
+
+const API_KEY_COLUMNS: &str = "SELECT k.id, t.id, k.name, k.secret_hash, k.scopes, k.created_at, k.expires_at, k.revoked_at
+     FROM api_keys k JOIN tenants t ON t.no = k.tenant_no";
+
+impl Store for SqliteStore {
+    fn create_tenant(&self, tenant: Tenant) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.write(move |conn| {
+            let exists: Option<i64> =
+                conn.query_row("SELECT no FROM tenants WHERE id = ?1", [&tenant.id], |row| row.get(0)).optional().map_err(sql_error)?;
+            if exists.is_some() {
+                return Err(StoreError::AlreadyExists(format!("tenant {:?}", tenant.id)));
+            }
+            let next: i64 = conn.query_row("SELECT coalesce(max(no), 0) + 1 FROM tenants", [], |row| row.get(0)).map_err(sql_error)?;
+            if next > schema::MAX_TENANT_NO {
+                return Err(StoreError::Backend("the maximum number of tenants is reached".into()));
+            }
+            conn.execute(
+                "INSERT INTO tenants (no, id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![next, tenant.id, tenant.name, to_micros(tenant.created_at)],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        }))
+    }
+
+    fn tenant(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<Tenant>>> {
+        let id = id.to_string();
+        Box::pin(self.read(move |conn| {
+            let row: Option<(String, String, i64)> = conn
+                .query_row("SELECT id, name, created_at FROM tenants WHERE id = ?1", [&id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()
+                .map_err(sql_error)?;
+            row.map(|(id, name, created)| Ok(Tenant { id, name, created_at: from_micros(created)? })).transpose()
+        }))
+    }
+
+    fn tenants(&self) -> BoxFuture<'_, StoreResult<Vec<Tenant>>> {
+        Box::pin(self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY no").map_err(sql_error)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+                .map_err(sql_error)?;
+            let mut tenants = Vec::new();
+            for row in rows {
+                let (id, name, created) = row.map_err(sql_error)?;
+                tenants.push(Tenant { id, name, created_at: from_micros(created)? });
+            }
+            Ok(tenants)
+        }))
+    }
+
+    fn create_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.write(move |conn| {
+            let tenant_no: Option<i64> =
+                conn.query_row("SELECT no FROM tenants WHERE id = ?1", [&key.tenant], |row| row.get(0)).optional().map_err(sql_error)?;
+            let Some(tenant_no) = tenant_no else {
+                return Err(StoreError::TenantNotFound(key.tenant.clone()));
+            };
+            let exists: Option<String> =
+                conn.query_row("SELECT id FROM api_keys WHERE id = ?1", [&key.id], |row| row.get(0)).optional().map_err(sql_error)?;
+            if exists.is_some() {
+                return Err(StoreError::AlreadyExists(format!("api key {:?}", key.id)));
+            }
+            let scopes = serde_json::to_string(&key.scopes).map_err(|e| StoreError::Backend(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    key.id,
+                    tenant_no,
+                    key.name,
+                    key.secret_hash.as_slice(),
+                    scopes,
+                    to_micros(key.created_at),
+                    key.expires_at.map(to_micros),
+                    key.revoked_at.map(to_micros)
+                ],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        }))
+    }
+
+    fn api_key(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ApiKeyRecord>>> {
+        let id = id.to_string();
+        Box::pin(self.read(move |conn| {
+            let row = conn
+                .query_row(&format!("{API_KEY_COLUMNS} WHERE k.id = ?1"), [&id], api_key_row)
+                .optional()
+                .map_err(sql_error)?;
+            row.map(to_api_key).transpose()
+        }))
+    }
+
+    fn api_keys(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
+        let tenant = tenant.to_string();
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!("{API_KEY_COLUMNS} WHERE t.id = ?1 ORDER BY k.created_at, k.id")).map_err(sql_error)?;
+            let rows = stmt.query_map([&tenant], api_key_row).map_err(sql_error)?;
+            let mut keys = Vec::new();
+            for row in rows {
+                keys.push(to_api_key(row.map_err(sql_error)?)?);
+            }
+            Ok(keys)
+        }))
+    }
+
+    fn revoke_api_key(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3)
+                     WHERE id = ?1 AND tenant_no = (SELECT no FROM tenants WHERE id = ?2)",
+                    params![id, tenant, to_micros(at)],
+                )
+                .map_err(sql_error)?;
+            Ok(changed == 1)
+        }))
+    }
+
+    fn setting(&self, name: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        let name = name.to_string();
+        Box::pin(self.read(move |conn| {
+            conn.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |row| row.get(0)).optional().map_err(sql_error)
+        }))
+    }
+
+    fn init_setting(&self, name: &str, value: Vec<u8>) -> BoxFuture<'_, StoreResult<Vec<u8>>> {
+        let name = name.to_string();
+        Box::pin(self.write(move |conn| {
+            conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)", params![name, value]).map_err(sql_error)?;
+            conn.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |row| row.get(0)).map_err(sql_error)
+        }))
+    }
+
+    fn append(&self, tenant: &str, events: Vec<PreparedEvent>) -> BoxFuture<'_, StoreResult<Vec<Appended>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (reply, answer) = oneshot::channel();
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.submit(Job::Append { tenant, events, reply }))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("writer hand-off failed: {e}")))??;
+            answer.await.map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+        })
+    }
+
+    fn event_by_id(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredEvent>>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| reader::event_by_id(conn, no, &id)).await
+        })
+    }
+
+    fn query<'a>(&'a self, tenant: &'a str, query: &'a EventQuery, page: &'a PageRequest) -> BoxFuture<'a, StoreResult<EventPage>> {
+        Box::pin(async move {
+            let no = self.tenant_no(tenant).await?;
+            let (query, page) = (query.clone(), page.clone());
+            self.read(move |conn| reader::query(conn, no, &query, &page)).await
+        })
+    }
+
+    fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| reader::records(conn, no, from, limit)).await
+        })
+    }
+
+    fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| {
+                let size = tree::tree_size(conn, no)?;
+                let root = tree::load_frontier(conn, no, size)?.root();
+                Ok(TreeHead { size, root: root.0 })
+            })
+            .await
+        })
+    }
+
+    fn subtree_hash(&self, tenant: &str, level: u32, index: u64) -> BoxFuture<'_, StoreResult<[u8; 32]>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| tree::subtree_hash(conn, no, level, index).map(|h| h.0)).await
+        })
+    }
+
+    fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let target = self.inner.shared.committed_total.load(Ordering::SeqCst);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while self.inner.shared.indexed_total.load(Ordering::SeqCst) < target {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(StoreError::Unavailable("index did not catch up within 60 s".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn rebuild_indexes(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.inner
+                .rebuilds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(reply)
+                .map_err(|_| StoreError::Unavailable("indexer has stopped".into()))?;
+            self.inner.shared.wake_indexer();
+            answer.await.map_err(|_| StoreError::Unavailable("indexer has stopped".into()))?
+        })
+    }
+
+    fn stats(&self) -> StoreStats {
+        let shared = &self.inner.shared;
+        let (commit_latency_buckets, commit_latency_sum) = shared.latency();
+        let committed = shared.committed_total.load(Ordering::SeqCst);
+        let indexed = shared.indexed_total.load(Ordering::SeqCst);
+        StoreStats {
+            events_appended: shared.events_appended.load(Ordering::Relaxed),
+            commits: shared.commits.load(Ordering::Relaxed),
+            queue_depth: shared.queue_depth.load(Ordering::Relaxed),
+            commit_latency_buckets,
+            commit_latency_sum,
+            index: IndexStatus {
+                lag_events: committed.saturating_sub(indexed),
+                rebuilding: shared.rebuilding.load(Ordering::SeqCst),
+            },
+        }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            if self.inner.shared.writer_stopped.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let (reply, answer) = oneshot::channel();
+            let this = self.clone();
+            let submitted = tokio::task::spawn_blocking(move || this.submit(Job::Shutdown(reply)))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("writer hand-off failed: {e}")))?;
+            if submitted.is_ok() {
+                let _ = answer.await;
+            }
+            self.inner.shared.stopping.store(true, Ordering::SeqCst);
+            self.inner.shared.wake_indexer();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! Read paths: queries over the derived index (pre-filter in SQL, final match with
+//! [`EventQuery::matches`] on the opened record), point reads and ledger scans.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
+use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
+
+use crate::indexer::open_view;
+use crate::schema::{MAX_SEQ, key_seq, record_key};
+use crate::sql_error;
+
+/// Candidate keys fetched from the index per round trip.
+const CHUNK: u32 = 512;
+
+fn stored_event(key: i64, id: String, leaf: Vec<u8>, sealed: Vec<u8>, personal: Option<Vec<u8>>) -> StoreResult<StoredEvent> {
+    let leaf_hash: [u8; 32] =
+        leaf.as_slice().try_into().map_err(|_| StoreError::Corrupt(format!("leaf hash of record {key} is not 32 bytes")))?;
+    Ok(StoredEvent { seq: key_seq(key), id, sealed, leaf_hash, personal })
+}
+
+const RECORD_COLUMNS: &str =
+    "SELECT r.key, r.event_id, r.leaf_hash, r.sealed, p.data FROM records r LEFT JOIN personal p ON p.key = r.key";
+
+type RecordRow = (i64, String, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
+fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+/// One record by event id.
+pub(crate) fn event_by_id(conn: &Connection, tenant_no: i64, id: &str) -> StoreResult<Option<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.tenant_no = ?1 AND r.event_id = ?2")).map_err(sql_error)?;
+    let row = stmt.query_row(params![tenant_no, id], record_row).optional().map_err(sql_error)?;
+    row.map(|(key, id, leaf, sealed, personal)| stored_event(key, id, leaf, sealed, personal)).transpose()
+}
+
+fn record_by_key(conn: &Connection, key: i64) -> StoreResult<Option<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.key = ?1")).map_err(sql_error)?;
+    let row = stmt.query_row(params![key], record_row).optional().map_err(sql_error)?;
+    row.map(|(key, id, leaf, sealed, personal)| stored_event(key, id, leaf, sealed, personal)).transpose()
+}
+
+/// Records `seq >= from` in order, at most `limit`.
+pub(crate) fn records(conn: &Connection, tenant_no: i64, from: u64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+    if from > MAX_SEQ {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.key BETWEEN ?1 AND ?2 ORDER BY r.key LIMIT ?3"))
+        .map_err(sql_error)?;
+    let rows = stmt
+        .query_map(params![record_key(tenant_no, from), record_key(tenant_no, MAX_SEQ), limit], record_row)
+        .map_err(sql_error)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, id, leaf, sealed, personal) = row.map_err(sql_error)?;
+        out.push(stored_event(key, id, leaf, sealed, personal)?);
+    }
+    Ok(out)
+}
+
+/// The SQL pre-filter of a query: only conditions implied by the query's filters, so it never
+/// drops a true match; `EventQuery::matches` decides.
+fn prefilter(query: &EventQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
+    let mut args: Vec<SqlValue> = Vec::new();
+    let eq = |column: &str, value: &Option<String>, sql: &mut String, args: &mut Vec<SqlValue>| {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND e.{column} = ?"));
+            args.push(SqlValue::Text(value.clone()));
+        }
+    };
+    eq("actor_id", &query.actor_id, &mut sql, &mut args);
+    eq("actor_email", &query.actor_email.as_ref().map(|e| e.to_lowercase()), &mut sql, &mut args);
+    eq("actor_type", &query.actor_type, &mut sql, &mut args);
+    eq("outcome", &query.outcome, &mut sql, &mut args);
+    eq("ip", &query.ip, &mut sql, &mut args);
+    eq("channel", &query.channel, &mut sql, &mut args);
+    eq("data_subject", &query.data_subject, &mut sql, &mut args);
+    if !query.actions.is_empty() {
+        let mut alternatives = Vec::new();
+        for pattern in &query.actions {
+            // Patterns are [a-z0-9_.*] only, so GLOB means exactly what ActionPattern means.
+            alternatives.push(if pattern.is_exact() { "e.action = ?" } else { "e.action GLOB ?" });
+            args.push(SqlValue::Text(pattern.as_str().to_string()));
+        }
+        sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+    }
+    match (&query.resource_type, &query.resource_id) {
+        (Some(rtype), Some(rid)) => {
+            sql.push_str(" AND e.key IN (SELECT key FROM event_resources WHERE rtype = ? AND rid = ?)");
+            args.push(SqlValue::Text(rtype.clone()));
+            args.push(SqlValue::Text(rid.clone()));
+        }
+        (Some(rtype), None) => {
+            sql.push_str(" AND e.key IN (SELECT key FROM event_resources WHERE rtype = ?)");
+            args.push(SqlValue::Text(rtype.clone()));
+        }
+        (None, Some(rid)) => {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM event_resources r WHERE r.rid = ? AND r.key = e.key)");
+            args.push(SqlValue::Text(rid.clone()));
+        }
+        (None, None) => {}
+    }
+    if let Some(since) = query.since {
+        sql.push_str(" AND e.occurred_at >= ?");
+        args.push(SqlValue::Integer(since.as_microsecond()));
+    }
+    if let Some(until) = query.until {
+        sql.push_str(" AND e.occurred_at < ?");
+        args.push(SqlValue::Integer(until.as_microsecond()));
+    }
+    (sql, args)
+}
+
+/// A page of matching events. Walks candidate keys from the index in chunks, opening and
+/// matching each, until `limit + 1` matches are found or the tenant's range is exhausted.
+pub(crate) fn query(conn: &Connection, tenant_no: i64, query: &EventQuery, page: &PageRequest) -> StoreResult<EventPage> {
+    let (mut lo, mut hi) = (record_key(tenant_no, 0), record_key(tenant_no, MAX_SEQ));
+    match page.after {
+        Some(Cursor { seq, order: Order::Desc }) => {
+            if seq == 0 {
+                return Ok(EventPage { events: Vec::new(), next: None });
+            }
+            hi = record_key(tenant_no, seq.min(MAX_SEQ + 1) - 1);
+        }
+        Some(Cursor { seq, order: Order::Asc }) => {
+            if seq >= MAX_SEQ {
+                return Ok(EventPage { events: Vec::new(), next: None });
+            }
+            lo = record_key(tenant_no, seq + 1);
+        }
+        None => {}
+    }
+    let (filter_sql, filter_args) = prefilter(query);
+    let direction = match page.order {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
+    };
+    let sql = format!("SELECT e.key FROM idx.events e WHERE e.key BETWEEN ? AND ?{filter_sql} ORDER BY e.key {direction} LIMIT ?");
+    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+    let wanted = page.limit as usize + 1;
+    let mut found: Vec<StoredEvent> = Vec::new();
+    while found.len() < wanted && lo <= hi {
+        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(lo), SqlValue::Integer(hi)];
+        args.extend(filter_args.iter().cloned());
+        args.push(SqlValue::Integer(CHUNK as i64));
+        let keys: Vec<i64> = stmt
+            .query_map(params_from_iter(args), |row| row.get::<_, i64>(0))
+            .map_err(sql_error)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_error)?;
+        for &key in &keys {
+            let Some(record) = record_by_key(conn, key)? else {
+                return Err(StoreError::Corrupt(format!("index names record {key} that the ledger lacks")));
+            };
+            let view = open_view(&record.sealed, record.personal.as_deref())?;
+            if query.matches(&view) {
+                found.push(record);
+                if found.len() == wanted {
+                    break;
+                }
+            }
+        }
+        if keys.len() < CHUNK as usize {
+            break;
+        }
+        let Some(&last) = keys.last() else { break };
+        match page.order {
+            Order::Desc => hi = last - 1,
+            Order::Asc => lo = last + 1,
+        }
+    }
+    let mut next = None;
+    if found.len() == wanted {
+        found.pop();
+        next = found.last().map(|last| Cursor { seq: last.seq, order: page.order });
+    }
+    Ok(EventPage { events: found, next })
+}

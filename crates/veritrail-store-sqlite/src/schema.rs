@@ -1,0 +1,143 @@
+//! Table layout of the two SQLite files and the pragmas they are opened with.
+//!
+//! `ledger.sqlite` is the source of truth: tenants, keys, settings, sealed records, personal-data
+//! sidecars and stored Merkle nodes. `index.sqlite` is derived from it and can be deleted and
+//! rebuilt at any time (`veritrail reindex`).
+
+use rusqlite::Connection;
+
+/// Bits of a record key that hold the `seq`; the tenant number sits above them.
+pub(crate) const SEQ_BITS: u32 = 40;
+/// Largest `seq` a tenant can reach (2^40 - 1, about 1.1 trillion events).
+pub(crate) const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
+/// Largest tenant number (keys must stay below 2^63).
+pub(crate) const MAX_TENANT_NO: i64 = (1 << (63 - SEQ_BITS)) - 1;
+/// Internal Merkle levels that are stored: multiples of this (leaf hashes live in `records`).
+pub(crate) const NODE_LEVEL_STEP: u32 = 4;
+
+/// `records.key` of a tenant's `seq`: records of one tenant are contiguous and in seq order, so
+/// the rowid B-tree itself is the ledger's index.
+pub(crate) fn record_key(tenant_no: i64, seq: u64) -> i64 {
+    debug_assert!(seq <= MAX_SEQ && (0..=MAX_TENANT_NO).contains(&tenant_no));
+    (tenant_no << SEQ_BITS) | seq as i64
+}
+
+/// The `seq` stored in a record key.
+pub(crate) fn key_seq(key: i64) -> u64 {
+    (key as u64) & MAX_SEQ
+}
+
+const LEDGER_SCHEMA_VERSION: i64 = 1;
+const INDEX_SCHEMA_VERSION: i64 = 1;
+
+const LEDGER_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settings (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS tenants (
+    no         INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_no   INTEGER NOT NULL REFERENCES tenants(no),
+    name        TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    scopes      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    revoked_at  INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_no);
+-- key = tenant_no << 40 | seq. Append-only: rows are never updated or deleted.
+CREATE TABLE IF NOT EXISTS records (
+    key       INTEGER PRIMARY KEY,
+    tenant_no INTEGER NOT NULL,
+    event_id  TEXT NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    sealed    BLOB NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS records_event_id ON records(tenant_no, event_id);
+-- Personal data of a record, kept apart so that erasure never touches `records`.
+CREATE TABLE IF NOT EXISTS personal (
+    key  INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+) STRICT;
+-- Hashes of complete perfect subtrees at levels 4, 8, 12, ...; other levels are folded from these.
+CREATE TABLE IF NOT EXISTS merkle_nodes (
+    tenant_no INTEGER NOT NULL,
+    level     INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    PRIMARY KEY (tenant_no, level, idx)
+) STRICT, WITHOUT ROWID;
+";
+
+const INDEX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS progress (
+    tenant_no INTEGER PRIMARY KEY,
+    next_seq  INTEGER NOT NULL
+) STRICT;
+-- One row per indexed record; key as in ledger.records. Only columns worth a SQL pre-filter:
+-- the final match is always EventQuery::matches on the opened record.
+CREATE TABLE IF NOT EXISTS events (
+    key          INTEGER PRIMARY KEY,
+    occurred_at  INTEGER NOT NULL,
+    action       TEXT NOT NULL,
+    actor_id     TEXT NOT NULL,
+    actor_type   TEXT NOT NULL,
+    actor_email  TEXT,
+    outcome      TEXT NOT NULL,
+    ip           TEXT,
+    channel      TEXT,
+    data_subject TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_actor ON events(actor_id, key);
+CREATE INDEX IF NOT EXISTS events_action ON events(action, key);
+CREATE INDEX IF NOT EXISTS events_subject ON events(data_subject, key) WHERE data_subject IS NOT NULL;
+-- The primary resource and every target of a record.
+CREATE TABLE IF NOT EXISTS event_resources (
+    rtype TEXT NOT NULL,
+    rid   TEXT NOT NULL,
+    key   INTEGER NOT NULL,
+    PRIMARY KEY (rtype, rid, key)
+) STRICT, WITHOUT ROWID;
+";
+
+/// Pragmas common to every connection.
+pub(crate) fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
+    Ok(())
+}
+
+/// Creates or checks the ledger schema.
+pub(crate) fn migrate_ledger(conn: &Connection) -> Result<(), String> {
+    migrate(conn, LEDGER_SCHEMA, LEDGER_SCHEMA_VERSION, "ledger")
+}
+
+/// Creates or checks the index schema.
+pub(crate) fn migrate_index(conn: &Connection) -> Result<(), String> {
+    migrate(conn, INDEX_SCHEMA, INDEX_SCHEMA_VERSION, "index")
+}
+
+fn migrate(conn: &Connection, schema: &str, version: i64, what: &str) -> Result<(), String> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| format!("cannot read {what} schema version: {e}"))?;
+    if found > version {
+        return Err(format!("{what} schema version {found} is newer than this binary ({version})"));
+    }
+    conn.execute_batch(schema).map_err(|e| format!("cannot create {what} schema: {e}"))?;
+    conn.pragma_update(None, "user_version", version)
+        .map_err(|e| format!("cannot record {what} schema version: {e}"))?;
+    Ok(())
+}

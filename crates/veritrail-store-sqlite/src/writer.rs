@@ -1,0 +1,278 @@
+//! The single writer thread of `ledger.sqlite`: every write goes through it. Appends are
+//! group-committed: whatever queued up while the previous commit was in fsync goes into the next
+//! transaction, and no caller hears back before that transaction is durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::oneshot;
+use veritrail_ledger::hash::leaf_hash;
+use veritrail_ledger::tree::Frontier;
+use veritrail_model::PreparedEvent;
+use veritrail_store::{Appended, StoreError, StoreResult};
+
+use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, key_seq, record_key};
+use crate::shared::Shared;
+use crate::{sql_error, tree};
+
+/// Most events put into one group commit.
+const MAX_GROUP_EVENTS: usize = 20_000;
+
+/// Work for the writer thread.
+pub(crate) enum Job {
+    /// Append events to a tenant's ledger.
+    Append { tenant: String, events: Vec<PreparedEvent>, reply: oneshot::Sender<StoreResult<Vec<Appended>>> },
+    /// Any other write; the closure answers its caller itself.
+    Exec(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Stop after everything queued before it.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the writer keeps in memory of a tenant's ledger between commits.
+#[derive(Clone)]
+struct TenantLedger {
+    no: i64,
+    id: String,
+    next_seq: u64,
+    frontier: Frontier,
+    last_received_at: Timestamp,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    tenants: HashMap<String, TenantLedger>,
+    shared: Arc<Shared>,
+}
+
+struct PendingAppend {
+    tenant: String,
+    events: Vec<PreparedEvent>,
+    reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, shared: Arc<Shared>) -> Writer {
+        Writer { conn, tenants: HashMap::new(), shared }
+    }
+
+    pub(crate) fn run(mut self, jobs: Receiver<Job>) {
+        let mut shutdown_reply = None;
+        while shutdown_reply.is_none() {
+            let Ok(first) = jobs.recv() else { break };
+            let mut appends = Vec::new();
+            let mut event_count = 0;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                match job {
+                    Job::Append { tenant, events, reply } => {
+                        event_count += events.len();
+                        appends.push(PendingAppend { tenant, events, reply });
+                    }
+                    Job::Exec(write) => write(&mut self.conn),
+                    Job::Shutdown(reply) => {
+                        shutdown_reply = Some(reply);
+                        break;
+                    }
+                }
+                if event_count >= MAX_GROUP_EVENTS {
+                    break;
+                }
+                next = match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+                };
+            }
+            if !appends.is_empty() {
+                self.commit_group(appends);
+            }
+        }
+        // Whatever is still queued after a shutdown request is refused, never half-written.
+        while let Ok(job) = jobs.try_recv() {
+            if let Job::Append { reply, .. } = job {
+                let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
+            }
+        }
+        self.shared.writer_stopped.store(true, Ordering::SeqCst);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn commit_group(&mut self, appends: Vec<PendingAppend>) {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        let before: HashMap<String, TenantLedger> = appends
+            .iter()
+            .filter_map(|a| self.tenants.get(&a.tenant).map(|t| (a.tenant.clone(), t.clone())))
+            .collect();
+        let mut results = Vec::with_capacity(appends.len());
+        let mut touched = Vec::new();
+        let outcome = (|| -> StoreResult<()> {
+            let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let mut batch_ids: HashMap<(i64, String), u64> = HashMap::new();
+            for append in &appends {
+                let result = append_request(&mut tx, &mut self.tenants, append, now, &mut batch_ids);
+                if let Ok(appended) = &result
+                    && let Some(ledger) = self.tenants.get(&append.tenant)
+                    && appended.iter().any(|a| !a.duplicate)
+                {
+                    touched.push(ledger.no);
+                }
+                results.push(result);
+            }
+            tx.commit().map_err(sql_error)
+        })();
+        if let Err(error) = outcome {
+            tracing::error!(%error, "group commit failed");
+            // Nothing of the group is durable: forget the in-memory progress of every tenant in it.
+            for append in &appends {
+                match before.get(&append.tenant) {
+                    Some(state) => {
+                        self.tenants.insert(append.tenant.clone(), state.clone());
+                    }
+                    None => {
+                        self.tenants.remove(&append.tenant);
+                    }
+                }
+            }
+            for append in appends {
+                let _ = append.reply.send(Err(StoreError::Backend(format!("commit failed: {error}"))));
+            }
+            return;
+        }
+        let mut new_events = 0u64;
+        for result in results.iter().flatten() {
+            new_events += result.iter().filter(|a| !a.duplicate).count() as u64;
+        }
+        self.shared.record_commit(started.elapsed(), new_events, &touched);
+        for (append, result) in appends.into_iter().zip(results) {
+            let _ = append.reply.send(result);
+        }
+    }
+}
+
+/// Appends one request inside the group transaction, under a savepoint so that a failing request
+/// leaves neither rows nor in-memory progress behind.
+fn append_request(
+    tx: &mut Transaction<'_>,
+    tenants: &mut HashMap<String, TenantLedger>,
+    append: &PendingAppend,
+    now: Timestamp,
+    batch_ids: &mut HashMap<(i64, String), u64>,
+) -> StoreResult<Vec<Appended>> {
+    if !tenants.contains_key(&append.tenant) {
+        let ledger = load_tenant(tx, &append.tenant)?;
+        tenants.insert(append.tenant.clone(), ledger);
+    }
+    let Some(ledger) = tenants.get_mut(&append.tenant) else {
+        return Err(StoreError::TenantNotFound(append.tenant.clone()));
+    };
+    let saved = ledger.clone();
+    let mut added_ids = Vec::new();
+    let sp = tx.savepoint().map_err(sql_error)?;
+    let result = append_events(&sp, ledger, &append.events, now, batch_ids, &mut added_ids);
+    match result {
+        Ok(appended) => {
+            sp.commit().map_err(sql_error)?;
+            Ok(appended)
+        }
+        Err(error) => {
+            drop(sp); // rolls the savepoint back
+            *ledger = saved;
+            for id in added_ids {
+                batch_ids.remove(&id);
+            }
+            Err(error)
+        }
+    }
+}
+
+fn append_events(
+    conn: &Connection,
+    ledger: &mut TenantLedger,
+    events: &[PreparedEvent],
+    now: Timestamp,
+    batch_ids: &mut HashMap<(i64, String), u64>,
+    added_ids: &mut Vec<(i64, String)>,
+) -> StoreResult<Vec<Appended>> {
+    let mut find = conn.prepare_cached("SELECT key FROM records WHERE tenant_no = ?1 AND event_id = ?2").map_err(sql_error)?;
+    let mut insert_record = conn
+        .prepare_cached("INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(sql_error)?;
+    let mut insert_personal = conn.prepare_cached("INSERT INTO personal (key, data) VALUES (?1, ?2)").map_err(sql_error)?;
+    let mut insert_node = conn
+        .prepare_cached("INSERT INTO merkle_nodes (tenant_no, level, idx, hash) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(sql_error)?;
+    let received_at = now.max(ledger.last_received_at);
+    let mut appended = Vec::with_capacity(events.len());
+    for event in events {
+        let batch_key = (ledger.no, event.id.clone());
+        if let Some(&seq) = batch_ids.get(&batch_key) {
+            appended.push(Appended { id: event.id.clone(), seq, duplicate: true });
+            continue;
+        }
+        let existing: Option<i64> = find.query_row(params![ledger.no, event.id], |row| row.get(0)).optional().map_err(sql_error)?;
+        if let Some(key) = existing {
+            appended.push(Appended { id: event.id.clone(), seq: key_seq(key), duplicate: true });
+            continue;
+        }
+        let seq = ledger.next_seq;
+        if seq > MAX_SEQ {
+            return Err(StoreError::Backend(format!("tenant {} reached the maximum ledger size", ledger.id)));
+        }
+        let sealed = veritrail_model::seal(event, &ledger.id, seq, received_at);
+        let leaf = leaf_hash(&sealed);
+        let key = record_key(ledger.no, seq);
+        insert_record.execute(params![key, ledger.no, event.id, leaf.0.as_slice(), sealed]).map_err(sql_error)?;
+        if !event.personal.is_empty() {
+            insert_personal.execute(params![key, event.personal.to_bytes()]).map_err(sql_error)?;
+        }
+        let completed = ledger.frontier.push(leaf).map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", ledger.id)))?;
+        for node in completed {
+            if node.level % NODE_LEVEL_STEP == 0 {
+                insert_node.execute(params![ledger.no, node.level, node.index as i64, node.hash.0.as_slice()]).map_err(sql_error)?;
+            }
+        }
+        ledger.next_seq += 1;
+        debug_assert_eq!(ledger.frontier.size(), ledger.next_seq);
+        batch_ids.insert(batch_key.clone(), seq);
+        added_ids.push(batch_key);
+        appended.push(Appended { id: event.id.clone(), seq, duplicate: false });
+    }
+    ledger.last_received_at = received_at;
+    Ok(appended)
+}
+
+fn load_tenant(conn: &Connection, tenant: &str) -> StoreResult<TenantLedger> {
+    let no: Option<i64> =
+        conn.query_row("SELECT no FROM tenants WHERE id = ?1", [tenant], |row| row.get(0)).optional().map_err(sql_error)?;
+    let Some(no) = no else {
+        return Err(StoreError::TenantNotFound(tenant.to_string()));
+    };
+    let size = tree::tree_size(conn, no)?;
+    let frontier = tree::load_frontier(conn, no, size)?;
+    let mut last_received_at = Timestamp::UNIX_EPOCH;
+    if size > 0 {
+        let sealed: Vec<u8> = conn
+            .query_row("SELECT sealed FROM records WHERE key = ?1", [record_key(no, size - 1)], |row| row.get(0))
+            .map_err(sql_error)?;
+        last_received_at = received_at_of(&sealed)?;
+    }
+    Ok(TenantLedger { no, id: tenant.to_string(), next_seq: size, frontier, last_received_at })
+}
+
+fn received_at_of(sealed: &[u8]) -> StoreResult<Timestamp> {
+    let value: serde_json::Value =
+        serde_json::from_slice(sealed).map_err(|e| StoreError::Corrupt(format!("sealed record is not json: {e}")))?;
+    value
+        .get("received_at")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .ok_or_else(|| StoreError::Corrupt("sealed record has no valid received_at".into()))
+}

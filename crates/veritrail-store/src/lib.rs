@@ -1,0 +1,203 @@
+//! The storage traits of Veritrail and the conformance suite every backend must pass.
+//!
+//! **Architecture invariant:** this crate depends on no database crate and no async runtime.
+//! Backends (`veritrail-store-sqlite`, later `veritrail-store-postgres`) implement [`Store`];
+//! the server only ever sees `Arc<dyn Store>`. Backend-specific detail (file names, SQL, pragmas,
+//! tenant numbering) never appears here.
+//!
+//! **Ledger invariant:** [`Store::append`] is the only way events enter a ledger. The backend's
+//! single writer per tenant assigns `seq` densely from 0, seals each event with
+//! [`veritrail_model::seal`], extends the tenant's RFC 6962 tree and makes all of it durable in
+//! one commit before the future resolves.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+
+use jiff::Timestamp;
+use veritrail_model::PreparedEvent;
+use veritrail_query::{Cursor, EventQuery, PageRequest};
+
+#[cfg(feature = "test-suite")]
+pub mod suite;
+
+/// A boxed, sendable future, so that [`Store`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything that can go wrong below the trait, backend detail boxed into the message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The tenant does not exist.
+    #[error("tenant {0:?} not found")]
+    TenantNotFound(String),
+    /// A unique value (tenant id, key id) exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The store is shutting down or its writer stopped; nothing was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data is inconsistent with itself (a failed invariant, damaged file).
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure (I/O, disk full, database error).
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// An isolated organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Public identifier, e.g. `tn_01j...` (also the last part of the ledger origin).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A stored API key. The secret itself is never stored, only a keyed hash of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public key id (the part of the token before the secret), unique across the store.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Human label.
+    pub name: String,
+    /// Keyed hash of the secret part.
+    pub secret_hash: [u8; 32],
+    /// Granted scopes, e.g. `events:write`.
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// After this instant the key is refused.
+    pub expires_at: Option<Timestamp>,
+    /// Set once revoked; revoked keys are refused at once.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The outcome of appending one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The event id.
+    pub id: String,
+    /// Its position in the tenant's ledger.
+    pub seq: u64,
+    /// True when the id was already present and nothing new was written.
+    pub duplicate: bool,
+}
+
+/// One sealed ledger record as stored, with its personal-data sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the tenant's ledger.
+    pub seq: u64,
+    /// Event id.
+    pub id: String,
+    /// The exact canonical bytes that were hashed into the ledger.
+    pub sealed: Vec<u8>,
+    /// `SHA-256(0x00 || sealed)`.
+    pub leaf_hash: [u8; 32],
+    /// The personal-data sidecar ([`veritrail_model::PersonalData`] bytes), absent when the event
+    /// carried none or it was erased.
+    pub personal: Option<Vec<u8>>,
+}
+
+/// A page of query results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// Matching events in the requested order.
+    pub events: Vec<StoredEvent>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<Cursor>,
+}
+
+/// Size and root of a tenant's Merkle tree after the last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of leaves (= next `seq`).
+    pub size: u64,
+    /// RFC 6962 root hash.
+    pub root: [u8; 32],
+}
+
+/// How far the derived query indexes trail the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexStatus {
+    /// Events committed to ledgers but not yet visible to [`Store::query`].
+    pub lag_events: u64,
+    /// True while a rebuild from the ledger is running.
+    pub rebuilding: bool,
+}
+
+/// Counters a backend exposes for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreStats {
+    /// Events durably appended since start (duplicates excluded).
+    pub events_appended: u64,
+    /// Group commits since start.
+    pub commits: u64,
+    /// Append requests waiting for the writer.
+    pub queue_depth: u64,
+    /// Cumulative counts of commit latencies per bucket: `(upper bound in seconds, count)`.
+    pub commit_latency_buckets: Vec<(f64, u64)>,
+    /// Sum of all commit latencies in seconds.
+    pub commit_latency_sum: f64,
+    /// Index progress.
+    pub index: IndexStatus,
+}
+
+/// The persistence of Veritrail: tenants, keys, settings, ledgers and their query indexes.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new tenant; fails with [`StoreError::AlreadyExists`] if its id is taken.
+    fn create_tenant(&self, tenant: Tenant) -> BoxFuture<'_, StoreResult<()>>;
+    /// Looks a tenant up by id.
+    fn tenant(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<Tenant>>>;
+    /// All tenants, oldest first.
+    fn tenants(&self) -> BoxFuture<'_, StoreResult<Vec<Tenant>>>;
+
+    /// Stores a new API key.
+    fn create_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>>;
+    /// Looks a key up by its public id, whatever its tenant or state.
+    fn api_key(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ApiKeyRecord>>>;
+    /// A tenant's keys, oldest first, revoked ones included.
+    fn api_keys(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>>;
+    /// Marks a key revoked; returns false when the tenant has no such key.
+    fn revoke_api_key(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
+
+    /// Reads a server-wide setting (bootstrap token hash, peppers, signing keys).
+    fn setting(&self, name: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>>;
+    /// Stores `value` under `name` unless a value exists; returns the value now stored, so that
+    /// several nodes racing to initialise agree on one.
+    fn init_setting(&self, name: &str, value: Vec<u8>) -> BoxFuture<'_, StoreResult<Vec<u8>>>;
+
+    /// Appends events to a tenant's ledger, durably, in the given order. An id already in the
+    /// ledger (or earlier in the same batch) is not written again: its original `seq` is returned
+    /// with `duplicate = true`.
+    fn append(&self, tenant: &str, events: Vec<PreparedEvent>) -> BoxFuture<'_, StoreResult<Vec<Appended>>>;
+    /// One event by id, straight from the ledger (never lags).
+    fn event_by_id(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredEvent>>>;
+    /// Events matching `query`, from the indexed part of the ledger.
+    fn query<'a>(&'a self, tenant: &'a str, query: &'a EventQuery, page: &'a PageRequest)
+    -> BoxFuture<'a, StoreResult<EventPage>>;
+    /// Sealed records with `seq >= from`, in seq order, at most `limit`.
+    fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>>;
+    /// The tenant's current tree size and root.
+    fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>>;
+    /// The hash of the perfect subtree at `level` covering leaves `[index * 2^level, (index + 1) * 2^level)`.
+    fn subtree_hash(&self, tenant: &str, level: u32, index: u64) -> BoxFuture<'_, StoreResult<[u8; 32]>>;
+
+    /// Waits until every event committed before the call is visible to [`Store::query`].
+    fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>>;
+    /// Drops and rebuilds the derived query indexes from the ledger.
+    fn rebuild_indexes(&self) -> BoxFuture<'_, StoreResult<()>>;
+    /// Counters for `/metrics`.
+    fn stats(&self) -> StoreStats;
+    /// Commits everything acknowledged and stops the writer; later appends fail with
+    /// [`StoreError::Unavailable`].
+    fn shutdown(&self) -> BoxFuture<'_, StoreResult<()>>;
+}

@@ -1,0 +1,210 @@
+//! Fixtures shared by every test suite (cargo-test-support style): a real server on a loopback
+//! port over a temporary data directory, a blocking HTTP client, event generators.
+//!
+//! Tests using it are plain `#[test]` functions: the server runs on its own runtime thread, so a
+//! blocking client never stalls it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use veritrail_server::{Server, ServerConfig};
+use veritrail_store::Store;
+use veritrail_store_sqlite::SqliteStore;
+
+/// The bootstrap token every test server is started with.
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
+
+/// A response: status, raw body and headers of interest.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// `Content-Type` header.
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    /// The body parsed as JSON (panics if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not json ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `error.code` of an error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// A blocking HTTP client for one base URL.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Client {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections_per_host(16).build();
+        Client { base: base.trim_end_matches('/').to_string(), agent: config.into() }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn finish(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = response.unwrap_or_else(|e| panic!("request failed: {e}"));
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap_or_default();
+        Reply { status, body, content_type }
+    }
+
+    /// GET `path` with an optional bearer token.
+    pub fn get(&self, token: Option<&str>, path: &str) -> Reply {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Client::finish(request.call())
+    }
+
+    /// DELETE `path`.
+    pub fn delete(&self, token: Option<&str>, path: &str) -> Reply {
+        let mut request = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Client::finish(request.call())
+    }
+
+    /// POST raw bytes with a content type.
+    pub fn post_raw(&self, token: Option<&str>, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let mut request = self.agent.post(format!("{}{path}", self.base)).header("content-type", content_type);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Client::finish(request.send(body))
+    }
+
+    /// POST a JSON value.
+    pub fn post_json(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
+        self.post_raw(token, path, "application/json", body.to_string().as_bytes())
+    }
+
+    /// Creates a tenant with the bootstrap token; returns `(tenant id, admin api key)`.
+    pub fn create_tenant(&self, name: &str) -> (String, String) {
+        let reply = self.post_json(Some(BOOTSTRAP_TOKEN), "/v1/tenants", &json!({"name": name}));
+        assert_eq!(reply.status, 201, "create tenant: {}", reply.text());
+        let body = reply.json();
+        (body["tenant"].as_str().unwrap().to_string(), body["api_key"].as_str().unwrap().to_string())
+    }
+
+    /// Creates an API key with `scopes` using an admin key; returns the token.
+    pub fn create_key(&self, admin: &str, scopes: &[&str]) -> String {
+        let reply = self.post_json(Some(admin), "/v1/api-keys", &json!({"name": "test", "scopes": scopes}));
+        assert_eq!(reply.status, 201, "create key: {}", reply.text());
+        reply.json()["api_key"].as_str().unwrap().to_string()
+    }
+
+    /// Ingests events (a JSON value: object or array) and returns the reply.
+    pub fn ingest(&self, key: &str, events: &Value) -> Reply {
+        self.post_json(Some(key), "/v1/events", events)
+    }
+}
+
+/// A server running in-process on a loopback port over its own temporary data directory.
+pub struct TestServer {
+    /// Client for the server.
+    pub client: Client,
+    /// Bound address.
+    pub addr: SocketAddr,
+    dir: Option<tempfile::TempDir>,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server over a fresh temporary data directory.
+    pub fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let mut server = TestServer::start_in(&path);
+        server.dir = Some(dir);
+        server
+    }
+
+    /// Starts a server over `data_dir` (kept after the server stops).
+    pub fn start_in(data_dir: &Path) -> TestServer {
+        let shutdown = CancellationToken::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let dir = data_dir.to_path_buf();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
+                let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..ServerConfig::default() };
+                let server = Server::start(store, config).await.unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready_tx.send(listener.local_addr().unwrap()).unwrap();
+                veritrail_server::serve(server, listener, token).await.unwrap();
+            });
+        });
+        let addr = ready_rx.recv().expect("test server failed to start");
+        TestServer {
+            client: Client::new(&format!("http://{addr}")),
+            addr,
+            dir: None,
+            data_dir: data_dir.to_path_buf(),
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server gracefully and waits for it (the data directory stays).
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.halt();
+        self.dir.take()
+    }
+
+    fn halt(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A valid event with a distinct id and the given action and actor.
+pub fn event(id: &str, action: &str, actor: &str) -> Value {
+    json!({"id": id, "action": action, "actor": {"id": actor, "type": "user"}})
+}
