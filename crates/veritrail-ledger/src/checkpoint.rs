@@ -14,6 +14,7 @@ use crate::hash::{Hash, HashDecodeError};
 use crate::note::{self, NoteError, NoteSigner, VerifierKey};
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// Why a checkpoint was refused.
@@ -58,7 +59,12 @@ impl Checkpoint {
     /// The note text: `<origin>\n<size>\n<base64 root>\n`, then each extension line and a
     /// newline. Only meaningful for a checkpoint that passes [`Checkpoint::validate`].
     pub fn body(&self) -> String {
-        let mut body = format!("{}\n{}\n{}\n", self.origin, self.size, self.root.to_base64());
+        let mut body = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            self.root.to_base64()
+        );
         for line in &self.extensions {
             body.push_str(line);
             body.push('\n');
@@ -74,14 +80,18 @@ impl Checkpoint {
             return Err(CheckpointError::Malformed("empty origin"));
         }
         if has_control_character(&self.origin) {
-            return Err(CheckpointError::Malformed("control character in the origin"));
+            return Err(CheckpointError::Malformed(
+                "control character in the origin",
+            ));
         }
         for line in &self.extensions {
             if line.is_empty() {
                 return Err(CheckpointError::Malformed("empty extension line"));
             }
             if has_control_character(line) {
-                return Err(CheckpointError::Malformed("control character in an extension"));
+                return Err(CheckpointError::Malformed(
+                    "control character in an extension",
+                ));
             }
         }
         Ok(())
@@ -96,7 +106,9 @@ impl Checkpoint {
         let mut lines = text.split('\n');
         let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
         else {
-            return Err(CheckpointError::Malformed("needs origin, size and root hash lines"));
+            return Err(CheckpointError::Malformed(
+                "needs origin, size and root hash lines",
+            ));
         };
         let checkpoint = Self {
             origin: origin.to_string(),
@@ -134,7 +146,9 @@ fn parse_size(text: &str) -> Result<u64, CheckpointError> {
         && text.bytes().all(|b| b.is_ascii_digit())
         && (text == "0" || !text.starts_with('0'));
     if !canonical {
-        return Err(CheckpointError::Malformed("tree size is not a decimal number"));
+        return Err(CheckpointError::Malformed(
+            "tree size is not a decimal number",
+        ));
     }
     text.parse()
         .map_err(|_| CheckpointError::Malformed("tree size is too large"))

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest as _, Sha256};
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// Domain separation prefix of a leaf hash (RFC 6962 §2.1).
@@ -21,7 +22,7 @@ const NODE_PREFIX: u8 = 0x01;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hash(pub [u8; 32]);
 
-/// Why a string is not a valid [`Hash`].
+/// Why a string is not a valid [`Hash`](struct@Hash).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HashDecodeError {
     /// The string is not canonical standard base64 (RFC 4648 §4, with padding).
@@ -49,9 +50,7 @@ impl Hash {
     /// Parses standard base64 with padding. Non-canonical encodings (stray trailing bits,
     /// missing padding, whitespace) are rejected, so `from_base64(s)?.to_base64() == s`.
     pub fn from_base64(text: &str) -> Result<Self, HashDecodeError> {
-        let bytes = BASE64
-            .decode(text)
-            .map_err(|_| HashDecodeError::Base64)?;
+        let bytes = BASE64.decode(text).map_err(|_| HashDecodeError::Base64)?;
         Self::from_slice(&bytes)
     }
 

@@ -7,13 +7,14 @@
 //! - Numbers: the IEEE 754 double printed as ECMAScript's `Number.prototype.toString`
 //!   (RFC 8785 §3.2.2.3), by `ryu-js`; `-0` prints as `0`.
 //!
-//! Integers: `serde_json` keeps integers as `u64`/`i64`, but JCS is defined on doubles. An
-//! integer that a double represents exactly (every `|n| <= 2^53`, and larger ones such as
-//! `2^60`) is printed as that double; any other integer is refused with
-//! [`JcsError::InexactInteger`] instead of being silently rounded, since that would commit
-//! to a different value than the one received. Callers that accept input from others should
-//! keep integers within the I-JSON range `|n| <= 2^53` (RFC 7493 §2.2), where every
-//! implementation agrees.
+//! Integers: `serde_json` keeps integers as `u64`/`i64`, while JCS is defined on doubles.
+//! An integer is printed as its nearest double when that prints back as the very same
+//! digits (every `|n| <= 2^53` does); any other integer is refused with
+//! [`JcsError::IntegerNotPreserved`] rather than silently changed, since the ledger would
+//! otherwise commit to another value than the one received (a 64-bit id, say). Callers
+//! should keep integers within the I-JSON range `|n| <= 2^53` (RFC 7493 §2.2), where every
+//! implementation agrees, and send larger ones as strings. Number literals too large for
+//! `u64`/`i64` reach this module as doubles, like fractions, and are canonicalized as such.
 //!
 //! Nesting is limited to [`MAX_DEPTH`] arrays and objects, the most `serde_json` parses
 //! back, so that every canonical document can be read and re-checked by [`is_canonical`].
@@ -25,6 +26,7 @@ use serde_json::{Number, Value};
 use crate::hash::hex_digit;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// The deepest nesting of arrays and objects that is canonicalized (`serde_json`'s parser
@@ -34,9 +36,14 @@ pub const MAX_DEPTH: usize = 127;
 /// Why a JSON value has no canonical form here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JcsError {
-    /// An integer that no IEEE 754 double represents exactly.
-    #[error("integer {0} is not exactly representable as an IEEE 754 double")]
-    InexactInteger(String),
+    /// An integer that would not survive canonicalization unchanged.
+    #[error("integer {integer} would become {canonical} in canonical JSON")]
+    IntegerNotPreserved {
+        /// The integer.
+        integer: String,
+        /// What its canonical form would be.
+        canonical: String,
+    },
     /// NaN or an infinity (only reachable through `serde_json`'s `arbitrary_precision`).
     #[error("number is not finite")]
     NonFiniteNumber,
@@ -123,13 +130,37 @@ fn compare_utf16(a: &str, b: &str) -> Ordering {
 }
 
 fn write_number(number: &Number, out: &mut String) -> Result<(), JcsError> {
-    let double = if let Some(unsigned) = number.as_u64() {
-        exact_double(i128::from(unsigned))?
+    if let Some(unsigned) = number.as_u64() {
+        write_integer(i128::from(unsigned), out)
     } else if let Some(signed) = number.as_i64() {
-        exact_double(i128::from(signed))?
+        write_integer(i128::from(signed), out)
     } else {
-        number.as_f64().ok_or(JcsError::NonFiniteNumber)?
-    };
+        write_double(number.as_f64().ok_or(JcsError::NonFiniteNumber)?, out)
+    }
+}
+
+/// The largest integer magnitude below which every integer is exactly a double.
+const MAX_EXACT_INTEGER: i128 = 1 << 53;
+
+fn write_integer(integer: i128, out: &mut String) -> Result<(), JcsError> {
+    let double = integer as f64;
+    if integer.abs() <= MAX_EXACT_INTEGER {
+        return write_double(double, out);
+    }
+    let mut canonical = String::new();
+    write_double(double, &mut canonical)?;
+    if canonical != integer.to_string() {
+        return Err(JcsError::IntegerNotPreserved {
+            integer: integer.to_string(),
+            canonical,
+        });
+    }
+    out.push_str(&canonical);
+    Ok(())
+}
+
+/// ECMAScript `Number.prototype.toString` (RFC 8785 §3.2.2.3).
+fn write_double(double: f64, out: &mut String) -> Result<(), JcsError> {
     if !double.is_finite() {
         return Err(JcsError::NonFiniteNumber);
     }
@@ -137,18 +168,6 @@ fn write_number(number: &Number, out: &mut String) -> Result<(), JcsError> {
     let double = if double == 0.0 { 0.0 } else { double };
     out.push_str(ryu_js::Buffer::new().format_finite(double));
     Ok(())
-}
-
-/// The double equal to `integer`, if there is one.
-fn exact_double(integer: i128) -> Result<f64, JcsError> {
-    let double = integer as f64;
-    // Every u64 and i64 value and its nearest double lie well inside i128, so this
-    // round trip is exact when, and only when, no rounding happened.
-    if double as i128 == integer {
-        Ok(double)
-    } else {
-        Err(JcsError::InexactInteger(integer.to_string()))
-    }
 }
 
 /// RFC 8785 §3.2.2.2 (ECMAScript `JSON.stringify` of a string).

@@ -18,6 +18,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 use sha2::{Digest as _, Sha256};
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// The signature type byte of Ed25519 in key ids and verifier keys.
@@ -232,15 +233,19 @@ impl FromStr for VerifierKey {
     fn from_str(text: &str) -> Result<Self, NoteError> {
         // Names contain no '+', and base64 may: split at the first two only.
         let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_base64)) = (parts.next(), parts.next(), parts.next())
+        let (Some(name), Some(id_hex), Some(key_base64)) =
+            (parts.next(), parts.next(), parts.next())
         else {
-            return Err(NoteError::MalformedVerifierKey("expected <name>+<key id>+<key>"));
+            return Err(NoteError::MalformedVerifierKey(
+                "expected <name>+<key id>+<key>",
+            ));
         };
         if !is_valid_key_name(name) {
             return Err(NoteError::InvalidKeyName(name.to_string()));
         }
-        let claimed_id = parse_key_id(id_hex)
-            .ok_or(NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))?;
+        let claimed_id = parse_key_id(id_hex).ok_or(NoteError::MalformedVerifierKey(
+            "key id is not 8 lowercase hex digits",
+        ))?;
         let encoded = BASE64
             .decode(key_base64)
             .map_err(|_| NoteError::MalformedVerifierKey("key is not base64"))?;
@@ -327,7 +332,9 @@ pub fn open(note: &str, verifiers: &[VerifierKey]) -> Result<VerifiedNote, NoteE
 fn parse_signature_line(line: &str) -> Result<(&str, [u8; 4], Vec<u8>), NoteError> {
     let rest = line
         .strip_prefix(SIGNATURE_PREFIX)
-        .ok_or(NoteError::Malformed("signature line must start with an em dash and a space"))?;
+        .ok_or(NoteError::Malformed(
+            "signature line must start with an em dash and a space",
+        ))?;
     let (name, encoded) = rest
         .split_once(' ')
         .ok_or(NoteError::Malformed("signature line has no signature"))?;
@@ -371,7 +378,9 @@ fn check_text(text: &str) -> Result<(), NoteError> {
         return Err(NoteError::InvalidText("must end in a newline"));
     }
     if text.chars().any(|c| c < ' ' && c != '\n') {
-        return Err(NoteError::InvalidText("must not contain control characters"));
+        return Err(NoteError::InvalidText(
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

@@ -113,3 +113,17 @@ pub enum OpenError {
         path: String,
     },
 }
+
+/// Why an event could not be committed or sealed: some JSON in it has no RFC 8785 canonical
+/// form (an integer beyond ±2^53 that no double represents, or nesting deeper than the
+/// ledger's limit). Cannot happen for an [`crate::Event`] from the validating parsers with a
+/// `seq` ≤ 2^53; it guards hand-built [`crate::PreparedEvent`] bodies and absurd `seq` values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot canonicalize {path}: {source}")]
+pub struct SealError {
+    /// What was being canonicalized: a personal field path such as `actor.email`, or
+    /// `record` for the whole sealed record.
+    pub path: String,
+    /// The canonicalization failure.
+    pub source: veritrail_ledger::JcsError,
+}

@@ -23,7 +23,7 @@ mod validate;
 mod vocabulary;
 
 pub use batch::{BodyFormat, parse_batch, parse_event};
-pub use error::{BatchError, OpenError, ValidationError, ValidationErrorKind};
+pub use error::{BatchError, OpenError, SealError, ValidationError, ValidationErrorKind};
 pub use event::{Actor, Changes, Context, Event, Resource};
 pub use id::new_event_id;
 pub use limits::Limits;

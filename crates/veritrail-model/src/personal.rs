@@ -9,7 +9,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value};
 
 use crate::error::OpenError;
-use crate::jcs::canonical_bytes;
 
 /// Format version of [`PersonalData::to_bytes`].
 const PERSONAL_DATA_VERSION: u64 = 1;
@@ -62,8 +61,9 @@ impl PersonalData {
         self.fields.insert(path.to_owned(), value);
     }
 
-    /// Encodes as canonical JSON:
-    /// `{"fields":{"<path>":{"salt":"<base64 std>","value":<json>},...},"v":1}`.
+    /// Encodes as compact JSON:
+    /// `{"v":1,"fields":{"<path>":{"salt":"<base64 std>","value":<json>},...}}`
+    /// (member order unspecified; this blob is never hashed).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut fields = Map::new();
         for (path, field) in &self.fields {
@@ -75,7 +75,7 @@ impl PersonalData {
         let mut root = Map::new();
         root.insert("v".into(), Value::from(PERSONAL_DATA_VERSION));
         root.insert("fields".into(), Value::Object(fields));
-        canonical_bytes(&Value::Object(root))
+        Value::Object(root).to_string().into_bytes()
     }
 
     /// Decodes what [`PersonalData::to_bytes`] produced.

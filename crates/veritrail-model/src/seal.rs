@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use veritrail_ledger::JcsError;
 
-use crate::error::OpenError;
+use crate::error::{OpenError, SealError};
 use crate::event::Event;
 use crate::jcs::canonical_bytes;
 use crate::personal::{PersonalData, PersonalValue};
@@ -76,7 +77,9 @@ pub struct PreparedEvent {
 impl Event {
     /// Applies the server defaults (`id`, `occurred_at`) and replaces the personal fields by
     /// commitments, moving their clear values into [`PreparedEvent::personal`].
-    pub fn prepare(self, ctx: PrepareContext<'_>) -> PreparedEvent {
+    ///
+    /// Never fails for an event from the validating parsers (see [`SealError`]).
+    pub fn prepare(self, ctx: PrepareContext<'_>) -> Result<PreparedEvent, SealError> {
         let id = self.id.clone().unwrap_or(ctx.id_if_missing);
         let (occurred_at, occurred_at_source) = match self.occurred_at {
             Some(occurred_at) => (occurred_at, "client"),
@@ -91,13 +94,13 @@ impl Event {
         for (parent, key) in PERSONAL_STRING_FIELDS {
             if let Some(Value::Object(object)) = body.get_mut(*parent) {
                 let path = format!("{parent}.{key}");
-                commit_field(object, key, &path, ctx.salt, &mut personal);
+                commit_field(object, key, &path, ctx.salt, &mut personal)?;
             }
         }
         if !self.sensitivity.is_empty() {
-            commit_field(&mut body, "changes", "changes", ctx.salt, &mut personal);
+            commit_field(&mut body, "changes", "changes", ctx.salt, &mut personal)?;
         }
-        PreparedEvent { id, body, personal }
+        Ok(PreparedEvent { id, body, personal })
     }
 }
 
@@ -108,36 +111,44 @@ fn commit_field(
     path: &str,
     salt: &mut dyn FnMut() -> [u8; 32],
     personal: &mut PersonalData,
-) {
+) -> Result<(), SealError> {
     let Some(slot) = object.get_mut(key) else {
-        return;
+        return Ok(());
     };
     let salt = salt();
-    let committed = commitment_object(&salt, slot);
-    let value = std::mem::replace(slot, committed);
+    let mut committed = Map::new();
+    let digest = commitment(&salt, slot).map_err(|source| SealError {
+        path: path.to_owned(),
+        source,
+    })?;
+    committed.insert("commitment".into(), Value::String(digest));
+    let value = std::mem::replace(slot, Value::Object(committed));
     personal.insert(path, PersonalValue { salt, value });
-}
-
-fn commitment_object(salt: &[u8; 32], value: &Value) -> Value {
-    let mut object = Map::new();
-    object.insert("commitment".into(), Value::String(commitment(salt, value)));
-    Value::Object(object)
+    Ok(())
 }
 
 /// `base64(SHA-256("veritrail.commitment.v1\n" || salt || JCS(value)))`, standard alphabet
-/// with padding.
-pub fn commitment(salt: &[u8; 32], value: &Value) -> String {
+/// with padding. Fails only if `value` has no canonical form.
+pub fn commitment(salt: &[u8; 32], value: &Value) -> Result<String, JcsError> {
     let mut hasher = Sha256::new();
     hasher.update(COMMITMENT_DOMAIN);
     hasher.update(salt);
-    hasher.update(canonical_bytes(value));
-    BASE64.encode(hasher.finalize())
+    hasher.update(canonical_bytes(value)?);
+    Ok(BASE64.encode(hasher.finalize()))
 }
 
 /// The sealed record: canonical (RFC 8785) JSON bytes of the prepared body plus
 /// `"v":1`, `seq`, `tenant` and `received_at` (UTC, milliseconds). These are the exact bytes
 /// to store and to hash into the ledger leaf. Deterministic.
-pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Timestamp) -> Vec<u8> {
+///
+/// Fails only if the body was edited into something without a canonical form, or `seq` is
+/// above 2^53 and not exactly representable as a double (see [`SealError`]).
+pub fn seal(
+    prepared: &PreparedEvent,
+    tenant: &str,
+    seq: u64,
+    received_at: Timestamp,
+) -> Result<Vec<u8>, SealError> {
     let mut record = prepared.body.clone();
     record.insert("v".into(), Value::from(SEALED_RECORD_VERSION));
     record.insert("seq".into(), Value::from(seq));
@@ -146,7 +157,10 @@ pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Times
         "received_at".into(),
         time::format_millis(received_at).into(),
     );
-    canonical_bytes(&Value::Object(record))
+    canonical_bytes(&Value::Object(record)).map_err(|source| SealError {
+        path: "record".to_owned(),
+        source,
+    })
 }
 
 /// The event as API readers see it: every sealed field except `v`, with each commitment
@@ -211,7 +225,10 @@ fn reveal(
         *slot = Value::String(ERASED.to_owned());
         return Ok(true);
     };
-    if commitment(&field.salt, &field.value) != expected {
+    let actual = commitment(&field.salt, &field.value).map_err(|error| {
+        OpenError::MalformedPersonalData(format!("\"{path}\" cannot be canonicalized: {error}"))
+    })?;
+    if actual != expected {
         return Err(OpenError::CommitmentMismatch {
             path: path.to_owned(),
         });

@@ -67,7 +67,10 @@ pub fn prepare(event: veritrail_model::Event) -> Result<veritrail_model::Prepare
             [0; 32]
         }
     };
-    let prepared = event.prepare(PrepareContext { id_if_missing: id, now, salt: &mut salt });
+    let prepared = event.prepare(PrepareContext { id_if_missing: id, now, salt: &mut salt }).map_err(|e| {
+        tracing::error!(error = %e, "cannot prepare a validated event");
+        ApiError::new(Code::InvalidValue, format!("event cannot be sealed: {e}"))
+    })?;
     if failed {
         return Err(ApiError::new(Code::Internal, "random generator unavailable"));
     }

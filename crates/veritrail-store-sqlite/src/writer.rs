@@ -226,7 +226,8 @@ fn append_events(
         if seq > MAX_SEQ {
             return Err(StoreError::Backend(format!("tenant {} reached the maximum ledger size", ledger.id)));
         }
-        let sealed = veritrail_model::seal(event, &ledger.id, seq, received_at);
+        let sealed = veritrail_model::seal(event, &ledger.id, seq, received_at)
+            .map_err(|e| StoreError::Backend(format!("cannot seal event {}: {e}", event.id)))?;
         let leaf = leaf_hash(&sealed);
         let key = record_key(ledger.no, seq);
         insert_record.execute(params![key, ledger.no, event.id, leaf.0.as_slice(), sealed]).map_err(sql_error)?;

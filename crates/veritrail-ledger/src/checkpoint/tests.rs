@@ -21,12 +21,16 @@ fn body_format() {
         ..checkpoint
     };
     assert!(with_extensions.body().ends_with("\next one\next two\n"));
-    assert_eq!(Checkpoint::parse_body(&with_extensions.body()), Ok(with_extensions));
+    assert_eq!(
+        Checkpoint::parse_body(&with_extensions.body()),
+        Ok(with_extensions)
+    );
 }
 
 #[test]
 fn c2sp_example_body_parses() {
-    let body = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+    let body =
+        "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
     let checkpoint = Checkpoint::parse_body(body).unwrap();
     assert_eq!(checkpoint.origin, "example.com/behind-the-sofa");
     assert_eq!(checkpoint.size, 20852163);
@@ -99,11 +103,25 @@ fn invalid_checkpoints_are_not_signed() {
 #[test]
 fn malformed_bodies_are_rejected() {
     let root = leaf_hash(b"root").to_base64();
-    let bad_sizes = ["", "007", "00", "+5", "-1", " 5", "5 ", "0x10", "18446744073709551616", "５"];
+    let bad_sizes = [
+        "",
+        "007",
+        "00",
+        "+5",
+        "-1",
+        " 5",
+        "5 ",
+        "0x10",
+        "18446744073709551616",
+        "５",
+    ];
     for size in bad_sizes {
         let body = format!("origin\n{size}\n{root}\n");
         assert!(
-            matches!(Checkpoint::parse_body(&body), Err(CheckpointError::Malformed(_))),
+            matches!(
+                Checkpoint::parse_body(&body),
+                Err(CheckpointError::Malformed(_))
+            ),
             "size {size:?}"
         );
     }
@@ -127,14 +145,20 @@ fn malformed_bodies_are_rejected() {
     ];
     for body in bad_bodies {
         assert!(
-            matches!(Checkpoint::parse_body(&body), Err(CheckpointError::Malformed(_))),
+            matches!(
+                Checkpoint::parse_body(&body),
+                Err(CheckpointError::Malformed(_))
+            ),
             "{body:?}"
         );
     }
     for bad_root in ["", "AAAA", "not base64", &root[..43], &format!("{root}=")] {
         let body = format!("origin\n1\n{bad_root}\n");
         assert!(
-            matches!(Checkpoint::parse_body(&body), Err(CheckpointError::RootHash(_))),
+            matches!(
+                Checkpoint::parse_body(&body),
+                Err(CheckpointError::RootHash(_))
+            ),
             "root {bad_root:?}"
         );
     }

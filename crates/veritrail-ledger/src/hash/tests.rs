@@ -34,7 +34,10 @@ fn base64_round_trip_and_strictness() {
     assert_eq!(text.len(), 44);
     assert_eq!(Hash::from_base64(&text), Ok(hash));
 
-    assert_eq!(Hash::from_base64("not base64!"), Err(HashDecodeError::Base64));
+    assert_eq!(
+        Hash::from_base64("not base64!"),
+        Err(HashDecodeError::Base64)
+    );
     assert_eq!(
         Hash::from_base64(text.trim_end_matches('=')),
         Err(HashDecodeError::Base64)
@@ -43,7 +46,10 @@ fn base64_round_trip_and_strictness() {
     // 32 zero bytes end in "A=" ; "B=" sets trailing bits that carry no data.
     let zero = Hash([0; 32]).to_base64();
     let non_canonical = format!("{}B=", &zero[..42]);
-    assert_eq!(Hash::from_base64(&non_canonical), Err(HashDecodeError::Base64));
+    assert_eq!(
+        Hash::from_base64(&non_canonical),
+        Err(HashDecodeError::Base64)
+    );
 }
 
 #[test]

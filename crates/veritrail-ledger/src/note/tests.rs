@@ -51,7 +51,10 @@ fn key_id_is_truncated_sha256_of_name_newline_type_and_key() {
         key_id("PeterNeumann", &peter.public_key()),
         [0xc7, 0x4f, 0x20, 0xa3]
     );
-    assert_eq!(key_id("EnochRoot", &enoch().public_key()), [0xaf, 0x0c, 0xfe, 0x78]);
+    assert_eq!(
+        key_id("EnochRoot", &enoch().public_key()),
+        [0xaf, 0x0c, 0xfe, 0x78]
+    );
 }
 
 #[test]
@@ -85,7 +88,10 @@ fn mangled_verifier_keys_are_rejected() {
         let mut changed = bytes.to_vec();
         changed[i] += 1;
         let changed = String::from_utf8(changed).unwrap();
-        assert!(changed.parse::<VerifierKey>().is_err(), "accepted {changed:?}");
+        assert!(
+            changed.parse::<VerifierKey>().is_err(),
+            "accepted {changed:?}"
+        );
     }
     // Wrong key length and unknown algorithm, each with a matching key id.
     assert!(
@@ -99,7 +105,9 @@ fn mangled_verifier_keys_are_rejected() {
     );
     assert_eq!(
         "PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW".parse::<VerifierKey>(),
-        Err(NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))
+        Err(NoteError::MalformedVerifierKey(
+            "key id is not 8 lowercase hex digits"
+        ))
     );
     assert_eq!(
         "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW".parse::<VerifierKey>(),
@@ -112,7 +120,16 @@ fn key_names() {
     for name in ["PeterNeumann", "veritrail.example/acme", "a", "ü"] {
         assert!(is_valid_key_name(name), "{name:?}");
     }
-    for name in ["", "a b", "a+b", "a\tb", "a\nb", "a\u{a0}b", "a\u{2028}b", "a\u{1}b"] {
+    for name in [
+        "",
+        "a b",
+        "a+b",
+        "a\tb",
+        "a\nb",
+        "a\u{a0}b",
+        "a\u{2028}b",
+        "a\u{1}b",
+    ] {
         assert!(!is_valid_key_name(name), "{name:?}");
         assert_eq!(
             NoteSigner::from_seed(name, [1; 32]).err(),
@@ -134,7 +151,9 @@ fn signing_requires_valid_text() {
     );
     assert_eq!(
         signer.sign("a\rb\n"),
-        Err(NoteError::InvalidText("must not contain control characters"))
+        Err(NoteError::InvalidText(
+            "must not contain control characters"
+        ))
     );
     // Blank lines inside the text, and at its end, survive the round trip.
     for text in ["\n", "a\n\nb\n", "a\n\n", "— not a signature\n\n"] {
@@ -148,7 +167,9 @@ fn signing_requires_valid_text() {
 fn signed_note_layout() {
     let signer = test_signer("veritrail.example/acme", 9);
     let note = signer.sign("hello\n").unwrap();
-    let signature_line = note.strip_prefix("hello\n\n\u{2014} veritrail.example/acme ").unwrap();
+    let signature_line = note
+        .strip_prefix("hello\n\n\u{2014} veritrail.example/acme ")
+        .unwrap();
     let encoded = signature_line.strip_suffix('\n').unwrap();
     let bytes = BASE64.decode(encoded).unwrap();
     assert_eq!(bytes.len(), 4 + 64);
@@ -198,7 +219,10 @@ fn open_go_vectors() {
 
     // A changed key id makes the signature one of an unknown key.
     let other_id = format!("{TEXT}\n{}", PETER_SIG.replace("x08g", "xxxx"));
-    assert_eq!(open(&other_id, &[peter()]), Err(NoteError::NoTrustedSignature));
+    assert_eq!(
+        open(&other_id, &[peter()]),
+        Err(NoteError::NoTrustedSignature)
+    );
 }
 
 #[test]
@@ -208,9 +232,13 @@ fn malformed_notes_are_rejected() {
         format!("{TEXT}\n"),
         format!("{TEXT}\n{}", &PETER_SIG[..PETER_SIG.len() - 1]),
         format!("\u{1}{TEXT}\n{PETER_SIG}"),
-        format!("{TEXT}\n\u{2014} Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"),
+        format!(
+            "{TEXT}\n\u{2014} Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+        ),
         format!("{TEXT}\n{PETER_SIG}Unexpected line.\n"),
-        format!("{TEXT}\n- PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"),
+        format!(
+            "{TEXT}\n- PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+        ),
         format!("{TEXT}\n\u{2014} PeterNeumann\n"),
         format!("{TEXT}\n\u{2014} PeterNeumann \n"),
         format!("{TEXT}\n\u{2014} PeterNeumann AAAA\n"),
@@ -253,11 +281,17 @@ fn round_trip_and_tamper_detection() {
 
     // Same name, another key: a different key id, so only an unknown signature.
     let other_key = test_signer("veritrail.example/acme", 43).verifier_key();
-    assert_eq!(open(&note, &[other_key]), Err(NoteError::NoTrustedSignature));
+    assert_eq!(
+        open(&note, &[other_key]),
+        Err(NoteError::NoTrustedSignature)
+    );
 
     // A second, trusted signer appended after the first.
     let witness = test_signer("witness.example", 44);
-    let cosigned = format!("{note}{}", &witness.sign(&opened.text).unwrap()[opened.text.len() + 1..]);
+    let cosigned = format!(
+        "{note}{}",
+        &witness.sign(&opened.text).unwrap()[opened.text.len() + 1..]
+    );
     let opened = open(&cosigned, &[witness.verifier_key(), key.clone()]).unwrap();
     assert_eq!(opened.verified_by, vec![key, witness.verifier_key()]);
 }

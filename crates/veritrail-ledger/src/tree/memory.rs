@@ -49,8 +49,8 @@ impl MemoryTree {
             }
             let row = &mut self.levels[level];
             row.push(hash);
-            // An even length means the new node is a right child: its parent is complete.
-            if row.len() % 2 != 0 {
+            // The new node completes its parent when it is a right child (odd index).
+            if !row.len().is_multiple_of(2) {
                 break;
             }
             hash = node_hash(&row[row.len() - 2], &hash);
@@ -68,18 +68,23 @@ impl MemoryTree {
         self.node(0, index)
     }
 
-    /// The root hash of the whole tree ([`root_at`](super::root_at) gives the roots of its prefixes).
+    /// The root hash of the whole tree ([`root_at`](super::root_at) gives the roots of its
+    /// prefixes).
     pub fn root(&self) -> Hash {
         // `levels[l].len() == size >> l`, so an odd row ends with one of the perfect
         // subtrees making up [0, size); fold them from the smallest (rightmost) up.
         let mut root: Option<Hash> = None;
         for row in &self.levels {
-            if let (true, Some(subtree)) = (row.len() % 2 == 1, row.last()) {
-                root = Some(match root {
-                    None => *subtree,
-                    Some(right) => node_hash(subtree, &right),
-                });
+            if row.len().is_multiple_of(2) {
+                continue;
             }
+            let Some(subtree) = row.last() else {
+                continue;
+            };
+            root = Some(match root {
+                None => *subtree,
+                Some(right) => node_hash(subtree, &right),
+            });
         }
         root.unwrap_or_else(empty_root)
     }

@@ -93,8 +93,16 @@ fn kat_roots_from_frontier_memory_tree_and_root_at() {
         frontier.push(leaf_hash(data)).unwrap();
         let size = size as u64 + 1;
         assert_eq!(frontier.size(), size);
-        assert_eq!(frontier.root(), roots[size as usize], "frontier root at {size}");
-        assert_eq!(root_at(size, &tree).unwrap(), roots[size as usize], "root_at {size}");
+        assert_eq!(
+            frontier.root(),
+            roots[size as usize],
+            "frontier root at {size}"
+        );
+        assert_eq!(
+            root_at(size, &tree).unwrap(),
+            roots[size as usize],
+            "root_at {size}"
+        );
     }
     assert_eq!(tree.root(), roots[8]);
     assert_eq!(
@@ -283,7 +291,10 @@ fn consistency_edge_cases() {
     assert_eq!(consistency_proof(8, 8, &tree).unwrap(), vec![]);
     assert!(matches!(
         consistency_proof(5, 4, &tree),
-        Err(ProofError::SizeOrder { first: 5, second: 4 })
+        Err(ProofError::SizeOrder {
+            first: 5,
+            second: 4
+        })
     ));
     assert!(matches!(
         consistency_proof(5, 9, &tree),
@@ -327,8 +338,7 @@ fn a_full_frontier_refuses_more_leaves() {
     // The last possible push completes 63 subtrees without overflowing.
     let mut frontier = Frontier::from_subtrees(u64::MAX - 1, vec![empty_root(); 63]).unwrap();
     assert!(frontier.push(empty_root()).unwrap().is_empty());
-    let mut frontier =
-        Frontier::from_subtrees((1 << 63) - 1, vec![empty_root(); 63]).unwrap();
+    let mut frontier = Frontier::from_subtrees((1 << 63) - 1, vec![empty_root(); 63]).unwrap();
     let completed = frontier.push(empty_root()).unwrap();
     assert_eq!(completed.len(), 63);
     assert_eq!(completed[62].level, 63);
@@ -472,7 +482,11 @@ fn proofs_match_the_rfc_definitions_for_every_size() {
                 reads: Cell::new(0),
             };
             let proof = inclusion_proof(index, size, &counting).unwrap();
-            assert_eq!(proof, naive_path(index as usize, prefix), "PATH({index}, {size})");
+            assert_eq!(
+                proof,
+                naive_path(index as usize, prefix),
+                "PATH({index}, {size})"
+            );
             assert!(counting.reads.get() <= read_budget(size), "reads for PATH");
 
             let counting = Counting {
@@ -480,7 +494,11 @@ fn proofs_match_the_rfc_definitions_for_every_size() {
                 reads: Cell::new(0),
             };
             let proof = consistency_proof(index, size, &counting).unwrap();
-            assert_eq!(proof, naive_proof(index as usize, prefix), "PROOF({index}, {size})");
+            assert_eq!(
+                proof,
+                naive_proof(index as usize, prefix),
+                "PROOF({index}, {size})"
+            );
             assert!(counting.reads.get() <= read_budget(size), "reads for PROOF");
         }
     }
@@ -500,7 +518,10 @@ fn proofs_verify_and_mutations_are_rejected_for_every_size() {
             let first = index;
             let proof = consistency_proof(first, size, &tree).unwrap();
             let first_root = root_at(first, &tree).unwrap();
-            assert_eq!(verify_consistency(first, size, &proof, &first_root, &root), Ok(()));
+            assert_eq!(
+                verify_consistency(first, size, &proof, &first_root, &root),
+                Ok(())
+            );
             assert_consistency_mutations_rejected(&tree, first, size, &proof);
         }
     }
@@ -532,14 +553,21 @@ fn assert_inclusion_mutations_rejected(tree: &MemoryTree, index: u64, size: u64,
         }
     }
     for wrong_size in [size - 1, size + 1, size * 2, size / 2] {
-        if wrong_size != size && wrong_size <= MAX_SIZE {
+        if wrong_size != size && wrong_size <= tree.size() {
             // Against the root of that size, as a forged checkpoint would claim.
             let wrong_root = root_of(wrong_size);
             reject("a wrong size", &leaf, index, wrong_size, proof, &wrong_root);
         }
     }
     if !proof.is_empty() {
-        reject("a truncated proof", &leaf, index, size, &proof[..proof.len() - 1], &root);
+        reject(
+            "a truncated proof",
+            &leaf,
+            index,
+            size,
+            &proof[..proof.len() - 1],
+            &root,
+        );
         reject("a beheaded proof", &leaf, index, size, &proof[1..], &root);
     }
     for extra in [other, root, leaf] {
@@ -584,47 +612,131 @@ fn assert_consistency_mutations_rejected(
         for bit in [0, 4, 255] {
             let mut bad = proof.to_vec();
             bad[i].0[bit / 8] ^= 1 << (bit % 8);
-            reject("a flipped bit", first, second, &bad, &first_root, &second_root);
+            reject(
+                "a flipped bit",
+                first,
+                second,
+                &bad,
+                &first_root,
+                &second_root,
+            );
         }
     }
     if !proof.is_empty() {
         // With the roots of the claimed sizes, as forged checkpoints would give.
         for wrong_first in [first - 1, first + 1, first ^ 2] {
-            if wrong_first != first && wrong_first <= MAX_SIZE {
+            if wrong_first != first && wrong_first <= tree.size() {
                 let r1 = root_of(wrong_first);
-                reject("a wrong first size", wrong_first, second, proof, &r1, &second_root);
+                reject(
+                    "a wrong first size",
+                    wrong_first,
+                    second,
+                    proof,
+                    &r1,
+                    &second_root,
+                );
             }
         }
         for wrong_second in [second - 1, second + 1, second * 2, second / 2] {
-            if wrong_second != second && wrong_second <= MAX_SIZE {
+            if wrong_second != second && wrong_second <= tree.size() {
                 let r2 = root_of(wrong_second);
-                reject("a wrong second size", first, wrong_second, proof, &first_root, &r2);
+                reject(
+                    "a wrong second size",
+                    first,
+                    wrong_second,
+                    proof,
+                    &first_root,
+                    &r2,
+                );
             }
         }
-        reject("an empty proof", first, second, &[], &first_root, &second_root);
+        reject(
+            "an empty proof",
+            first,
+            second,
+            &[],
+            &first_root,
+            &second_root,
+        );
         let shorter = &proof[..proof.len() - 1];
-        reject("a truncated proof", first, second, shorter, &first_root, &second_root);
-        reject("a beheaded proof", first, second, &proof[1..], &first_root, &second_root);
-        reject("swapped roots", first, second, proof, &second_root, &first_root);
-        reject("a wrong first root", first, second, proof, &other, &second_root);
+        reject(
+            "a truncated proof",
+            first,
+            second,
+            shorter,
+            &first_root,
+            &second_root,
+        );
+        reject(
+            "a beheaded proof",
+            first,
+            second,
+            &proof[1..],
+            &first_root,
+            &second_root,
+        );
+        reject(
+            "swapped roots",
+            first,
+            second,
+            proof,
+            &second_root,
+            &first_root,
+        );
+        reject(
+            "a wrong first root",
+            first,
+            second,
+            proof,
+            &other,
+            &second_root,
+        );
     }
     for extra in [other, first_root, second_root] {
         let mut longer = proof.to_vec();
         longer.push(extra);
-        reject("an extended proof", first, second, &longer, &first_root, &second_root);
+        reject(
+            "an extended proof",
+            first,
+            second,
+            &longer,
+            &first_root,
+            &second_root,
+        );
         let mut longer = vec![extra];
         longer.extend_from_slice(proof);
-        reject("a prepended hash", first, second, &longer, &first_root, &second_root);
+        reject(
+            "a prepended hash",
+            first,
+            second,
+            &longer,
+            &first_root,
+            &second_root,
+        );
     }
     for i in 1..proof.len() {
         if proof[i - 1] != proof[i] {
             let mut reordered = proof.to_vec();
             reordered.swap(i - 1, i);
-            reject("reordered hashes", first, second, &reordered, &first_root, &second_root);
+            reject(
+                "reordered hashes",
+                first,
+                second,
+                &reordered,
+                &first_root,
+                &second_root,
+            );
         }
     }
     if first != 0 {
-        reject("a wrong second root", first, second, proof, &first_root, &other);
+        reject(
+            "a wrong second root",
+            first,
+            second,
+            proof,
+            &first_root,
+            &other,
+        );
     }
 }
 

@@ -258,3 +258,60 @@ fn nesting_within_parser_limit_but_over_max_depth() {
         "{error}"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use crate::{BodyFormat, Limits, PrepareContext, open, parse_batch, seal};
+
+    const SAMPLE: &str = r#"{"id":"e-1","action":"data.updated","occurred_at":"2026-01-15T14:32:11.234+01:00","actor":{"id":"u","type":"user","name":"Jane","email":"j@a.io","roles":["admin"]},"resource":{"type":"p","id":"1"},"targets":[{"type":"t","id":"2"}],"outcome":"denied","reason":"r","context":{"ip":"::1","user_agent":"ua","channel":"api"},"changes":{"before":null,"after":{"s":[1,2.5]}},"data_subject":"s","sensitivity":["pii"],"metadata":{"k":[{"x":-3}],"error":{"code":1}}}"#;
+
+    /// The sample event with one or two bytes overwritten, by JSON-significant characters or
+    /// by harmless ones (so that a fair share of the results stay valid).
+    fn mutated_sample() -> impl Strategy<Value = Vec<u8>> {
+        let edit = (
+            0..SAMPLE.len(),
+            prop::sample::select(b"{}[]\",:0.-e\\ nx\x00\xffaaZZ55__@@".to_vec()),
+        );
+        prop::collection::vec(edit, 1..3).prop_map(|edits| {
+            let mut bytes = SAMPLE.as_bytes().to_vec();
+            for (position, byte) in edits {
+                bytes[position] = byte;
+            }
+            bytes
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_batch(&bytes, BodyFormat::Json, &Limits::default());
+            let _ = parse_batch(&bytes, BodyFormat::Ndjson, &Limits::default());
+        }
+
+        /// Whatever is accepted survives prepare → seal → open unchanged.
+        #[test]
+        fn accepted_events_round_trip(bytes in mutated_sample()) {
+            let Ok(events) = parse_batch(&bytes, BodyFormat::Ndjson, &Limits::default()) else {
+                return Ok(());
+            };
+            for event in events {
+                let normalised = event.to_json();
+                let mut salt = || [9; 32];
+                let prepared = event
+                    .prepare(PrepareContext {
+                        id_if_missing: "generated".to_owned(),
+                        now: jiff::Timestamp::UNIX_EPOCH,
+                        salt: &mut salt,
+                    })
+                    .unwrap();
+                let sealed = seal(&prepared, "t", 7, jiff::Timestamp::UNIX_EPOCH).unwrap();
+                prop_assert!(veritrail_ledger::jcs::is_canonical(&sealed));
+                let view = open(&sealed, Some(&prepared.personal)).unwrap();
+                for (key, value) in &normalised {
+                    prop_assert_eq!(&view[key], value, "{}", key);
+                }
+            }
+        }
+    }
+}

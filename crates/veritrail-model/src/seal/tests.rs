@@ -2,7 +2,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::{
-    ERASED, Limits, OpenError, PersonalData, PrepareContext, PreparedEvent, commitment, jcs, open,
+    ERASED, Limits, OpenError, PersonalData, PrepareContext, PreparedEvent, commitment, open,
     parse_event, seal,
 };
 
@@ -47,21 +47,23 @@ fn prepare(event: &Value) -> PreparedEvent {
         next += 1;
         [next; 32]
     };
-    event.prepare(PrepareContext {
-        id_if_missing: "evt_01KF0000000000000000000000".to_owned(),
-        now: now(),
-        salt: &mut salt,
-    })
+    event
+        .prepare(PrepareContext {
+            id_if_missing: "evt_01KF0000000000000000000000".to_owned(),
+            now: now(),
+            salt: &mut salt,
+        })
+        .unwrap()
 }
 
 fn sealed_text(prepared: &PreparedEvent) -> String {
-    String::from_utf8(seal(prepared, "acme", 41, received_at())).unwrap()
+    String::from_utf8(seal(prepared, "acme", 41, received_at()).unwrap()).unwrap()
 }
 
 #[test]
 fn round_trip_restores_the_event() {
     let prepared = prepare(&event_json());
-    let sealed = seal(&prepared, "acme", 41, received_at());
+    let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
     let view = open(&sealed, Some(&prepared.personal)).unwrap();
 
     let mut expected = event_json();
@@ -124,14 +126,14 @@ fn changes_stay_in_clear_without_sensitivity() {
     let prepared = prepare(&event);
     assert!(sealed_text(&prepared).contains(BEFORE_SECRET));
     assert!(prepared.personal.get("changes").is_none());
-    let view = open(&seal(&prepared, "acme", 41, received_at()), None).unwrap();
+    let view = open(&seal(&prepared, "acme", 41, received_at()).unwrap(), None).unwrap();
     assert_eq!(view["changes"], event["changes"]);
 }
 
 #[test]
 fn erased_personal_data_reads_as_erased() {
     let prepared = prepare(&event_json());
-    let sealed = seal(&prepared, "acme", 41, received_at());
+    let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
     let view = open(&sealed, None).unwrap();
     assert_eq!(view["actor"]["email"], json!(ERASED));
     assert_eq!(view["actor"]["name"], json!(ERASED));
@@ -148,18 +150,17 @@ fn erased_personal_data_reads_as_erased() {
     let view = open(&sealed, Some(&personal)).unwrap();
     assert_eq!(view["actor"]["email"], json!(ERASED));
     assert_eq!(view["actor"]["name"], json!(NAME));
-    assert_eq!(seal(&prepared, "acme", 41, received_at()), sealed);
+    assert_eq!(seal(&prepared, "acme", 41, received_at()).unwrap(), sealed);
 }
 
 #[test]
 fn sealing_is_deterministic_and_canonical() {
-    let first = seal(&prepare(&event_json()), "acme", 41, received_at());
-    let second = seal(&prepare(&event_json()), "acme", 41, received_at());
+    let first = seal(&prepare(&event_json()), "acme", 41, received_at()).unwrap();
+    let second = seal(&prepare(&event_json()), "acme", 41, received_at()).unwrap();
     assert_eq!(first, second);
-    let reparsed: Value = serde_json::from_slice(&first).unwrap();
-    assert_eq!(jcs::canonical_bytes(&reparsed), first);
+    assert!(veritrail_ledger::jcs::is_canonical(&first));
     assert_ne!(
-        seal(&prepare(&event_json()), "acme", 42, received_at()),
+        seal(&prepare(&event_json()), "acme", 42, received_at()).unwrap(),
         first
     );
 }
@@ -167,8 +168,9 @@ fn sealing_is_deterministic_and_canonical() {
 #[test]
 fn salts_change_commitments() {
     let value = json!(EMAIL);
-    assert_ne!(commitment(&[1; 32], &value), commitment(&[2; 32], &value));
-    assert_eq!(commitment(&[1; 32], &value).len(), 44);
+    let first = commitment(&[1; 32], &value).unwrap();
+    assert_ne!(first, commitment(&[2; 32], &value).unwrap());
+    assert_eq!(first.len(), 44);
 }
 
 #[test]
@@ -177,7 +179,7 @@ fn server_defaults() {
     assert_eq!(prepared.id, "evt_01KF0000000000000000000000");
     assert!(prepared.personal.is_empty());
     let view = open(
-        &seal(&prepared, "acme", 0, received_at()),
+        &seal(&prepared, "acme", 0, received_at()).unwrap(),
         Some(&prepared.personal),
     )
     .unwrap();
@@ -222,13 +224,16 @@ fn commitment_definition() {
     input.extend_from_slice(&[7; 32]);
     input.extend_from_slice(b"\"jane@acme.com\"");
     let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&input));
-    assert_eq!(commitment(&[7; 32], &json!("jane@acme.com")), expected);
+    assert_eq!(
+        commitment(&[7; 32], &json!("jane@acme.com")).unwrap(),
+        expected
+    );
 }
 
 #[test]
 fn tampered_or_foreign_personal_data_is_refused() {
     let prepared = prepare(&event_json());
-    let sealed = seal(&prepared, "acme", 41, received_at());
+    let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
 
     let mut tampered = PersonalData::from_bytes(&prepared.personal.to_bytes()).unwrap();
     let mut field = tampered.remove("actor.email").unwrap();
@@ -243,7 +248,7 @@ fn tampered_or_foreign_personal_data_is_refused() {
 
     // Personal data of an event without `changes` committed.
     let plain = prepare(&json!({"action": "a.b", "actor": {"id": "u"}}));
-    let plain_sealed = seal(&plain, "acme", 1, received_at());
+    let plain_sealed = seal(&plain, "acme", 1, received_at()).unwrap();
     assert_eq!(
         open(&plain_sealed, Some(&prepared.personal)),
         Err(OpenError::UnexpectedPersonalValue {
@@ -259,9 +264,14 @@ fn personal_data_bytes_round_trip() {
     let decoded = PersonalData::from_bytes(&bytes).unwrap();
     assert_eq!(decoded, prepared.personal);
     assert_eq!(decoded.len(), 6);
-    let text = String::from_utf8(bytes).unwrap();
-    assert!(text.starts_with(r#"{"fields":{"actor.email":{"salt":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=","value":"#), "{text}");
-    assert!(text.ends_with(r#","v":1}"#));
+    let root: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(root["v"], json!(1));
+    let email = &root["fields"]["actor.email"];
+    assert_eq!(
+        email["salt"],
+        json!("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")
+    );
+    assert_eq!(email["value"], json!(EMAIL));
 
     for bad in [
         &b"not json"[..],
@@ -293,4 +303,26 @@ fn malformed_sealed_records_are_refused() {
         open(br#"{"v":2}"#, None),
         Err(OpenError::UnsupportedVersion("2".to_owned()))
     );
+}
+
+#[test]
+fn values_without_a_canonical_form_cannot_be_sealed() {
+    let mut prepared = prepare(&json!({"action": "a.b", "actor": {"id": "u"}}));
+    let error = seal(&prepared, "acme", (1 << 53) + 1, received_at()).unwrap_err();
+    assert_eq!(error.path, "record");
+    prepared.body.insert("extra".into(), json!(u64::MAX - 1));
+    assert!(seal(&prepared, "acme", 1, received_at()).is_err());
+}
+
+#[test]
+fn personal_values_without_a_canonical_form_are_malformed() {
+    let prepared = prepare(&event_json());
+    let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
+    let mut root: Value = serde_json::from_slice(&prepared.personal.to_bytes()).unwrap();
+    root["fields"]["actor.email"]["value"] = json!(u64::MAX - 1);
+    let personal = PersonalData::from_bytes(root.to_string().as_bytes()).unwrap();
+    assert!(matches!(
+        open(&sealed, Some(&personal)),
+        Err(OpenError::MalformedPersonalData(_))
+    ));
 }

@@ -1,0 +1,82 @@
+use jiff::Timestamp;
+use serde_json::json;
+use veritrail_query::{EventQuery, PageRequest};
+use veritrail_store::suite::prepared;
+use veritrail_store::{Store, Tenant};
+use veritrail_store_sqlite::{INDEX_FILE, SqliteStore};
+
+async fn with_tenant(dir: &std::path::Path) -> SqliteStore {
+    let store = SqliteStore::open(dir).unwrap();
+    store.create_tenant(Tenant { id: "tn_a".into(), name: "a".into(), created_at: Timestamp::UNIX_EPOCH }).await.unwrap();
+    store
+}
+
+fn events(range: std::ops::Range<u32>) -> Vec<veritrail_model::PreparedEvent> {
+    range.map(|i| prepared(json!({"id": format!("e{i}"), "action": "data.read", "actor": {"id": "u"}}))).collect()
+}
+
+async fn count(store: &SqliteStore) -> usize {
+    store.wait_indexed().await.unwrap();
+    let page = PageRequest { limit: 1000, ..PageRequest::default() };
+    store.query("tn_a", &EventQuery::default(), &page).await.unwrap().events.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopened_store_continues_the_same_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..10)).await.unwrap();
+    let head = store.tree_head("tn_a").await.unwrap();
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.tree_head("tn_a").await.unwrap(), head);
+    let appended = store.append("tn_a", events(5..15)).await.unwrap();
+    let fresh: Vec<u64> = appended.iter().filter(|a| !a.duplicate).map(|a| a.seq).collect();
+    assert_eq!(fresh, (10..15).collect::<Vec<u64>>());
+    assert_eq!(count(&store).await, 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_index_is_set_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..40)).await.unwrap();
+    assert_eq!(count(&store).await, 40);
+    store.shutdown().await.unwrap();
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE}{suffix}")));
+    }
+    std::fs::write(dir.path().join(INDEX_FILE), b"this is not a sqlite database, just garbage bytes".repeat(100)).unwrap();
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(count(&store).await, 40);
+    let set_aside = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().contains("damaged"));
+    assert!(set_aside, "the damaged file is kept for inspection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_index_is_rebuilt_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..25)).await.unwrap();
+    store.shutdown().await.unwrap();
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE}{suffix}")));
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(count(&store).await, 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_after_shutdown_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.shutdown().await.unwrap();
+    assert!(store.append("tn_a", events(0..1)).await.is_err());
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the SQLite backend: the shared conformance suite, plus what only an
+//! embedded store has (files, restarts, a damaged index).
+
+#![allow(clippy::unwrap_used)]
+
+mod durability;
+
+use veritrail_store_sqlite::SqliteStore;
+
+async fn make_store() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (SqliteStore::open(dir.path()).unwrap(), dir)
+}
+
+veritrail_store::store_test_suite!(make_store);
