@@ -35,4 +35,5 @@ pub use seal::{
 };
 pub use time::{format_exact as format_timestamp, format_millis as format_timestamp_millis};
 pub use validate::validate_event;
+pub use veritrail_ledger::JcsError;
 pub use vocabulary::{ActorType, Channel, Outcome, PurposeCategory, Sensitivity};

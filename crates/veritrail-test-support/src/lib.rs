@@ -103,6 +103,19 @@ impl Client {
         Client::finish(request.send(body))
     }
 
+    /// POST raw bytes, returning transport failures (refused, reset) instead of panicking.
+    pub fn try_post_raw(&self, token: Option<&str>, path: &str, content_type: &str, body: &[u8]) -> Result<Reply, String> {
+        let mut request = self.agent.post(format!("{}{path}", self.base)).header("content-type", content_type);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+        Ok(Reply { status, body, content_type })
+    }
+
     /// POST a JSON value.
     pub fn post_json(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
         self.post_raw(token, path, "application/json", body.to_string().as_bytes())
@@ -201,6 +214,57 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.halt();
+    }
+}
+
+/// A `veritrail` binary running as a child process (for crash and signal tests).
+pub struct ChildServer {
+    /// The process.
+    pub child: std::process::Child,
+    /// Client for it.
+    pub client: Client,
+}
+
+impl ChildServer {
+    /// Starts `binary serve` over `data_dir` on a free loopback port and waits until it answers.
+    pub fn start(binary: &str, data_dir: &Path) -> ChildServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(binary)
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("VERITRAIL_BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN)
+            .env("VERITRAIL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let client = Client::new(&format!("http://127.0.0.1:{port}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let probe = std::net::TcpStream::connect(("127.0.0.1", port));
+            if probe.is_ok() && client.get(None, "/healthz").status == 200 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "veritrail did not start within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ChildServer { child, client }
+    }
+
+    /// Sends a signal by name (`KILL`, `TERM`) and waits for the exit status.
+    pub fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
