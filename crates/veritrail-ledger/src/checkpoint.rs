@@ -131,7 +131,8 @@ pub fn sign_checkpoint(
 }
 
 /// Opens a signed checkpoint: verifies the note against the trusted keys (see
-/// [`note::open`]) and parses its body.
+/// [`note::open`]) and parses its body. The caller must still check that the origin is the
+/// log (tenant) it expects: a key may sign several logs.
 pub fn open_checkpoint(
     note: &str,
     verifiers: &[VerifierKey],

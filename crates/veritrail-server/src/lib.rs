@@ -34,10 +34,8 @@ const BOOTSTRAP_SETTING: &str = "auth.bootstrap_token_hash";
 /// Everything the server needs besides its store.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Limits on ingest bodies and events.
+    /// Limits on request bodies and events.
     pub limits: Limits,
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
     /// The bootstrap token to install on first start (`VERITRAIL_BOOTSTRAP_TOKEN`); generated
     /// when absent.
     pub bootstrap_token: Option<String>,
@@ -45,7 +43,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { limits: Limits::default(), max_body_bytes: 16 * 1024 * 1024, bootstrap_token: None }
+        ServerConfig { limits: Limits::default(), bootstrap_token: None }
     }
 }
 
@@ -97,7 +95,7 @@ impl Server {
             .as_slice()
             .try_into()
             .map_err(|_| ApiError::new(Code::Internal, "stored bootstrap token hash is damaged"))?;
-        let max_body = config.max_body_bytes;
+        let max_body = config.limits.max_body_bytes;
         let state = AppState {
             store: store.clone(),
             config: Arc::new(config),

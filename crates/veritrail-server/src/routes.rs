@@ -79,7 +79,7 @@ impl FromRequest<AppState> for Body {
             Ok(bytes) => Ok(Body(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
                 Code::PayloadTooLarge,
-                format!("request body is larger than {} bytes", state.config.max_body_bytes),
+                format!("request body is larger than {} bytes", state.config.limits.max_body_bytes),
             )),
             Err(rejection) => Err(ApiError::new(Code::InvalidRequest, format!("cannot read request body: {rejection}"))),
         }

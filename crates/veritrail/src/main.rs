@@ -97,7 +97,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {
-        config.max_body_bytes = max;
+        config.limits.max_body_bytes = max;
     }
     if let Some(token) = &config.bootstrap_token
         && token.len() < 16

@@ -97,8 +97,8 @@ pub fn consistency_proof<S: NodeSource + ?Sized>(
     // the deepest hashes first.
     let mut path = Vec::new();
     let (mut start, mut count) = (0u64, second);
-    // `b`: whether D[start:start+count]'s left edge is the left edge of the old tree, so
-    // that the verifier already knows MTH(D[0:first]) when the old tree is reached.
+    // SUBPROOF's `b`: true while the walk has only gone left, so the current subtree starts
+    // where the old tree starts and the verifier already holds the old root.
     let mut old_root_known = true;
     loop {
         if first == start + count {
