@@ -14,7 +14,6 @@ use crate::hash::{Hash, HashDecodeError};
 use crate::note::{self, NoteError, NoteSigner, VerifierKey};
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// Why a checkpoint was refused.
@@ -48,23 +47,13 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// A checkpoint without extension lines.
     pub fn new(origin: impl Into<String>, size: u64, root: Hash) -> Self {
-        Self {
-            origin: origin.into(),
-            size,
-            root,
-            extensions: Vec::new(),
-        }
+        Self { origin: origin.into(), size, root, extensions: Vec::new() }
     }
 
     /// The note text: `<origin>\n<size>\n<base64 root>\n`, then each extension line and a
     /// newline. Only meaningful for a checkpoint that passes [`Checkpoint::validate`].
     pub fn body(&self) -> String {
-        let mut body = format!(
-            "{}\n{}\n{}\n",
-            self.origin,
-            self.size,
-            self.root.to_base64()
-        );
+        let mut body = format!("{}\n{}\n{}\n", self.origin, self.size, self.root.to_base64());
         for line in &self.extensions {
             body.push_str(line);
             body.push('\n');
@@ -80,18 +69,14 @@ impl Checkpoint {
             return Err(CheckpointError::Malformed("empty origin"));
         }
         if has_control_character(&self.origin) {
-            return Err(CheckpointError::Malformed(
-                "control character in the origin",
-            ));
+            return Err(CheckpointError::Malformed("control character in the origin"));
         }
         for line in &self.extensions {
             if line.is_empty() {
                 return Err(CheckpointError::Malformed("empty extension line"));
             }
             if has_control_character(line) {
-                return Err(CheckpointError::Malformed(
-                    "control character in an extension",
-                ));
+                return Err(CheckpointError::Malformed("control character in an extension"));
             }
         }
         Ok(())
@@ -104,11 +89,8 @@ impl Checkpoint {
             return Err(CheckpointError::Malformed("must end in a newline"));
         };
         let mut lines = text.split('\n');
-        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
-        else {
-            return Err(CheckpointError::Malformed(
-                "needs origin, size and root hash lines",
-            ));
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(CheckpointError::Malformed("needs origin, size and root hash lines"));
         };
         let checkpoint = Self {
             origin: origin.to_string(),
@@ -122,10 +104,7 @@ impl Checkpoint {
 }
 
 /// Signs a checkpoint: its body as a signed note.
-pub fn sign_checkpoint(
-    checkpoint: &Checkpoint,
-    signer: &NoteSigner,
-) -> Result<String, CheckpointError> {
+pub fn sign_checkpoint(checkpoint: &Checkpoint, signer: &NoteSigner) -> Result<String, CheckpointError> {
     checkpoint.validate()?;
     Ok(signer.sign(&checkpoint.body())?)
 }
@@ -133,26 +112,19 @@ pub fn sign_checkpoint(
 /// Opens a signed checkpoint: verifies the note against the trusted keys (see
 /// [`note::open`]) and parses its body. The caller must still check that the origin is the
 /// log (tenant) it expects: a key may sign several logs.
-pub fn open_checkpoint(
-    note: &str,
-    verifiers: &[VerifierKey],
-) -> Result<Checkpoint, CheckpointError> {
+pub fn open_checkpoint(note: &str, verifiers: &[VerifierKey]) -> Result<Checkpoint, CheckpointError> {
     let verified = note::open(note, verifiers)?;
     Checkpoint::parse_body(&verified.text)
 }
 
 /// ASCII decimal without leading zeros ("0" for the empty tree).
 fn parse_size(text: &str) -> Result<u64, CheckpointError> {
-    let canonical = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
+    let canonical =
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
     if !canonical {
-        return Err(CheckpointError::Malformed(
-            "tree size is not a decimal number",
-        ));
+        return Err(CheckpointError::Malformed("tree size is not a decimal number"));
     }
-    text.parse()
-        .map_err(|_| CheckpointError::Malformed("tree size is too large"))
+    text.parse().map_err(|_| CheckpointError::Malformed("tree size is too large"))
 }
 
 fn has_control_character(text: &str) -> bool {

@@ -7,7 +7,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest as _, Sha256};
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// Domain separation prefix of a leaf hash (RFC 6962 §2.1).
@@ -81,9 +80,7 @@ impl Hash {
 
     /// Takes exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, HashDecodeError> {
-        let array: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| HashDecodeError::Length(bytes.len()))?;
+        let array: [u8; 32] = bytes.try_into().map_err(|_| HashDecodeError::Length(bytes.len()))?;
         Ok(Hash(array))
     }
 }
@@ -109,20 +106,13 @@ impl From<[u8; 32]> for Hash {
 /// The hash of a ledger leaf: `SHA-256(0x00 || data)`, where `data` is the JCS form of the
 /// sealed record.
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    let digest = Sha256::new()
-        .chain_update([LEAF_PREFIX])
-        .chain_update(data)
-        .finalize();
+    let digest = Sha256::new().chain_update([LEAF_PREFIX]).chain_update(data).finalize();
     Hash(digest.into())
 }
 
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let digest = Sha256::new()
-        .chain_update([NODE_PREFIX])
-        .chain_update(left.0)
-        .chain_update(right.0)
-        .finalize();
+    let digest = Sha256::new().chain_update([NODE_PREFIX]).chain_update(left.0).chain_update(right.0).finalize();
     Hash(digest.into())
 }
 

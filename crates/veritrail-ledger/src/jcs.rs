@@ -26,7 +26,6 @@ use serde_json::{Number, Value};
 use crate::hash::hex_digit;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// The deepest nesting of arrays and objects that is canonicalized (`serde_json`'s parser
@@ -150,10 +149,7 @@ fn write_integer(integer: i128, out: &mut String) -> Result<(), JcsError> {
     let mut canonical = String::new();
     write_double(double, &mut canonical)?;
     if canonical != integer.to_string() {
-        return Err(JcsError::IntegerNotPreserved {
-            integer: integer.to_string(),
-            canonical,
-        });
+        return Err(JcsError::IntegerNotPreserved { integer: integer.to_string(), canonical });
     }
     out.push_str(&canonical);
     Ok(())

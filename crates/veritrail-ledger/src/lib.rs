@@ -24,9 +24,7 @@ pub use checkpoint::{Checkpoint, CheckpointError, open_checkpoint, sign_checkpoi
 pub use hash::{Hash, HashDecodeError, empty_root, leaf_hash, node_hash};
 pub use jcs::JcsError;
 pub use note::{NoteError, NoteSigner, VerifiedNote, VerifierKey};
-pub use tree::{
-    CompletedNode, Frontier, FrontierError, MemoryTree, NodeSource, ProofError, VerifyError,
-};
+pub use tree::{CompletedNode, Frontier, FrontierError, MemoryTree, NodeSource, ProofError, VerifyError};
 
 /// Any error of this crate, for callers that want a single type (each module's functions
 /// return their own, more precise, error type).

@@ -18,7 +18,6 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 use sha2::{Digest as _, Sha256};
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 /// The signature type byte of Ed25519 in key ids and verifier keys.
@@ -82,10 +81,7 @@ pub enum NoteError {
 /// Whether `name` may name a key: non-empty, without Unicode whitespace or `+`, and (as
 /// nothing in a note may be) without ASCII control characters.
 pub fn is_valid_key_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c == '+' || c < ' ')
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c < ' ')
 }
 
 /// The key id of an Ed25519 key: the first 4 bytes of
@@ -115,11 +111,7 @@ impl NoteSigner {
             return Err(NoteError::InvalidKeyName(name.to_string()));
         }
         let key = SigningKey::from_bytes(&seed);
-        Ok(Self {
-            name: name.to_string(),
-            key_id: key_id(name, key.verifying_key().as_bytes()),
-            key,
-        })
+        Ok(Self { name: name.to_string(), key_id: key_id(name, key.verifying_key().as_bytes()), key })
     }
 
     /// The key name.
@@ -134,11 +126,7 @@ impl NoteSigner {
 
     /// The matching verifier key, to publish.
     pub fn verifier_key(&self) -> VerifierKey {
-        VerifierKey {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        }
+        VerifierKey { name: self.name.clone(), key_id: self.key_id, key: self.key.verifying_key() }
     }
 
     /// Signs `text`: returns `text`, a blank line and this key's signature line.
@@ -149,11 +137,7 @@ impl NoteSigner {
         let mut signed = Vec::with_capacity(4 + 64);
         signed.extend_from_slice(&self.key_id);
         signed.extend_from_slice(&signature.to_bytes());
-        Ok(format!(
-            "{text}\n{SIGNATURE_PREFIX}{} {}\n",
-            self.name,
-            BASE64.encode(signed)
-        ))
+        Ok(format!("{text}\n{SIGNATURE_PREFIX}{} {}\n", self.name, BASE64.encode(signed)))
     }
 }
 
@@ -182,11 +166,7 @@ impl VerifierKey {
             return Err(NoteError::InvalidKeyName(name.to_string()));
         }
         let key = VerifyingKey::from_bytes(public_key).map_err(|_| NoteError::InvalidPublicKey)?;
-        Ok(Self {
-            name: name.to_string(),
-            key_id: key_id(name, public_key),
-            key,
-        })
+        Ok(Self { name: name.to_string(), key_id: key_id(name, public_key), key })
     }
 
     /// The key name.
@@ -215,13 +195,7 @@ impl fmt::Display for VerifierKey {
         let mut encoded = [0u8; 33];
         encoded[0] = ALGORITHM_ED25519;
         encoded[1..].copy_from_slice(self.key.as_bytes());
-        write!(
-            f,
-            "{}+{}+{}",
-            self.name,
-            hex(&self.key_id),
-            BASE64.encode(encoded)
-        )
+        write!(f, "{}+{}+{}", self.name, hex(&self.key_id), BASE64.encode(encoded))
     }
 }
 
@@ -233,31 +207,21 @@ impl FromStr for VerifierKey {
     fn from_str(text: &str) -> Result<Self, NoteError> {
         // Names contain no '+', and base64 may: split at the first two only.
         let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_base64)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::MalformedVerifierKey(
-                "expected <name>+<key id>+<key>",
-            ));
+        let (Some(name), Some(id_hex), Some(key_base64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(NoteError::MalformedVerifierKey("expected <name>+<key id>+<key>"));
         };
         if !is_valid_key_name(name) {
             return Err(NoteError::InvalidKeyName(name.to_string()));
         }
-        let claimed_id = parse_key_id(id_hex).ok_or(NoteError::MalformedVerifierKey(
-            "key id is not 8 lowercase hex digits",
-        ))?;
-        let encoded = BASE64
-            .decode(key_base64)
-            .map_err(|_| NoteError::MalformedVerifierKey("key is not base64"))?;
-        let (&algorithm, public_key) = encoded
-            .split_first()
-            .ok_or(NoteError::MalformedVerifierKey("key is empty"))?;
+        let claimed_id =
+            parse_key_id(id_hex).ok_or(NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))?;
+        let encoded = BASE64.decode(key_base64).map_err(|_| NoteError::MalformedVerifierKey("key is not base64"))?;
+        let (&algorithm, public_key) = encoded.split_first().ok_or(NoteError::MalformedVerifierKey("key is empty"))?;
         if algorithm != ALGORITHM_ED25519 {
             return Err(NoteError::UnsupportedAlgorithm(algorithm));
         }
-        let public_key: &[u8; 32] = public_key
-            .try_into()
-            .map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key is not 32 bytes"))?;
+        let public_key: &[u8; 32] =
+            public_key.try_into().map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key is not 32 bytes"))?;
         let key = Self::new(name, public_key)?;
         if key.key_id != claimed_id {
             return Err(NoteError::KeyIdMismatch);
@@ -286,9 +250,7 @@ pub fn open(note: &str, verifiers: &[VerifierKey]) -> Result<VerifiedNote, NoteE
         return Err(NoteError::Malformed("control character"));
     }
     // The text ends at the last blank line; the signature lines follow.
-    let split = note
-        .rfind("\n\n")
-        .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
+    let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
     let (text, signature_block) = (&note[..=split], &note[split + 2..]);
     let Some(signature_block) = signature_block.strip_suffix('\n') else {
         return Err(NoteError::Malformed("signatures must end in a newline"));
@@ -306,15 +268,10 @@ pub fn open(note: &str, verifiers: &[VerifierKey]) -> Result<VerifiedNote, NoteE
         let Some(key) = trusted_key(verifiers, name, &key_id)? else {
             continue;
         };
-        let invalid = || NoteError::InvalidSignature {
-            name: name.to_string(),
-            key_id: hex(&key_id),
-        };
+        let invalid = || NoteError::InvalidSignature { name: name.to_string(), key_id: hex(&key_id) };
         let signature = Signature::from_slice(&signature).map_err(|_| invalid())?;
         // Cofactorless RFC 8032 verification, as Go's crypto/ed25519 does.
-        key.key
-            .verify(text.as_bytes(), &signature)
-            .map_err(|_| invalid())?;
+        key.key.verify(text.as_bytes(), &signature).map_err(|_| invalid())?;
         if !verified_by.contains(key) {
             verified_by.push(key.clone());
         }
@@ -322,28 +279,19 @@ pub fn open(note: &str, verifiers: &[VerifierKey]) -> Result<VerifiedNote, NoteE
     if verified_by.is_empty() {
         return Err(NoteError::NoTrustedSignature);
     }
-    Ok(VerifiedNote {
-        text: text.to_string(),
-        verified_by,
-    })
+    Ok(VerifiedNote { text: text.to_string(), verified_by })
 }
 
 /// `— <name> <base64(key id || signature)>` into its name, key id and signature bytes.
 fn parse_signature_line(line: &str) -> Result<(&str, [u8; 4], Vec<u8>), NoteError> {
     let rest = line
         .strip_prefix(SIGNATURE_PREFIX)
-        .ok_or(NoteError::Malformed(
-            "signature line must start with an em dash and a space",
-        ))?;
-    let (name, encoded) = rest
-        .split_once(' ')
-        .ok_or(NoteError::Malformed("signature line has no signature"))?;
+        .ok_or(NoteError::Malformed("signature line must start with an em dash and a space"))?;
+    let (name, encoded) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line has no signature"))?;
     if !is_valid_key_name(name) {
         return Err(NoteError::Malformed("invalid key name in a signature line"));
     }
-    let mut bytes = BASE64
-        .decode(encoded)
-        .map_err(|_| NoteError::Malformed("signature is not base64"))?;
+    let mut bytes = BASE64.decode(encoded).map_err(|_| NoteError::Malformed("signature is not base64"))?;
     if bytes.len() < 5 {
         return Err(NoteError::Malformed("signature is too short"));
     }
@@ -362,10 +310,7 @@ fn trusted_key<'a>(
     for key in verifiers.iter().filter(|key| key.identifies(name, key_id)) {
         match found {
             Some(other) if other != key => {
-                return Err(NoteError::AmbiguousKey {
-                    name: name.to_string(),
-                    key_id: hex(key_id),
-                });
+                return Err(NoteError::AmbiguousKey { name: name.to_string(), key_id: hex(key_id) });
             }
             _ => found = Some(key),
         }
@@ -378,9 +323,7 @@ fn check_text(text: &str) -> Result<(), NoteError> {
         return Err(NoteError::InvalidText("must end in a newline"));
     }
     if text.chars().any(|c| c < ' ' && c != '\n') {
-        return Err(NoteError::InvalidText(
-            "must not contain control characters",
-        ));
+        return Err(NoteError::InvalidText("must not contain control characters"));
     }
     Ok(())
 }

@@ -20,7 +20,6 @@ mod proof;
 mod verify;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests;
 
 pub use frontier::{CompletedNode, Frontier, FrontierError, subtrees_for_size};

@@ -29,20 +29,12 @@ pub fn parse_event(json: &[u8], limits: &Limits) -> Result<Event, ValidationErro
 
 /// Parses and validates an HTTP ingest body. All-or-nothing: the first bad event rejects the
 /// whole body, and [`BatchError::index`] says which one it was.
-pub fn parse_batch(
-    body: &[u8],
-    format: BodyFormat,
-    limits: &Limits,
-) -> Result<Vec<Event>, BatchError> {
+pub fn parse_batch(body: &[u8], format: BodyFormat, limits: &Limits) -> Result<Vec<Event>, BatchError> {
     if body.len() > limits.max_body_bytes {
         return Err(whole_body(ValidationError::new(
             ValidationErrorKind::TooLarge,
             "",
-            format!(
-                "body is {} bytes, more than the limit of {} bytes",
-                body.len(),
-                limits.max_body_bytes
-            ),
+            format!("body is {} bytes, more than the limit of {} bytes", body.len(), limits.max_body_bytes),
         )));
     }
     let text = utf8(body).map_err(whole_body)?;
@@ -51,11 +43,7 @@ pub fn parse_batch(
         BodyFormat::Ndjson => parse_ndjson_body(text, limits)?,
     };
     if events.is_empty() {
-        return Err(whole_body(ValidationError::new(
-            ValidationErrorKind::InvalidValue,
-            "",
-            "body contains no events",
-        )));
+        return Err(whole_body(ValidationError::new(ValidationErrorKind::InvalidValue, "", "body contains no events")));
     }
     Ok(events)
 }
@@ -92,18 +80,13 @@ fn parse_ndjson_body(text: &str, limits: &Limits) -> Result<Vec<Event>, BatchErr
         }
         let index = events.len();
         check_batch_len(index + 1, limits)?;
-        let event =
-            parse_ndjson_line(line, line_index + 1, limits).map_err(|error| at(index, error))?;
+        let event = parse_ndjson_line(line, line_index + 1, limits).map_err(|error| at(index, error))?;
         events.push(event);
     }
     Ok(events)
 }
 
-fn parse_ndjson_line(
-    line: &str,
-    line_number: usize,
-    limits: &Limits,
-) -> Result<Event, ValidationError> {
+fn parse_ndjson_line(line: &str, line_number: usize, limits: &Limits) -> Result<Event, ValidationError> {
     let value = parse_strict(line).map_err(|mut error| {
         // serde_json positions are relative to the line; say which line.
         error.message = format!("line {line_number}: {}", error.message);
@@ -114,8 +97,7 @@ fn parse_ndjson_line(
 
 /// Only JSON whitespace (space, tab, CR, LF) counts as blank.
 fn is_blank(line: &str) -> bool {
-    line.bytes()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 fn check_batch_len(len: usize, limits: &Limits) -> Result<(), BatchError> {
@@ -135,10 +117,7 @@ fn utf8(bytes: &[u8]) -> Result<&str, ValidationError> {
         Err(error) => Err(ValidationError::new(
             ValidationErrorKind::InvalidUtf8,
             "",
-            format!(
-                "body is not valid utf-8 (bad byte at offset {})",
-                error.valid_up_to()
-            ),
+            format!("body is not valid utf-8 (bad byte at offset {})", error.valid_up_to()),
         )),
     }
 }
@@ -148,8 +127,5 @@ fn whole_body(error: ValidationError) -> BatchError {
 }
 
 fn at(index: usize, error: ValidationError) -> BatchError {
-    BatchError {
-        index: Some(index),
-        error,
-    }
+    BatchError { index: Some(index), error }
 }

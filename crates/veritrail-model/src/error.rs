@@ -59,11 +59,7 @@ impl ValidationError {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> ValidationError {
-        ValidationError {
-            field: field.into(),
-            kind,
-            message: message.into(),
-        }
+        ValidationError { field: field.into(), kind, message: message.into() }
     }
 }
 

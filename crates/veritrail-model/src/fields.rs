@@ -52,11 +52,7 @@ impl<'a> Fields<'a> {
             None => {
                 let path = self.path_of(key);
                 let message = format!("missing required field \"{path}\"");
-                Err(ValidationError::new(
-                    ValidationErrorKind::MissingField,
-                    path,
-                    message,
-                ))
+                Err(ValidationError::new(ValidationErrorKind::MissingField, path, message))
             }
         }
     }
@@ -133,11 +129,7 @@ impl<'a> Fields<'a> {
         };
         if items.len() > max_items {
             let message = format!("field \"{path}\" has more than {max_items} entries");
-            return Err(ValidationError::new(
-                ValidationErrorKind::TooMany,
-                path,
-                message,
-            ));
+            return Err(ValidationError::new(ValidationErrorKind::TooMany, path, message));
         }
         Ok(items)
     }
@@ -145,11 +137,7 @@ impl<'a> Fields<'a> {
 
 /// `parent.key`, or `key` at the root.
 pub(crate) fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 /// `parent[index]`.
@@ -179,10 +167,7 @@ pub(crate) fn check_max_chars(text: &str, path: &str, max_chars: usize) -> Resul
     if text.len() <= max_chars || text.chars().count() <= max_chars {
         return Ok(());
     }
-    Err(invalid(
-        path,
-        format!("{} is longer than {max_chars} characters", describe(path)),
-    ))
+    Err(invalid(path, format!("{} is longer than {max_chars} characters", describe(path))))
 }
 
 /// A [`ValidationErrorKind::InvalidValue`] error.
@@ -192,19 +177,12 @@ pub(crate) fn invalid(path: &str, message: String) -> ValidationError {
 
 /// `field "x" must be one of a, b, c`.
 pub(crate) fn not_one_of(path: &str, allowed: &[&str]) -> ValidationError {
-    invalid(
-        path,
-        format!("{} must be one of {}", describe(path), allowed.join(", ")),
-    )
+    invalid(path, format!("{} must be one of {}", describe(path), allowed.join(", ")))
 }
 
 /// `field "x" must be <expected>` as a [`ValidationErrorKind::WrongType`] error.
 pub(crate) fn wrong_type(path: &str, expected: &str) -> ValidationError {
-    ValidationError::new(
-        ValidationErrorKind::WrongType,
-        path,
-        format!("{} must be {expected}", describe(path)),
-    )
+    ValidationError::new(ValidationErrorKind::WrongType, path, format!("{} must be {expected}", describe(path)))
 }
 
 fn unknown_field(parent: &str, key: &str) -> ValidationError {
@@ -213,9 +191,5 @@ fn unknown_field(parent: &str, key: &str) -> ValidationError {
     } else {
         format!("unknown field \"{key}\" in {parent}")
     };
-    ValidationError::new(
-        ValidationErrorKind::UnknownField,
-        child_path(parent, key),
-        message,
-    )
+    ValidationError::new(ValidationErrorKind::UnknownField, child_path(parent, key), message)
 }

@@ -39,10 +39,7 @@ mod tests {
 
     #[test]
     fn encodes_random_bits_last() {
-        assert_eq!(
-            new_event_id(0, [0xff; 10]),
-            "evt_0000000000ZZZZZZZZZZZZZZZZ"
-        );
+        assert_eq!(new_event_id(0, [0xff; 10]), "evt_0000000000ZZZZZZZZZZZZZZZZ");
         let mut random = [0; 10];
         random[9] = 1;
         assert_eq!(new_event_id(0, random), "evt_00000000000000000000000001");

@@ -28,17 +28,9 @@ pub(crate) fn parse_strict(text: &str) -> Result<Value, ValidationError> {
 fn json_error(error: &serde_json::Error) -> ValidationError {
     let message = error.to_string();
     if message.starts_with("recursion limit exceeded") {
-        return ValidationError::new(
-            ValidationErrorKind::TooDeep,
-            "",
-            format!("json nested too deeply: {message}"),
-        );
+        return ValidationError::new(ValidationErrorKind::TooDeep, "", format!("json nested too deeply: {message}"));
     }
-    ValidationError::new(
-        ValidationErrorKind::MalformedJson,
-        "",
-        format!("invalid json: {message}"),
-    )
+    ValidationError::new(ValidationErrorKind::MalformedJson, "", format!("invalid json: {message}"))
 }
 
 /// A `serde_json::Value` whose deserialization fails on duplicate object keys.
@@ -122,12 +114,7 @@ pub(crate) fn check_values(value: &Value, limits: &Limits) -> Result<(), Validat
     check_value(value, &mut path, 1, limits)
 }
 
-fn check_value(
-    value: &Value,
-    path: &mut String,
-    depth: usize,
-    limits: &Limits,
-) -> Result<(), ValidationError> {
+fn check_value(value: &Value, path: &mut String, depth: usize, limits: &Limits) -> Result<(), ValidationError> {
     match value {
         Value::Null | Value::Bool(_) => Ok(()),
         Value::Number(number) => check_number(number, path),
@@ -163,11 +150,7 @@ fn check_depth(depth: usize, path: &str, limits: &Limits) -> Result<(), Validati
     Err(ValidationError::new(
         ValidationErrorKind::TooDeep,
         path,
-        format!(
-            "{} is nested deeper than {} levels",
-            describe(path),
-            limits.max_depth
-        ),
+        format!("{} is nested deeper than {} levels", describe(path), limits.max_depth),
     ))
 }
 
@@ -189,10 +172,7 @@ fn check_number(number: &Number, path: &str) -> Result<(), ValidationError> {
     Err(ValidationError::new(
         ValidationErrorKind::InvalidValue,
         path,
-        format!(
-            "{} is a number outside the i-json safe range ±(2^53 − 1); send it as a string",
-            describe(path)
-        ),
+        format!("{} is a number outside the i-json safe range ±(2^53 − 1); send it as a string", describe(path)),
     ))
 }
 
@@ -249,9 +229,5 @@ pub(crate) fn push_index(path: &mut String, index: usize) {
 
 /// `field "a.b"`, or `the event` for the root path; used at the start of messages.
 pub(crate) fn describe(path: &str) -> String {
-    if path.is_empty() {
-        "the event".to_owned()
-    } else {
-        format!("field \"{path}\"")
-    }
+    if path.is_empty() { "the event".to_owned() } else { format!("field \"{path}\"") }
 }

@@ -30,8 +30,8 @@ pub use limits::Limits;
 pub use metadata::RESERVED_METADATA_KEYS;
 pub use personal::{PersonalData, PersonalValue};
 pub use seal::{
-    COMMITMENT_DOMAIN, ERASED, PERSONAL_FIELDS, PrepareContext, PreparedEvent,
-    SEALED_RECORD_VERSION, commitment, open, seal,
+    COMMITMENT_DOMAIN, ERASED, PERSONAL_FIELDS, PrepareContext, PreparedEvent, SEALED_RECORD_VERSION, commitment, open,
+    seal,
 };
 pub use time::{format_exact as format_timestamp, format_millis as format_timestamp_millis};
 pub use validate::validate_event;

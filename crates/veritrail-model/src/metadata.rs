@@ -4,55 +4,23 @@ use serde_json::{Map, Value};
 
 use crate::error::{ValidationError, ValidationErrorKind};
 use crate::fields::{Fields, Result, as_str, check_nonempty, index_path, not_one_of, wrong_type};
-use crate::limits::{
-    Limits, MAX_CONSENT_PURPOSES, MAX_METADATA_SHORT_CHARS, MAX_METADATA_TEXT_CHARS,
-};
+use crate::limits::{Limits, MAX_CONSENT_PURPOSES, MAX_METADATA_SHORT_CHARS, MAX_METADATA_TEXT_CHARS};
 use crate::vocabulary::PurposeCategory;
 
 /// The reserved top-level `metadata` keys, validated when present.
-pub const RESERVED_METADATA_KEYS: &[&str] = &[
-    "disclosure",
-    "change",
-    "consent",
-    "legal_basis",
-    "purpose_category",
-    "source",
-    "on_behalf_of",
-    "error",
-];
+pub const RESERVED_METADATA_KEYS: &[&str] =
+    &["disclosure", "change", "consent", "legal_basis", "purpose_category", "source", "on_behalf_of", "error"];
 
-const DISCLOSURE_FIELDS: &[&str] = &[
-    "recipient",
-    "description",
-    "purpose_category",
-    "request_ref",
-    "business_associate",
-];
+const DISCLOSURE_FIELDS: &[&str] =
+    &["recipient", "description", "purpose_category", "request_ref", "business_associate"];
 const RECIPIENT_FIELDS: &[&str] = &["name", "address", "country", "type"];
-const CHANGE_FIELDS: &[&str] = &[
-    "ticket",
-    "author",
-    "approver",
-    "deployer",
-    "emergency",
-    "tested",
-];
-const CONSENT_FIELDS: &[&str] = &[
-    "consent_id",
-    "purposes",
-    "legal_basis",
-    "notice_version",
-    "notice_hash",
-    "method",
-];
+const CHANGE_FIELDS: &[&str] = &["ticket", "author", "approver", "deployer", "emergency", "tested"];
+const CONSENT_FIELDS: &[&str] = &["consent_id", "purposes", "legal_basis", "notice_version", "notice_hash", "method"];
 const SOURCE_FIELDS: &[&str] = &["service", "host", "version"];
 const ERROR_FIELDS: &[&str] = &["code", "message"];
 
 /// Validates `metadata` and returns it unchanged (an empty object becomes `None`).
-pub(crate) fn validate_metadata(
-    value: Option<&Value>,
-    limits: &Limits,
-) -> Result<Option<Map<String, Value>>> {
+pub(crate) fn validate_metadata(value: Option<&Value>, limits: &Limits) -> Result<Option<Map<String, Value>>> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -63,10 +31,7 @@ pub(crate) fn validate_metadata(
         return Err(ValidationError::new(
             ValidationErrorKind::TooMany,
             "metadata",
-            format!(
-                "field \"metadata\" has more than {} keys",
-                limits.max_metadata_keys
-            ),
+            format!("field \"metadata\" has more than {} keys", limits.max_metadata_keys),
         ));
     }
     for (key, value) in metadata {
@@ -129,13 +94,7 @@ fn change(value: &Value) -> Result<()> {
 /// `metadata.consent`: GDPR Art. 7 consent record.
 fn consent(value: &Value) -> Result<()> {
     let consent = Fields::open(value, "metadata.consent".to_owned(), CONSENT_FIELDS)?;
-    for key in [
-        "consent_id",
-        "legal_basis",
-        "notice_version",
-        "notice_hash",
-        "method",
-    ] {
+    for key in ["consent_id", "legal_basis", "notice_version", "notice_hash", "method"] {
         consent.optional_nonempty(key, MAX_METADATA_SHORT_CHARS)?;
     }
     let purposes = consent.optional_array("purposes", MAX_CONSENT_PURPOSES)?;
@@ -166,9 +125,7 @@ fn error(value: &Value) -> Result<()> {
             if let Some(code) = error.get("code") {
                 let code_path = error.path_of("code");
                 match code {
-                    Value::String(code) => {
-                        check_nonempty(code, &code_path, MAX_METADATA_SHORT_CHARS)?
-                    }
+                    Value::String(code) => check_nonempty(code, &code_path, MAX_METADATA_SHORT_CHARS)?,
                     Value::Number(number) if number.is_i64() || number.is_u64() => {}
                     _ => return Err(wrong_type(&code_path, "a string or an integer")),
                 }

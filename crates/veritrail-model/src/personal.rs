@@ -52,9 +52,7 @@ impl PersonalData {
 
     /// The fields in path order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &PersonalValue)> {
-        self.fields
-            .iter()
-            .map(|(path, value)| (path.as_str(), value))
+        self.fields.iter().map(|(path, value)| (path.as_str(), value))
     }
 
     pub(crate) fn insert(&mut self, path: &str, value: PersonalValue) {
@@ -80,8 +78,7 @@ impl PersonalData {
 
     /// Decodes what [`PersonalData::to_bytes`] produced.
     pub fn from_bytes(bytes: &[u8]) -> Result<PersonalData, OpenError> {
-        let root: Value =
-            serde_json::from_slice(bytes).map_err(|error| malformed(error.to_string()))?;
+        let root: Value = serde_json::from_slice(bytes).map_err(|error| malformed(error.to_string()))?;
         if root.get("v").and_then(Value::as_u64) != Some(PERSONAL_DATA_VERSION) {
             return Err(malformed("missing or unsupported \"v\"".to_owned()));
         }
@@ -109,10 +106,7 @@ fn decode_field(path: &str, entry: &Value) -> Result<PersonalValue, OpenError> {
     let Some(value) = entry.get("value") else {
         return Err(malformed(format!("\"{path}\" has no value")));
     };
-    Ok(PersonalValue {
-        salt,
-        value: value.clone(),
-    })
+    Ok(PersonalValue { salt, value: value.clone() })
 }
 
 fn malformed(message: String) -> OpenError {

@@ -32,23 +32,12 @@ pub const ERASED: &str = "[erased]";
 
 /// Field paths whose values never appear in clear in a sealed record, in the order their
 /// salts are drawn. `changes` is committed only when the event has a `sensitivity` label.
-pub const PERSONAL_FIELDS: &[&str] = &[
-    "actor.name",
-    "actor.email",
-    "context.ip",
-    "context.user_agent",
-    "context.location",
-    "changes",
-];
+pub const PERSONAL_FIELDS: &[&str] =
+    &["actor.name", "actor.email", "context.ip", "context.user_agent", "context.location", "changes"];
 
 /// The personal string fields as (parent object, key).
-const PERSONAL_STRING_FIELDS: &[(&str, &str)] = &[
-    ("actor", "name"),
-    ("actor", "email"),
-    ("context", "ip"),
-    ("context", "user_agent"),
-    ("context", "location"),
-];
+const PERSONAL_STRING_FIELDS: &[(&str, &str)] =
+    &[("actor", "name"), ("actor", "email"), ("context", "ip"), ("context", "user_agent"), ("context", "location")];
 
 /// What [`Event::prepare`] needs from the caller: the server-side defaults and a source of
 /// random salts (the model does no I/O and has no randomness of its own).
@@ -117,10 +106,7 @@ fn commit_field(
     };
     let salt = salt();
     let mut committed = Map::new();
-    let digest = commitment(&salt, slot).map_err(|source| SealError {
-        path: path.to_owned(),
-        source,
-    })?;
+    let digest = commitment(&salt, slot).map_err(|source| SealError { path: path.to_owned(), source })?;
     committed.insert("commitment".into(), Value::String(digest));
     let value = std::mem::replace(slot, Value::Object(committed));
     personal.insert(path, PersonalValue { salt, value });
@@ -143,32 +129,20 @@ pub fn commitment(salt: &[u8; 32], value: &Value) -> Result<String, JcsError> {
 ///
 /// Fails only if the body was edited into something without a canonical form, or `seq` is
 /// above 2^53 and not exactly representable as a double (see [`SealError`]).
-pub fn seal(
-    prepared: &PreparedEvent,
-    tenant: &str,
-    seq: u64,
-    received_at: Timestamp,
-) -> Result<Vec<u8>, SealError> {
+pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Timestamp) -> Result<Vec<u8>, SealError> {
     let mut record = prepared.body.clone();
     record.insert("v".into(), Value::from(SEALED_RECORD_VERSION));
     record.insert("seq".into(), Value::from(seq));
     record.insert("tenant".into(), Value::String(tenant.to_owned()));
-    record.insert(
-        "received_at".into(),
-        time::format_millis(received_at).into(),
-    );
-    canonical_bytes(&Value::Object(record)).map_err(|source| SealError {
-        path: "record".to_owned(),
-        source,
-    })
+    record.insert("received_at".into(), time::format_millis(received_at).into());
+    canonical_bytes(&Value::Object(record)).map_err(|source| SealError { path: "record".to_owned(), source })
 }
 
 /// The event as API readers see it: every sealed field except `v`, with each commitment
 /// replaced by its clear value from `personal` (checked against the commitment) or by
 /// `"[erased]"` when `personal` does not hold it.
 pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, OpenError> {
-    let record: Value =
-        serde_json::from_slice(sealed).map_err(|error| malformed(error.to_string()))?;
+    let record: Value = serde_json::from_slice(sealed).map_err(|error| malformed(error.to_string()))?;
     let Value::Object(mut record) = record else {
         return Err(malformed("not a json object".to_owned()));
     };
@@ -202,9 +176,7 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
     if let Some(personal) = personal {
         for (path, _) in personal.iter() {
             if !revealed.contains(path) {
-                return Err(OpenError::UnexpectedPersonalValue {
-                    path: path.to_owned(),
-                });
+                return Err(OpenError::UnexpectedPersonalValue { path: path.to_owned() });
             }
         }
     }
@@ -213,11 +185,7 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
 
 /// If `slot` is a commitment, replaces it by the verified clear value (or `"[erased]"`) and
 /// returns true; returns false when `slot` is not a commitment.
-fn reveal(
-    slot: &mut Value,
-    path: &str,
-    personal: Option<&PersonalData>,
-) -> Result<bool, OpenError> {
+fn reveal(slot: &mut Value, path: &str, personal: Option<&PersonalData>) -> Result<bool, OpenError> {
     let Some(expected) = commitment_in(slot) else {
         return Ok(false);
     };
@@ -225,13 +193,10 @@ fn reveal(
         *slot = Value::String(ERASED.to_owned());
         return Ok(true);
     };
-    let actual = commitment(&field.salt, &field.value).map_err(|error| {
-        OpenError::MalformedPersonalData(format!("\"{path}\" cannot be canonicalized: {error}"))
-    })?;
+    let actual = commitment(&field.salt, &field.value)
+        .map_err(|error| OpenError::MalformedPersonalData(format!("\"{path}\" cannot be canonicalized: {error}")))?;
     if actual != expected {
-        return Err(OpenError::CommitmentMismatch {
-            path: path.to_owned(),
-        });
+        return Err(OpenError::CommitmentMismatch { path: path.to_owned() });
     }
     *slot = field.value.clone();
     Ok(true)

@@ -8,9 +8,7 @@ use serde_json::Value;
 
 use crate::error::{ValidationError, ValidationErrorKind};
 use crate::event::{Actor, Changes, Context, Event, Resource};
-use crate::fields::{
-    Fields, Result, as_str, check_nonempty, index_path, invalid, not_one_of, wrong_type,
-};
+use crate::fields::{Fields, Result, as_str, check_nonempty, index_path, invalid, not_one_of, wrong_type};
 use crate::json::{check_values, serialized_len};
 use crate::limits::*;
 use crate::metadata::validate_metadata;
@@ -37,25 +35,10 @@ const EVENT_FIELDS: &[&str] = &[
 ];
 const ACTOR_FIELDS: &[&str] = &["id", "type", "name", "email", "roles"];
 const RESOURCE_FIELDS: &[&str] = &["type", "id", "name"];
-const CONTEXT_FIELDS: &[&str] = &[
-    "ip",
-    "user_agent",
-    "location",
-    "session_id",
-    "request_id",
-    "channel",
-    "endpoint",
-];
+const CONTEXT_FIELDS: &[&str] = &["ip", "user_agent", "location", "session_id", "request_id", "channel", "endpoint"];
 const CHANGES_FIELDS: &[&str] = &["before", "after"];
 
-const ACTOR_TYPES: &[&str] = &[
-    "user",
-    "service",
-    "api_key",
-    "ai_agent",
-    "system",
-    "anonymous",
-];
+const ACTOR_TYPES: &[&str] = &["user", "service", "api_key", "ai_agent", "system", "anonymous"];
 const OUTCOMES: &[&str] = &["success", "failure", "denied"];
 const CHANNELS: &[&str] = &["ui", "api", "workflow", "system"];
 const SENSITIVITIES: &[&str] = &["pii", "phi", "pci", "secret", "confidential"];
@@ -65,10 +48,7 @@ const SENSITIVITIES: &[&str] = &["pii", "phi", "pci", "secret", "confidential"];
 /// Checks, in order: the value is an object; its compact serialization fits
 /// `limits.max_event_bytes`; nesting depth, NUL characters and number ranges everywhere;
 /// then the schema field by field.
-pub fn validate_event(
-    value: &Value,
-    limits: &Limits,
-) -> std::result::Result<Event, ValidationError> {
+pub fn validate_event(value: &Value, limits: &Limits) -> std::result::Result<Event, ValidationError> {
     if !value.is_object() {
         return Err(wrong_type("", "a json object"));
     }
@@ -77,10 +57,7 @@ pub fn validate_event(
         return Err(ValidationError::new(
             ValidationErrorKind::TooLarge,
             "",
-            format!(
-                "event is {size} bytes, more than the limit of {} bytes",
-                limits.max_event_bytes
-            ),
+            format!("event is {size} bytes, more than the limit of {} bytes", limits.max_event_bytes),
         ));
     }
     check_values(value, limits)?;
@@ -92,9 +69,7 @@ pub fn validate_event(
         actor: actor(&event)?,
         resource: resource(&event)?,
         targets: targets(&event)?,
-        outcome: event
-            .optional_choice("outcome", Outcome::parse, OUTCOMES)?
-            .unwrap_or(Outcome::Success),
+        outcome: event.optional_choice("outcome", Outcome::parse, OUTCOMES)?.unwrap_or(Outcome::Success),
         reason: owned(event.optional_text("reason", MAX_REASON_CHARS)?),
         context: context(&event)?,
         changes: changes(&event)?,
@@ -195,9 +170,7 @@ fn actor(event: &Fields<'_>) -> Result<Actor> {
     let value = event.required("actor")?;
     let actor = Fields::open(value, "actor".to_owned(), ACTOR_FIELDS)?;
     let id = actor.required_nonempty("id", MAX_ACTOR_ID_CHARS)?;
-    let actor_type = actor
-        .optional_choice("type", ActorType::parse, ACTOR_TYPES)?
-        .unwrap_or(ActorType::User);
+    let actor_type = actor.optional_choice("type", ActorType::parse, ACTOR_TYPES)?.unwrap_or(ActorType::User);
     let name = actor.optional_text("name", MAX_ACTOR_NAME_CHARS)?;
     let email = actor.optional_text("email", MAX_EMAIL_CHARS)?;
     if let Some(email) = email {
@@ -210,13 +183,7 @@ fn actor(event: &Fields<'_>) -> Result<Actor> {
         check_nonempty(role, &path, MAX_ROLE_CHARS)?;
         roles.push(role.to_owned());
     }
-    Ok(Actor {
-        id: id.to_owned(),
-        actor_type,
-        name: owned(name),
-        email: owned(email),
-        roles,
-    })
+    Ok(Actor { id: id.to_owned(), actor_type, name: owned(name), email: owned(email), roles })
 }
 
 /// `actor.email`: exactly one `@`, with something on both sides.
@@ -231,10 +198,7 @@ fn check_email(email: &str) -> Result<()> {
     if well_formed {
         return Ok(());
     }
-    Err(invalid(
-        "actor.email",
-        "field \"actor.email\" must contain exactly one @ with text on both sides".to_owned(),
-    ))
+    Err(invalid("actor.email", "field \"actor.email\" must contain exactly one @ with text on both sides".to_owned()))
 }
 
 fn resource(event: &Fields<'_>) -> Result<Option<Resource>> {
@@ -246,11 +210,7 @@ fn resource(event: &Fields<'_>) -> Result<Option<Resource>> {
 
 fn targets(event: &Fields<'_>) -> Result<Vec<Resource>> {
     let mut targets = Vec::new();
-    for (index, value) in event
-        .optional_array("targets", MAX_TARGETS)?
-        .iter()
-        .enumerate()
-    {
+    for (index, value) in event.optional_array("targets", MAX_TARGETS)?.iter().enumerate() {
         targets.push(resource_at(value, index_path("targets", index))?);
     }
     Ok(targets)
@@ -261,11 +221,7 @@ fn resource_at(value: &Value, path: String) -> Result<Resource> {
     let resource_type = resource.required_nonempty("type", MAX_RESOURCE_TYPE_CHARS)?;
     let id = resource.required_nonempty("id", MAX_RESOURCE_ID_CHARS)?;
     let name = resource.optional_text("name", MAX_RESOURCE_NAME_CHARS)?;
-    Ok(Resource {
-        resource_type: resource_type.to_owned(),
-        id: id.to_owned(),
-        name: owned(name),
-    })
+    Ok(Resource { resource_type: resource_type.to_owned(), id: id.to_owned(), name: owned(name) })
 }
 
 fn context(event: &Fields<'_>) -> Result<Option<Context>> {
@@ -295,10 +251,7 @@ fn ip_address(context: &Fields<'_>) -> Result<Option<IpAddr>> {
     let text = as_str(value, "context.ip")?;
     match text.parse::<IpAddr>() {
         Ok(ip) => Ok(Some(ip)),
-        Err(_) => Err(invalid(
-            "context.ip",
-            "field \"context.ip\" is not a valid ipv4 or ipv6 address".to_owned(),
-        )),
+        Err(_) => Err(invalid("context.ip", "field \"context.ip\" is not a valid ipv4 or ipv6 address".to_owned())),
     }
 }
 

@@ -14,7 +14,7 @@ mod tests;
 
 pub use cursor::Cursor;
 pub use filter::{ActionPattern, EventQuery, MetadataFilter, text_of};
-pub use parse::{MAX_LIMIT, DEFAULT_LIMIT, parse_params};
+pub use parse::{DEFAULT_LIMIT, MAX_LIMIT, parse_params};
 
 /// Sort order of results, by `seq` (the order the ledger received them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -34,7 +34,10 @@ pub fn parse_params(pairs: &[(String, String)]) -> Result<(EventQuery, PageReque
         }
         seen.push(name);
         if value.len() > MAX_VALUE_LEN {
-            return Err(QueryError::new(name, format!("query parameter {name:?} is longer than {MAX_VALUE_LEN} bytes")));
+            return Err(QueryError::new(
+                name,
+                format!("query parameter {name:?} is longer than {MAX_VALUE_LEN} bytes"),
+            ));
         }
         if value.is_empty() {
             return Err(QueryError::new(name, format!("query parameter {name:?} is empty")));
@@ -65,16 +68,23 @@ pub fn parse_params(pairs: &[(String, String)]) -> Result<(EventQuery, PageReque
                 page.order = match value.as_str() {
                     "desc" => Order::Desc,
                     "asc" => Order::Asc,
-                    _ => return Err(QueryError::new(name, format!("order must be \"asc\" or \"desc\", not {value:?}"))),
+                    _ => {
+                        return Err(QueryError::new(name, format!("order must be \"asc\" or \"desc\", not {value:?}")));
+                    }
                 }
             }
             "cursor" => cursor_text = Some(value),
             other => match other.strip_prefix("metadata.") {
                 Some(path) => {
                     if query.metadata.len() == MAX_METADATA_FILTERS {
-                        return Err(QueryError::new(other, format!("at most {MAX_METADATA_FILTERS} metadata filters are allowed")));
+                        return Err(QueryError::new(
+                            other,
+                            format!("at most {MAX_METADATA_FILTERS} metadata filters are allowed"),
+                        ));
                     }
-                    query.metadata.push(MetadataFilter { path: parse_metadata_path(other, path)?, value: value.clone() });
+                    query
+                        .metadata
+                        .push(MetadataFilter { path: parse_metadata_path(other, path)?, value: value.clone() });
                 }
                 None => return Err(QueryError::new(other, format!("unknown query parameter {other:?}"))),
             },
@@ -100,7 +110,9 @@ fn parse_actions(value: &str) -> Result<Vec<ActionPattern>, QueryError> {
     for alternative in value.split(',') {
         let alternative = alternative.trim();
         let valid = !alternative.is_empty()
-            && alternative.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'*');
+            && alternative
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'*');
         if !valid {
             return Err(QueryError::new(
                 "action",
@@ -124,9 +136,9 @@ fn one_of(name: &str, value: &str, allowed: &[&str]) -> Result<String, QueryErro
 }
 
 fn parse_time(name: &str, value: &str) -> Result<Timestamp, QueryError> {
-    value
-        .parse::<Timestamp>()
-        .map_err(|_| QueryError::new(name, format!("{name} must be an RFC 3339 timestamp with offset, e.g. 2026-01-15T14:32:11Z")))
+    value.parse::<Timestamp>().map_err(|_| {
+        QueryError::new(name, format!("{name} must be an RFC 3339 timestamp with offset, e.g. 2026-01-15T14:32:11Z"))
+    })
 }
 
 fn parse_limit(value: &str) -> Result<u32, QueryError> {
@@ -143,7 +155,10 @@ fn parse_metadata_path(param: &str, path: &str) -> Result<Vec<String>, QueryErro
             && segment.len() <= 128
             && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
-            return Err(QueryError::new(param, format!("metadata filter {param:?} must name a dotted key of letters, digits, _ or -")));
+            return Err(QueryError::new(
+                param,
+                format!("metadata filter {param:?} must name a dotted key of letters, digits, _ or -"),
+            ));
         }
         segments.push(segment.to_string());
     }

@@ -44,7 +44,8 @@ pub async fn record(
         "context": context,
         "metadata": metadata,
     });
-    let bytes = serde_json::to_vec(&event).map_err(|e| ApiError::new(Code::Internal, format!("self-audit event: {e}")))?;
+    let bytes =
+        serde_json::to_vec(&event).map_err(|e| ApiError::new(Code::Internal, format!("self-audit event: {e}")))?;
     let parsed = veritrail_model::parse_event(&bytes, &Limits::default()).map_err(|e| {
         tracing::error!(error = %e.message, field = %e.field, "self-audit event failed validation");
         ApiError::new(Code::Internal, "cannot record the self-audit event")

@@ -87,9 +87,10 @@ impl Principal {
     pub fn tenant_key(&self) -> Result<&KeyPrincipal, ApiError> {
         match self {
             Principal::Key(key) => Ok(key),
-            Principal::Platform => {
-                Err(ApiError::new(Code::Forbidden, "the platform token cannot act inside a tenant; use a tenant api key"))
-            }
+            Principal::Platform => Err(ApiError::new(
+                Code::Forbidden,
+                "the platform token cannot act inside a tenant; use a tenant api key",
+            )),
         }
     }
 }

@@ -26,9 +26,34 @@ enum Format {
 
 /// Columns of the CSV export, in order.
 pub(crate) const CSV_COLUMNS: &[&str] = &[
-    "seq", "id", "occurred_at", "received_at", "action", "outcome", "actor_id", "actor_type", "actor_name", "actor_email",
-    "actor_roles", "resource_type", "resource_id", "resource_name", "targets", "reason", "ip", "user_agent", "location",
-    "session_id", "request_id", "channel", "endpoint", "data_subject", "sensitivity", "changes", "metadata", "leaf_hash",
+    "seq",
+    "id",
+    "occurred_at",
+    "received_at",
+    "action",
+    "outcome",
+    "actor_id",
+    "actor_type",
+    "actor_name",
+    "actor_email",
+    "actor_roles",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "targets",
+    "reason",
+    "ip",
+    "user_agent",
+    "location",
+    "session_id",
+    "request_id",
+    "channel",
+    "endpoint",
+    "data_subject",
+    "sensitivity",
+    "changes",
+    "metadata",
+    "leaf_hash",
 ];
 
 pub(crate) async fn export(
@@ -49,13 +74,21 @@ pub(crate) async fn export(
                     "csv" => Format::Csv,
                     "jsonl" => Format::Jsonl,
                     other => {
-                        return Err(ApiError::new(Code::InvalidQuery, format!("format must be csv or jsonl, not {other:?}")));
+                        return Err(ApiError::new(
+                            Code::InvalidQuery,
+                            format!("format must be csv or jsonl, not {other:?}"),
+                        ));
                     }
                 })
             }
-            "format" => return Err(ApiError::new(Code::InvalidQuery, "query parameter \"format\" is given more than once")),
+            "format" => {
+                return Err(ApiError::new(Code::InvalidQuery, "query parameter \"format\" is given more than once"));
+            }
             "limit" | "cursor" => {
-                return Err(ApiError::new(Code::InvalidQuery, format!("export streams every match; {name:?} is not accepted")));
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("export streams every match; {name:?} is not accepted"),
+                ));
             }
             _ => filters.push((name, value)),
         }

@@ -32,19 +32,13 @@ const PEPPER_SETTING: &str = "auth.pepper";
 const BOOTSTRAP_SETTING: &str = "auth.bootstrap_token_hash";
 
 /// Everything the server needs besides its store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     /// Limits on request bodies and events.
     pub limits: Limits,
     /// The bootstrap token to install on first start (`VERITRAIL_BOOTSTRAP_TOKEN`); generated
     /// when absent.
     pub bootstrap_token: Option<String>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig { limits: Limits::default(), bootstrap_token: None }
-    }
 }
 
 /// Shared state of every request handler.
@@ -110,7 +104,11 @@ impl Server {
 
 /// Serves `server` on `listener` until `shutdown` is cancelled, then lets in-flight requests
 /// finish (at most 30 s) and shuts the store down so that everything acknowledged is committed.
-pub async fn serve(server: Server, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    server: Server,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let Server { router, store, .. } = server;
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();

@@ -20,7 +20,8 @@ pub(crate) struct HttpMetrics {
 
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
     let class = response.status().as_u16() / 100 * 100;
     let mut requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner());
@@ -60,9 +61,14 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# TYPE veritrail_http_requests_total counter");
     let requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for ((method, route, class), n) in requests {
-        let _ = writeln!(out, "veritrail_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "veritrail_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {n}"
+        );
     }
     let mut response = out.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }

@@ -61,9 +61,17 @@ impl FromRequestParts<AppState> for RequestContext {
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<RequestContext, ApiError> {
         let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
-        let user_agent =
-            parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string);
-        let path = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| parts.uri.path().into());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| parts.uri.path().into());
         Ok(RequestContext { ip, user_agent, endpoint: format!("{} {path}", parts.method) })
     }
 }
@@ -81,7 +89,9 @@ impl FromRequest<AppState> for Body {
                 Code::PayloadTooLarge,
                 format!("request body is larger than {} bytes", state.config.limits.max_body_bytes),
             )),
-            Err(rejection) => Err(ApiError::new(Code::InvalidRequest, format!("cannot read request body: {rejection}"))),
+            Err(rejection) => {
+                Err(ApiError::new(Code::InvalidRequest, format!("cannot read request body: {rejection}")))
+            }
         }
     }
 }
@@ -102,8 +112,8 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::new(Code::InvalidUtf8, "request body is not valid utf-8"));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::new(Code::MalformedJson, format!("request body is not valid json: {e}")))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(Code::MalformedJson, format!("request body is not valid json: {e}")))?;
     serde_json::from_value(value).map_err(|e| ApiError::new(Code::InvalidRequest, format!("invalid request body: {e}")))
 }
 
@@ -144,13 +154,30 @@ async fn create_tenant(
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::new(Code::InvalidValue, "name must be 1 to 200 printable characters"));
     }
-    let tenant = Tenant { id: format!("tn_{}", ids::random_base32(20)?), name: name.clone(), created_at: Timestamp::now() };
+    let tenant =
+        Tenant { id: format!("tn_{}", ids::random_base32(20)?), name: name.clone(), created_at: Timestamp::now() };
     state.store.create_tenant(tenant.clone()).await?;
     let platform = json!({"id": "platform", "type": "system", "name": "platform operator"});
-    audit::record(&state, &tenant.id, "audit.log.initialized", platform.clone(), json!({"tenant_name": name}), &request).await?;
+    audit::record(
+        &state,
+        &tenant.id,
+        "audit.log.initialized",
+        platform.clone(),
+        json!({"tenant_name": name}),
+        &request,
+    )
+    .await?;
     let scopes = vec![Scope::Admin.name().to_string()];
     let key = store_new_key(&state, &tenant.id, "admin", scopes.clone(), None).await?;
-    audit::record(&state, &tenant.id, "audit.key.created", platform, json!({"key_id": key.id, "scopes": scopes}), &request).await?;
+    audit::record(
+        &state,
+        &tenant.id,
+        "audit.key.created",
+        platform,
+        json!({"key_id": key.id, "scopes": scopes}),
+        &request,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({"tenant": tenant.id, "name": name, "api_key": key.token}))).into_response())
 }
 
@@ -212,7 +239,17 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
         return Err(ApiError::new(Code::EmptyBatch, "the body holds no event"));
     }
     let mut prepared = Vec::with_capacity(events.len());
-    for event in events {
+    for (index, event) in events.into_iter().enumerate() {
+        if veritrail_model::taxonomy::is_reserved(event.action()) {
+            // The audit.* namespace is the server's own record of itself; clients cannot forge it.
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                format!(
+                    "event {index}: field \"action\": {:?} is reserved for events veritrail records itself",
+                    event.action()
+                ),
+            ));
+        }
         prepared.push(audit::prepare(event)?);
     }
     let appended = state.store.append(&key.tenant, prepared).await?;
@@ -287,7 +324,10 @@ async fn create_api_key(
     }
     for scope in &scopes {
         if Scope::parse(scope).is_none() {
-            return Err(ApiError::new(Code::InvalidValue, format!("unknown scope {scope:?}; known: events:write, events:read, admin")));
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                format!("unknown scope {scope:?}; known: events:write, events:read, admin"),
+            ));
         }
     }
     let expires_at = match expires_at {

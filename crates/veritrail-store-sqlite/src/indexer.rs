@@ -79,7 +79,9 @@ impl Indexer {
     fn reset(&mut self) -> StoreResult<()> {
         self.shared.rebuilding.store(true, Ordering::SeqCst);
         self.conn
-            .execute_batch("DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources; DROP TABLE IF EXISTS progress;")
+            .execute_batch(
+                "DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources; DROP TABLE IF EXISTS progress;",
+            )
             .map_err(sql_error)?;
         schema::migrate_index(&self.conn).map_err(StoreError::Backend)?;
         self.progress.clear();
@@ -175,9 +177,8 @@ pub(crate) fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<V
     let personal = personal.and_then(|bytes| PersonalData::from_bytes(bytes).ok());
     match veritrail_model::open(sealed, personal.as_ref()) {
         Ok(view) => Ok(view),
-        Err(_) if personal.is_some() => {
-            veritrail_model::open(sealed, None).map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}")))
-        }
+        Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
+            .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
         Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
     }
 }

@@ -75,7 +75,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer and indexer threads.
     /// A damaged `index.sqlite` is moved aside and rebuilt in the background.
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let ledger_path = dir.join(LEDGER_FILE);
         let index_path = dir.join(INDEX_FILE);
         let writer_conn = Connection::open(&ledger_path).map_err(sql_error)?;
@@ -284,13 +285,14 @@ fn from_micros(micros: i64) -> StoreResult<Timestamp> {
     Timestamp::from_microsecond(micros).map_err(|e| StoreError::Corrupt(format!("bad stored timestamp: {e}")))
 }
 
-fn api_key_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>)> {
+/// An `api_keys` row as read: id, tenant, name, hash, scopes json, created, expires, revoked.
+type ApiKeyRow = (String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>);
+
+fn api_key_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
 }
 
-fn to_api_key(
-    (id, tenant, name, hash, scopes, created, expires, revoked): (String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>),
-) -> StoreResult<ApiKeyRecord> {
+fn to_api_key((id, tenant, name, hash, scopes, created, expires, revoked): ApiKeyRow) -> StoreResult<ApiKeyRecord> {
     let secret_hash: [u8; 32] =
         hash.as_slice().try_into().map_err(|_| StoreError::Corrupt(format!("hash of key {id} is not 32 bytes")))?;
     let scopes: Vec<String> =
@@ -307,18 +309,23 @@ fn to_api_key(
     })
 }
 
-const API_KEY_COLUMNS: &str = "SELECT k.id, t.id, k.name, k.secret_hash, k.scopes, k.created_at, k.expires_at, k.revoked_at
+const API_KEY_COLUMNS: &str =
+    "SELECT k.id, t.id, k.name, k.secret_hash, k.scopes, k.created_at, k.expires_at, k.revoked_at
      FROM api_keys k JOIN tenants t ON t.no = k.tenant_no";
 
 impl Store for SqliteStore {
     fn create_tenant(&self, tenant: Tenant) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(self.write(move |conn| {
-            let exists: Option<i64> =
-                conn.query_row("SELECT no FROM tenants WHERE id = ?1", [&tenant.id], |row| row.get(0)).optional().map_err(sql_error)?;
+            let exists: Option<i64> = conn
+                .query_row("SELECT no FROM tenants WHERE id = ?1", [&tenant.id], |row| row.get(0))
+                .optional()
+                .map_err(sql_error)?;
             if exists.is_some() {
                 return Err(StoreError::AlreadyExists(format!("tenant {:?}", tenant.id)));
             }
-            let next: i64 = conn.query_row("SELECT coalesce(max(no), 0) + 1 FROM tenants", [], |row| row.get(0)).map_err(sql_error)?;
+            let next: i64 = conn
+                .query_row("SELECT coalesce(max(no), 0) + 1 FROM tenants", [], |row| row.get(0))
+                .map_err(sql_error)?;
             if next > schema::MAX_TENANT_NO {
                 return Err(StoreError::Backend("the maximum number of tenants is reached".into()));
             }
@@ -361,13 +368,17 @@ impl Store for SqliteStore {
 
     fn create_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(self.write(move |conn| {
-            let tenant_no: Option<i64> =
-                conn.query_row("SELECT no FROM tenants WHERE id = ?1", [&key.tenant], |row| row.get(0)).optional().map_err(sql_error)?;
+            let tenant_no: Option<i64> = conn
+                .query_row("SELECT no FROM tenants WHERE id = ?1", [&key.tenant], |row| row.get(0))
+                .optional()
+                .map_err(sql_error)?;
             let Some(tenant_no) = tenant_no else {
                 return Err(StoreError::TenantNotFound(key.tenant.clone()));
             };
-            let exists: Option<String> =
-                conn.query_row("SELECT id FROM api_keys WHERE id = ?1", [&key.id], |row| row.get(0)).optional().map_err(sql_error)?;
+            let exists: Option<String> = conn
+                .query_row("SELECT id FROM api_keys WHERE id = ?1", [&key.id], |row| row.get(0))
+                .optional()
+                .map_err(sql_error)?;
             if exists.is_some() {
                 return Err(StoreError::AlreadyExists(format!("api key {:?}", key.id)));
             }
@@ -405,7 +416,9 @@ impl Store for SqliteStore {
     fn api_keys(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
         let tenant = tenant.to_string();
         Box::pin(self.read(move |conn| {
-            let mut stmt = conn.prepare(&format!("{API_KEY_COLUMNS} WHERE t.id = ?1 ORDER BY k.created_at, k.id")).map_err(sql_error)?;
+            let mut stmt = conn
+                .prepare(&format!("{API_KEY_COLUMNS} WHERE t.id = ?1 ORDER BY k.created_at, k.id"))
+                .map_err(sql_error)?;
             let rows = stmt.query_map([&tenant], api_key_row).map_err(sql_error)?;
             let mut keys = Vec::new();
             for row in rows {
@@ -432,14 +445,17 @@ impl Store for SqliteStore {
     fn setting(&self, name: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
         let name = name.to_string();
         Box::pin(self.read(move |conn| {
-            conn.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |row| row.get(0)).optional().map_err(sql_error)
+            conn.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |row| row.get(0))
+                .optional()
+                .map_err(sql_error)
         }))
     }
 
     fn init_setting(&self, name: &str, value: Vec<u8>) -> BoxFuture<'_, StoreResult<Vec<u8>>> {
         let name = name.to_string();
         Box::pin(self.write(move |conn| {
-            conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)", params![name, value]).map_err(sql_error)?;
+            conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)", params![name, value])
+                .map_err(sql_error)?;
             conn.query_row("SELECT value FROM settings WHERE name = ?1", [&name], |row| row.get(0)).map_err(sql_error)
         }))
     }
@@ -467,7 +483,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn query<'a>(&'a self, tenant: &'a str, query: &'a EventQuery, page: &'a PageRequest) -> BoxFuture<'a, StoreResult<EventPage>> {
+    fn query<'a>(
+        &'a self,
+        tenant: &'a str,
+        query: &'a EventQuery,
+        page: &'a PageRequest,
+    ) -> BoxFuture<'a, StoreResult<EventPage>> {
         Box::pin(async move {
             let no = self.tenant_no(tenant).await?;
             let (query, page) = (query.clone(), page.clone());

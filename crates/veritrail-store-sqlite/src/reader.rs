@@ -13,9 +13,17 @@ use crate::sql_error;
 /// Candidate keys fetched from the index per round trip.
 const CHUNK: u32 = 512;
 
-fn stored_event(key: i64, id: String, leaf: Vec<u8>, sealed: Vec<u8>, personal: Option<Vec<u8>>) -> StoreResult<StoredEvent> {
-    let leaf_hash: [u8; 32] =
-        leaf.as_slice().try_into().map_err(|_| StoreError::Corrupt(format!("leaf hash of record {key} is not 32 bytes")))?;
+fn stored_event(
+    key: i64,
+    id: String,
+    leaf: Vec<u8>,
+    sealed: Vec<u8>,
+    personal: Option<Vec<u8>>,
+) -> StoreResult<StoredEvent> {
+    let leaf_hash: [u8; 32] = leaf
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("leaf hash of record {key} is not 32 bytes")))?;
     Ok(StoredEvent { seq: key_seq(key), id, sealed, leaf_hash, personal })
 }
 
@@ -30,7 +38,9 @@ fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
 
 /// One record by event id.
 pub(crate) fn event_by_id(conn: &Connection, tenant_no: i64, id: &str) -> StoreResult<Option<StoredEvent>> {
-    let mut stmt = conn.prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.tenant_no = ?1 AND r.event_id = ?2")).map_err(sql_error)?;
+    let mut stmt = conn
+        .prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.tenant_no = ?1 AND r.event_id = ?2"))
+        .map_err(sql_error)?;
     let row = stmt.query_row(params![tenant_no, id], record_row).optional().map_err(sql_error)?;
     row.map(|(key, id, leaf, sealed, personal)| stored_event(key, id, leaf, sealed, personal)).transpose()
 }
@@ -116,7 +126,12 @@ fn prefilter(query: &EventQuery) -> (String, Vec<SqlValue>) {
 
 /// A page of matching events. Walks candidate keys from the index in chunks, opening and
 /// matching each, until `limit + 1` matches are found or the tenant's range is exhausted.
-pub(crate) fn query(conn: &Connection, tenant_no: i64, query: &EventQuery, page: &PageRequest) -> StoreResult<EventPage> {
+pub(crate) fn query(
+    conn: &Connection,
+    tenant_no: i64,
+    query: &EventQuery,
+    page: &PageRequest,
+) -> StoreResult<EventPage> {
     let (mut lo, mut hi) = (record_key(tenant_no, 0), record_key(tenant_no, MAX_SEQ));
     match page.after {
         Some(Cursor { seq, order: Order::Desc }) => {
@@ -138,7 +153,9 @@ pub(crate) fn query(conn: &Connection, tenant_no: i64, query: &EventQuery, page:
         Order::Desc => "DESC",
         Order::Asc => "ASC",
     };
-    let sql = format!("SELECT e.key FROM idx.events e WHERE e.key BETWEEN ? AND ?{filter_sql} ORDER BY e.key {direction} LIMIT ?");
+    let sql = format!(
+        "SELECT e.key FROM idx.events e WHERE e.key BETWEEN ? AND ?{filter_sql} ORDER BY e.key {direction} LIMIT ?"
+    );
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
     let wanted = page.limit as usize + 1;
     let mut found: Vec<StoredEvent> = Vec::new();

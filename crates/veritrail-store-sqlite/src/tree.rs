@@ -92,5 +92,6 @@ pub(crate) fn load_frontier(conn: &Connection, tenant_no: i64, size: u64) -> Sto
     for (level, index) in subtrees_for_size(size) {
         hashes.push(subtree_hash(conn, tenant_no, level, index)?);
     }
-    Frontier::from_subtrees(size, hashes).map_err(|e| StoreError::Corrupt(format!("cannot rebuild merkle frontier: {e}")))
+    Frontier::from_subtrees(size, hashes)
+        .map_err(|e| StoreError::Corrupt(format!("cannot rebuild merkle frontier: {e}")))
 }

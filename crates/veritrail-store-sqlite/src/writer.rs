@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use jiff::Timestamp;
@@ -83,10 +83,7 @@ impl Writer {
                 if event_count >= MAX_GROUP_EVENTS {
                     break;
                 }
-                next = match jobs.try_recv() {
-                    Ok(job) => Some(job),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                next = jobs.try_recv().ok();
             }
             if !appends.is_empty() {
                 self.commit_group(appends);
@@ -107,10 +104,8 @@ impl Writer {
     fn commit_group(&mut self, appends: Vec<PendingAppend>) {
         let started = Instant::now();
         let now = Timestamp::now();
-        let before: HashMap<String, TenantLedger> = appends
-            .iter()
-            .filter_map(|a| self.tenants.get(&a.tenant).map(|t| (a.tenant.clone(), t.clone())))
-            .collect();
+        let before: HashMap<String, TenantLedger> =
+            appends.iter().filter_map(|a| self.tenants.get(&a.tenant).map(|t| (a.tenant.clone(), t.clone()))).collect();
         let mut results = Vec::with_capacity(appends.len());
         let mut touched = Vec::new();
         let outcome = (|| -> StoreResult<()> {
@@ -201,11 +196,13 @@ fn append_events(
     batch_ids: &mut HashMap<(i64, String), u64>,
     added_ids: &mut Vec<(i64, String)>,
 ) -> StoreResult<Vec<Appended>> {
-    let mut find = conn.prepare_cached("SELECT key FROM records WHERE tenant_no = ?1 AND event_id = ?2").map_err(sql_error)?;
+    let mut find =
+        conn.prepare_cached("SELECT key FROM records WHERE tenant_no = ?1 AND event_id = ?2").map_err(sql_error)?;
     let mut insert_record = conn
         .prepare_cached("INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(sql_error)?;
-    let mut insert_personal = conn.prepare_cached("INSERT INTO personal (key, data) VALUES (?1, ?2)").map_err(sql_error)?;
+    let mut insert_personal =
+        conn.prepare_cached("INSERT INTO personal (key, data) VALUES (?1, ?2)").map_err(sql_error)?;
     let mut insert_node = conn
         .prepare_cached("INSERT INTO merkle_nodes (tenant_no, level, idx, hash) VALUES (?1, ?2, ?3, ?4)")
         .map_err(sql_error)?;
@@ -217,7 +214,8 @@ fn append_events(
             appended.push(Appended { id: event.id.clone(), seq, duplicate: true });
             continue;
         }
-        let existing: Option<i64> = find.query_row(params![ledger.no, event.id], |row| row.get(0)).optional().map_err(sql_error)?;
+        let existing: Option<i64> =
+            find.query_row(params![ledger.no, event.id], |row| row.get(0)).optional().map_err(sql_error)?;
         if let Some(key) = existing {
             appended.push(Appended { id: event.id.clone(), seq: key_seq(key), duplicate: true });
             continue;
@@ -234,10 +232,15 @@ fn append_events(
         if !event.personal.is_empty() {
             insert_personal.execute(params![key, event.personal.to_bytes()]).map_err(sql_error)?;
         }
-        let completed = ledger.frontier.push(leaf).map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", ledger.id)))?;
+        let completed = ledger
+            .frontier
+            .push(leaf)
+            .map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", ledger.id)))?;
         for node in completed {
             if node.level % NODE_LEVEL_STEP == 0 {
-                insert_node.execute(params![ledger.no, node.level, node.index as i64, node.hash.0.as_slice()]).map_err(sql_error)?;
+                insert_node
+                    .execute(params![ledger.no, node.level, node.index as i64, node.hash.0.as_slice()])
+                    .map_err(sql_error)?;
             }
         }
         ledger.next_seq += 1;
@@ -251,8 +254,10 @@ fn append_events(
 }
 
 fn load_tenant(conn: &Connection, tenant: &str) -> StoreResult<TenantLedger> {
-    let no: Option<i64> =
-        conn.query_row("SELECT no FROM tenants WHERE id = ?1", [tenant], |row| row.get(0)).optional().map_err(sql_error)?;
+    let no: Option<i64> = conn
+        .query_row("SELECT no FROM tenants WHERE id = ?1", [tenant], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)?;
     let Some(no) = no else {
         return Err(StoreError::TenantNotFound(tenant.to_string()));
     };

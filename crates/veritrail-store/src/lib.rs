@@ -182,8 +182,12 @@ pub trait Store: Send + Sync + 'static {
     /// One event by id, straight from the ledger (never lags).
     fn event_by_id(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredEvent>>>;
     /// Events matching `query`, from the indexed part of the ledger.
-    fn query<'a>(&'a self, tenant: &'a str, query: &'a EventQuery, page: &'a PageRequest)
-    -> BoxFuture<'a, StoreResult<EventPage>>;
+    fn query<'a>(
+        &'a self,
+        tenant: &'a str,
+        query: &'a EventQuery,
+        page: &'a PageRequest,
+    ) -> BoxFuture<'a, StoreResult<EventPage>>;
     /// Sealed records with `seq >= from`, in seq order, at most `limit`.
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>>;
     /// The tenant's current tree size and root.

@@ -50,7 +50,9 @@ pub fn prepared(json: Value) -> PreparedEvent {
     let event = veritrail_model::parse_event(&bytes, &Limits::default()).expect("test event is valid");
     let id = format!("evt_test_{}", json.to_string().len());
     let mut salt = salt;
-    event.prepare(PrepareContext { id_if_missing: id, now: Timestamp::UNIX_EPOCH, salt: &mut salt }).expect("test event seals")
+    event
+        .prepare(PrepareContext { id_if_missing: id, now: Timestamp::UNIX_EPOCH, salt: &mut salt })
+        .expect("test event seals")
 }
 
 fn event(id: &str, action: &str, actor: &str) -> PreparedEvent {
@@ -114,7 +116,10 @@ pub async fn settings_initialise_once(store: &impl Store) {
 pub async fn appends_are_dense_per_tenant(store: &impl Store) {
     tenant(store, "tn_a").await;
     tenant(store, "tn_b").await;
-    let a = store.append("tn_a", vec![event("e1", "data.read", "u1"), event("e2", "data.read", "u1")]).await.expect("append");
+    let a = store
+        .append("tn_a", vec![event("e1", "data.read", "u1"), event("e2", "data.read", "u1")])
+        .await
+        .expect("append");
     let b = store.append("tn_b", vec![event("e1", "data.read", "u1")]).await.expect("append");
     let a2 = store.append("tn_a", vec![event("e3", "data.read", "u1")]).await.expect("append");
     let seqs: Vec<u64> = a.iter().chain(&a2).map(|x| x.seq).collect();
@@ -129,7 +134,10 @@ pub async fn duplicate_ids_return_the_original_seq(store: &impl Store) {
     tenant(store, "tn_a").await;
     store.append("tn_a", vec![event("e1", "data.read", "u1")]).await.expect("append");
     let again = store
-        .append("tn_a", vec![event("e2", "data.read", "u1"), event("e1", "data.deleted", "u2"), event("e2", "x.y", "u3")])
+        .append(
+            "tn_a",
+            vec![event("e2", "data.read", "u1"), event("e1", "data.deleted", "u2"), event("e2", "x.y", "u3")],
+        )
         .await
         .expect("append");
     assert_eq!(again.iter().map(|a| (a.seq, a.duplicate)).collect::<Vec<_>>(), [(1, false), (0, true), (1, true)]);
@@ -187,10 +195,19 @@ pub async fn queries_filter_and_paginate(store: &impl Store) {
 
     assert_eq!(run_query(store, "tn_a", &[("limit", "3")]).await, ["e24", "e23", "e22"]);
     assert_eq!(run_query(store, "tn_a", &[("limit", "2"), ("order", "asc")]).await, ["e00", "e01"]);
-    assert_eq!(run_query(store, "tn_a", &[("action", "auth.*"), ("actor_id", "alice"), ("limit", "100")]).await, ["e24", "e18", "e12", "e06", "e00"]);
-    assert_eq!(run_query(store, "tn_a", &[("resource_id", "d1"), ("order", "asc")]).await, ["e01", "e05", "e09", "e13", "e17", "e21"]);
+    assert_eq!(
+        run_query(store, "tn_a", &[("action", "auth.*"), ("actor_id", "alice"), ("limit", "100")]).await,
+        ["e24", "e18", "e12", "e06", "e00"]
+    );
+    assert_eq!(
+        run_query(store, "tn_a", &[("resource_id", "d1"), ("order", "asc")]).await,
+        ["e01", "e05", "e09", "e13", "e17", "e21"]
+    );
     assert_eq!(run_query(store, "tn_a", &[("metadata.n", "7")]).await, ["e07"]);
-    assert_eq!(run_query(store, "tn_a", &[("actor_email", "BOB@example.com"), ("action", "data.read"), ("limit", "2")]).await, ["e23", "e19"]);
+    assert_eq!(
+        run_query(store, "tn_a", &[("actor_email", "BOB@example.com"), ("action", "data.read"), ("limit", "2")]).await,
+        ["e23", "e19"]
+    );
     assert_eq!(run_query(store, "tn_b", &[]).await, ["other"]);
 
     // Walk all of tn_a three at a time, in both orders.
@@ -231,7 +248,7 @@ pub async fn records_and_tree_head_match_the_sealed_bytes(store: &impl Store) {
     assert_eq!(tail.iter().map(|r| r.seq).collect::<Vec<_>>(), [30, 31, 32]);
     let mut frontier = veritrail_ledger::tree::Frontier::new();
     for leaf in &leaves {
-        frontier.push(*leaf);
+        frontier.push(*leaf).expect("frontier has room");
     }
     let head = store.tree_head("tn_a").await.expect("head");
     assert_eq!(head.size, 37);
@@ -300,7 +317,8 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 /// Dropping and rebuilding the derived indexes gives the same answers.
 pub async fn rebuilt_indexes_answer_the_same(store: &impl Store) {
     tenant(store, "tn_a").await;
-    let events: Vec<PreparedEvent> = (0..50).map(|i| event(&format!("e{i}"), if i % 5 == 0 { "x.y" } else { "a.b" }, "u1")).collect();
+    let events: Vec<PreparedEvent> =
+        (0..50).map(|i| event(&format!("e{i}"), if i % 5 == 0 { "x.y" } else { "a.b" }, "u1")).collect();
     store.append("tn_a", events).await.expect("append");
     store.wait_indexed().await.expect("indexed");
     let before = run_query(store, "tn_a", &[("action", "x.*")]).await;

@@ -59,7 +59,8 @@ pub struct Client {
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Client {
-        let config = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections_per_host(16).build();
+        let config =
+            ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections_per_host(16).build();
         Client { base: base.trim_end_matches('/').to_string(), agent: config.into() }
     }
 
@@ -104,7 +105,13 @@ impl Client {
     }
 
     /// POST raw bytes, returning transport failures (refused, reset) instead of panicking.
-    pub fn try_post_raw(&self, token: Option<&str>, path: &str, content_type: &str, body: &[u8]) -> Result<Reply, String> {
+    pub fn try_post_raw(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Reply, String> {
         let mut request = self.agent.post(format!("{}{path}", self.base)).header("content-type", content_type);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));

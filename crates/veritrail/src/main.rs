@@ -85,7 +85,8 @@ fn init_logging() {
 async fn serve(args: ServeArgs) -> Result<()> {
     let file = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
             toml::from_str::<FileConfig>(&text).with_context(|| format!("invalid config file {}", path.display()))?
         }
         None => FileConfig::default(),
@@ -105,7 +106,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         bail!("VERITRAIL_BOOTSTRAP_TOKEN must be at least 16 characters");
     }
 
-    let store = SqliteStore::open(&data_dir).with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+    let store =
+        SqliteStore::open(&data_dir).with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let server = Server::start(store, config).await.map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
     if let Some(token) = &server.new_bootstrap_token {
@@ -164,7 +166,8 @@ async fn reindex(data_dir: &Path) -> Result<()> {
     if !data_dir.join(veritrail_store_sqlite::LEDGER_FILE).exists() {
         bail!("{} holds no veritrail ledger", data_dir.display());
     }
-    let store = SqliteStore::open(data_dir).with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+    let store =
+        SqliteStore::open(data_dir).with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
     println!("rebuilding the query index of {} from its ledger...", data_dir.display());
     store.rebuild_indexes().await.context("reindex failed")?;
     store.wait_indexed().await.context("reindex failed")?;

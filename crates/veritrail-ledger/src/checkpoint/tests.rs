@@ -12,25 +12,15 @@ fn signer() -> NoteSigner {
 fn body_format() {
     let root = leaf_hash(b"root");
     let checkpoint = Checkpoint::new("veritrail.example/acme", 42, root);
-    assert_eq!(
-        checkpoint.body(),
-        format!("veritrail.example/acme\n42\n{}\n", root.to_base64())
-    );
-    let with_extensions = Checkpoint {
-        extensions: vec!["ext one".into(), "ext two".into()],
-        ..checkpoint
-    };
+    assert_eq!(checkpoint.body(), format!("veritrail.example/acme\n42\n{}\n", root.to_base64()));
+    let with_extensions = Checkpoint { extensions: vec!["ext one".into(), "ext two".into()], ..checkpoint };
     assert!(with_extensions.body().ends_with("\next one\next two\n"));
-    assert_eq!(
-        Checkpoint::parse_body(&with_extensions.body()),
-        Ok(with_extensions)
-    );
+    assert_eq!(Checkpoint::parse_body(&with_extensions.body()), Ok(with_extensions));
 }
 
 #[test]
 fn c2sp_example_body_parses() {
-    let body =
-        "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+    let body = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
     let checkpoint = Checkpoint::parse_body(body).unwrap();
     assert_eq!(checkpoint.origin, "example.com/behind-the-sofa");
     assert_eq!(checkpoint.size, 20852163);
@@ -43,10 +33,7 @@ fn signed_checkpoint_matches_the_spec_layout() {
     let root = leaf_hash(b"root");
     let checkpoint = Checkpoint::new("veritrail.example/acme", 7, root);
     let note = sign_checkpoint(&checkpoint, &signer()).unwrap();
-    let prefix = format!(
-        "veritrail.example/acme\n7\n{}\n\n\u{2014} veritrail.example ",
-        root.to_base64()
-    );
+    let prefix = format!("veritrail.example/acme\n7\n{}\n\n\u{2014} veritrail.example ", root.to_base64());
     assert!(note.starts_with(&prefix), "{note}");
     assert!(note.ends_with('\n'));
     assert_eq!(note.lines().count(), 5);
@@ -69,10 +56,7 @@ fn signed_checkpoint_matches_the_spec_layout() {
 #[test]
 fn a_validly_signed_note_that_is_not_a_checkpoint_is_refused() {
     let note = signer().sign("just some text\n").unwrap();
-    assert!(matches!(
-        open_checkpoint(&note, &[signer().verifier_key()]),
-        Err(CheckpointError::Malformed(_))
-    ));
+    assert!(matches!(open_checkpoint(&note, &[signer().verifier_key()]), Err(CheckpointError::Malformed(_))));
 }
 
 #[test]
@@ -81,20 +65,11 @@ fn invalid_checkpoints_are_not_signed() {
     for checkpoint in [
         Checkpoint::new("", 1, root),
         Checkpoint::new("two\nlines", 1, root),
-        Checkpoint {
-            extensions: vec![String::new()],
-            ..Checkpoint::new("origin", 1, root)
-        },
-        Checkpoint {
-            extensions: vec!["a\nb".into()],
-            ..Checkpoint::new("origin", 1, root)
-        },
+        Checkpoint { extensions: vec![String::new()], ..Checkpoint::new("origin", 1, root) },
+        Checkpoint { extensions: vec!["a\nb".into()], ..Checkpoint::new("origin", 1, root) },
     ] {
         assert!(
-            matches!(
-                sign_checkpoint(&checkpoint, &signer()),
-                Err(CheckpointError::Malformed(_))
-            ),
+            matches!(sign_checkpoint(&checkpoint, &signer()), Err(CheckpointError::Malformed(_))),
             "{checkpoint:?}"
         );
     }
@@ -103,36 +78,16 @@ fn invalid_checkpoints_are_not_signed() {
 #[test]
 fn malformed_bodies_are_rejected() {
     let root = leaf_hash(b"root").to_base64();
-    let bad_sizes = [
-        "",
-        "007",
-        "00",
-        "+5",
-        "-1",
-        " 5",
-        "5 ",
-        "0x10",
-        "18446744073709551616",
-        "５",
-    ];
+    let bad_sizes = ["", "007", "00", "+5", "-1", " 5", "5 ", "0x10", "18446744073709551616", "５"];
     for size in bad_sizes {
         let body = format!("origin\n{size}\n{root}\n");
-        assert!(
-            matches!(
-                Checkpoint::parse_body(&body),
-                Err(CheckpointError::Malformed(_))
-            ),
-            "size {size:?}"
-        );
+        assert!(matches!(Checkpoint::parse_body(&body), Err(CheckpointError::Malformed(_))), "size {size:?}");
     }
     assert_eq!(
         Checkpoint::parse_body(&format!("origin\n18446744073709551615\n{root}\n")).map(|c| c.size),
         Ok(u64::MAX)
     );
-    assert_eq!(
-        Checkpoint::parse_body(&format!("origin\n0\n{root}\n")).map(|c| c.size),
-        Ok(0)
-    );
+    assert_eq!(Checkpoint::parse_body(&format!("origin\n0\n{root}\n")).map(|c| c.size), Ok(0));
 
     let bad_bodies = [
         format!("origin\n1\n{root}"),
@@ -144,23 +99,11 @@ fn malformed_bodies_are_rejected() {
         String::new(),
     ];
     for body in bad_bodies {
-        assert!(
-            matches!(
-                Checkpoint::parse_body(&body),
-                Err(CheckpointError::Malformed(_))
-            ),
-            "{body:?}"
-        );
+        assert!(matches!(Checkpoint::parse_body(&body), Err(CheckpointError::Malformed(_))), "{body:?}");
     }
     for bad_root in ["", "AAAA", "not base64", &root[..43], &format!("{root}=")] {
         let body = format!("origin\n1\n{bad_root}\n");
-        assert!(
-            matches!(
-                Checkpoint::parse_body(&body),
-                Err(CheckpointError::RootHash(_))
-            ),
-            "root {bad_root:?}"
-        );
+        assert!(matches!(Checkpoint::parse_body(&body), Err(CheckpointError::RootHash(_))), "root {bad_root:?}");
     }
 }
 

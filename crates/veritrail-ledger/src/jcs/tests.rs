@@ -92,23 +92,11 @@ fn rfc8785_appendix_b_numbers() {
 
 #[test]
 fn number_literals_from_json_text() {
-    check(
-        "[1e21, 1e-7, 1E-6, 100, -0, -0.0, 0.1, 1.5e300]",
-        "[1e+21,1e-7,0.000001,100,0,0,0.1,1.5e+300]",
-    );
-    check(
-        "[5e-324, 1.7976931348623157e308]",
-        "[5e-324,1.7976931348623157e+308]",
-    );
-    check(
-        "[9007199254740992, -9007199254740992]",
-        "[9007199254740992,-9007199254740992]",
-    );
+    check("[1e21, 1e-7, 1E-6, 100, -0, -0.0, 0.1, 1.5e300]", "[1e+21,1e-7,0.000001,100,0,0,0.1,1.5e+300]");
+    check("[5e-324, 1.7976931348623157e308]", "[5e-324,1.7976931348623157e+308]");
+    check("[9007199254740992, -9007199254740992]", "[9007199254740992,-9007199254740992]");
     // Integers whose double prints back as the same digits.
-    check(
-        "[1152921504606847000, -9223372036854776000]",
-        "[1152921504606847000,-9223372036854776000]",
-    );
+    check("[1152921504606847000, -9223372036854776000]", "[1152921504606847000,-9223372036854776000]");
     check("1938864716147061500", "1938864716147061500");
     // Beyond u64, serde_json reads a double, as ECMAScript does (I-JSON: avoid these).
     check("295147905179352825856", "295147905179352830000");
@@ -127,10 +115,7 @@ fn integers_that_would_change_are_refused() {
         let value: Value = serde_json::from_str(text).unwrap();
         assert_eq!(
             canonicalize(&value),
-            Err(JcsError::IntegerNotPreserved {
-                integer: text.to_string(),
-                canonical: printed.to_string()
-            })
+            Err(JcsError::IntegerNotPreserved { integer: text.to_string(), canonical: printed.to_string() })
         );
         assert!(!is_canonical(text.as_bytes()));
     }
@@ -162,10 +147,7 @@ fn string_escaping() {
 #[test]
 fn cyberphone_test_data() {
     // github.com/cyberphone/json-canonicalization testdata input/output pairs.
-    check(
-        r#"[56, {"d": true, "10": null, "1": [ ]}]"#,
-        r#"[56,{"1":[],"10":null,"d":true}]"#,
-    );
+    check(r#"[56, {"d": true, "10": null, "1": [ ]}]"#, r#"[56,{"1":[],"10":null,"d":true}]"#);
     check(
         r#"{"1": {"f": {"f": "hi","F": 5} ,"\n": 56.0}, "10": { }, "": "empty", "a": { }, "111": [ { } ], "A": { }}"#,
         r#"{"":"empty","1":{"\n":56,"f":{"F":5,"f":"hi"}},"10":{},"111":[{}],"A":{},"a":{}}"#,
@@ -243,10 +225,9 @@ fn numbers_as_doubles(value: &Value) -> Value {
     match value {
         Value::Number(number) => Value::from(number.as_f64().unwrap() + 0.0),
         Value::Array(items) => items.iter().map(numbers_as_doubles).collect(),
-        Value::Object(members) => members
-            .iter()
-            .map(|(name, member)| (name.clone(), numbers_as_doubles(member)))
-            .collect(),
+        Value::Object(members) => {
+            members.iter().map(|(name, member)| (name.clone(), numbers_as_doubles(member))).collect()
+        }
         other => other.clone(),
     }
 }

@@ -5,14 +5,14 @@ use proptest::prelude::*;
 use super::*;
 
 // golang.org/x/mod/sumdb/note note_test.go vectors.
-const PETER_SIGNER_KEY: &str =
-    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const PETER_SIGNER_KEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const PETER_KEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 const ENOCH_KEY: &str = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop";
 const TEXT: &str = "If you think cryptography is the answer to your problem,\n\
                     then you don't know what your problem is.\n";
 const PETER_SIG: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
-const ENOCH_SIG: &str = "\u{2014} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
+const ENOCH_SIG: &str =
+    "\u{2014} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
 
 fn peter_signer() -> NoteSigner {
     // The Go signer key is "PRIVATE+KEY+<name>+<key id>+<base64(0x01 || seed)>".
@@ -47,14 +47,8 @@ fn go_signer_reproduces_go_signature_and_key() {
 #[test]
 fn key_id_is_truncated_sha256_of_name_newline_type_and_key() {
     let peter = peter();
-    assert_eq!(
-        key_id("PeterNeumann", &peter.public_key()),
-        [0xc7, 0x4f, 0x20, 0xa3]
-    );
-    assert_eq!(
-        key_id("EnochRoot", &enoch().public_key()),
-        [0xaf, 0x0c, 0xfe, 0x78]
-    );
+    assert_eq!(key_id("PeterNeumann", &peter.public_key()), [0xc7, 0x4f, 0x20, 0xa3]);
+    assert_eq!(key_id("EnochRoot", &enoch().public_key()), [0xaf, 0x0c, 0xfe, 0x78]);
 }
 
 #[test]
@@ -66,10 +60,7 @@ fn verifier_key_round_trip() {
     let signer = test_signer("veritrail.example/acme", 7);
     let key = signer.verifier_key();
     assert_eq!(key.to_string().parse::<VerifierKey>().unwrap(), key);
-    assert_eq!(
-        VerifierKey::new(key.name(), &key.public_key()).unwrap(),
-        key
-    );
+    assert_eq!(VerifierKey::new(key.name(), &key.public_key()).unwrap(), key);
 }
 
 #[test]
@@ -88,16 +79,11 @@ fn mangled_verifier_keys_are_rejected() {
         let mut changed = bytes.to_vec();
         changed[i] += 1;
         let changed = String::from_utf8(changed).unwrap();
-        assert!(
-            changed.parse::<VerifierKey>().is_err(),
-            "accepted {changed:?}"
-        );
+        assert!(changed.parse::<VerifierKey>().is_err(), "accepted {changed:?}");
     }
     // Wrong key length and unknown algorithm, each with a matching key id.
     assert!(
-        "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY=="
-            .parse::<VerifierKey>()
-            .is_err()
+        "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==".parse::<VerifierKey>().is_err()
     );
     assert_eq!(
         "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW".parse::<VerifierKey>(),
@@ -105,9 +91,7 @@ fn mangled_verifier_keys_are_rejected() {
     );
     assert_eq!(
         "PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW".parse::<VerifierKey>(),
-        Err(NoteError::MalformedVerifierKey(
-            "key id is not 8 lowercase hex digits"
-        ))
+        Err(NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))
     );
     assert_eq!(
         "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW".parse::<VerifierKey>(),
@@ -120,41 +104,18 @@ fn key_names() {
     for name in ["PeterNeumann", "veritrail.example/acme", "a", "ü"] {
         assert!(is_valid_key_name(name), "{name:?}");
     }
-    for name in [
-        "",
-        "a b",
-        "a+b",
-        "a\tb",
-        "a\nb",
-        "a\u{a0}b",
-        "a\u{2028}b",
-        "a\u{1}b",
-    ] {
+    for name in ["", "a b", "a+b", "a\tb", "a\nb", "a\u{a0}b", "a\u{2028}b", "a\u{1}b"] {
         assert!(!is_valid_key_name(name), "{name:?}");
-        assert_eq!(
-            NoteSigner::from_seed(name, [1; 32]).err(),
-            Some(NoteError::InvalidKeyName(name.to_string()))
-        );
+        assert_eq!(NoteSigner::from_seed(name, [1; 32]).err(), Some(NoteError::InvalidKeyName(name.to_string())));
     }
 }
 
 #[test]
 fn signing_requires_valid_text() {
     let signer = test_signer("signer", 1);
-    assert_eq!(
-        signer.sign("abc"),
-        Err(NoteError::InvalidText("must end in a newline"))
-    );
-    assert_eq!(
-        signer.sign(""),
-        Err(NoteError::InvalidText("must end in a newline"))
-    );
-    assert_eq!(
-        signer.sign("a\rb\n"),
-        Err(NoteError::InvalidText(
-            "must not contain control characters"
-        ))
-    );
+    assert_eq!(signer.sign("abc"), Err(NoteError::InvalidText("must end in a newline")));
+    assert_eq!(signer.sign(""), Err(NoteError::InvalidText("must end in a newline")));
+    assert_eq!(signer.sign("a\rb\n"), Err(NoteError::InvalidText("must not contain control characters")));
     // Blank lines inside the text, and at its end, survive the round trip.
     for text in ["\n", "a\n\nb\n", "a\n\n", "— not a signature\n\n"] {
         let note = signer.sign(text).unwrap();
@@ -167,9 +128,7 @@ fn signing_requires_valid_text() {
 fn signed_note_layout() {
     let signer = test_signer("veritrail.example/acme", 9);
     let note = signer.sign("hello\n").unwrap();
-    let signature_line = note
-        .strip_prefix("hello\n\n\u{2014} veritrail.example/acme ")
-        .unwrap();
+    let signature_line = note.strip_prefix("hello\n\n\u{2014} veritrail.example/acme ").unwrap();
     let encoded = signature_line.strip_suffix('\n').unwrap();
     let bytes = BASE64.decode(encoded).unwrap();
     assert_eq!(bytes.len(), 4 + 64);
@@ -191,14 +150,8 @@ fn open_go_vectors() {
 
     // The same key listed twice is not ambiguous; two keys sharing a name and id are.
     assert!(open(&both, &[peter(), peter()]).is_ok());
-    let impostor = VerifierKey {
-        key: enoch().key,
-        ..peter()
-    };
-    assert!(matches!(
-        open(&both, &[peter(), impostor]),
-        Err(NoteError::AmbiguousKey { .. })
-    ));
+    let impostor = VerifierKey { key: enoch().key, ..peter() };
+    assert!(matches!(open(&both, &[peter(), impostor]), Err(NoteError::AmbiguousKey { .. })));
 
     let many = format!("{TEXT}\n{}", PETER_SIG.repeat(101));
     assert_eq!(open(&many, &[peter()]), Err(NoteError::TooManySignatures));
@@ -219,10 +172,7 @@ fn open_go_vectors() {
 
     // A changed key id makes the signature one of an unknown key.
     let other_id = format!("{TEXT}\n{}", PETER_SIG.replace("x08g", "xxxx"));
-    assert_eq!(
-        open(&other_id, &[peter()]),
-        Err(NoteError::NoTrustedSignature)
-    );
+    assert_eq!(open(&other_id, &[peter()]), Err(NoteError::NoTrustedSignature));
 }
 
 #[test]
@@ -249,10 +199,7 @@ fn malformed_notes_are_rejected() {
     ];
     for note in malformed {
         let result = open(&note, &[peter()]);
-        assert!(
-            matches!(result, Err(NoteError::Malformed(_))),
-            "{note:?} gave {result:?}"
-        );
+        assert!(matches!(result, Err(NoteError::Malformed(_))), "{note:?} gave {result:?}");
     }
 }
 
@@ -266,32 +213,20 @@ fn round_trip_and_tamper_detection() {
     assert_eq!(opened.verified_by, vec![key.clone()]);
 
     let changed_text = note.replacen('5', "6", 1);
-    assert!(matches!(
-        open(&changed_text, std::slice::from_ref(&key)),
-        Err(NoteError::InvalidSignature { .. })
-    ));
+    assert!(matches!(open(&changed_text, std::slice::from_ref(&key)), Err(NoteError::InvalidSignature { .. })));
 
     let other_signature = signer.sign("something else\n").unwrap();
     let signature_line = &other_signature[other_signature.find('\u{2014}').unwrap()..];
     let swapped = format!("veritrail.example/acme\n5\nroot\n\n{signature_line}");
-    assert!(matches!(
-        open(&swapped, std::slice::from_ref(&key)),
-        Err(NoteError::InvalidSignature { .. })
-    ));
+    assert!(matches!(open(&swapped, std::slice::from_ref(&key)), Err(NoteError::InvalidSignature { .. })));
 
     // Same name, another key: a different key id, so only an unknown signature.
     let other_key = test_signer("veritrail.example/acme", 43).verifier_key();
-    assert_eq!(
-        open(&note, &[other_key]),
-        Err(NoteError::NoTrustedSignature)
-    );
+    assert_eq!(open(&note, &[other_key]), Err(NoteError::NoTrustedSignature));
 
     // A second, trusted signer appended after the first.
     let witness = test_signer("witness.example", 44);
-    let cosigned = format!(
-        "{note}{}",
-        &witness.sign(&opened.text).unwrap()[opened.text.len() + 1..]
-    );
+    let cosigned = format!("{note}{}", &witness.sign(&opened.text).unwrap()[opened.text.len() + 1..]);
     let opened = open(&cosigned, &[witness.verifier_key(), key.clone()]).unwrap();
     assert_eq!(opened.verified_by, vec![key, witness.verifier_key()]);
 }

@@ -53,16 +53,9 @@ impl Frontier {
     pub fn from_subtrees(size: u64, hashes: Vec<Hash>) -> Result<Self, FrontierError> {
         let expected = size.count_ones() as usize;
         if hashes.len() != expected {
-            return Err(FrontierError::SubtreeCount {
-                size,
-                expected,
-                actual: hashes.len(),
-            });
+            return Err(FrontierError::SubtreeCount { size, expected, actual: hashes.len() });
         }
-        Ok(Self {
-            size,
-            subtrees: hashes,
-        })
+        Ok(Self { size, subtrees: hashes })
     }
 
     /// Restores a frontier by reading [`subtrees_for_size`]`(size)` from a store.
@@ -94,11 +87,7 @@ impl Frontier {
 
     /// Like [`Frontier::push`], but hands each completed subtree to `on_complete` instead of
     /// allocating a `Vec`.
-    pub fn push_with(
-        &mut self,
-        leaf: Hash,
-        mut on_complete: impl FnMut(CompletedNode),
-    ) -> Result<(), FrontierError> {
+    pub fn push_with(&mut self, leaf: Hash, mut on_complete: impl FnMut(CompletedNode)) -> Result<(), FrontierError> {
         let leaf_index = self.size;
         let new_size = leaf_index.checked_add(1).ok_or(FrontierError::Full)?;
 
@@ -111,11 +100,7 @@ impl Frontier {
         for left in self.subtrees.drain(first_merged..).rev() {
             level += 1;
             hash = node_hash(&left, &hash);
-            on_complete(CompletedNode {
-                level,
-                index: leaf_index >> level,
-                hash,
-            });
+            on_complete(CompletedNode { level, index: leaf_index >> level, hash });
         }
         debug_assert_eq!(level as usize, merges);
 

@@ -50,10 +50,7 @@ pub fn inclusion_proof<S: NodeSource + ?Sized>(
     source: &S,
 ) -> Result<Vec<Hash>, ProofError<S::Error>> {
     if leaf_index >= tree_size {
-        return Err(ProofError::IndexOutOfRange {
-            index: leaf_index,
-            size: tree_size,
-        });
+        return Err(ProofError::IndexOutOfRange { index: leaf_index, size: tree_size });
     }
 
     // Walk down from the root; `path` collects the siblings top-down and is reversed at the
@@ -129,11 +126,7 @@ pub fn consistency_proof<S: NodeSource + ?Sized>(
 /// power of two not above `count`: a perfect subtree, or the right part of an RFC 6962
 /// split. Such a range is the perfect subtrees given by the 1 bits of `count`, largest
 /// first, and its hash folds them from the right, reading one node per 1 bit.
-fn range_root<S: NodeSource + ?Sized>(
-    source: &S,
-    start: u64,
-    count: u64,
-) -> Result<Hash, S::Error> {
+fn range_root<S: NodeSource + ?Sized>(source: &S, start: u64, count: u64) -> Result<Hash, S::Error> {
     debug_assert!(count >= 1);
     debug_assert_eq!(start % (1 << (63 - count.leading_zeros())), 0);
 

@@ -14,24 +14,10 @@ fn h(hex: &str) -> Hash {
 }
 
 fn kat_leaf_inputs() -> Vec<Vec<u8>> {
-    [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ]
-    .iter()
-    .map(|hex| {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect()
-    })
-    .collect()
+    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+        .iter()
+        .map(|hex| (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect())
+        .collect()
 }
 
 fn kat_tree() -> MemoryTree {
@@ -76,9 +62,7 @@ fn kat_node_hashes() -> Vec<Vec<Hash>> {
             h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
             h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
         ],
-        vec![h(
-            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-        )],
+        vec![h("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328")],
     ]
 }
 
@@ -93,22 +77,11 @@ fn kat_roots_from_frontier_memory_tree_and_root_at() {
         frontier.push(leaf_hash(data)).unwrap();
         let size = size as u64 + 1;
         assert_eq!(frontier.size(), size);
-        assert_eq!(
-            frontier.root(),
-            roots[size as usize],
-            "frontier root at {size}"
-        );
-        assert_eq!(
-            root_at(size, &tree).unwrap(),
-            roots[size as usize],
-            "root_at {size}"
-        );
+        assert_eq!(frontier.root(), roots[size as usize], "frontier root at {size}");
+        assert_eq!(root_at(size, &tree).unwrap(), roots[size as usize], "root_at {size}");
     }
     assert_eq!(tree.root(), roots[8]);
-    assert_eq!(
-        tree.root().to_hex(),
-        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
-    );
+    assert_eq!(tree.root().to_hex(), "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328");
 }
 
 #[test]
@@ -125,11 +98,7 @@ fn kat_node_hashes_are_reported_by_push_and_served_by_memory_tree() {
         for (index, hash) in row.iter().enumerate() {
             assert_eq!(tree.perfect_subtree(level as u32, index as u64), Ok(*hash));
             if level > 0 {
-                expected.push(CompletedNode {
-                    level: level as u32,
-                    index: index as u64,
-                    hash: *hash,
-                });
+                expected.push(CompletedNode { level: level as u32, index: index as u64, hash: *hash });
             }
         }
     }
@@ -156,11 +125,7 @@ fn kat_compact_ranges() {
     let mut frontier = Frontier::new();
     for (size, want) in expected.iter().enumerate() {
         assert_eq!(frontier.subtrees(), want.as_slice(), "size {size}");
-        assert_eq!(
-            Frontier::from_source(size as u64, &tree).unwrap(),
-            frontier,
-            "from_source {size}"
-        );
+        assert_eq!(Frontier::from_source(size as u64, &tree).unwrap(), frontier, "from_source {size}");
         if let Some(leaf) = tree.leaf(size as u64) {
             frontier.push(leaf).unwrap();
         }
@@ -211,14 +176,7 @@ fn kat_consistency_proofs_are_generated_and_verify() {
     for (first, second, want) in kat_consistency_proofs() {
         let proof = consistency_proof(first, second, &tree).unwrap();
         assert_eq!(proof, want, "consistency proof {first} -> {second}");
-        verify_consistency(
-            first,
-            second,
-            &proof,
-            &roots[first as usize],
-            &roots[second as usize],
-        )
-        .unwrap();
+        verify_consistency(first, second, &proof, &roots[first as usize], &roots[second as usize]).unwrap();
         assert_consistency_mutations_rejected(&tree, first, second, &proof);
     }
 }
@@ -234,26 +192,11 @@ fn inclusion_edge_cases() {
     // A one-leaf tree: the root is the leaf hash and the proof is empty.
     let leaf = leaf_hash(b"data");
     assert_eq!(verify_inclusion(&leaf, 0, 1, &[], &leaf), Ok(()));
-    assert_eq!(
-        verify_inclusion(&leaf, 0, 1, &[], &some),
-        Err(VerifyError::RootMismatch)
-    );
-    assert_eq!(
-        verify_inclusion(&leaf, 0, 1, &[leaf], &leaf),
-        Err(VerifyError::ProofTooLong)
-    );
-    assert_eq!(
-        verify_inclusion(&leaf, 1, 1, &[], &leaf),
-        Err(VerifyError::IndexOutOfRange { index: 1, size: 1 })
-    );
-    assert!(matches!(
-        inclusion_proof(3, 3, &kat_tree()),
-        Err(ProofError::IndexOutOfRange { index: 3, size: 3 })
-    ));
-    assert!(matches!(
-        inclusion_proof(3, 9, &kat_tree()),
-        Err(ProofError::Source(MissingNode { .. }))
-    ));
+    assert_eq!(verify_inclusion(&leaf, 0, 1, &[], &some), Err(VerifyError::RootMismatch));
+    assert_eq!(verify_inclusion(&leaf, 0, 1, &[leaf], &leaf), Err(VerifyError::ProofTooLong));
+    assert_eq!(verify_inclusion(&leaf, 1, 1, &[], &leaf), Err(VerifyError::IndexOutOfRange { index: 1, size: 1 }));
+    assert!(matches!(inclusion_proof(3, 3, &kat_tree()), Err(ProofError::IndexOutOfRange { index: 3, size: 3 })));
+    assert!(matches!(inclusion_proof(3, 9, &kat_tree()), Err(ProofError::Source(MissingNode { .. }))));
 }
 
 #[test]
@@ -289,17 +232,8 @@ fn consistency_edge_cases() {
     let tree = kat_tree();
     assert_eq!(consistency_proof(0, 8, &tree).unwrap(), vec![]);
     assert_eq!(consistency_proof(8, 8, &tree).unwrap(), vec![]);
-    assert!(matches!(
-        consistency_proof(5, 4, &tree),
-        Err(ProofError::SizeOrder {
-            first: 5,
-            second: 4
-        })
-    ));
-    assert!(matches!(
-        consistency_proof(5, 9, &tree),
-        Err(ProofError::Source(MissingNode { .. }))
-    ));
+    assert!(matches!(consistency_proof(5, 4, &tree), Err(ProofError::SizeOrder { first: 5, second: 4 })));
+    assert!(matches!(consistency_proof(5, 9, &tree), Err(ProofError::Source(MissingNode { .. }))));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,11 +254,7 @@ fn subtrees_for_size_lists_one_subtree_per_bit() {
 fn from_subtrees_checks_the_count() {
     assert_eq!(
         Frontier::from_subtrees(6, vec![empty_root()]),
-        Err(FrontierError::SubtreeCount {
-            size: 6,
-            expected: 2,
-            actual: 1
-        })
+        Err(FrontierError::SubtreeCount { size: 6, expected: 2, actual: 1 })
     );
     assert_eq!(Frontier::from_subtrees(0, vec![]), Ok(Frontier::new()));
 }
@@ -469,36 +399,19 @@ fn proofs_match_the_rfc_definitions_for_every_size() {
         assert_eq!(root_at(size, &tree).unwrap(), root, "root at {size}");
         let frontier = Frontier::from_source(size, &tree).unwrap();
         assert_eq!(frontier.root(), root, "frontier root at {size}");
-        assert_eq!(
-            Frontier::from_subtrees(size, frontier.subtrees().to_vec()).unwrap(),
-            frontier
-        );
+        assert_eq!(Frontier::from_subtrees(size, frontier.subtrees().to_vec()).unwrap(), frontier);
         if size == 0 {
             continue;
         }
         for index in sample_indexes(size) {
-            let counting = Counting {
-                tree: &tree,
-                reads: Cell::new(0),
-            };
+            let counting = Counting { tree: &tree, reads: Cell::new(0) };
             let proof = inclusion_proof(index, size, &counting).unwrap();
-            assert_eq!(
-                proof,
-                naive_path(index as usize, prefix),
-                "PATH({index}, {size})"
-            );
+            assert_eq!(proof, naive_path(index as usize, prefix), "PATH({index}, {size})");
             assert!(counting.reads.get() <= read_budget(size), "reads for PATH");
 
-            let counting = Counting {
-                tree: &tree,
-                reads: Cell::new(0),
-            };
+            let counting = Counting { tree: &tree, reads: Cell::new(0) };
             let proof = consistency_proof(index, size, &counting).unwrap();
-            assert_eq!(
-                proof,
-                naive_proof(index as usize, prefix),
-                "PROOF({index}, {size})"
-            );
+            assert_eq!(proof, naive_proof(index as usize, prefix), "PROOF({index}, {size})");
             assert!(counting.reads.get() <= read_budget(size), "reads for PROOF");
         }
     }
@@ -518,10 +431,7 @@ fn proofs_verify_and_mutations_are_rejected_for_every_size() {
             let first = index;
             let proof = consistency_proof(first, size, &tree).unwrap();
             let first_root = root_at(first, &tree).unwrap();
-            assert_eq!(
-                verify_consistency(first, size, &proof, &first_root, &root),
-                Ok(())
-            );
+            assert_eq!(verify_consistency(first, size, &proof, &first_root, &root), Ok(()));
             assert_consistency_mutations_rejected(&tree, first, size, &proof);
         }
     }
@@ -560,14 +470,7 @@ fn assert_inclusion_mutations_rejected(tree: &MemoryTree, index: u64, size: u64,
         }
     }
     if !proof.is_empty() {
-        reject(
-            "a truncated proof",
-            &leaf,
-            index,
-            size,
-            &proof[..proof.len() - 1],
-            &root,
-        );
+        reject("a truncated proof", &leaf, index, size, &proof[..proof.len() - 1], &root);
         reject("a beheaded proof", &leaf, index, size, &proof[1..], &root);
     }
     for extra in [other, root, leaf] {
@@ -592,12 +495,7 @@ fn assert_inclusion_mutations_rejected(tree: &MemoryTree, index: u64, size: u64,
 }
 
 /// Every way of tampering with a valid consistency proof must be rejected.
-fn assert_consistency_mutations_rejected(
-    tree: &MemoryTree,
-    first: u64,
-    second: u64,
-    proof: &[Hash],
-) {
+fn assert_consistency_mutations_rejected(tree: &MemoryTree, first: u64, second: u64, proof: &[Hash]) {
     let root_of = |size: u64| root_at(size, tree).unwrap();
     let (first_root, second_root) = (root_of(first), root_of(second));
     let other = leaf_hash(b"not in the tree");
@@ -612,14 +510,7 @@ fn assert_consistency_mutations_rejected(
         for bit in [0, 4, 255] {
             let mut bad = proof.to_vec();
             bad[i].0[bit / 8] ^= 1 << (bit % 8);
-            reject(
-                "a flipped bit",
-                first,
-                second,
-                &bad,
-                &first_root,
-                &second_root,
-            );
+            reject("a flipped bit", first, second, &bad, &first_root, &second_root);
         }
     }
     if !proof.is_empty() {
@@ -627,116 +518,39 @@ fn assert_consistency_mutations_rejected(
         for wrong_first in [first - 1, first + 1, first ^ 2] {
             if wrong_first != first && wrong_first <= tree.size() {
                 let r1 = root_of(wrong_first);
-                reject(
-                    "a wrong first size",
-                    wrong_first,
-                    second,
-                    proof,
-                    &r1,
-                    &second_root,
-                );
+                reject("a wrong first size", wrong_first, second, proof, &r1, &second_root);
             }
         }
         for wrong_second in [second - 1, second + 1, second * 2, second / 2] {
             if wrong_second != second && wrong_second <= tree.size() {
                 let r2 = root_of(wrong_second);
-                reject(
-                    "a wrong second size",
-                    first,
-                    wrong_second,
-                    proof,
-                    &first_root,
-                    &r2,
-                );
+                reject("a wrong second size", first, wrong_second, proof, &first_root, &r2);
             }
         }
-        reject(
-            "an empty proof",
-            first,
-            second,
-            &[],
-            &first_root,
-            &second_root,
-        );
+        reject("an empty proof", first, second, &[], &first_root, &second_root);
         let shorter = &proof[..proof.len() - 1];
-        reject(
-            "a truncated proof",
-            first,
-            second,
-            shorter,
-            &first_root,
-            &second_root,
-        );
-        reject(
-            "a beheaded proof",
-            first,
-            second,
-            &proof[1..],
-            &first_root,
-            &second_root,
-        );
-        reject(
-            "swapped roots",
-            first,
-            second,
-            proof,
-            &second_root,
-            &first_root,
-        );
-        reject(
-            "a wrong first root",
-            first,
-            second,
-            proof,
-            &other,
-            &second_root,
-        );
+        reject("a truncated proof", first, second, shorter, &first_root, &second_root);
+        reject("a beheaded proof", first, second, &proof[1..], &first_root, &second_root);
+        reject("swapped roots", first, second, proof, &second_root, &first_root);
+        reject("a wrong first root", first, second, proof, &other, &second_root);
     }
     for extra in [other, first_root, second_root] {
         let mut longer = proof.to_vec();
         longer.push(extra);
-        reject(
-            "an extended proof",
-            first,
-            second,
-            &longer,
-            &first_root,
-            &second_root,
-        );
+        reject("an extended proof", first, second, &longer, &first_root, &second_root);
         let mut longer = vec![extra];
         longer.extend_from_slice(proof);
-        reject(
-            "a prepended hash",
-            first,
-            second,
-            &longer,
-            &first_root,
-            &second_root,
-        );
+        reject("a prepended hash", first, second, &longer, &first_root, &second_root);
     }
     for i in 1..proof.len() {
         if proof[i - 1] != proof[i] {
             let mut reordered = proof.to_vec();
             reordered.swap(i - 1, i);
-            reject(
-                "reordered hashes",
-                first,
-                second,
-                &reordered,
-                &first_root,
-                &second_root,
-            );
+            reject("reordered hashes", first, second, &reordered, &first_root, &second_root);
         }
     }
     if first != 0 {
-        reject(
-            "a wrong second root",
-            first,
-            second,
-            proof,
-            &first_root,
-            &other,
-        );
+        reject("a wrong second root", first, second, proof, &first_root, &other);
     }
 }
 

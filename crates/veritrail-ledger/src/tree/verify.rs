@@ -59,17 +59,9 @@ pub fn verify_inclusion(
 
 /// The root hash that an inclusion proof leads to, or an error if the proof's length does
 /// not fit `index` and `tree_size`. Compare the result with a trusted root.
-pub fn root_from_inclusion_proof(
-    leaf: &Hash,
-    index: u64,
-    tree_size: u64,
-    proof: &[Hash],
-) -> Result<Hash, VerifyError> {
+pub fn root_from_inclusion_proof(leaf: &Hash, index: u64, tree_size: u64, proof: &[Hash]) -> Result<Hash, VerifyError> {
     if index >= tree_size {
-        return Err(VerifyError::IndexOutOfRange {
-            index,
-            size: tree_size,
-        });
+        return Err(VerifyError::IndexOutOfRange { index, size: tree_size });
     }
     let mut node = index;
     let mut last_node = tree_size - 1;

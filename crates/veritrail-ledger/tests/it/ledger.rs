@@ -7,8 +7,7 @@ use veritrail_ledger::hash::{Hash, leaf_hash};
 use veritrail_ledger::jcs;
 use veritrail_ledger::note::{NoteSigner, VerifierKey};
 use veritrail_ledger::tree::{
-    self, Frontier, MemoryTree, NodeSource, consistency_proof, inclusion_proof, verify_consistency,
-    verify_inclusion,
+    self, Frontier, MemoryTree, NodeSource, consistency_proof, inclusion_proof, verify_consistency, verify_inclusion,
 };
 
 /// What a store keeps: leaf hashes and the perfect subtrees `Frontier::push` reports.
@@ -56,21 +55,14 @@ fn record(seq: u64) -> serde_json::Value {
 fn write_checkpoint_prove_and_verify_offline() {
     let signer = NoteSigner::from_seed("veritrail.example", [11; 32]).unwrap();
     let published_key = signer.verifier_key().to_string();
-    let mut writer = Writer {
-        frontier: Frontier::new(),
-        table: NodeTable::default(),
-    };
+    let mut writer = Writer { frontier: Frontier::new(), table: NodeTable::default() };
 
     let mut leaves = Vec::new();
     let mut checkpoints = Vec::new();
     for seq in 0..1000 {
         leaves.push(writer.append(&record(seq)));
         if [1, 7, 64, 500, 1000].contains(&writer.frontier.size()) {
-            let checkpoint = Checkpoint::new(
-                "veritrail.example/acme",
-                writer.frontier.size(),
-                writer.frontier.root(),
-            );
+            let checkpoint = Checkpoint::new("veritrail.example/acme", writer.frontier.size(), writer.frontier.root());
             checkpoints.push(sign_checkpoint(&checkpoint, &signer).unwrap());
         }
     }
@@ -81,10 +73,8 @@ fn write_checkpoint_prove_and_verify_offline() {
 
     // An auditor trusts only the published key.
     let trusted: VerifierKey = published_key.parse().unwrap();
-    let opened: Vec<Checkpoint> = checkpoints
-        .iter()
-        .map(|note| open_checkpoint(note, std::slice::from_ref(&trusted)).unwrap())
-        .collect();
+    let opened: Vec<Checkpoint> =
+        checkpoints.iter().map(|note| open_checkpoint(note, std::slice::from_ref(&trusted)).unwrap()).collect();
 
     for pair in opened.windows(2) {
         let (old, new) = (&pair[0], &pair[1]);
@@ -106,18 +96,13 @@ fn write_checkpoint_prove_and_verify_offline() {
         leaf_hash(bytes.as_bytes())
     }));
     assert_eq!(rebuilt.root(), latest.root);
-    assert_eq!(
-        tree::root_at(64, &rebuilt).unwrap(),
-        opened[2].root,
-        "a past checkpoint is a prefix"
-    );
+    assert_eq!(tree::root_at(64, &rebuilt).unwrap(), opened[2].root, "a past checkpoint is a prefix");
 }
 
 #[test]
 fn a_rewritten_record_is_detected() {
-    let mut leaves: Vec<Hash> = (0..10)
-        .map(|seq| leaf_hash(jcs::canonicalize(&record(seq)).unwrap().as_bytes()))
-        .collect();
+    let mut leaves: Vec<Hash> =
+        (0..10).map(|seq| leaf_hash(jcs::canonicalize(&record(seq)).unwrap().as_bytes())).collect();
     let honest = MemoryTree::from_leaves(leaves.iter().copied());
     let proof = inclusion_proof(3, 10, &honest).unwrap();
 

@@ -23,22 +23,12 @@ fn check_ok(body: &str, format: BodyFormat, count: usize) {
 
 /// Asserts the body is rejected at `index` with `kind` on `field`.
 #[track_caller]
-fn check(
-    body: &[u8],
-    format: BodyFormat,
-    index: Option<usize>,
-    field: &str,
-    kind: ValidationErrorKind,
-) -> BatchError {
+fn check(body: &[u8], format: BodyFormat, index: Option<usize>, field: &str, kind: ValidationErrorKind) -> BatchError {
     let error = match parse_batch(body, format, &Limits::default()) {
         Ok(events) => panic!("accepted {} events, expected {kind:?}", events.len()),
         Err(error) => error,
     };
-    assert_eq!(
-        (error.index, error.error.field.as_str(), error.error.kind),
-        (index, field, kind),
-        "{error}"
-    );
+    assert_eq!((error.index, error.error.field.as_str(), error.error.kind), (index, field, kind), "{error}");
     error
 }
 
@@ -46,11 +36,7 @@ fn check(
 fn json_object_array_and_ndjson() {
     check_ok(GOOD, BodyFormat::Json, 1);
     check_ok(&format!(" [{GOOD}, {GOOD},\n{GOOD}] "), BodyFormat::Json, 3);
-    check_ok(
-        &format!("{GOOD}\n\n{GOOD}\r\n  \n{GOOD}\n"),
-        BodyFormat::Ndjson,
-        3,
-    );
+    check_ok(&format!("{GOOD}\n\n{GOOD}\r\n  \n{GOOD}\n"), BodyFormat::Ndjson, 3);
     check_ok(GOOD, BodyFormat::Ndjson, 1);
     let events = parse(&format!("[{GOOD}]"), BodyFormat::Json).unwrap();
     assert_eq!(events[0].actor().id(), "u-1");
@@ -93,10 +79,7 @@ fn malformed_json() {
 fn duplicate_keys_are_rejected() {
     let body = r#"{"action":"data.read","action":"data.deleted","actor":{"id":"u"}}"#;
     let error = check(body.as_bytes(), BodyFormat::Json, None, "", MalformedJson);
-    assert!(
-        error.error.message.contains("duplicate key \"action\""),
-        "{error}"
-    );
+    assert!(error.error.message.contains("duplicate key \"action\""), "{error}");
     let nested = r#"{"action":"data.read","actor":{"id":"u","id":"v"}}"#;
     check(nested.as_bytes(), BodyFormat::Json, None, "", MalformedJson);
 }
@@ -104,17 +87,8 @@ fn duplicate_keys_are_rejected() {
 #[test]
 fn array_with_a_bad_element() {
     let body = format!("[{GOOD}, {NO_ACTOR}, {GOOD}]");
-    let error = check(
-        body.as_bytes(),
-        BodyFormat::Json,
-        Some(1),
-        "actor",
-        MissingField,
-    );
-    assert_eq!(
-        error.to_string(),
-        "event 1: missing required field \"actor\""
-    );
+    let error = check(body.as_bytes(), BodyFormat::Json, Some(1), "actor", MissingField);
+    assert_eq!(error.to_string(), "event 1: missing required field \"actor\"");
     let body = format!("[{GOOD}, 42]");
     check(body.as_bytes(), BodyFormat::Json, Some(1), "", WrongType);
 }
@@ -123,25 +97,10 @@ fn array_with_a_bad_element() {
 fn ndjson_with_a_bad_line() {
     // Blank lines do not count: the bad event is the third event, on line 4.
     let body = format!("{GOOD}\n\n{GOOD}\n{{\"action\":\n{GOOD}\n");
-    let error = check(
-        body.as_bytes(),
-        BodyFormat::Ndjson,
-        Some(2),
-        "",
-        MalformedJson,
-    );
-    assert!(
-        error.error.message.starts_with("line 4: invalid json"),
-        "{error}"
-    );
+    let error = check(body.as_bytes(), BodyFormat::Ndjson, Some(2), "", MalformedJson);
+    assert!(error.error.message.starts_with("line 4: invalid json"), "{error}");
     let body = format!("{GOOD}\n{NO_ACTOR}\n");
-    check(
-        body.as_bytes(),
-        BodyFormat::Ndjson,
-        Some(1),
-        "actor",
-        MissingField,
-    );
+    check(body.as_bytes(), BodyFormat::Ndjson, Some(1), "actor", MissingField);
     // An array is not an event, even on its own line.
     let body = format!("{GOOD}\n[{GOOD}]\n");
     check(body.as_bytes(), BodyFormat::Ndjson, Some(1), "", WrongType);
@@ -149,13 +108,7 @@ fn ndjson_with_a_bad_line() {
 
 #[test]
 fn single_object_errors_have_no_index() {
-    check(
-        NO_ACTOR.as_bytes(),
-        BodyFormat::Json,
-        None,
-        "actor",
-        MissingField,
-    );
+    check(NO_ACTOR.as_bytes(), BodyFormat::Json, None, "actor", MissingField);
 }
 
 #[test]
@@ -176,17 +129,9 @@ fn empty_batches_are_rejected() {
 
 #[test]
 fn batch_and_body_limits() {
-    let limits = Limits {
-        max_batch_events: 2,
-        ..Limits::default()
-    };
+    let limits = Limits { max_batch_events: 2, ..Limits::default() };
     let array = format!("[{GOOD},{GOOD}]");
-    assert_eq!(
-        parse_batch(array.as_bytes(), BodyFormat::Json, &limits)
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(parse_batch(array.as_bytes(), BodyFormat::Json, &limits).unwrap().len(), 2);
     let array = format!("[{GOOD},{GOOD},{GOOD}]");
     let error = parse_batch(array.as_bytes(), BodyFormat::Json, &limits).unwrap_err();
     assert_eq!((error.index, error.error.kind), (None, TooMany));
@@ -194,17 +139,11 @@ fn batch_and_body_limits() {
     let error = parse_batch(lines.as_bytes(), BodyFormat::Ndjson, &limits).unwrap_err();
     assert_eq!((error.index, error.error.kind), (None, TooMany));
 
-    let limits = Limits {
-        max_body_bytes: GOOD.len() - 1,
-        ..Limits::default()
-    };
+    let limits = Limits { max_body_bytes: GOOD.len() - 1, ..Limits::default() };
     let error = parse_batch(GOOD.as_bytes(), BodyFormat::Json, &limits).unwrap_err();
     assert_eq!((error.index, error.error.kind), (None, TooLarge));
 
-    let limits = Limits {
-        max_event_bytes: GOOD.len() - 1,
-        ..Limits::default()
-    };
+    let limits = Limits { max_event_bytes: GOOD.len() - 1, ..Limits::default() };
     let error = parse_batch(format!("[{GOOD}]").as_bytes(), BodyFormat::Json, &limits).unwrap_err();
     assert_eq!((error.index, error.error.kind), (Some(0), TooLarge));
 }
@@ -214,24 +153,11 @@ fn pathological_nesting_fails_fast_without_overflow() {
     let depth = 100_000;
     let arrays = "[".repeat(depth);
     let objects = "{\"a\":".repeat(depth);
-    let in_metadata = format!(
-        r#"{{"action":"a.b","actor":{{"id":"u"}},"metadata":{}"#,
-        "[".repeat(depth)
-    );
+    let in_metadata = format!(r#"{{"action":"a.b","actor":{{"id":"u"}},"metadata":{}"#, "[".repeat(depth));
     for body in [&arrays, &objects, &in_metadata] {
         let started = Instant::now();
         for format in [BodyFormat::Json, BodyFormat::Ndjson] {
-            check(
-                body.as_bytes(),
-                format,
-                if format == BodyFormat::Ndjson {
-                    Some(0)
-                } else {
-                    None
-                },
-                "",
-                TooDeep,
-            );
+            check(body.as_bytes(), format, if format == BodyFormat::Ndjson { Some(0) } else { None }, "", TooDeep);
         }
         let error = parse_event(body.as_bytes(), &Limits::default()).unwrap_err();
         assert_eq!(error.kind, TooDeep);
@@ -241,22 +167,11 @@ fn pathological_nesting_fails_fast_without_overflow() {
 
 #[test]
 fn nesting_within_parser_limit_but_over_max_depth() {
-    let body = format!(
-        r#"{{"action":"a.b","actor":{{"id":"u"}},"metadata":{{"x":{}1{}}}}}"#,
-        "[".repeat(20),
-        "]".repeat(20)
-    );
-    let error = check(
-        body.as_bytes(),
-        BodyFormat::Json,
-        None,
-        "metadata.x[0][0][0][0][0][0][0][0][0][0][0][0][0][0]",
-        TooDeep,
-    );
-    assert!(
-        error.error.message.contains("deeper than 16 levels"),
-        "{error}"
-    );
+    let body =
+        format!(r#"{{"action":"a.b","actor":{{"id":"u"}},"metadata":{{"x":{}1{}}}}}"#, "[".repeat(20), "]".repeat(20));
+    let error =
+        check(body.as_bytes(), BodyFormat::Json, None, "metadata.x[0][0][0][0][0][0][0][0][0][0][0][0][0][0]", TooDeep);
+    assert!(error.error.message.contains("deeper than 16 levels"), "{error}");
 }
 
 mod properties {
@@ -269,10 +184,7 @@ mod properties {
     /// The sample event with one or two bytes overwritten, by JSON-significant characters or
     /// by harmless ones (so that a fair share of the results stay valid).
     fn mutated_sample() -> impl Strategy<Value = Vec<u8>> {
-        let edit = (
-            0..SAMPLE.len(),
-            prop::sample::select(b"{}[]\",:0.-e\\ nx\x00\xffaaZZ55__@@".to_vec()),
-        );
+        let edit = (0..SAMPLE.len(), prop::sample::select(b"{}[]\",:0.-e\\ nx\x00\xffaaZZ55__@@".to_vec()));
         prop::collection::vec(edit, 1..3).prop_map(|edits| {
             let mut bytes = SAMPLE.as_bytes().to_vec();
             for (position, byte) in edits {

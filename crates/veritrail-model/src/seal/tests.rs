@@ -2,8 +2,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::{
-    ERASED, Limits, OpenError, PersonalData, PrepareContext, PreparedEvent, commitment, open,
-    parse_event, seal,
+    ERASED, Limits, OpenError, PersonalData, PrepareContext, PreparedEvent, commitment, open, parse_event, seal,
 };
 
 const EMAIL: &str = "zelda.quux-7731@example-hospital.test";
@@ -87,33 +86,12 @@ fn round_trip_restores_the_event() {
 fn personal_values_never_reach_the_sealed_record() {
     let prepared = prepare(&event_json());
     let sealed = sealed_text(&prepared);
-    for secret in [
-        EMAIL,
-        IP,
-        NAME,
-        USER_AGENT,
-        LOCATION,
-        BEFORE_SECRET,
-        AFTER_SECRET,
-    ] {
+    for secret in [EMAIL, IP, NAME, USER_AGENT, LOCATION, BEFORE_SECRET, AFTER_SECRET] {
         assert!(!sealed.contains(secret), "{secret} leaked into {sealed}");
     }
     let paths: Vec<&str> = prepared.personal.iter().map(|(path, _)| path).collect();
-    assert_eq!(
-        paths,
-        [
-            "actor.email",
-            "actor.name",
-            "changes",
-            "context.ip",
-            "context.location",
-            "context.user_agent"
-        ]
-    );
-    assert_eq!(
-        prepared.personal.get("actor.email").unwrap().value,
-        json!(EMAIL)
-    );
+    assert_eq!(paths, ["actor.email", "actor.name", "changes", "context.ip", "context.location", "context.user_agent"]);
+    assert_eq!(prepared.personal.get("actor.email").unwrap().value, json!(EMAIL));
     // Salts are drawn in PERSONAL_FIELDS order.
     assert_eq!(prepared.personal.get("actor.name").unwrap().salt, [1; 32]);
     assert_eq!(prepared.personal.get("changes").unwrap().salt, [6; 32]);
@@ -159,10 +137,7 @@ fn sealing_is_deterministic_and_canonical() {
     let second = seal(&prepare(&event_json()), "acme", 41, received_at()).unwrap();
     assert_eq!(first, second);
     assert!(veritrail_ledger::jcs::is_canonical(&first));
-    assert_ne!(
-        seal(&prepare(&event_json()), "acme", 42, received_at()).unwrap(),
-        first
-    );
+    assert_ne!(seal(&prepare(&event_json()), "acme", 42, received_at()).unwrap(), first);
 }
 
 #[test]
@@ -178,17 +153,12 @@ fn server_defaults() {
     let prepared = prepare(&json!({"action": "auth.logout", "actor": {"id": "u"}}));
     assert_eq!(prepared.id, "evt_01KF0000000000000000000000");
     assert!(prepared.personal.is_empty());
-    let view = open(
-        &seal(&prepared, "acme", 0, received_at()).unwrap(),
-        Some(&prepared.personal),
-    )
-    .unwrap();
+    let view = open(&seal(&prepared, "acme", 0, received_at()).unwrap(), Some(&prepared.personal)).unwrap();
     assert_eq!(view["occurred_at"], json!("2026-01-15T14:32:12.345Z"));
     assert_eq!(view["occurred_at_source"], json!("server"));
     assert_eq!(view["id"], json!("evt_01KF0000000000000000000000"));
 
-    let prepared =
-        prepare(&json!({"id": "order-9", "action": "auth.logout", "actor": {"id": "u"}}));
+    let prepared = prepare(&json!({"id": "order-9", "action": "auth.logout", "actor": {"id": "u"}}));
     assert_eq!(prepared.id, "order-9");
     assert_eq!(prepared.body["id"], json!("order-9"));
 }
@@ -224,10 +194,7 @@ fn commitment_definition() {
     input.extend_from_slice(&[7; 32]);
     input.extend_from_slice(b"\"jane@acme.com\"");
     let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&input));
-    assert_eq!(
-        commitment(&[7; 32], &json!("jane@acme.com")).unwrap(),
-        expected
-    );
+    assert_eq!(commitment(&[7; 32], &json!("jane@acme.com")).unwrap(), expected);
 }
 
 #[test]
@@ -239,21 +206,14 @@ fn tampered_or_foreign_personal_data_is_refused() {
     let mut field = tampered.remove("actor.email").unwrap();
     field.value = json!("someone.else@example.test");
     tampered.insert("actor.email", field);
-    assert_eq!(
-        open(&sealed, Some(&tampered)),
-        Err(OpenError::CommitmentMismatch {
-            path: "actor.email".to_owned()
-        })
-    );
+    assert_eq!(open(&sealed, Some(&tampered)), Err(OpenError::CommitmentMismatch { path: "actor.email".to_owned() }));
 
     // Personal data of an event without `changes` committed.
     let plain = prepare(&json!({"action": "a.b", "actor": {"id": "u"}}));
     let plain_sealed = seal(&plain, "acme", 1, received_at()).unwrap();
     assert_eq!(
         open(&plain_sealed, Some(&prepared.personal)),
-        Err(OpenError::UnexpectedPersonalValue {
-            path: "actor.email".to_owned()
-        })
+        Err(OpenError::UnexpectedPersonalValue { path: "actor.email".to_owned() })
     );
 }
 
@@ -267,10 +227,7 @@ fn personal_data_bytes_round_trip() {
     let root: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(root["v"], json!(1));
     let email = &root["fields"]["actor.email"];
-    assert_eq!(
-        email["salt"],
-        json!("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")
-    );
+    assert_eq!(email["salt"], json!("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="));
     assert_eq!(email["value"], json!(EMAIL));
 
     for bad in [
@@ -287,22 +244,11 @@ fn personal_data_bytes_round_trip() {
 
 #[test]
 fn malformed_sealed_records_are_refused() {
-    let cases: &[&[u8]] = &[
-        b"not json",
-        b"[1]",
-        br#"{"seq":1}"#,
-        br#"{"v":1,"actor":{"id":"u","email":"in clear"}}"#,
-    ];
+    let cases: &[&[u8]] = &[b"not json", b"[1]", br#"{"seq":1}"#, br#"{"v":1,"actor":{"id":"u","email":"in clear"}}"#];
     for sealed in cases {
-        assert!(
-            matches!(open(sealed, None), Err(OpenError::MalformedRecord(_))),
-            "{sealed:?}"
-        );
+        assert!(matches!(open(sealed, None), Err(OpenError::MalformedRecord(_))), "{sealed:?}");
     }
-    assert_eq!(
-        open(br#"{"v":2}"#, None),
-        Err(OpenError::UnsupportedVersion("2".to_owned()))
-    );
+    assert_eq!(open(br#"{"v":2}"#, None), Err(OpenError::UnsupportedVersion("2".to_owned())));
 }
 
 #[test]
@@ -321,8 +267,5 @@ fn personal_values_without_a_canonical_form_are_malformed() {
     let mut root: Value = serde_json::from_slice(&prepared.personal.to_bytes()).unwrap();
     root["fields"]["actor.email"]["value"] = json!(u64::MAX - 1);
     let personal = PersonalData::from_bytes(root.to_string().as_bytes()).unwrap();
-    assert!(matches!(
-        open(&sealed, Some(&personal)),
-        Err(OpenError::MalformedPersonalData(_))
-    ));
+    assert!(matches!(open(&sealed, Some(&personal)), Err(OpenError::MalformedPersonalData(_))));
 }

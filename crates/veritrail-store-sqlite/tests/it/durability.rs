@@ -7,7 +7,10 @@ use veritrail_store_sqlite::{INDEX_FILE, SqliteStore};
 
 async fn with_tenant(dir: &std::path::Path) -> SqliteStore {
     let store = SqliteStore::open(dir).unwrap();
-    store.create_tenant(Tenant { id: "tn_a".into(), name: "a".into(), created_at: Timestamp::UNIX_EPOCH }).await.unwrap();
+    store
+        .create_tenant(Tenant { id: "tn_a".into(), name: "a".into(), created_at: Timestamp::UNIX_EPOCH })
+        .await
+        .unwrap();
     store
 }
 
@@ -50,11 +53,15 @@ async fn a_damaged_index_is_set_aside_and_rebuilt() {
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE}{suffix}")));
     }
-    std::fs::write(dir.path().join(INDEX_FILE), b"this is not a sqlite database, just garbage bytes".repeat(100)).unwrap();
+    std::fs::write(dir.path().join(INDEX_FILE), b"this is not a sqlite database, just garbage bytes".repeat(100))
+        .unwrap();
 
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(count(&store).await, 40);
-    let set_aside = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().contains("damaged"));
+    let set_aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains("damaged"));
     assert!(set_aside, "the damaged file is kept for inspection");
 }
 

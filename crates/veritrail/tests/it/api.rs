@@ -56,7 +56,12 @@ fn same_id_gives_the_original_seq_and_no_duplicate() {
     let c = &server.client;
     let (_, key) = c.create_tenant("acme");
     let first = c.ingest(&key, &event("dup", "data.read", "u1")).json();
-    let again = c.ingest(&key, &json!([event("new", "data.read", "u1"), {"id": "dup", "action": "data.deleted", "actor": {"id": "u2"}}])).json();
+    let again = c
+        .ingest(
+            &key,
+            &json!([event("new", "data.read", "u1"), {"id": "dup", "action": "data.deleted", "actor": {"id": "u2"}}]),
+        )
+        .json();
     assert_eq!(seqs(&again), [seqs(&first)[0] + 1, seqs(&first)[0]]);
     let stored = c.get(Some(&key), "/v1/events/dup").json();
     assert_eq!(stored["action"], "data.read", "the first version is kept");
@@ -176,7 +181,7 @@ fn new_events_are_visible_to_queries_within_a_second() {
         let id = format!("v{round}");
         let acked = Instant::now();
         assert_eq!(c.ingest(&key, &event(&id, "visibility.test", "u1")).status, 201);
-        eventually(c, &key, &format!("/v1/events?action=visibility.test&limit=1"), Duration::from_secs(1), |b| {
+        eventually(c, &key, "/v1/events?action=visibility.test&limit=1", Duration::from_secs(1), |b| {
             ids(b).first() == Some(&id)
         });
         assert!(acked.elapsed() < Duration::from_secs(1));
@@ -239,9 +244,13 @@ fn reads_and_exports_are_recorded_in_the_tenants_ledger() {
     let (_, key) = c.create_tenant("acme");
     assert_eq!(c.get(Some(&key), "/v1/events?actor_id=nobody").status, 200);
     assert_eq!(c.get(Some(&key), "/v1/export?format=csv&action=data.*").status, 200);
-    let body = eventually(c, &key, "/v1/events?action=audit.read,audit.exported&order=asc&limit=10", Duration::from_secs(5), |b| {
-        ids(b).len() >= 2
-    });
+    let body = eventually(
+        c,
+        &key,
+        "/v1/events?action=audit.read,audit.exported&order=asc&limit=10",
+        Duration::from_secs(5),
+        |b| ids(b).len() >= 2,
+    );
     let first = &body["events"][0];
     assert_eq!(first["action"], "audit.read");
     assert_eq!(first["actor"]["type"], "api_key");
@@ -254,10 +263,7 @@ fn reads_and_exports_are_recorded_in_the_tenants_ledger() {
     assert_eq!(second["metadata"], json!({"format": "csv", "query": {"action": "data.*"}}));
     // The ledger opens with the tenant's own lifecycle events.
     let start = c.get(Some(&key), "/v1/events?order=asc&limit=2").json();
-    assert_eq!(
-        body_actions(&start),
-        ["audit.log.initialized", "audit.key.created"]
-    );
+    assert_eq!(body_actions(&start), ["audit.log.initialized", "audit.key.created"]);
 }
 
 fn body_actions(body: &Value) -> Vec<String> {
@@ -340,4 +346,16 @@ fn the_openapi_document_lists_every_route_and_error_code() {
     }
     let codes = doc["x-veritrail-error-codes"].as_array().unwrap();
     assert!(codes.iter().any(|c| c["code"] == "payload_too_large" && c["status"] == 413));
+}
+
+#[test]
+fn clients_cannot_forge_the_servers_own_audit_events() {
+    let server = TestServer::start();
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let forged = c.ingest(&key, &json!([event("ok", "data.read", "u"), event("forged", "audit.read", "u")]));
+    assert_eq!(forged.status, 400);
+    assert_eq!(forged.error_code(), "invalid_value");
+    assert!(forged.json()["error"]["message"].as_str().unwrap().contains("event 1"));
+    assert_eq!(c.get(Some(&key), "/v1/events/ok").status, 404, "nothing of the batch was stored");
 }

@@ -2,8 +2,8 @@
 //! leaves a dense ledger; SIGTERM shuts down gracefully with everything acknowledged committed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +13,12 @@ const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
 
 /// Ingests batches from `threads` clients until told to stop or the server goes away; returns
 /// every acknowledged `(id, seq)`.
-fn ingest_until_stopped(client: &Client, key: &str, threads: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<(String, u64)>>> {
+fn ingest_until_stopped(
+    client: &Client,
+    key: &str,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<(String, u64)>>> {
     let mut handles = Vec::new();
     for thread in 0..threads {
         let (client, key, stop) = (client.clone(), key.to_string(), stop.clone());
@@ -23,8 +28,14 @@ fn ingest_until_stopped(client: &Client, key: &str, threads: usize, stop: Arc<At
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let batch: Vec<Value> = (0..25).map(|i| event(&format!("c{thread}-{round}-{i}"), "load.test", "u")).collect();
-                match client.try_post_raw(Some(&key), "/v1/events", "application/json", Value::Array(batch).to_string().as_bytes()) {
+                let batch: Vec<Value> =
+                    (0..25).map(|i| event(&format!("c{thread}-{round}-{i}"), "load.test", "u")).collect();
+                match client.try_post_raw(
+                    Some(&key),
+                    "/v1/events",
+                    "application/json",
+                    Value::Array(batch).to_string().as_bytes(),
+                ) {
                     Ok(reply) if reply.status == 201 => {
                         for e in reply.json()["events"].as_array().unwrap() {
                             acked.push((e["id"].as_str().unwrap().to_string(), e["seq"].as_u64().unwrap()));
