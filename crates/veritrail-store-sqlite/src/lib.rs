@@ -30,8 +30,8 @@ use tokio::sync::oneshot;
 use veritrail_model::PreparedEvent;
 use veritrail_query::{EventQuery, PageRequest};
 use veritrail_store::{
-    ApiKeyRecord, Appended, BoxFuture, EventPage, IndexStatus, Store, StoreError, StoreResult, StoreStats, StoredEvent,
-    Tenant, TreeHead,
+    ApiKeyRecord, Appended, BoxFuture, EventPage, IndexStatus, Store, StoreError, StoreResult, StoreStats,
+    StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
 use crate::shared::Shared;
@@ -79,7 +79,9 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let ledger_path = dir.join(LEDGER_FILE);
         let index_path = dir.join(INDEX_FILE);
+        restrict_permissions(dir, 0o700)?;
         let writer_conn = Connection::open(&ledger_path).map_err(sql_error)?;
+        restrict_permissions(&ledger_path, 0o600)?;
         schema::configure(&writer_conn, true).map_err(sql_error)?;
         schema::migrate_ledger(&writer_conn).map_err(StoreError::Corrupt)?;
 
@@ -227,6 +229,19 @@ impl SqliteStore {
     }
 }
 
+/// Keeps the data directory and the ledger (keys, settings, personal data) private to the owner.
+fn restrict_permissions(path: &Path, mode: u32) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| StoreError::Backend(format!("cannot restrict permissions of {}: {e}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 fn total_records(conn: &Connection) -> StoreResult<u64> {
     let mut stmt = conn.prepare("SELECT no FROM tenants").map_err(sql_error)?;
     let nos: Vec<i64> =
@@ -307,6 +322,26 @@ fn to_api_key((id, tenant, name, hash, scopes, created, expires, revoked): ApiKe
         expires_at: expires.map(from_micros).transpose()?,
         revoked_at: revoked.map(from_micros).transpose()?,
     })
+}
+
+fn read_checkpoint(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Option<StoredCheckpoint>> {
+    let row: Option<(i64, Vec<u8>, String, i64)> = conn
+        .query_row(&format!("SELECT tree_size, root, note, created_at FROM checkpoints {condition}"), args, |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()
+        .map_err(sql_error)?;
+    let Some((size, root, note, created)) = row else { return Ok(None) };
+    Ok(Some(StoredCheckpoint {
+        size: size.max(0) as u64,
+        root: tree::to_hash(&root)?.0,
+        note,
+        created_at: from_micros(created)?,
+    }))
 }
 
 const API_KEY_COLUMNS: &str =
@@ -517,11 +552,62 @@ impl Store for SqliteStore {
         })
     }
 
-    fn subtree_hash(&self, tenant: &str, level: u32, index: u64) -> BoxFuture<'_, StoreResult<[u8; 32]>> {
+    fn subtree_hashes(&self, tenant: &str, nodes: Vec<(u32, u64)>) -> BoxFuture<'_, StoreResult<Vec<[u8; 32]>>> {
         let tenant = tenant.to_string();
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
-            self.read(move |conn| tree::subtree_hash(conn, no, level, index).map(|h| h.0)).await
+            self.read(move |conn| {
+                let mut hashes = Vec::with_capacity(nodes.len());
+                for (level, index) in nodes {
+                    hashes.push(tree::subtree_hash(conn, no, level, index)?.0);
+                }
+                Ok(hashes)
+            })
+            .await
+        })
+    }
+
+    fn add_checkpoint(&self, tenant: &str, checkpoint: StoredCheckpoint) -> BoxFuture<'_, StoreResult<()>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.write(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO checkpoints (tenant_no, tree_size, root, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        no,
+                        checkpoint.size as i64,
+                        checkpoint.root.as_slice(),
+                        checkpoint.note,
+                        to_micros(checkpoint.created_at)
+                    ],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn latest_checkpoint(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| {
+                read_checkpoint(conn, "WHERE tenant_no = ?1 ORDER BY tree_size DESC LIMIT 1", params![no])
+            })
+            .await
+        })
+    }
+
+    fn checkpoint_at(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| {
+                read_checkpoint(conn, "WHERE tenant_no = ?1 AND tree_size = ?2", params![no, size as i64])
+            })
+            .await
         })
     }
 

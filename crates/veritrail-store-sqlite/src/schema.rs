@@ -74,6 +74,15 @@ CREATE TABLE IF NOT EXISTS merkle_nodes (
     hash      BLOB NOT NULL,
     PRIMARY KEY (tenant_no, level, idx)
 ) STRICT, WITHOUT ROWID;
+-- Signed checkpoints (C2SP signed notes), one per tree size at most.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tenant_no  INTEGER NOT NULL,
+    tree_size  INTEGER NOT NULL,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_no, tree_size)
+) STRICT, WITHOUT ROWID;
 ";
 
 const INDEX_SCHEMA: &str = "

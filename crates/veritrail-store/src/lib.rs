@@ -125,6 +125,19 @@ pub struct TreeHead {
     pub root: [u8; 32],
 }
 
+/// A signed checkpoint of a tenant's ledger, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// Root hash at that size.
+    pub root: [u8; 32],
+    /// The complete C2SP signed note.
+    pub note: String,
+    /// When it was signed.
+    pub created_at: Timestamp,
+}
+
 /// How far the derived query indexes trail the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IndexStatus {
@@ -192,8 +205,17 @@ pub trait Store: Send + Sync + 'static {
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>>;
     /// The tenant's current tree size and root.
     fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>>;
-    /// The hash of the perfect subtree at `level` covering leaves `[index * 2^level, (index + 1) * 2^level)`.
-    fn subtree_hash(&self, tenant: &str, level: u32, index: u64) -> BoxFuture<'_, StoreResult<[u8; 32]>>;
+    /// Hashes of perfect subtrees, each `(level, index)` covering leaves
+    /// `[index * 2^level, (index + 1) * 2^level)`, read in one consistent snapshot. Fails with
+    /// [`StoreError::Corrupt`] if a requested subtree is not complete.
+    fn subtree_hashes(&self, tenant: &str, nodes: Vec<(u32, u64)>) -> BoxFuture<'_, StoreResult<Vec<[u8; 32]>>>;
+
+    /// Stores a signed checkpoint; storing one for a size already checkpointed is a no-op.
+    fn add_checkpoint(&self, tenant: &str, checkpoint: StoredCheckpoint) -> BoxFuture<'_, StoreResult<()>>;
+    /// The checkpoint with the largest tree size.
+    fn latest_checkpoint(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>>;
+    /// The checkpoint at exactly `size`, if one was issued.
+    fn checkpoint_at(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>>;
 
     /// Waits until every event committed before the call is visible to [`Store::query`].
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>>;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use veritrail_model::{Limits, PrepareContext, PreparedEvent};
 use veritrail_query::{EventQuery, Order, PageRequest, parse_params};
 
-use crate::{ApiKeyRecord, Store, StoreError, Tenant};
+use crate::{ApiKeyRecord, Store, StoreError, StoredCheckpoint, Tenant};
 
 /// Stamps every conformance test onto a backend. See the module docs.
 #[macro_export]
@@ -27,6 +27,7 @@ macro_rules! store_test_suite {
             records_and_tree_head_match_the_sealed_bytes,
             concurrent_appends_stay_dense,
             rebuilt_indexes_answer_the_same,
+            checkpoints_are_kept_per_size,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -255,13 +256,40 @@ pub async fn records_and_tree_head_match_the_sealed_bytes(store: &impl Store) {
     assert_eq!(head.root, frontier.root().0);
     // Every perfect subtree the store reports agrees with the in-memory tree.
     let memory = veritrail_ledger::tree::MemoryTree::from_leaves(leaves.clone());
+    let mut nodes = Vec::new();
     for level in 0..6u32 {
         for index in 0..(37u64 >> level) {
-            let stored = store.subtree_hash("tn_a", level, index).await.expect("subtree");
-            let expected = veritrail_ledger::tree::NodeSource::perfect_subtree(&memory, level, index).expect("memory");
-            assert_eq!(stored, expected.0, "level {level} index {index}");
+            nodes.push((level, index));
         }
     }
+    let stored = store.subtree_hashes("tn_a", nodes.clone()).await.expect("subtrees");
+    for ((level, index), stored) in nodes.into_iter().zip(stored) {
+        let expected = veritrail_ledger::tree::NodeSource::perfect_subtree(&memory, level, index).expect("memory");
+        assert_eq!(stored, expected.0, "level {level} index {index}");
+    }
+    assert!(store.subtree_hashes("tn_a", vec![(3, 4)]).await.is_err(), "leaves 32..40 are not all there");
+}
+
+/// Checkpoints are stored once per size and found by size and as the latest.
+pub async fn checkpoints_are_kept_per_size(store: &impl Store) {
+    tenant(store, "tn_a").await;
+    tenant(store, "tn_b").await;
+    assert_eq!(store.latest_checkpoint("tn_a").await.expect("read"), None);
+    let at = |size: u64, note: &str| StoredCheckpoint {
+        size,
+        root: [size as u8; 32],
+        note: note.to_string(),
+        created_at: Timestamp::from_second(size as i64).expect("time"),
+    };
+    store.add_checkpoint("tn_a", at(3, "three")).await.expect("add");
+    store.add_checkpoint("tn_a", at(10, "ten")).await.expect("add");
+    store.add_checkpoint("tn_a", at(10, "ten again")).await.expect("idempotent");
+    store.add_checkpoint("tn_a", at(7, "seven")).await.expect("add");
+    assert_eq!(store.latest_checkpoint("tn_a").await.expect("read"), Some(at(10, "ten")));
+    assert_eq!(store.checkpoint_at("tn_a", 7).await.expect("read"), Some(at(7, "seven")));
+    assert_eq!(store.checkpoint_at("tn_a", 8).await.expect("read"), None);
+    assert_eq!(store.latest_checkpoint("tn_b").await.expect("read"), None);
+    assert!(matches!(store.add_checkpoint("tn_ghost", at(1, "x")).await, Err(StoreError::TenantNotFound(_))));
 }
 
 /// Many concurrent appenders: every event lands once, seq stays dense.
