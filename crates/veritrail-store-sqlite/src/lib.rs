@@ -15,6 +15,7 @@ mod reader;
 mod schema;
 mod shared;
 mod tree;
+pub mod verify;
 mod writer;
 
 use std::collections::HashMap;

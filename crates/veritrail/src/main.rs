@@ -13,6 +13,8 @@ use veritrail_server::{Server, ServerConfig};
 use veritrail_store::Store;
 use veritrail_store_sqlite::SqliteStore;
 
+mod verify;
+
 /// Veritrail — a tamper-evident audit-trail server.
 ///
 /// Quick start: `veritrail serve` starts on http://127.0.0.1:8080 with its data in
@@ -31,6 +33,8 @@ enum Command {
     Serve(ServeArgs),
     /// Drop and rebuild the query index of a data directory from its ledger (server stopped).
     Reindex(DataDirArgs),
+    /// Verify a ledger: an exported bundle offline, a data directory, or a running server.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,18 +66,23 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        Command::Serve(args) => runtime()?.block_on(serve(args))?,
+        Command::Reindex(args) => runtime()?.block_on(reindex(&args.data_dir))?,
+        Command::Verify(args) => return verify::run(args),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(64)
         .build()
-        .context("cannot start the async runtime")?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Reindex(args) => runtime.block_on(reindex(&args.data_dir)),
-    }
+        .context("cannot start the async runtime")
 }
 
 fn init_logging() {

@@ -6,4 +6,5 @@
 mod api;
 mod bad_input;
 mod crash;
+mod ledger;
 mod property;
