@@ -22,6 +22,7 @@ const PAGE: u32 = 1000;
 enum Format {
     Csv,
     Jsonl,
+    Ledger,
 }
 
 /// Columns of the CSV export, in order.
@@ -93,7 +94,15 @@ pub(crate) async fn export(
             _ => filters.push((name, value)),
         }
     }
-    let format = format.ok_or_else(|| ApiError::new(Code::InvalidQuery, "format is required: csv or jsonl"))?;
+    let format = format.ok_or_else(|| ApiError::new(Code::InvalidQuery, "format is required: csv, jsonl or ledger"))?;
+    if format == Format::Ledger {
+        if !filters.is_empty() {
+            return Err(ApiError::new(Code::InvalidQuery, "a ledger bundle holds the whole ledger; it takes no filters"));
+        }
+        let metadata = json!({"format": "ledger"});
+        audit::record(&state, &key.tenant, "audit.exported", key.actor_json(), metadata, &request).await?;
+        return crate::ledger_routes::export_bundle(state, key.tenant.clone()).await;
+    }
     let has_order = filters.iter().any(|(name, _)| name == "order");
     let (query, mut page) = parse_params(&filters)?;
     if !has_order {
@@ -102,6 +111,7 @@ pub(crate) async fn export(
     page.limit = PAGE;
     let filter_map: serde_json::Map<String, Value> = filters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let format_name = if format == Format::Csv { "csv" } else { "jsonl" };
+    debug_assert!(format != Format::Ledger);
     let metadata = json!({"format": format_name, "query": filter_map});
     audit::record(&state, &key.tenant, "audit.exported", key.actor_json(), metadata, &request).await?;
 
@@ -111,7 +121,7 @@ pub(crate) async fn export(
     );
     let (content_type, extension) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
-        Format::Jsonl => ("application/x-ndjson", "jsonl"),
+        Format::Jsonl | Format::Ledger => ("application/x-ndjson", "jsonl"),
     };
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
@@ -160,7 +170,7 @@ async fn next_chunk(mut cursor: ExportCursor) -> Option<(Result<Bytes, std::io::
             }
         };
         match cursor.format {
-            Format::Jsonl => {
+            Format::Jsonl | Format::Ledger => {
                 out.extend_from_slice(view.to_string().as_bytes());
                 out.push(b'\n');
             }

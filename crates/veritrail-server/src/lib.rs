@@ -10,6 +10,8 @@ pub mod auth;
 pub mod error;
 mod export;
 mod ids;
+mod ledger;
+mod ledger_routes;
 mod metrics;
 mod openapi;
 mod routes;
@@ -39,7 +41,15 @@ pub struct ServerConfig {
     /// The bootstrap token to install on first start (`VERITRAIL_BOOTSTRAP_TOKEN`); generated
     /// when absent.
     pub bootstrap_token: Option<String>,
+    /// This server's origin (`VERITRAIL_ORIGIN`): checkpoint origins are `<origin>/<tenant>` and
+    /// the first signing key is named after it. Default `veritrail.local`.
+    pub origin: Option<String>,
+    /// How often grown ledgers get a new signed checkpoint. Default 1 s.
+    pub checkpoint_interval: Option<Duration>,
 }
+
+/// The server origin when none is configured.
+pub const DEFAULT_ORIGIN: &str = "veritrail.local";
 
 /// Shared state of every request handler.
 #[derive(Clone)]
@@ -49,6 +59,7 @@ pub struct AppState {
     pub(crate) pepper: Arc<[u8]>,
     pub(crate) bootstrap_hash: [u8; 32],
     pub(crate) metrics: Arc<metrics::HttpMetrics>,
+    pub(crate) ledger: Arc<ledger::Ledger>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -58,7 +69,7 @@ pub struct Server {
     pub router: Router,
     /// A newly generated bootstrap token, `None` when one was already installed.
     pub new_bootstrap_token: Option<String>,
-    store: Arc<dyn Store>,
+    state: AppState,
 }
 
 impl Server {
@@ -90,15 +101,21 @@ impl Server {
             .try_into()
             .map_err(|_| ApiError::new(Code::Internal, "stored bootstrap token hash is damaged"))?;
         let max_body = config.limits.max_body_bytes;
+        let origin = config.origin.clone().unwrap_or_else(|| DEFAULT_ORIGIN.to_string());
+        if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control()) {
+            return Err(ApiError::new(Code::Internal, format!("origin {origin:?} must be non-empty without spaces or '+'")));
+        }
+        let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let state = AppState {
             store: store.clone(),
             config: Arc::new(config),
             pepper: pepper.into(),
             bootstrap_hash,
             metrics: Arc::new(metrics::HttpMetrics::default()),
+            ledger: Arc::new(ledger::Ledger::new(keys, origin)),
         };
-        let router = routes::router(state).layer(DefaultBodyLimit::max(max_body));
-        Ok(Server { router, new_bootstrap_token, store })
+        let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));
+        Ok(Server { router, new_bootstrap_token, state })
     }
 }
 
@@ -109,7 +126,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let Server { router, store, .. } = server;
+    let Server { router, state, .. } = server;
+    let interval = state.config.checkpoint_interval.unwrap_or(Duration::from_secs(1));
+    let checkpointer_stop = CancellationToken::new();
+    let checkpointer =
+        tokio::spawn(ledger::run_checkpointer(state.clone(), interval, checkpointer_stop.clone()));
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     let serving = axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
@@ -120,7 +141,11 @@ pub async fn serve(
             Ok(())
         }
     };
-    if let Err(error) = store.shutdown().await {
+    checkpointer_stop.cancel();
+    let _ = checkpointer.await;
+    // Everything acknowledged gets covered by a signed checkpoint before the store closes.
+    ledger::checkpoint_all(&state).await;
+    if let Err(error) = state.store.shutdown().await {
         tracing::error!(%error, "store shutdown failed");
     }
     result

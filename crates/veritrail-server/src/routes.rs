@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{self, Principal, Scope};
 use crate::error::{ApiError, Code};
-use crate::{export, ids, metrics};
+use crate::{export, ids, ledger, ledger_routes, metrics};
 
 /// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
 const MAX_QUEUE_DEPTH: u64 = 3000;
@@ -34,6 +34,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/export", get(export::export))
         .route("/v1/api-keys", post(create_api_key).get(list_api_keys))
         .route("/v1/api-keys/{id}", delete(revoke_api_key))
+        .route("/v1/ledger/checkpoint", get(ledger_routes::get_checkpoint).post(ledger_routes::post_checkpoint))
+        .route("/v1/ledger/key", get(ledger_routes::get_key))
+        .route("/v1/ledger/keys", get(ledger_routes::get_keys))
+        .route("/v1/ledger/records", get(ledger_routes::get_records))
+        .route("/v1/ledger/proof/inclusion", get(ledger_routes::get_inclusion))
+        .route("/v1/ledger/proof/consistency", get(ledger_routes::get_consistency))
+        .route("/v1/ledger/verifications", post(ledger_routes::post_verification))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -105,7 +112,7 @@ pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Parses a small JSON request body into `T`, rejecting unknown fields (via `T`'s serde attrs).
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.len() > 64 * 1024 {
         return Err(ApiError::new(Code::PayloadTooLarge, "request body is larger than 65536 bytes"));
     }
@@ -223,10 +230,15 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
     key.require(Scope::EventsWrite)?;
     let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid").to_string());
     let format = body_format(content_type.as_deref())?;
-    if let Some(query) = request.uri().query()
-        && !query.is_empty()
-    {
-        return Err(ApiError::new(Code::InvalidQuery, "POST /v1/events takes no query parameters"));
+    let mut receipt = false;
+    for (name, value) in query_pairs(request.uri().query()) {
+        match (name.as_str(), value.as_str()) {
+            ("receipt", "true") if !receipt => receipt = true,
+            ("receipt", "false") => {}
+            _ => {
+                return Err(ApiError::new(Code::InvalidQuery, "POST /v1/events takes only receipt=true|false"));
+            }
+        }
     }
     let Body(body) = Body::from_request(request, &state).await?;
     if state.store.stats().queue_depth >= MAX_QUEUE_DEPTH {
@@ -253,8 +265,39 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
         prepared.push(audit::prepare(event)?);
     }
     let appended = state.store.append(&key.tenant, prepared).await?;
+    if receipt {
+        return receipts(&state, &key.tenant, &appended).await;
+    }
     let events: Vec<Value> = appended.iter().map(|a| json!({"id": a.id, "seq": a.seq})).collect();
     Ok((StatusCode::CREATED, Json(json!({"events": events}))).into_response())
+}
+
+/// Most events one receipt request may cover (each needs its own inclusion proof).
+const MAX_RECEIPT_EVENTS: usize = 1000;
+
+/// The answer to `POST /v1/events?receipt=true`: each event's leaf hash and inclusion proof in
+/// a checkpoint that covers all of them, and that checkpoint.
+async fn receipts(state: &AppState, tenant: &str, appended: &[veritrail_store::Appended]) -> Result<Response, ApiError> {
+    if appended.len() > MAX_RECEIPT_EVENTS {
+        return Err(ApiError::new(
+            Code::TooMany,
+            format!("events were stored, but receipts cover at most {MAX_RECEIPT_EVENTS} events per request"),
+        ));
+    }
+    let checkpoint = ledger::issue_checkpoint(state, tenant).await?;
+    let leaves = state.store.subtree_hashes(tenant, appended.iter().map(|a| (0, a.seq)).collect()).await?;
+    let mut events = Vec::with_capacity(appended.len());
+    for (appended, leaf) in appended.iter().zip(leaves) {
+        let proof = ledger::inclusion_proof(state, tenant, appended.seq, checkpoint.size).await?;
+        events.push(json!({
+            "id": appended.id,
+            "seq": appended.seq,
+            "leaf_hash": STANDARD.encode(leaf),
+            "tree_size": checkpoint.size,
+            "inclusion_proof": ledger::encode_hashes(&proof),
+        }));
+    }
+    Ok((StatusCode::CREATED, Json(json!({"events": events, "checkpoint": checkpoint.note}))).into_response())
 }
 
 async fn query_events(

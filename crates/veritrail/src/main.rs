@@ -52,7 +52,11 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "VERITRAIL_LISTEN")]
     listen: Option<SocketAddr>,
-    /// TOML file with `data_dir`, `listen`, `max_body_bytes`; flags and environment win over it.
+    /// This server's origin: checkpoint origins are `<origin>/<tenant>` [default: veritrail.local]
+    #[arg(long, env = "VERITRAIL_ORIGIN")]
+    origin: Option<String>,
+    /// TOML file with `data_dir`, `listen`, `origin`, `max_body_bytes`, `checkpoint_interval_ms`;
+    /// flags and environment win over it.
     #[arg(long, env = "VERITRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -63,7 +67,9 @@ struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    origin: Option<String>,
     max_body_bytes: Option<usize>,
+    checkpoint_interval_ms: Option<u64>,
 }
 
 fn main() -> Result<std::process::ExitCode> {
@@ -104,6 +110,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut config = ServerConfig {
         bootstrap_token: std::env::var("VERITRAIL_BOOTSTRAP_TOKEN").ok().filter(|t| !t.is_empty()),
+        origin: args.origin.or(file.origin),
+        checkpoint_interval: file.checkpoint_interval_ms.map(|ms| std::time::Duration::from_millis(ms.max(10))),
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {

@@ -7,4 +7,5 @@ mod api;
 mod bad_input;
 mod crash;
 mod ledger;
+mod proofs;
 mod property;

@@ -1,0 +1,273 @@
+//! The tenant ledgers seen from the server: the checkpoint signer and its keys, issuing
+//! checkpoints (periodically, on demand, at shutdown) with a consistency self-check against the
+//! previous checkpoint, and proof generation over the store's stored subtree hashes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use veritrail_ledger::checkpoint::{Checkpoint, sign_checkpoint};
+use veritrail_ledger::hash::Hash;
+use veritrail_ledger::note::{NoteSigner, VerifierKey};
+use veritrail_ledger::tree::{self, NodeSource, ProofError};
+use veritrail_store::{Store, StoredCheckpoint};
+
+use crate::AppState;
+use crate::audit::{self, RequestContext};
+use crate::error::{ApiError, Code};
+use crate::ids;
+
+/// Store setting holding every signing key ever used (see docs/ledger-formats.md).
+const SIGNING_KEYS_SETTING: &str = "ledger.signing_keys";
+
+/// One entry of the `ledger.signing_keys` setting.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct SigningKeyEntry {
+    verifier_key: String,
+    seed: String,
+    created_at: String,
+    retired_at: Option<String>,
+}
+
+/// The checkpoint signer and the verifier keys of every key ever used.
+pub(crate) struct LedgerKeys {
+    pub(crate) signer: NoteSigner,
+    pub(crate) current: VerifierKey,
+    pub(crate) all: Vec<(VerifierKey, String, Option<String>)>,
+}
+
+impl LedgerKeys {
+    /// Loads the signing keys, generating the first one on first start.
+    pub(crate) async fn load(store: &dyn Store, key_name: &str) -> Result<LedgerKeys, ApiError> {
+        let seed: [u8; 32] = ids::random_bytes()?;
+        let fresh = NoteSigner::from_seed(key_name, seed)
+            .map_err(|e| ApiError::new(Code::Internal, format!("invalid ledger key name {key_name:?}: {e}")))?;
+        let entry = SigningKeyEntry {
+            verifier_key: fresh.verifier_key().to_string(),
+            seed: STANDARD.encode(seed),
+            created_at: Timestamp::now().to_string(),
+            retired_at: None,
+        };
+        let initial = serde_json::to_vec(&vec![entry]).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+        let stored = store.init_setting(SIGNING_KEYS_SETTING, initial).await?;
+        let entries: Vec<SigningKeyEntry> = serde_json::from_slice(&stored)
+            .map_err(|e| ApiError::new(Code::Internal, format!("stored ledger signing keys are damaged: {e}")))?;
+        let damaged = |what: &str| ApiError::new(Code::Internal, format!("stored ledger signing key: {what}"));
+        let mut all = Vec::new();
+        let mut signer = None;
+        for entry in &entries {
+            let key: VerifierKey = entry.verifier_key.parse().map_err(|_| damaged("bad verifier key"))?;
+            if entry.retired_at.is_none() {
+                let seed: [u8; 32] = STANDARD
+                    .decode(&entry.seed)
+                    .ok()
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| damaged("bad seed"))?;
+                let candidate = NoteSigner::from_seed(key.name(), seed).map_err(|_| damaged("bad seed"))?;
+                if candidate.verifier_key().to_string() != entry.verifier_key {
+                    return Err(damaged("seed does not match its verifier key"));
+                }
+                signer = Some(candidate);
+            }
+            all.push((key, entry.created_at.clone(), entry.retired_at.clone()));
+        }
+        let signer = signer.ok_or_else(|| damaged("no current key"))?;
+        Ok(LedgerKeys { current: signer.verifier_key(), signer, all })
+    }
+}
+
+/// Ledger state shared by handlers and the checkpointer.
+pub(crate) struct Ledger {
+    pub(crate) keys: LedgerKeys,
+    /// `<server origin>`; a tenant's checkpoint origin is `<server origin>/<tenant>`.
+    pub(crate) origin: String,
+    /// Serialises issuing, so two checkpoints of one size are never signed differently.
+    issuing: tokio::sync::Mutex<HashMap<String, (u64, [u8; 32])>>,
+    /// Tenants whose self-check failed: no further checkpoint is signed for them.
+    failed: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Ledger {
+    pub(crate) fn new(keys: LedgerKeys, origin: String) -> Ledger {
+        Ledger { keys, origin, issuing: tokio::sync::Mutex::new(HashMap::new()), failed: Default::default() }
+    }
+
+    /// The checkpoint origin of a tenant.
+    pub(crate) fn tenant_origin(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.origin)
+    }
+}
+
+/// Signs and stores a checkpoint of the tenant's current tree if it grew since the last one
+/// (returns the latest otherwise). Before signing, proves the new tree consistent with the last
+/// checkpoint; a failure means storage changed underneath the server: it records
+/// `audit.control.failed` and refuses to sign.
+pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<StoredCheckpoint, ApiError> {
+    let ledger = &state.ledger;
+    if ledger.failed.lock().unwrap_or_else(|p| p.into_inner()).contains(tenant) {
+        return Err(ApiError::new(Code::Internal, "ledger self-check failed earlier; no checkpoint is signed until resolved"));
+    }
+    let mut issued = ledger.issuing.lock().await;
+    let head = state.store.tree_head(tenant).await?;
+    let previous = state.store.latest_checkpoint(tenant).await?;
+    if let Some(previous) = &previous
+        && previous.size == head.size
+    {
+        if previous.root != head.root {
+            drop(issued);
+            return Err(control_failed(state, tenant, previous.size, "root at an already signed size changed").await);
+        }
+        return Ok(previous.clone());
+    }
+    if let Some(previous) = &previous {
+        if previous.size > head.size {
+            drop(issued);
+            return Err(control_failed(state, tenant, previous.size, "ledger is shorter than its last checkpoint").await);
+        }
+        let proof = consistency_proof(state, tenant, previous.size, head.size).await?;
+        let consistent =
+            tree::verify_consistency(previous.size, head.size, &proof, &Hash(previous.root), &Hash(head.root));
+        if consistent.is_err() {
+            drop(issued);
+            return Err(control_failed(state, tenant, previous.size, "ledger is not an extension of its last checkpoint").await);
+        }
+    }
+    let checkpoint = Checkpoint::new(ledger.tenant_origin(tenant), head.size, Hash(head.root));
+    let note = sign_checkpoint(&checkpoint, &ledger.keys.signer)
+        .map_err(|e| ApiError::new(Code::Internal, format!("cannot sign checkpoint: {e}")))?;
+    let stored = StoredCheckpoint { size: head.size, root: head.root, note, created_at: Timestamp::now() };
+    state.store.add_checkpoint(tenant, stored.clone()).await?;
+    issued.insert(tenant.to_string(), (head.size, head.root));
+    Ok(stored)
+}
+
+async fn control_failed(state: &AppState, tenant: &str, checkpoint_size: u64, what: &str) -> ApiError {
+    tracing::error!(tenant, checkpoint_size, problem = what, "ledger self-check failed");
+    state.ledger.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string());
+    let actor = json!({"id": "veritrail", "type": "system", "name": "ledger self-check"});
+    let metadata = json!({"control": "ledger.consistency", "checkpoint_size": checkpoint_size, "problem": what});
+    let request = RequestContext { endpoint: "internal checkpointer".into(), ..RequestContext::default() };
+    if let Err(error) = audit::record(state, tenant, "audit.control.failed", actor, metadata, &request).await {
+        tracing::error!(tenant, error = %error.message, "cannot record audit.control.failed");
+    }
+    ApiError::new(Code::Internal, format!("ledger self-check failed: {what}"))
+}
+
+/// The latest checkpoint, issuing one first if none exists or it does not cover `seq`.
+pub(crate) async fn checkpoint_covering(state: &AppState, tenant: &str, seq: Option<u64>) -> Result<StoredCheckpoint, ApiError> {
+    if let Some(latest) = state.store.latest_checkpoint(tenant).await?
+        && seq.is_none_or(|seq| seq < latest.size)
+    {
+        return Ok(latest);
+    }
+    issue_checkpoint(state, tenant).await
+}
+
+/// Records the `(level, index)` a proof generator asks for, answering with placeholders: the
+/// nodes a proof needs depend only on sizes and indexes, never on hash values.
+struct Recorder(std::sync::Mutex<Vec<(u32, u64)>>);
+
+impl NodeSource for Recorder {
+    type Error = std::convert::Infallible;
+    fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((level, index));
+        Ok(Hash([0; 32]))
+    }
+}
+
+/// Answers from hashes fetched in one batch.
+struct Fetched(HashMap<(u32, u64), Hash>);
+
+impl NodeSource for Fetched {
+    type Error = String;
+    fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
+        self.0.get(&(level, index)).copied().ok_or_else(|| format!("node ({level}, {index}) was not fetched"))
+    }
+}
+
+/// Runs a proof generator twice: once to learn which nodes it needs, then over those nodes
+/// fetched from the store in a single read.
+async fn prove<F>(state: &AppState, tenant: &str, generate: F) -> Result<Vec<Hash>, ApiError>
+where
+    F: Fn(&dyn NodeSource<Error = String>) -> Result<Vec<Hash>, ProofError<String>>,
+{
+    let recorder = Recorder(std::sync::Mutex::new(Vec::new()));
+    let adapter = Adapter(&recorder);
+    generate(&adapter).map_err(proof_error)?;
+    let nodes = recorder.0.into_inner().unwrap_or_else(|p| p.into_inner());
+    let hashes = state.store.subtree_hashes(tenant, nodes.clone()).await?;
+    let fetched = Fetched(nodes.into_iter().zip(hashes.into_iter().map(Hash)).collect());
+    generate(&fetched).map_err(proof_error)
+}
+
+/// Lets the infallible recorder stand where a `NodeSource<Error = String>` is expected.
+struct Adapter<'a>(&'a Recorder);
+
+impl NodeSource for Adapter<'_> {
+    type Error = String;
+    fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
+        match self.0.perfect_subtree(level, index) {
+            Ok(hash) => Ok(hash),
+            Err(never) => match never {},
+        }
+    }
+}
+
+fn proof_error(error: ProofError<String>) -> ApiError {
+    match error {
+        ProofError::Source(why) => {
+            tracing::error!(%why, "proof generation failed");
+            ApiError::new(Code::Internal, "stored tree is incomplete")
+        }
+        other => ApiError::new(Code::InvalidQuery, other.to_string()),
+    }
+}
+
+/// RFC 9162 inclusion proof of `seq` in the tree of `tree_size`.
+pub(crate) async fn inclusion_proof(state: &AppState, tenant: &str, seq: u64, tree_size: u64) -> Result<Vec<Hash>, ApiError> {
+    prove(state, tenant, |source| tree::inclusion_proof(seq, tree_size, source)).await
+}
+
+/// RFC 9162 consistency proof between two tree sizes.
+pub(crate) async fn consistency_proof(state: &AppState, tenant: &str, first: u64, second: u64) -> Result<Vec<Hash>, ApiError> {
+    prove(state, tenant, |source| tree::consistency_proof(first, second, source)).await
+}
+
+/// Base64 of each hash, as proofs are sent.
+pub(crate) fn encode_hashes(hashes: &[Hash]) -> Vec<Value> {
+    hashes.iter().map(|hash| Value::String(hash.to_base64())).collect()
+}
+
+/// Issues checkpoints for every tenant whose tree grew, every `interval`, until `shutdown`;
+/// then once more, so a graceful stop leaves every record covered by a signed checkpoint.
+pub(crate) async fn run_checkpointer(state: AppState, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        checkpoint_all(&state).await;
+    }
+}
+
+/// One pass of the checkpointer over every tenant.
+pub(crate) async fn checkpoint_all(state: &AppState) {
+    let tenants = match state.store.tenants().await {
+        Ok(tenants) => tenants,
+        Err(error) => {
+            tracing::warn!(%error, "checkpointer cannot list tenants");
+            return;
+        }
+    };
+    for tenant in tenants {
+        if let Err(error) = issue_checkpoint(state, &tenant.id).await
+            && error.code != Code::Internal
+        {
+            tracing::warn!(tenant = %tenant.id, error = %error.message, "checkpoint not issued");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `/v1/ledger/*` (SPEC §4): checkpoints, verifier keys, sealed records, proofs, and recording
+//! verifications done by monitors.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::audit::{self, RequestContext};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, Code};
+use crate::ledger::{self, encode_hashes};
+use crate::routes::query_pairs;
+
+/// Most records one `GET /v1/ledger/records` returns.
+const MAX_RECORDS: u32 = 10_000;
+/// Records read from the store per page while streaming.
+const RECORD_PAGE: u32 = 1_000;
+
+fn text(body: String) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Parses the named unsigned integer parameters; anything else, or a repeat, is an error.
+fn numbers(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<Option<u64>>, ApiError> {
+    let mut values: Vec<Option<u64>> = vec![None; allowed.len()];
+    for (name, value) in query_pairs(raw) {
+        let Some(slot) = allowed.iter().position(|a| *a == name) else {
+            return Err(ApiError::new(Code::InvalidQuery, format!("unknown query parameter {name:?}")));
+        };
+        if values[slot].is_some() {
+            return Err(ApiError::new(Code::InvalidQuery, format!("query parameter {name:?} is given more than once")));
+        }
+        let number = value
+            .parse::<u64>()
+            .map_err(|_| ApiError::new(Code::InvalidQuery, format!("{name} must be a non-negative integer, not {value:?}")))?;
+        values[slot] = Some(number);
+    }
+    Ok(values)
+}
+
+pub(crate) async fn get_checkpoint(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let checkpoint = ledger::checkpoint_covering(&state, &key.tenant, None).await?;
+    Ok(text(checkpoint.note))
+}
+
+pub(crate) async fn post_checkpoint(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsWrite)?;
+    let checkpoint = ledger::issue_checkpoint(&state, &key.tenant).await?;
+    Ok((StatusCode::CREATED, text(checkpoint.note)).into_response())
+}
+
+pub(crate) async fn get_key(State(state): State<AppState>) -> Response {
+    text(format!("{}\n", state.ledger.keys.current))
+}
+
+pub(crate) async fn get_keys(State(state): State<AppState>) -> Json<Value> {
+    let keys: Vec<Value> = state
+        .ledger
+        .keys
+        .all
+        .iter()
+        .map(|(key, created, retired)| json!({"verifier_key": key.to_string(), "created_at": created, "retired_at": retired}))
+        .collect();
+    Json(json!({"keys": keys}))
+}
+
+pub(crate) async fn get_records(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let values = numbers(raw.as_deref(), &["from", "limit"])?;
+    let from = values[0].unwrap_or(0);
+    let limit = values[1].unwrap_or(1000);
+    if limit == 0 || limit > u64::from(MAX_RECORDS) {
+        return Err(ApiError::new(Code::InvalidQuery, format!("limit must be from 1 to {MAX_RECORDS}")));
+    }
+    let metadata = json!({"ledger_records": {"from": from, "limit": limit}});
+    audit::record(&state, &key.tenant, "audit.read", key.actor_json(), metadata, &request).await?;
+    let records = state.store.records(&key.tenant, from, limit as u32).await?;
+    let mut body = Vec::new();
+    for record in records {
+        body.extend_from_slice(&record.sealed);
+        body.push(b'\n');
+    }
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(response)
+}
+
+pub(crate) async fn get_inclusion(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let values = numbers(raw.as_deref(), &["seq", "tree_size"])?;
+    let seq = values[0].ok_or_else(|| ApiError::new(Code::InvalidQuery, "seq is required"))?;
+    let tree_size = match values[1] {
+        Some(size) => size,
+        None => ledger::checkpoint_covering(&state, &key.tenant, Some(seq)).await?.size,
+    };
+    check_size(&state, &key.tenant, tree_size).await?;
+    if seq >= tree_size {
+        return Err(ApiError::new(Code::InvalidQuery, format!("seq {seq} is not in a tree of size {tree_size}")));
+    }
+    let hashes = ledger::inclusion_proof(&state, &key.tenant, seq, tree_size).await?;
+    Ok(Json(json!({"seq": seq, "tree_size": tree_size, "hashes": encode_hashes(&hashes)})))
+}
+
+pub(crate) async fn get_consistency(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let values = numbers(raw.as_deref(), &["first", "second"])?;
+    let first = values[0].ok_or_else(|| ApiError::new(Code::InvalidQuery, "first is required"))?;
+    let second = match values[1] {
+        Some(size) => size,
+        None => ledger::checkpoint_covering(&state, &key.tenant, None).await?.size,
+    };
+    if first > second {
+        return Err(ApiError::new(Code::InvalidQuery, "first must not be larger than second"));
+    }
+    check_size(&state, &key.tenant, second).await?;
+    let hashes = ledger::consistency_proof(&state, &key.tenant, first, second).await?;
+    Ok(Json(json!({"first": first, "second": second, "hashes": encode_hashes(&hashes)})))
+}
+
+async fn check_size(state: &AppState, tenant: &str, size: u64) -> Result<(), ApiError> {
+    let head = state.store.tree_head(tenant).await?;
+    if size > head.size {
+        return Err(ApiError::new(Code::InvalidQuery, format!("tree size {size} is larger than the ledger ({})", head.size)));
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerificationReport {
+    tree_size: u64,
+    root: String,
+    result: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// `POST /v1/ledger/verifications`: a monitor reports a verification; recorded as
+/// `audit.verified` (or `audit.control.failed` when it failed).
+pub(crate) async fn post_verification(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    crate::routes::Body(body): crate::routes::Body,
+) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let report: VerificationReport = crate::routes::json_body(&body)?;
+    if STANDARD.decode(&report.root).map(|r| r.len()) != Ok(32) {
+        return Err(ApiError::new(Code::InvalidValue, "root must be a base64 SHA-256 hash"));
+    }
+    let action = match report.result.as_str() {
+        "ok" => "audit.verified",
+        "failed" => "audit.control.failed",
+        other => return Err(ApiError::new(Code::InvalidValue, format!("result must be \"ok\" or \"failed\", not {other:?}"))),
+    };
+    let detail: String = report.detail.unwrap_or_default().chars().take(1024).collect();
+    let metadata = json!({"verification": {"tree_size": report.tree_size, "root": report.root, "result": report.result, "detail": detail}});
+    let seq = audit::record(&state, &key.tenant, action, key.actor_json(), metadata, &request).await?;
+    Ok((StatusCode::CREATED, Json(json!({"seq": seq}))).into_response())
+}
+
+/// `GET /v1/export?format=ledger`: a self-contained bundle (docs/ledger-formats.md).
+pub(crate) async fn export_bundle(state: AppState, tenant: String) -> Result<Response, ApiError> {
+    let checkpoint = ledger::issue_checkpoint(&state, &tenant).await?;
+    let header = json!({
+        "format": "veritrail.ledger-bundle.v1",
+        "tenant": tenant,
+        "origin": state.ledger.tenant_origin(&tenant),
+        "tree_size": checkpoint.size,
+        "root": STANDARD.encode(checkpoint.root),
+        "checkpoint": checkpoint.note,
+        "verifier_key": state.ledger.keys.current.to_string(),
+    });
+    let first = Bytes::from(format!("{header}\n"));
+    let size = checkpoint.size;
+    let stream = futures_util::stream::unfold((Some(first), 0u64), move |(pending, next)| {
+        let (state, tenant) = (state.clone(), tenant.clone());
+        async move {
+            if let Some(first) = pending {
+                return Some((Ok::<Bytes, std::io::Error>(first), (None, next)));
+            }
+            if next >= size {
+                return None;
+            }
+            let limit = (size - next).min(u64::from(RECORD_PAGE)) as u32;
+            match state.store.records(&tenant, next, limit).await {
+                Ok(records) if !records.is_empty() => {
+                    let mut out = Vec::new();
+                    for record in &records {
+                        out.extend_from_slice(&record.sealed);
+                        out.push(b'\n');
+                    }
+                    Some((Ok(Bytes::from(out)), (None, next + records.len() as u64)))
+                }
+                Ok(_) | Err(_) => {
+                    tracing::error!(tenant, next, "ledger bundle export failed mid-stream");
+                    Some((Err(std::io::Error::other("ledger export failed")), (None, u64::MAX)))
+                }
+            }
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"veritrail-ledger.jsonl\""));
+    Ok(response)
+}
