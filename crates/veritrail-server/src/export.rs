@@ -97,7 +97,10 @@ pub(crate) async fn export(
     let format = format.ok_or_else(|| ApiError::new(Code::InvalidQuery, "format is required: csv, jsonl or ledger"))?;
     if format == Format::Ledger {
         if !filters.is_empty() {
-            return Err(ApiError::new(Code::InvalidQuery, "a ledger bundle holds the whole ledger; it takes no filters"));
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                "a ledger bundle holds the whole ledger; it takes no filters",
+            ));
         }
         let metadata = json!({"format": "ledger"});
         audit::record(&state, &key.tenant, "audit.exported", key.actor_json(), metadata, &request).await?;

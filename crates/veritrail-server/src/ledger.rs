@@ -43,19 +43,38 @@ pub(crate) struct LedgerKeys {
 impl LedgerKeys {
     /// Loads the signing keys, generating the first one on first start.
     pub(crate) async fn load(store: &dyn Store, key_name: &str) -> Result<LedgerKeys, ApiError> {
-        let seed: [u8; 32] = ids::random_bytes()?;
-        let fresh = NoteSigner::from_seed(key_name, seed)
-            .map_err(|e| ApiError::new(Code::Internal, format!("invalid ledger key name {key_name:?}: {e}")))?;
-        let entry = SigningKeyEntry {
-            verifier_key: fresh.verifier_key().to_string(),
-            seed: STANDARD.encode(seed),
-            created_at: Timestamp::now().to_string(),
-            retired_at: None,
-        };
+        let (entry, _) = new_entry(key_name)?;
         let initial = serde_json::to_vec(&vec![entry]).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
         let stored = store.init_setting(SIGNING_KEYS_SETTING, initial).await?;
-        let entries: Vec<SigningKeyEntry> = serde_json::from_slice(&stored)
-            .map_err(|e| ApiError::new(Code::Internal, format!("stored ledger signing keys are damaged: {e}")))?;
+        LedgerKeys::parse(&stored)
+    }
+
+    /// Retires the current key and makes a new one current; old checkpoints stay verifiable
+    /// with the retired keys, which remain published.
+    pub(crate) async fn rotate(store: &dyn Store, key_name: &str) -> Result<LedgerKeys, ApiError> {
+        for _ in 0..5 {
+            let current = store
+                .setting(SIGNING_KEYS_SETTING)
+                .await?
+                .ok_or_else(|| ApiError::new(Code::Internal, "no ledger signing keys stored"))?;
+            let mut entries = parse_entries(&current)?;
+            let now = Timestamp::now().to_string();
+            for entry in &mut entries {
+                if entry.retired_at.is_none() {
+                    entry.retired_at = Some(now.clone());
+                }
+            }
+            entries.push(new_entry(key_name)?.0);
+            let updated = serde_json::to_vec(&entries).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+            if store.swap_setting(SIGNING_KEYS_SETTING, current, updated.clone()).await? {
+                return LedgerKeys::parse(&updated);
+            }
+        }
+        Err(ApiError::new(Code::Unavailable, "signing keys changed concurrently; retry"))
+    }
+
+    fn parse(stored: &[u8]) -> Result<LedgerKeys, ApiError> {
+        let entries = parse_entries(stored)?;
         let damaged = |what: &str| ApiError::new(Code::Internal, format!("stored ledger signing key: {what}"));
         let mut all = Vec::new();
         let mut signer = None;
@@ -80,9 +99,28 @@ impl LedgerKeys {
     }
 }
 
+fn parse_entries(stored: &[u8]) -> Result<Vec<SigningKeyEntry>, ApiError> {
+    serde_json::from_slice(stored)
+        .map_err(|e| ApiError::new(Code::Internal, format!("stored ledger signing keys are damaged: {e}")))
+}
+
+/// A fresh random signing key as a setting entry.
+fn new_entry(key_name: &str) -> Result<(SigningKeyEntry, NoteSigner), ApiError> {
+    let seed: [u8; 32] = ids::random_bytes()?;
+    let signer = NoteSigner::from_seed(key_name, seed)
+        .map_err(|e| ApiError::new(Code::Internal, format!("invalid ledger key name {key_name:?}: {e}")))?;
+    let entry = SigningKeyEntry {
+        verifier_key: signer.verifier_key().to_string(),
+        seed: STANDARD.encode(seed),
+        created_at: Timestamp::now().to_string(),
+        retired_at: None,
+    };
+    Ok((entry, signer))
+}
+
 /// Ledger state shared by handlers and the checkpointer.
 pub(crate) struct Ledger {
-    pub(crate) keys: LedgerKeys,
+    keys: std::sync::RwLock<std::sync::Arc<LedgerKeys>>,
     /// `<server origin>`; a tenant's checkpoint origin is `<server origin>/<tenant>`.
     pub(crate) origin: String,
     /// Serialises issuing, so two checkpoints of one size are never signed differently.
@@ -93,7 +131,27 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     pub(crate) fn new(keys: LedgerKeys, origin: String) -> Ledger {
-        Ledger { keys, origin, issuing: tokio::sync::Mutex::new(HashMap::new()), failed: Default::default() }
+        Ledger {
+            keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
+            origin,
+            issuing: tokio::sync::Mutex::new(HashMap::new()),
+            failed: Default::default(),
+        }
+    }
+
+    /// The current signer and all published keys.
+    pub(crate) fn keys(&self) -> std::sync::Arc<LedgerKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rotates the signing key (see [`LedgerKeys::rotate`]); checkpoints signed afterwards use
+    /// the new key.
+    pub(crate) async fn rotate(&self, store: &dyn Store) -> Result<std::sync::Arc<LedgerKeys>, ApiError> {
+        let _issuing = self.issuing.lock().await;
+        let name = self.keys().current.name().to_string();
+        let rotated = std::sync::Arc::new(LedgerKeys::rotate(store, &name).await?);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = rotated.clone();
+        Ok(rotated)
     }
 
     /// The checkpoint origin of a tenant.
@@ -109,7 +167,10 @@ impl Ledger {
 pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<StoredCheckpoint, ApiError> {
     let ledger = &state.ledger;
     if ledger.failed.lock().unwrap_or_else(|p| p.into_inner()).contains(tenant) {
-        return Err(ApiError::new(Code::Internal, "ledger self-check failed earlier; no checkpoint is signed until resolved"));
+        return Err(ApiError::new(
+            Code::Internal,
+            "ledger self-check failed earlier; no checkpoint is signed until resolved",
+        ));
     }
     let mut issued = ledger.issuing.lock().await;
     let head = state.store.tree_head(tenant).await?;
@@ -126,18 +187,26 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
     if let Some(previous) = &previous {
         if previous.size > head.size {
             drop(issued);
-            return Err(control_failed(state, tenant, previous.size, "ledger is shorter than its last checkpoint").await);
+            return Err(
+                control_failed(state, tenant, previous.size, "ledger is shorter than its last checkpoint").await
+            );
         }
         let proof = consistency_proof(state, tenant, previous.size, head.size).await?;
         let consistent =
             tree::verify_consistency(previous.size, head.size, &proof, &Hash(previous.root), &Hash(head.root));
         if consistent.is_err() {
             drop(issued);
-            return Err(control_failed(state, tenant, previous.size, "ledger is not an extension of its last checkpoint").await);
+            return Err(control_failed(
+                state,
+                tenant,
+                previous.size,
+                "ledger is not an extension of its last checkpoint",
+            )
+            .await);
         }
     }
     let checkpoint = Checkpoint::new(ledger.tenant_origin(tenant), head.size, Hash(head.root));
-    let note = sign_checkpoint(&checkpoint, &ledger.keys.signer)
+    let note = sign_checkpoint(&checkpoint, &ledger.keys().signer)
         .map_err(|e| ApiError::new(Code::Internal, format!("cannot sign checkpoint: {e}")))?;
     let stored = StoredCheckpoint { size: head.size, root: head.root, note, created_at: Timestamp::now() };
     state.store.add_checkpoint(tenant, stored.clone()).await?;
@@ -158,7 +227,11 @@ async fn control_failed(state: &AppState, tenant: &str, checkpoint_size: u64, wh
 }
 
 /// The latest checkpoint, issuing one first if none exists or it does not cover `seq`.
-pub(crate) async fn checkpoint_covering(state: &AppState, tenant: &str, seq: Option<u64>) -> Result<StoredCheckpoint, ApiError> {
+pub(crate) async fn checkpoint_covering(
+    state: &AppState,
+    tenant: &str,
+    seq: Option<u64>,
+) -> Result<StoredCheckpoint, ApiError> {
     if let Some(latest) = state.store.latest_checkpoint(tenant).await?
         && seq.is_none_or(|seq| seq < latest.size)
     {
@@ -228,12 +301,22 @@ fn proof_error(error: ProofError<String>) -> ApiError {
 }
 
 /// RFC 9162 inclusion proof of `seq` in the tree of `tree_size`.
-pub(crate) async fn inclusion_proof(state: &AppState, tenant: &str, seq: u64, tree_size: u64) -> Result<Vec<Hash>, ApiError> {
+pub(crate) async fn inclusion_proof(
+    state: &AppState,
+    tenant: &str,
+    seq: u64,
+    tree_size: u64,
+) -> Result<Vec<Hash>, ApiError> {
     prove(state, tenant, |source| tree::inclusion_proof(seq, tree_size, source)).await
 }
 
 /// RFC 9162 consistency proof between two tree sizes.
-pub(crate) async fn consistency_proof(state: &AppState, tenant: &str, first: u64, second: u64) -> Result<Vec<Hash>, ApiError> {
+pub(crate) async fn consistency_proof(
+    state: &AppState,
+    tenant: &str,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, ApiError> {
     prove(state, tenant, |source| tree::consistency_proof(first, second, source)).await
 }
 

@@ -39,9 +39,9 @@ fn numbers(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<Option<u64>>, ApiE
         if values[slot].is_some() {
             return Err(ApiError::new(Code::InvalidQuery, format!("query parameter {name:?} is given more than once")));
         }
-        let number = value
-            .parse::<u64>()
-            .map_err(|_| ApiError::new(Code::InvalidQuery, format!("{name} must be a non-negative integer, not {value:?}")))?;
+        let number = value.parse::<u64>().map_err(|_| {
+            ApiError::new(Code::InvalidQuery, format!("{name} must be a non-negative integer, not {value:?}"))
+        })?;
         values[slot] = Some(number);
     }
     Ok(values)
@@ -62,13 +62,38 @@ pub(crate) async fn post_checkpoint(State(state): State<AppState>, principal: Pr
 }
 
 pub(crate) async fn get_key(State(state): State<AppState>) -> Response {
-    text(format!("{}\n", state.ledger.keys.current))
+    text(format!("{}\n", state.ledger.keys().current))
+}
+
+/// `POST /v1/ledger/keys/rotate` (platform token): a new checkpoint signing key; the old one is
+/// retired but stays published so its checkpoints remain verifiable. Recorded as
+/// `audit.key.rotated` in every tenant's ledger.
+pub(crate) async fn rotate_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+) -> Result<Response, ApiError> {
+    if !matches!(principal, Principal::Platform) {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "rotating the ledger signing key needs the platform bootstrap token",
+        ));
+    }
+    let previous = state.ledger.keys().current.to_string();
+    let keys = state.ledger.rotate(state.store.as_ref()).await?;
+    let actor = json!({"id": "platform", "type": "system", "name": "platform operator"});
+    let metadata =
+        json!({"key": "ledger.signing", "previous_verifier_key": previous, "verifier_key": keys.current.to_string()});
+    for tenant in state.store.tenants().await? {
+        audit::record(&state, &tenant.id, "audit.key.rotated", actor.clone(), metadata.clone(), &request).await?;
+    }
+    Ok((StatusCode::CREATED, Json(json!({"verifier_key": keys.current.to_string()}))).into_response())
 }
 
 pub(crate) async fn get_keys(State(state): State<AppState>) -> Json<Value> {
     let keys: Vec<Value> = state
         .ledger
-        .keys
+        .keys()
         .all
         .iter()
         .map(|(key, created, retired)| json!({"verifier_key": key.to_string(), "created_at": created, "retired_at": retired}))
@@ -148,7 +173,10 @@ pub(crate) async fn get_consistency(
 async fn check_size(state: &AppState, tenant: &str, size: u64) -> Result<(), ApiError> {
     let head = state.store.tree_head(tenant).await?;
     if size > head.size {
-        return Err(ApiError::new(Code::InvalidQuery, format!("tree size {size} is larger than the ledger ({})", head.size)));
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            format!("tree size {size} is larger than the ledger ({})", head.size),
+        ));
     }
     Ok(())
 }
@@ -180,7 +208,12 @@ pub(crate) async fn post_verification(
     let action = match report.result.as_str() {
         "ok" => "audit.verified",
         "failed" => "audit.control.failed",
-        other => return Err(ApiError::new(Code::InvalidValue, format!("result must be \"ok\" or \"failed\", not {other:?}"))),
+        other => {
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                format!("result must be \"ok\" or \"failed\", not {other:?}"),
+            ));
+        }
     };
     let detail: String = report.detail.unwrap_or_default().chars().take(1024).collect();
     let metadata = json!({"verification": {"tree_size": report.tree_size, "root": report.root, "result": report.result, "detail": detail}});
@@ -198,7 +231,7 @@ pub(crate) async fn export_bundle(state: AppState, tenant: String) -> Result<Res
         "tree_size": checkpoint.size,
         "root": STANDARD.encode(checkpoint.root),
         "checkpoint": checkpoint.note,
-        "verifier_key": state.ledger.keys.current.to_string(),
+        "verifier_key": state.ledger.keys().current.to_string(),
     });
     let first = Bytes::from(format!("{header}\n"));
     let size = checkpoint.size;
@@ -231,6 +264,9 @@ pub(crate) async fn export_bundle(state: AppState, tenant: String) -> Result<Res
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"veritrail-ledger.jsonl\""));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"veritrail-ledger.jsonl\""),
+    );
     Ok(response)
 }

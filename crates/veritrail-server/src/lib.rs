@@ -103,7 +103,10 @@ impl Server {
         let max_body = config.limits.max_body_bytes;
         let origin = config.origin.clone().unwrap_or_else(|| DEFAULT_ORIGIN.to_string());
         if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control()) {
-            return Err(ApiError::new(Code::Internal, format!("origin {origin:?} must be non-empty without spaces or '+'")));
+            return Err(ApiError::new(
+                Code::Internal,
+                format!("origin {origin:?} must be non-empty without spaces or '+'"),
+            ));
         }
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let state = AppState {
@@ -129,8 +132,7 @@ pub async fn serve(
     let Server { router, state, .. } = server;
     let interval = state.config.checkpoint_interval.unwrap_or(Duration::from_secs(1));
     let checkpointer_stop = CancellationToken::new();
-    let checkpointer =
-        tokio::spawn(ledger::run_checkpointer(state.clone(), interval, checkpointer_stop.clone()));
+    let checkpointer = tokio::spawn(ledger::run_checkpointer(state.clone(), interval, checkpointer_stop.clone()));
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     let serving = axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });

@@ -37,6 +37,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/ledger/checkpoint", get(ledger_routes::get_checkpoint).post(ledger_routes::post_checkpoint))
         .route("/v1/ledger/key", get(ledger_routes::get_key))
         .route("/v1/ledger/keys", get(ledger_routes::get_keys))
+        .route("/v1/ledger/keys/rotate", post(ledger_routes::rotate_key))
         .route("/v1/ledger/records", get(ledger_routes::get_records))
         .route("/v1/ledger/proof/inclusion", get(ledger_routes::get_inclusion))
         .route("/v1/ledger/proof/consistency", get(ledger_routes::get_consistency))
@@ -277,7 +278,11 @@ const MAX_RECEIPT_EVENTS: usize = 1000;
 
 /// The answer to `POST /v1/events?receipt=true`: each event's leaf hash and inclusion proof in
 /// a checkpoint that covers all of them, and that checkpoint.
-async fn receipts(state: &AppState, tenant: &str, appended: &[veritrail_store::Appended]) -> Result<Response, ApiError> {
+async fn receipts(
+    state: &AppState,
+    tenant: &str,
+    appended: &[veritrail_store::Appended],
+) -> Result<Response, ApiError> {
     if appended.len() > MAX_RECEIPT_EVENTS {
         return Err(ApiError::new(
             Code::TooMany,

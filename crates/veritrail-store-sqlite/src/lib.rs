@@ -496,6 +496,16 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn swap_setting(&self, name: &str, expected: Vec<u8>, new: Vec<u8>) -> BoxFuture<'_, StoreResult<bool>> {
+        let name = name.to_string();
+        Box::pin(self.write(move |conn| {
+            let changed = conn
+                .execute("UPDATE settings SET value = ?3 WHERE name = ?1 AND value = ?2", params![name, expected, new])
+                .map_err(sql_error)?;
+            Ok(changed == 1)
+        }))
+    }
+
     fn append(&self, tenant: &str, events: Vec<PreparedEvent>) -> BoxFuture<'_, StoreResult<Vec<Appended>>> {
         let tenant = tenant.to_string();
         Box::pin(async move {

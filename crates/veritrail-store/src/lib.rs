@@ -188,6 +188,10 @@ pub trait Store: Send + Sync + 'static {
     /// several nodes racing to initialise agree on one.
     fn init_setting(&self, name: &str, value: Vec<u8>) -> BoxFuture<'_, StoreResult<Vec<u8>>>;
 
+    /// Replaces the value of `name` with `new` only if it currently equals `expected`
+    /// (compare-and-swap); returns whether it did.
+    fn swap_setting(&self, name: &str, expected: Vec<u8>, new: Vec<u8>) -> BoxFuture<'_, StoreResult<bool>>;
+
     /// Appends events to a tenant's ledger, durably, in the given order. An id already in the
     /// ledger (or earlier in the same batch) is not written again: its original `seq` is returned
     /// with `duplicate = true`.

@@ -111,6 +111,13 @@ pub async fn settings_initialise_once(store: &impl Store) {
     assert_eq!(store.init_setting("pepper", b"one".to_vec()).await.expect("init"), b"one");
     assert_eq!(store.init_setting("pepper", b"two".to_vec()).await.expect("init"), b"one");
     assert_eq!(store.setting("pepper").await.expect("read"), Some(b"one".to_vec()));
+    assert!(
+        !store.swap_setting("pepper", b"two".to_vec(), b"three".to_vec()).await.expect("swap"),
+        "stale expectation"
+    );
+    assert!(store.swap_setting("pepper", b"one".to_vec(), b"three".to_vec()).await.expect("swap"));
+    assert_eq!(store.setting("pepper").await.expect("read"), Some(b"three".to_vec()));
+    assert!(!store.swap_setting("absent", b"".to_vec(), b"x".to_vec()).await.expect("swap"));
 }
 
 /// Each tenant's seq starts at 0 and is dense, whatever the other tenants do.

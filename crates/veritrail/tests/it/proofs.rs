@@ -43,7 +43,11 @@ fn checkpoints_records_and_proofs_verify_with_the_published_key() {
     assert_eq!(first.size, 39, "2 lifecycle events + 37");
     let latest = c.get(Some(&api_key), "/v1/ledger/checkpoint");
     assert_eq!(latest.content_type.as_deref(), Some("text/plain; charset=utf-8"));
-    assert_eq!(open_checkpoint(&latest.text(), &[key(c)]).unwrap().size, 39, "not re-signed when the tree did not grow");
+    assert_eq!(
+        open_checkpoint(&latest.text(), &[key(c)]).unwrap().size,
+        39,
+        "not re-signed when the tree did not grow"
+    );
 
     let records = c.get(Some(&api_key), "/v1/ledger/records?from=0&limit=39");
     assert_eq!(records.content_type.as_deref(), Some("application/x-ndjson"));
@@ -156,7 +160,10 @@ fn storage_altered_underneath_the_server_raises_a_control_failure() {
     let db = rusqlite::Connection::open(server.data_dir().join("ledger.sqlite")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     let changed = db
-        .execute("UPDATE records SET leaf_hash = zeroblob(32) WHERE key = (SELECT max(key) FROM records WHERE key < ?1)", [(1i64 << 40) + size as i64])
+        .execute(
+            "UPDATE records SET leaf_hash = zeroblob(32) WHERE key = (SELECT max(key) FROM records WHERE key < ?1)",
+            [(1i64 << 40) + size as i64],
+        )
         .unwrap();
     assert_eq!(changed, 1);
     drop(db);
@@ -174,5 +181,40 @@ fn storage_altered_underneath_the_server_raises_a_control_failure() {
         }
         assert!(std::time::Instant::now() < deadline, "no audit.control.failed event");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn key_rotation_keeps_old_checkpoints_verifiable() {
+    let server = TestServer::start();
+    let c = &server.client;
+    let (tenant, api_key) = c.create_tenant("acme");
+    let old_key = key(c);
+    let old = c.post_raw(Some(&api_key), "/v1/ledger/checkpoint", "text/plain", b"").text();
+    assert_eq!(c.post_raw(Some(&api_key), "/v1/ledger/keys/rotate", "application/json", b"").status, 403);
+    let rotated =
+        c.post_raw(Some(veritrail_test_support::BOOTSTRAP_TOKEN), "/v1/ledger/keys/rotate", "application/json", b"");
+    assert_eq!(rotated.status, 201, "{}", rotated.text());
+    let new_key = key(c);
+    assert_ne!(new_key.to_string(), old_key.to_string());
+    assert_eq!(rotated.json()["verifier_key"], new_key.to_string());
+    ingest(c, &api_key, "after", 3);
+    let new = checkpoint(c, &api_key, &tenant);
+    assert!(open_checkpoint(&old, &[new_key.clone()]).is_err(), "the old checkpoint was signed by the old key");
+    let published: Vec<VerifierKey> = c.get(None, "/v1/ledger/keys").json()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["verifier_key"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let old_checkpoint = open_checkpoint(&old, &published).unwrap();
+    let proof = c
+        .get(Some(&api_key), &format!("/v1/ledger/proof/consistency?first={}&second={}", old_checkpoint.size, new.size))
+        .json();
+    verify_consistency(old_checkpoint.size, new.size, &hashes(&proof), &old_checkpoint.root, &new.root).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.get(Some(&api_key), "/v1/events?action=audit.key.rotated").json()["events"].as_array().unwrap().len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "rotation not recorded");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
