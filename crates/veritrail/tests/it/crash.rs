@@ -161,3 +161,48 @@ fn help_explains_the_commands() {
         assert!(text.contains(needle), "serve --help lacks {needle:?}:\n{text}");
     }
 }
+
+#[test]
+fn first_start_generates_a_private_bootstrap_token_shown_once() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = |data: &std::path::Path| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new(BINARY)
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("VERITRAIL_BOOTSTRAP_TOKEN")
+            .env("VERITRAIL_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "server exited early: {lines:?}");
+            let done = line.contains("listening on");
+            lines.push(line.trim().to_string());
+            if done {
+                break;
+            }
+        }
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(child.wait().unwrap().success());
+        lines
+    };
+    let first = start(&data);
+    let saved = std::fs::read_to_string(data.join("bootstrap-token")).unwrap();
+    let token = saved.trim();
+    assert!(token.starts_with("vtb_") && token.len() > 30, "{token}");
+    assert!(first.iter().any(|line| line == token), "token printed on first start: {first:?}");
+    let mode = std::fs::metadata(data.join("bootstrap-token")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700, "data dir is private");
+    let second = start(&data);
+    assert!(!second.iter().any(|line| line.contains(token)), "never printed again: {second:?}");
+}
