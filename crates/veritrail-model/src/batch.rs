@@ -32,18 +32,21 @@ pub fn parse_event(json: &[u8], limits: &Limits) -> Result<Event, ValidationErro
 pub fn parse_batch(body: &[u8], format: BodyFormat, limits: &Limits) -> Result<Vec<Event>, BatchError> {
     if body.len() > limits.max_body_bytes {
         return Err(whole_body(ValidationError::new(
-            ValidationErrorKind::TooLarge,
+            ValidationErrorKind::BodyTooLarge,
             "",
             format!("body is {} bytes, more than the limit of {} bytes", body.len(), limits.max_body_bytes),
         )));
     }
     let text = utf8(body).map_err(whole_body)?;
+    if text.trim().is_empty() {
+        return Err(empty());
+    }
     let events = match format {
         BodyFormat::Json => parse_json_body(text, limits)?,
         BodyFormat::Ndjson => parse_ndjson_body(text, limits)?,
     };
     if events.is_empty() {
-        return Err(whole_body(ValidationError::new(ValidationErrorKind::InvalidValue, "", "body contains no events")));
+        return Err(empty());
     }
     Ok(events)
 }
@@ -100,12 +103,16 @@ fn is_blank(line: &str) -> bool {
     line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
+fn empty() -> BatchError {
+    whole_body(ValidationError::new(ValidationErrorKind::EmptyBatch, "", "body contains no event"))
+}
+
 fn check_batch_len(len: usize, limits: &Limits) -> Result<(), BatchError> {
     if len <= limits.max_batch_events {
         return Ok(());
     }
     Err(whole_body(ValidationError::new(
-        ValidationErrorKind::TooMany,
+        ValidationErrorKind::BatchTooLarge,
         "",
         format!("batch has more than {} events", limits.max_batch_events),
     )))

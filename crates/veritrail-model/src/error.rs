@@ -19,8 +19,14 @@ pub enum ValidationErrorKind {
     TooLarge,
     /// JSON nested deeper than the limit.
     TooDeep,
-    /// Too many events in a batch, entries in an array, or keys in `metadata`.
+    /// Too many entries in an array or keys in `metadata`.
     TooMany,
+    /// The whole body is larger than `Limits::max_body_bytes` (HTTP 413).
+    BodyTooLarge,
+    /// The batch holds more than `Limits::max_batch_events` events (HTTP 413).
+    BatchTooLarge,
+    /// The body holds no event (empty, blank, `[]`).
+    EmptyBatch,
 }
 
 impl ValidationErrorKind {
@@ -36,6 +42,9 @@ impl ValidationErrorKind {
             ValidationErrorKind::TooLarge => "too_large",
             ValidationErrorKind::TooDeep => "too_deep",
             ValidationErrorKind::TooMany => "too_many",
+            ValidationErrorKind::BodyTooLarge => "payload_too_large",
+            ValidationErrorKind::BatchTooLarge => "batch_too_large",
+            ValidationErrorKind::EmptyBatch => "empty_batch",
         }
     }
 }

@@ -37,7 +37,10 @@ pub(crate) fn is_rfc3339_shape(text: &str) -> bool {
     }
     match rest {
         [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => digits(&[*h1, *h2, *m1, *m2]),
+        // RFC 3339 §5.6: time-numoffset hours 00-23, minutes 00-59.
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            digits(&[*h1, *h2, *m1, *m2]) && (*h1 - b'0') * 10 + (*h2 - b'0') <= 23 && *m1 <= b'5'
+        }
         _ => false,
     }
 }

@@ -109,9 +109,11 @@ impl From<BatchError> for ApiError {
             ValidationErrorKind::WrongType => Code::WrongType,
             ValidationErrorKind::InvalidValue => Code::InvalidValue,
             ValidationErrorKind::TooDeep => Code::TooDeep,
-            ValidationErrorKind::TooMany if error.index.is_none() => Code::BatchTooLarge,
             ValidationErrorKind::TooMany => Code::TooMany,
             ValidationErrorKind::TooLarge => Code::EventTooLarge,
+            ValidationErrorKind::BodyTooLarge => Code::PayloadTooLarge,
+            ValidationErrorKind::BatchTooLarge => Code::BatchTooLarge,
+            ValidationErrorKind::EmptyBatch => Code::EmptyBatch,
         };
         let message = match error.index {
             Some(index) => format!("event {index}: {}", error.error.message),

@@ -181,31 +181,24 @@ async fn check_size(state: &AppState, tenant: &str, size: u64) -> Result<(), Api
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerificationReport {
-    tree_size: u64,
-    root: String,
-    result: String,
-    #[serde(default)]
-    detail: Option<String>,
-}
-
 /// `POST /v1/ledger/verifications`: a monitor reports a verification; recorded as
 /// `audit.verified` (or `audit.control.failed` when it failed).
 pub(crate) async fn post_verification(
     State(state): State<AppState>,
     principal: Principal,
     request: RequestContext,
+    headers: axum::http::HeaderMap,
     crate::routes::Body(body): crate::routes::Body,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
     key.require(Scope::EventsRead)?;
-    let report: VerificationReport = crate::routes::json_body(&body)?;
-    if STANDARD.decode(&report.root).map(|r| r.len()) != Ok(32) {
-        return Err(ApiError::new(Code::InvalidValue, "root must be a base64 SHA-256 hash"));
+    crate::routes::require_json(&headers)?;
+    let fields = crate::routes::JsonObject::parse(&body, &["tree_size", "root", "result", "detail"])?;
+    let (tree_size, root, result) = (fields.unsigned("tree_size")?, fields.string("root")?, fields.string("result")?);
+    if STANDARD.decode(&root).map(|r| r.len()) != Ok(32) {
+        return Err(ApiError::new(Code::InvalidValue, "field \"root\" must be a base64 SHA-256 hash"));
     }
-    let action = match report.result.as_str() {
+    let action = match result.as_str() {
         "ok" => "audit.verified",
         "failed" => "audit.control.failed",
         other => {
@@ -215,8 +208,8 @@ pub(crate) async fn post_verification(
             ));
         }
     };
-    let detail: String = report.detail.unwrap_or_default().chars().take(1024).collect();
-    let metadata = json!({"verification": {"tree_size": report.tree_size, "root": report.root, "result": report.result, "detail": detail}});
+    let detail: String = fields.optional_string("detail")?.unwrap_or_default().chars().take(1024).collect();
+    let metadata = json!({"verification": {"tree_size": tree_size, "root": root, "result": result, "detail": detail}});
     let seq = audit::record(&state, &key.tenant, action, key.actor_json(), metadata, &request).await?;
     Ok((StatusCode::CREATED, Json(json!({"seq": seq}))).into_response())
 }

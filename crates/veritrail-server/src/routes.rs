@@ -112,17 +112,87 @@ pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     }
 }
 
-/// Parses a small JSON request body into `T`, rejecting unknown fields (via `T`'s serde attrs).
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.len() > 64 * 1024 {
-        return Err(ApiError::new(Code::PayloadTooLarge, "request body is larger than 65536 bytes"));
+/// A small JSON request body (admin endpoints), read field by field so that every error names
+/// its field and uses the same codes as event validation.
+pub(crate) struct JsonObject(serde_json::Map<String, Value>);
+
+impl JsonObject {
+    /// Parses `body`, which must be a JSON object with only the `allowed` fields.
+    pub(crate) fn parse(body: &[u8], allowed: &[&str]) -> Result<JsonObject, ApiError> {
+        if body.len() > 64 * 1024 {
+            return Err(ApiError::new(Code::PayloadTooLarge, "request body is larger than 65536 bytes"));
+        }
+        if std::str::from_utf8(body).is_err() {
+            return Err(ApiError::new(Code::InvalidUtf8, "request body is not valid utf-8"));
+        }
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(Code::MalformedJson, format!("request body is not valid json: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(ApiError::new(Code::WrongType, "request body must be a json object"));
+        };
+        for name in map.keys() {
+            if !allowed.contains(&name.as_str()) {
+                return Err(ApiError::new(
+                    Code::UnknownField,
+                    format!("unknown field {name:?}; expected one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        Ok(JsonObject(map))
     }
-    if std::str::from_utf8(body).is_err() {
-        return Err(ApiError::new(Code::InvalidUtf8, "request body is not valid utf-8"));
+
+    fn present(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|value| !value.is_null())
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(Code::MalformedJson, format!("request body is not valid json: {e}")))?;
-    serde_json::from_value(value).map_err(|e| ApiError::new(Code::InvalidRequest, format!("invalid request body: {e}")))
+
+    /// A required string field.
+    pub(crate) fn string(&self, name: &str) -> Result<String, ApiError> {
+        self.optional_string(name)?
+            .ok_or_else(|| ApiError::new(Code::MissingField, format!("field {name:?} is required")))
+    }
+
+    /// An optional string field.
+    pub(crate) fn optional_string(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(ApiError::new(Code::WrongType, format!("field {name:?} must be a string"))),
+        }
+    }
+
+    /// A required array of strings.
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, ApiError> {
+        let wrong = || ApiError::new(Code::WrongType, format!("field {name:?} must be an array of strings"));
+        match self.present(name) {
+            None => Err(ApiError::new(Code::MissingField, format!("field {name:?} is required"))),
+            Some(Value::Array(items)) => {
+                items.iter().map(|item| item.as_str().map(str::to_string).ok_or_else(wrong)).collect()
+            }
+            Some(_) => Err(wrong()),
+        }
+    }
+
+    /// A required non-negative integer.
+    pub(crate) fn unsigned(&self, name: &str) -> Result<u64, ApiError> {
+        match self.present(name) {
+            None => Err(ApiError::new(Code::MissingField, format!("field {name:?} is required"))),
+            Some(value) => value.as_u64().ok_or_else(|| {
+                ApiError::new(Code::WrongType, format!("field {name:?} must be a non-negative integer"))
+            }),
+        }
+    }
+}
+
+/// Fails with 415 unless the request declares a JSON body (or none at all).
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid")) {
+        None => Ok(()),
+        Some(value) if value.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") => Ok(()),
+        Some(other) => Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            format!("content type {other:?} is not accepted; send application/json"),
+        )),
+    }
 }
 
 /// The event as API readers see it: the opened record plus `leaf_hash`.
@@ -142,23 +212,18 @@ pub(crate) fn event_json(stored: &StoredEvent) -> Result<Value, ApiError> {
     Ok(view)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenantRequest {
-    name: String,
-}
-
 async fn create_tenant(
     State(state): State<AppState>,
     principal: Principal,
     request: RequestContext,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     if !matches!(principal, Principal::Platform) {
         return Err(ApiError::new(Code::Forbidden, "creating tenants needs the platform bootstrap token"));
     }
-    let CreateTenantRequest { name } = json_body(&body)?;
-    let name = name.trim().to_string();
+    require_json(&headers)?;
+    let name = JsonObject::parse(&body, &["name"])?.string("name")?.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::new(Code::InvalidValue, "name must be 1 to 200 printable characters"));
     }
@@ -346,24 +411,19 @@ async fn get_event(
     Ok(Json(view))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKeyRequest {
-    name: String,
-    scopes: Vec<String>,
-    #[serde(default)]
-    expires_at: Option<String>,
-}
-
 async fn create_api_key(
     State(state): State<AppState>,
     principal: Principal,
     request: RequestContext,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
     key.require(Scope::Admin)?;
-    let CreateKeyRequest { name, scopes, expires_at } = json_body(&body)?;
+    require_json(&headers)?;
+    let fields = JsonObject::parse(&body, &["name", "scopes", "expires_at"])?;
+    let (name, scopes, expires_at) =
+        (fields.string("name")?, fields.strings("scopes")?, fields.optional_string("expires_at")?);
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::new(Code::InvalidValue, "name must be 1 to 200 printable characters"));
     }
@@ -385,6 +445,9 @@ async fn create_api_key(
         ),
         None => None,
     };
+    if expires_at.is_some_and(|at| at <= Timestamp::now()) {
+        return Err(ApiError::new(Code::InvalidValue, "expires_at must be in the future"));
+    }
     let new_key = store_new_key(&state, &key.tenant, name.trim(), scopes.clone(), expires_at).await?;
     let metadata = json!({"key_id": new_key.id, "scopes": scopes});
     audit::record(&state, &key.tenant, "audit.key.created", key.actor_json(), metadata, &request).await?;

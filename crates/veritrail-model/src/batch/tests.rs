@@ -1,7 +1,8 @@
 use std::time::{Duration, Instant};
 
 use crate::ValidationErrorKind::{
-    InvalidUtf8, InvalidValue, MalformedJson, MissingField, TooDeep, TooLarge, TooMany, WrongType,
+    BatchTooLarge, BodyTooLarge, EmptyBatch, InvalidUtf8, InvalidValue, MalformedJson, MissingField, TooDeep, TooLarge,
+    TooMany, WrongType,
 };
 use crate::{BatchError, BodyFormat, Limits, ValidationErrorKind, parse_batch, parse_event};
 
@@ -122,9 +123,9 @@ fn top_level_must_be_object_or_array() {
 
 #[test]
 fn empty_batches_are_rejected() {
-    check(b"[]", BodyFormat::Json, None, "", InvalidValue);
-    check(b"", BodyFormat::Ndjson, None, "", InvalidValue);
-    check(b"\n \r\n\t\n", BodyFormat::Ndjson, None, "", InvalidValue);
+    check(b"[]", BodyFormat::Json, None, "", EmptyBatch);
+    check(b"", BodyFormat::Ndjson, None, "", EmptyBatch);
+    check(b"\n \r\n\t\n", BodyFormat::Ndjson, None, "", EmptyBatch);
 }
 
 #[test]
@@ -134,14 +135,14 @@ fn batch_and_body_limits() {
     assert_eq!(parse_batch(array.as_bytes(), BodyFormat::Json, &limits).unwrap().len(), 2);
     let array = format!("[{GOOD},{GOOD},{GOOD}]");
     let error = parse_batch(array.as_bytes(), BodyFormat::Json, &limits).unwrap_err();
-    assert_eq!((error.index, error.error.kind), (None, TooMany));
+    assert_eq!((error.index, error.error.kind), (None, BatchTooLarge));
     let lines = format!("{GOOD}\n{GOOD}\n{GOOD}\n");
     let error = parse_batch(lines.as_bytes(), BodyFormat::Ndjson, &limits).unwrap_err();
-    assert_eq!((error.index, error.error.kind), (None, TooMany));
+    assert_eq!((error.index, error.error.kind), (None, BatchTooLarge));
 
     let limits = Limits { max_body_bytes: GOOD.len() - 1, ..Limits::default() };
     let error = parse_batch(GOOD.as_bytes(), BodyFormat::Json, &limits).unwrap_err();
-    assert_eq!((error.index, error.error.kind), (None, TooLarge));
+    assert_eq!((error.index, error.error.kind), (None, BodyTooLarge));
 
     let limits = Limits { max_event_bytes: GOOD.len() - 1, ..Limits::default() };
     let error = parse_batch(format!("[{GOOD}]").as_bytes(), BodyFormat::Json, &limits).unwrap_err();
