@@ -1,8 +1,7 @@
 use std::time::{Duration, Instant};
 
 use crate::ValidationErrorKind::{
-    BatchTooLarge, BodyTooLarge, EmptyBatch, InvalidUtf8, InvalidValue, MalformedJson, MissingField, TooDeep, TooLarge,
-    TooMany, WrongType,
+    BatchTooLarge, BodyTooLarge, EmptyBatch, InvalidUtf8, MalformedJson, MissingField, TooDeep, TooLarge, WrongType,
 };
 use crate::{BatchError, BodyFormat, Limits, ValidationErrorKind, parse_batch, parse_event};
 
