@@ -74,10 +74,11 @@ pub(crate) async fn export(
                 format = Some(match value.as_str() {
                     "csv" => Format::Csv,
                     "jsonl" => Format::Jsonl,
+                    "ledger" => Format::Ledger,
                     other => {
                         return Err(ApiError::new(
                             Code::InvalidQuery,
-                            format!("format must be csv or jsonl, not {other:?}"),
+                            format!("format must be csv, jsonl or ledger, not {other:?}"),
                         ));
                     }
                 })

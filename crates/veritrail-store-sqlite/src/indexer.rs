@@ -78,6 +78,12 @@ impl Indexer {
     /// Drops every derived row and starts over from seq 0 of every tenant.
     fn reset(&mut self) -> StoreResult<()> {
         self.shared.rebuilding.store(true, Ordering::SeqCst);
+        // The ids the index is about to forget go back to the recent ids first, so idempotent
+        // ingest and reads by id keep working during the rebuild.
+        for (&tenant_no, &next) in &self.progress {
+            let older = crate::ids_in_range(&self.conn, "ledger.", tenant_no, 0, next)?;
+            self.shared.recent.restore_older(tenant_no, older);
+        }
         self.conn
             .execute_batch(
                 "DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources; DROP TABLE IF EXISTS progress;",
@@ -106,7 +112,7 @@ impl Indexer {
         {
             let mut select = tx
                 .prepare_cached(
-                    "SELECT r.key, r.sealed, p.data FROM ledger.records r LEFT JOIN ledger.personal p ON p.key = r.key
+                    "SELECT r.key, r.sealed, p.data, r.event_id FROM ledger.records r LEFT JOIN ledger.personal p ON p.key = r.key
                      WHERE r.key BETWEEN ?1 AND ?2 ORDER BY r.key LIMIT ?3",
                 )
                 .map_err(sql_error)?;
@@ -115,6 +121,9 @@ impl Indexer {
                     "INSERT OR REPLACE INTO events (key, occurred_at, action, actor_id, actor_type, actor_email, outcome, ip, channel, data_subject)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
+                .map_err(sql_error)?;
+            let mut insert_id = tx
+                .prepare_cached("INSERT OR REPLACE INTO event_ids (tenant_no, event_id, seq) VALUES (?1, ?2, ?3)")
                 .map_err(sql_error)?;
             let mut insert_resource = tx
                 .prepare_cached("INSERT OR IGNORE INTO event_resources (rtype, rid, key) VALUES (?1, ?2, ?3)")
@@ -126,6 +135,7 @@ impl Indexer {
                 let key: i64 = row.get(0).map_err(sql_error)?;
                 let sealed: Vec<u8> = row.get(1).map_err(sql_error)?;
                 let personal: Option<Vec<u8>> = row.get(2).map_err(sql_error)?;
+                let event_id: String = row.get(3).map_err(sql_error)?;
                 let expected = next + count as u64;
                 if key_seq(key) != expected {
                     return Err(StoreError::Corrupt(format!(
@@ -149,6 +159,7 @@ impl Indexer {
                         fields.data_subject
                     ])
                     .map_err(sql_error)?;
+                insert_id.execute(params![tenant_no, event_id, key_seq(key) as i64]).map_err(sql_error)?;
                 for (rtype, rid) in &fields.resources {
                     insert_resource.execute(params![rtype, rid, key]).map_err(sql_error)?;
                 }
@@ -165,6 +176,7 @@ impl Indexer {
             .map_err(sql_error)?;
             tx.commit().map_err(sql_error)?;
             self.progress.insert(tenant_no, new_next);
+            self.shared.recent.evict_below(tenant_no, new_next);
             self.shared.indexed_total.fetch_add(count as u64, Ordering::SeqCst);
         }
         Ok(count)

@@ -102,6 +102,7 @@ impl SqliteStore {
         let indexed = index_conn
             .query_row("SELECT coalesce(sum(next_seq), 0) FROM progress", [], |row| row.get::<_, i64>(0))
             .map_err(sql_error)?;
+        load_unindexed_ids(&writer_conn, &index_conn, &shared)?;
         shared.indexed_total.store(indexed.max(0) as u64, Ordering::SeqCst);
         if (indexed as u64) < committed {
             shared.rebuilding.store(indexed == 0 && committed > 0, Ordering::SeqCst);
@@ -110,7 +111,9 @@ impl SqliteStore {
         let (jobs, job_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let (rebuilds, rebuild_rx) = mpsc::channel();
         let indexer = indexer::Indexer::new(index_conn, shared.clone(), rebuild_rx)?;
-        let writer = Writer::new(writer_conn, shared.clone());
+        let ids_conn = Connection::open_with_flags(&index_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
+        ids_conn.pragma_update(None, "busy_timeout", 5000).map_err(sql_error)?;
+        let writer = Writer::new(writer_conn, ids_conn, shared.clone());
         std::thread::Builder::new()
             .name("veritrail-writer".into())
             .spawn(move || writer.run(job_rx))
@@ -240,6 +243,51 @@ fn restrict_permissions(path: &Path, mode: u32) -> StoreResult<()> {
     }
     #[cfg(not(unix))]
     let _ = (path, mode);
+    Ok(())
+}
+
+/// Ids of a tenant's records with `from <= seq < to`, ascending; `prefix` is the schema name of
+/// the ledger on `conn` (`""` or `"ledger."`).
+pub(crate) fn ids_in_range(
+    conn: &Connection,
+    prefix: &str,
+    tenant_no: i64,
+    from: u64,
+    to: u64,
+) -> StoreResult<Vec<(u64, String)>> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare(&format!("SELECT key, event_id FROM {prefix}records WHERE key BETWEEN ?1 AND ?2 ORDER BY key"))
+        .map_err(sql_error)?;
+    let rows = stmt
+        .query_map(params![schema::record_key(tenant_no, from), schema::record_key(tenant_no, to - 1)], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(sql_error)?;
+    let mut ids = Vec::new();
+    for row in rows {
+        let (key, id) = row.map_err(sql_error)?;
+        ids.push((schema::key_seq(key), id));
+    }
+    Ok(ids)
+}
+
+/// At start: the ids of records the index does not cover yet go to the recent ids.
+fn load_unindexed_ids(ledger: &Connection, index: &Connection, shared: &Shared) -> StoreResult<()> {
+    let mut stmt = ledger.prepare("SELECT no FROM tenants").map_err(sql_error)?;
+    let tenants: Vec<i64> =
+        stmt.query_map([], |row| row.get(0)).map_err(sql_error)?.collect::<Result<_, _>>().map_err(sql_error)?;
+    for tenant_no in tenants {
+        let next: Option<i64> = index
+            .query_row("SELECT next_seq FROM progress WHERE tenant_no = ?1", [tenant_no], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        let size = tree::tree_size(ledger, tenant_no)?;
+        let ids = ids_in_range(ledger, "", tenant_no, next.unwrap_or(0).max(0) as u64, size)?;
+        shared.recent.insert(ids.into_iter().map(|(seq, id)| (tenant_no, id, seq)));
+    }
     Ok(())
 }
 
@@ -525,7 +573,8 @@ impl Store for SqliteStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
-            self.read(move |conn| reader::event_by_id(conn, no, &id)).await
+            let shared = self.inner.shared.clone();
+            self.read(move |conn| reader::event_by_id(conn, &shared.recent, no, &id)).await
         })
     }
 

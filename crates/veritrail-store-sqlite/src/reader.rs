@@ -36,13 +36,28 @@ fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-/// One record by event id.
-pub(crate) fn event_by_id(conn: &Connection, tenant_no: i64, id: &str) -> StoreResult<Option<StoredEvent>> {
-    let mut stmt = conn
-        .prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.tenant_no = ?1 AND r.event_id = ?2"))
-        .map_err(sql_error)?;
-    let row = stmt.query_row(params![tenant_no, id], record_row).optional().map_err(sql_error)?;
-    row.map(|(key, id, leaf, sealed, personal)| stored_event(key, id, leaf, sealed, personal)).transpose()
+/// One record by event id: recent ids first, then the index (in a snapshot taken after).
+pub(crate) fn event_by_id(
+    conn: &Connection,
+    recent: &crate::shared::RecentIds,
+    tenant_no: i64,
+    id: &str,
+) -> StoreResult<Option<StoredEvent>> {
+    let seq = match recent.get(tenant_no, id) {
+        Some(seq) => Some(seq),
+        None => {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq FROM idx.event_ids WHERE tenant_no = ?1 AND event_id = ?2")
+                .map_err(sql_error)?;
+            let seq: Option<i64> =
+                stmt.query_row(params![tenant_no, id], |row| row.get(0)).optional().map_err(sql_error)?;
+            seq.map(|seq| seq as u64)
+        }
+    };
+    match seq {
+        Some(seq) => record_by_key(conn, record_key(tenant_no, seq)),
+        None => Ok(None),
+    }
 }
 
 fn record_by_key(conn: &Connection, key: i64) -> StoreResult<Option<StoredEvent>> {

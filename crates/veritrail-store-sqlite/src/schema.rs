@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at  INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_no);
--- key = tenant_no << 40 | seq. Append-only: rows are never updated or deleted.
+-- key = tenant_no << 40 | seq. Append-only: rows are never updated or deleted. No secondary
+-- index: event ids are found through index.event_ids plus the writer's in-memory recent ids.
 CREATE TABLE IF NOT EXISTS records (
     key       INTEGER PRIMARY KEY,
     tenant_no INTEGER NOT NULL,
@@ -60,7 +61,6 @@ CREATE TABLE IF NOT EXISTS records (
     leaf_hash BLOB NOT NULL,
     sealed    BLOB NOT NULL
 ) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS records_event_id ON records(tenant_no, event_id);
 -- Personal data of a record, kept apart so that erasure never touches `records`.
 CREATE TABLE IF NOT EXISTS personal (
     key  INTEGER PRIMARY KEY,
@@ -107,6 +107,13 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor_id, key);
 CREATE INDEX IF NOT EXISTS events_action ON events(action, key);
 CREATE INDEX IF NOT EXISTS events_subject ON events(data_subject, key) WHERE data_subject IS NOT NULL;
+-- Event id -> seq, for idempotent ingest and reads by id.
+CREATE TABLE IF NOT EXISTS event_ids (
+    tenant_no INTEGER NOT NULL,
+    event_id  TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_no, event_id)
+) STRICT, WITHOUT ROWID;
 -- The primary resource and every target of a record.
 CREATE TABLE IF NOT EXISTS event_resources (
     rtype TEXT NOT NULL,

@@ -1,7 +1,7 @@
 //! State shared by the writer, the indexer and the readers: counters for `/metrics`, and the
 //! hand-off of "these tenants have new records" from the writer to the indexer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -24,6 +24,70 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     dirty: Mutex<BTreeSet<i64>>,
     wake: Condvar,
+    /// Ids of committed records not yet in `index.event_ids` (see [`RecentIds`]).
+    pub(crate) recent: RecentIds,
+}
+
+/// Event ids of committed records that the index does not hold yet.
+///
+/// **Invariant:** every committed record is findable by id either here or in
+/// `index.event_ids`. The writer adds ids after its commit and before answering; the indexer
+/// removes them only after committing them to `index.event_ids`. A lookup therefore checks here
+/// first and then the index in a snapshot taken after that check.
+#[derive(Default)]
+pub(crate) struct RecentIds {
+    inner: Mutex<RecentInner>,
+}
+
+#[derive(Default)]
+struct RecentInner {
+    by_id: HashMap<(i64, String), u64>,
+    by_tenant: HashMap<i64, VecDeque<(u64, String)>>,
+}
+
+impl RecentIds {
+    /// The seq of `id` in the tenant's ledger, if recently committed.
+    pub(crate) fn get(&self, tenant_no: i64, id: &str) -> Option<u64> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.by_id.get(&(tenant_no, id.to_string())).copied()
+    }
+
+    /// Records committed ids (in seq order per tenant).
+    pub(crate) fn insert(&self, entries: impl IntoIterator<Item = (i64, String, u64)>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for (tenant_no, id, seq) in entries {
+            inner.by_tenant.entry(tenant_no).or_default().push_back((seq, id.clone()));
+            inner.by_id.insert((tenant_no, id), seq);
+        }
+    }
+
+    /// Forgets the tenant's ids below `seq` (they are in the index now).
+    pub(crate) fn evict_below(&self, tenant_no: i64, seq: u64) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        let Some(queue) = inner.by_tenant.get_mut(&tenant_no) else { return };
+        while let Some((first, _)) = queue.front() {
+            if *first >= seq {
+                break;
+            }
+            if let Some((_, id)) = queue.pop_front() {
+                inner.by_id.remove(&(tenant_no, id));
+            }
+        }
+    }
+
+    /// Puts back ids older than any held for the tenant (ascending `entries`), before an index
+    /// rebuild drops them from the index.
+    pub(crate) fn restore_older(&self, tenant_no: i64, entries: Vec<(u64, String)>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        let queue = inner.by_tenant.entry(tenant_no).or_default();
+        debug_assert!(entries.last().zip(queue.front()).is_none_or(|(last, first)| last.0 < first.0));
+        for (seq, id) in entries.into_iter().rev() {
+            inner.by_id.insert((tenant_no, id.clone()), seq);
+            queue.push_front((seq, id));
+        }
+    }
 }
 
 impl Shared {

@@ -16,7 +16,7 @@ use veritrail_ledger::tree::Frontier;
 use veritrail_model::PreparedEvent;
 use veritrail_store::{Appended, StoreError, StoreResult};
 
-use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, key_seq, record_key};
+use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, record_key};
 use crate::shared::Shared;
 use crate::{sql_error, tree};
 
@@ -45,6 +45,8 @@ struct TenantLedger {
 
 pub(crate) struct Writer {
     conn: Connection,
+    /// Read-only view of `index.sqlite`, for ids older than the recent ones.
+    ids: Connection,
     tenants: HashMap<String, TenantLedger>,
     shared: Arc<Shared>,
 }
@@ -56,8 +58,8 @@ struct PendingAppend {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, shared: Arc<Shared>) -> Writer {
-        Writer { conn, tenants: HashMap::new(), shared }
+    pub(crate) fn new(conn: Connection, ids: Connection, shared: Arc<Shared>) -> Writer {
+        Writer { conn, ids, tenants: HashMap::new(), shared }
     }
 
     pub(crate) fn run(mut self, jobs: Receiver<Job>) {
@@ -108,11 +110,12 @@ impl Writer {
             appends.iter().filter_map(|a| self.tenants.get(&a.tenant).map(|t| (a.tenant.clone(), t.clone()))).collect();
         let mut results = Vec::with_capacity(appends.len());
         let mut touched = Vec::new();
+        let mut batch_ids: HashMap<(i64, String), u64> = HashMap::new();
         let outcome = (|| -> StoreResult<()> {
             let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let mut batch_ids: HashMap<(i64, String), u64> = HashMap::new();
             for append in &appends {
-                let result = append_request(&mut tx, &mut self.tenants, append, now, &mut batch_ids);
+                let lookup = IdLookup { batch: &mut batch_ids, recent: &self.shared.recent, index: &self.ids };
+                let result = append_request(&mut tx, &mut self.tenants, append, now, lookup);
                 if let Ok(appended) = &result
                     && let Some(ledger) = self.tenants.get(&append.tenant)
                     && appended.iter().any(|a| !a.duplicate)
@@ -145,10 +148,42 @@ impl Writer {
         for result in results.iter().flatten() {
             new_events += result.iter().filter(|a| !a.duplicate).count() as u64;
         }
+        // Findable by id before anyone hears of them (see RecentIds).
+        let mut committed: Vec<(i64, String, u64)> =
+            batch_ids.into_iter().map(|((no, id), seq)| (no, id, seq)).collect();
+        committed.sort_unstable_by_key(|(no, _, seq)| (*no, *seq));
+        self.shared.recent.insert(committed);
         self.shared.record_commit(started.elapsed(), new_events, &touched);
         for (append, result) in appends.into_iter().zip(results) {
             let _ = append.reply.send(result);
         }
+    }
+}
+
+/// Where an event id may already be: earlier in this group, committed recently, or indexed.
+struct IdLookup<'a> {
+    batch: &'a mut HashMap<(i64, String), u64>,
+    recent: &'a crate::shared::RecentIds,
+    index: &'a Connection,
+}
+
+impl IdLookup<'_> {
+    /// The seq of an existing event with this id. Checks the recent ids before the index, each
+    /// index read in a fresh snapshot (see the RecentIds invariant).
+    fn find(&self, tenant_no: i64, id: &str) -> StoreResult<Option<u64>> {
+        if let Some(&seq) = self.batch.get(&(tenant_no, id.to_string())) {
+            return Ok(Some(seq));
+        }
+        if let Some(seq) = self.recent.get(tenant_no, id) {
+            return Ok(Some(seq));
+        }
+        let mut stmt = self
+            .index
+            .prepare_cached("SELECT seq FROM event_ids WHERE tenant_no = ?1 AND event_id = ?2")
+            .map_err(sql_error)?;
+        let seq: Option<i64> =
+            stmt.query_row(params![tenant_no, id], |row| row.get(0)).optional().map_err(sql_error)?;
+        Ok(seq.map(|seq| seq as u64))
     }
 }
 
@@ -159,7 +194,7 @@ fn append_request(
     tenants: &mut HashMap<String, TenantLedger>,
     append: &PendingAppend,
     now: Timestamp,
-    batch_ids: &mut HashMap<(i64, String), u64>,
+    mut ids: IdLookup<'_>,
 ) -> StoreResult<Vec<Appended>> {
     if !tenants.contains_key(&append.tenant) {
         let ledger = load_tenant(tx, &append.tenant)?;
@@ -171,7 +206,7 @@ fn append_request(
     let saved = ledger.clone();
     let mut added_ids = Vec::new();
     let sp = tx.savepoint().map_err(sql_error)?;
-    let result = append_events(&sp, ledger, &append.events, now, batch_ids, &mut added_ids);
+    let result = append_events(&sp, ledger, &append.events, now, &mut ids, &mut added_ids);
     match result {
         Ok(appended) => {
             sp.commit().map_err(sql_error)?;
@@ -181,7 +216,7 @@ fn append_request(
             drop(sp); // rolls the savepoint back
             *ledger = saved;
             for id in added_ids {
-                batch_ids.remove(&id);
+                ids.batch.remove(&id);
             }
             Err(error)
         }
@@ -193,11 +228,9 @@ fn append_events(
     ledger: &mut TenantLedger,
     events: &[PreparedEvent],
     now: Timestamp,
-    batch_ids: &mut HashMap<(i64, String), u64>,
+    ids: &mut IdLookup<'_>,
     added_ids: &mut Vec<(i64, String)>,
 ) -> StoreResult<Vec<Appended>> {
-    let mut find =
-        conn.prepare_cached("SELECT key FROM records WHERE tenant_no = ?1 AND event_id = ?2").map_err(sql_error)?;
     let mut insert_record = conn
         .prepare_cached("INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(sql_error)?;
@@ -209,15 +242,8 @@ fn append_events(
     let received_at = now.max(ledger.last_received_at);
     let mut appended = Vec::with_capacity(events.len());
     for event in events {
-        let batch_key = (ledger.no, event.id.clone());
-        if let Some(&seq) = batch_ids.get(&batch_key) {
+        if let Some(seq) = ids.find(ledger.no, &event.id)? {
             appended.push(Appended { id: event.id.clone(), seq, duplicate: true });
-            continue;
-        }
-        let existing: Option<i64> =
-            find.query_row(params![ledger.no, event.id], |row| row.get(0)).optional().map_err(sql_error)?;
-        if let Some(key) = existing {
-            appended.push(Appended { id: event.id.clone(), seq: key_seq(key), duplicate: true });
             continue;
         }
         let seq = ledger.next_seq;
@@ -245,7 +271,8 @@ fn append_events(
         }
         ledger.next_seq += 1;
         debug_assert_eq!(ledger.frontier.size(), ledger.next_seq);
-        batch_ids.insert(batch_key.clone(), seq);
+        let batch_key = (ledger.no, event.id.clone());
+        ids.batch.insert(batch_key.clone(), seq);
         added_ids.push(batch_key);
         appended.push(Appended { id: event.id.clone(), seq, duplicate: false });
     }

@@ -357,8 +357,17 @@ pub async fn rebuilt_indexes_answer_the_same(store: &impl Store) {
     store.append("tn_a", events).await.expect("append");
     store.wait_indexed().await.expect("indexed");
     let before = run_query(store, "tn_a", &[("action", "x.*")]).await;
+    // Ids stay unique and findable whether they are indexed, being rebuilt, or rebuilt.
+    let again = store.append("tn_a", vec![event("e7", "a.b", "u1")]).await.expect("append");
+    assert_eq!((again[0].seq, again[0].duplicate), (7, true));
     store.rebuild_indexes().await.expect("rebuild");
+    let again = store.append("tn_a", vec![event("e8", "a.b", "u1"), event("e50", "a.b", "u1")]).await.expect("append");
+    assert_eq!(again.iter().map(|a| (a.seq, a.duplicate)).collect::<Vec<_>>(), [(8, true), (50, false)]);
+    assert_eq!(store.event_by_id("tn_a", "e9").await.expect("read").map(|e| e.seq), Some(9));
     store.wait_indexed().await.expect("indexed");
     assert_eq!(run_query(store, "tn_a", &[("action", "x.*")]).await, before);
     assert_eq!(before.len(), 10);
+    assert_eq!(store.event_by_id("tn_a", "e50").await.expect("read").map(|e| e.seq), Some(50));
+    let again = store.append("tn_a", vec![event("e50", "a.b", "u1")]).await.expect("append");
+    assert_eq!((again[0].seq, again[0].duplicate), (50, true));
 }
