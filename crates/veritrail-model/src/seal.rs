@@ -58,9 +58,43 @@ pub struct PreparedEvent {
     /// The event id (client's, or `id_if_missing`).
     pub id: String,
     /// The sealed record minus the ledger fields; personal fields are commitments.
-    pub body: Map<String, Value>,
+    body: Map<String, Value>,
     /// Clear values and salts of the committed fields (may be empty).
     pub personal: PersonalData,
+    /// `"key":value` in RFC 8785 form for each member of `body`, in canonical key order, so that
+    /// sealing (done by the single ledger writer) is only a splice of the server fields.
+    members: Vec<(String, Vec<u8>)>,
+    /// `personal.to_bytes()`, empty when there is no personal data.
+    personal_bytes: Vec<u8>,
+}
+
+impl PreparedEvent {
+    /// The sealed record minus the ledger fields (`v`, `seq`, `tenant`, `received_at`).
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    /// The personal-data sidecar as stored ([`PersonalData::to_bytes`]); empty when the event
+    /// has no personal data.
+    pub fn personal_bytes(&self) -> &[u8] {
+        &self.personal_bytes
+    }
+
+    fn new(id: String, body: Map<String, Value>, personal: PersonalData) -> Result<PreparedEvent, SealError> {
+        let mut members = Vec::with_capacity(body.len());
+        for (key, value) in &body {
+            // Every member name of the schema is ASCII, where RFC 8785's UTF-16 order is byte order.
+            debug_assert!(key.is_ascii());
+            let mut member = canonical_bytes(&Value::String(key.clone()))
+                .map_err(|source| SealError { path: key.clone(), source })?;
+            member.push(b':');
+            member.extend(canonical_bytes(value).map_err(|source| SealError { path: key.clone(), source })?);
+            members.push((key.clone(), member));
+        }
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        let personal_bytes = if personal.is_empty() { Vec::new() } else { personal.to_bytes() };
+        Ok(PreparedEvent { id, body, personal, members, personal_bytes })
+    }
 }
 
 impl Event {
@@ -89,7 +123,7 @@ impl Event {
         if !self.sensitivity.is_empty() {
             commit_field(&mut body, "changes", "changes", ctx.salt, &mut personal)?;
         }
-        Ok(PreparedEvent { id, body, personal })
+        PreparedEvent::new(id, body, personal)
     }
 }
 
@@ -130,12 +164,41 @@ pub fn commitment(salt: &[u8; 32], value: &Value) -> Result<String, JcsError> {
 /// Fails only if the body was edited into something without a canonical form, or `seq` is
 /// above 2^53 and not exactly representable as a double (see [`SealError`]).
 pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Timestamp) -> Result<Vec<u8>, SealError> {
-    let mut record = prepared.body.clone();
-    record.insert("v".into(), Value::from(SEALED_RECORD_VERSION));
-    record.insert("seq".into(), Value::from(seq));
-    record.insert("tenant".into(), Value::String(tenant.to_owned()));
-    record.insert("received_at".into(), time::format_millis(received_at).into());
-    canonical_bytes(&Value::Object(record)).map_err(|source| SealError { path: "record".to_owned(), source })
+    let member = |key: &str, value: Value| -> Result<(String, Vec<u8>), SealError> {
+        let mut bytes = canonical_bytes(&Value::String(key.to_owned()))
+            .map_err(|source| SealError { path: key.to_owned(), source })?;
+        bytes.push(b':');
+        bytes.extend(canonical_bytes(&value).map_err(|source| SealError { path: key.to_owned(), source })?);
+        Ok((key.to_owned(), bytes))
+    };
+    // Already in canonical (byte = UTF-16 for ASCII) order.
+    let server = [
+        member("received_at", time::format_millis(received_at).into())?,
+        member("seq", Value::from(seq))?,
+        member("tenant", Value::String(tenant.to_owned()))?,
+        member("v", Value::from(SEALED_RECORD_VERSION))?,
+    ];
+    let size = prepared.members.iter().chain(&server).map(|(_, bytes)| bytes.len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(size);
+    out.push(b'{');
+    let (mut body, mut added) = (prepared.members.iter().peekable(), server.iter().peekable());
+    loop {
+        let next = match (body.peek(), added.peek()) {
+            (Some(b), Some(a)) if b.0 < a.0 => body.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => added.next(),
+            (Some(_), None) => body.next(),
+            (None, None) => break,
+        };
+        if let Some((_, bytes)) = next {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(bytes);
+        }
+    }
+    out.push(b'}');
+    debug_assert!(prepared.members.iter().all(|(key, _)| server.iter().all(|(server_key, _)| key != server_key)));
+    Ok(out)
 }
 
 /// The event as API readers see it: every sealed field except `v`, with each commitment

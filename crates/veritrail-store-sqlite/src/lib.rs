@@ -72,10 +72,31 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// How to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Maintain the RFC 6962 tree (leaf hashes, Merkle nodes). Always true in Veritrail; false
+    /// exists only so the ledger-cost benchmark can measure what tamper evidence costs. A store
+    /// written with it false is not verifiable.
+    #[doc(hidden)]
+    pub merkle_tree: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { merkle_tree: true }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer and indexer threads.
     /// A damaged `index.sqlite` is moved aside and rebuilt in the background.
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(dir, OpenOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with options.
+    pub fn open_with(dir: &Path, options: OpenOptions) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let ledger_path = dir.join(LEDGER_FILE);
@@ -113,7 +134,9 @@ impl SqliteStore {
         let indexer = indexer::Indexer::new(index_conn, shared.clone(), rebuild_rx)?;
         let ids_conn = Connection::open_with_flags(&index_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
         ids_conn.pragma_update(None, "busy_timeout", 5000).map_err(sql_error)?;
-        let writer = Writer::new(writer_conn, ids_conn, shared.clone());
+        ids_conn.pragma_update(None, "mmap_size", 1i64 << 34).map_err(sql_error)?;
+        ids_conn.pragma_update(None, "cache_size", -65536).map_err(sql_error)?;
+        let writer = Writer::new(writer_conn, ids_conn, shared.clone(), options.merkle_tree);
         std::thread::Builder::new()
             .name("veritrail-writer".into())
             .spawn(move || writer.run(job_rx))

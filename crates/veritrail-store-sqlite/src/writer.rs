@@ -45,6 +45,8 @@ struct TenantLedger {
 
 pub(crate) struct Writer {
     conn: Connection,
+    /// False only in the ledger-cost benchmark (see `OpenOptions::merkle_tree`).
+    merkle_tree: bool,
     /// Read-only view of `index.sqlite`, for ids older than the recent ones.
     ids: Connection,
     tenants: HashMap<String, TenantLedger>,
@@ -58,8 +60,8 @@ struct PendingAppend {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, ids: Connection, shared: Arc<Shared>) -> Writer {
-        Writer { conn, ids, tenants: HashMap::new(), shared }
+    pub(crate) fn new(conn: Connection, ids: Connection, shared: Arc<Shared>, merkle_tree: bool) -> Writer {
+        Writer { conn, merkle_tree, ids, tenants: HashMap::new(), shared }
     }
 
     pub(crate) fn run(mut self, jobs: Receiver<Job>) {
@@ -115,7 +117,7 @@ impl Writer {
             let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
             for append in &appends {
                 let lookup = IdLookup { batch: &mut batch_ids, recent: &self.shared.recent, index: &self.ids };
-                let result = append_request(&mut tx, &mut self.tenants, append, now, lookup);
+                let result = append_request(&mut tx, &mut self.tenants, append, now, lookup, self.merkle_tree);
                 if let Ok(appended) = &result
                     && let Some(ledger) = self.tenants.get(&append.tenant)
                     && appended.iter().any(|a| !a.duplicate)
@@ -195,6 +197,7 @@ fn append_request(
     append: &PendingAppend,
     now: Timestamp,
     mut ids: IdLookup<'_>,
+    merkle_tree: bool,
 ) -> StoreResult<Vec<Appended>> {
     if !tenants.contains_key(&append.tenant) {
         let ledger = load_tenant(tx, &append.tenant)?;
@@ -206,7 +209,7 @@ fn append_request(
     let saved = ledger.clone();
     let mut added_ids = Vec::new();
     let sp = tx.savepoint().map_err(sql_error)?;
-    let result = append_events(&sp, ledger, &append.events, now, &mut ids, &mut added_ids);
+    let result = append_events(&sp, ledger, &append.events, now, &mut ids, &mut added_ids, merkle_tree);
     match result {
         Ok(appended) => {
             sp.commit().map_err(sql_error)?;
@@ -230,6 +233,7 @@ fn append_events(
     now: Timestamp,
     ids: &mut IdLookup<'_>,
     added_ids: &mut Vec<(i64, String)>,
+    merkle_tree: bool,
 ) -> StoreResult<Vec<Appended>> {
     let mut insert_record = conn
         .prepare_cached("INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -252,16 +256,19 @@ fn append_events(
         }
         let sealed = veritrail_model::seal(event, &ledger.id, seq, received_at)
             .map_err(|e| StoreError::Backend(format!("cannot seal event {}: {e}", event.id)))?;
-        let leaf = leaf_hash(&sealed);
+        let leaf = if merkle_tree { leaf_hash(&sealed) } else { veritrail_ledger::hash::Hash([0; 32]) };
         let key = record_key(ledger.no, seq);
         insert_record.execute(params![key, ledger.no, event.id, leaf.0.as_slice(), sealed]).map_err(sql_error)?;
-        if !event.personal.is_empty() {
-            insert_personal.execute(params![key, event.personal.to_bytes()]).map_err(sql_error)?;
+        if !event.personal_bytes().is_empty() {
+            insert_personal.execute(params![key, event.personal_bytes()]).map_err(sql_error)?;
         }
-        let completed = ledger
-            .frontier
-            .push(leaf)
-            .map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", ledger.id)))?;
+        let completed = match merkle_tree {
+            true => ledger
+                .frontier
+                .push(leaf)
+                .map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", ledger.id)))?,
+            false => Vec::new(),
+        };
         for node in completed {
             if node.level % NODE_LEVEL_STEP == 0 {
                 insert_node
@@ -270,7 +277,7 @@ fn append_events(
             }
         }
         ledger.next_seq += 1;
-        debug_assert_eq!(ledger.frontier.size(), ledger.next_seq);
+        debug_assert!(!merkle_tree || ledger.frontier.size() == ledger.next_seq);
         let batch_key = (ledger.no, event.id.clone());
         ids.batch.insert(batch_key.clone(), seq);
         added_ids.push(batch_key);

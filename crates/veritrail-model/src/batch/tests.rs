@@ -58,7 +58,6 @@ fn bad_utf8_is_reported() {
 #[test]
 fn malformed_json() {
     let cases = [
-        "",
         "{",
         "{\"action\":}",
         "{\"action\":\"data.read\",}",
@@ -123,6 +122,8 @@ fn top_level_must_be_object_or_array() {
 #[test]
 fn empty_batches_are_rejected() {
     check(b"[]", BodyFormat::Json, None, "", EmptyBatch);
+    check(b"", BodyFormat::Json, None, "", EmptyBatch);
+    check(b" \n\t", BodyFormat::Json, None, "", EmptyBatch);
     check(b"", BodyFormat::Ndjson, None, "", EmptyBatch);
     check(b"\n \r\n\t\n", BodyFormat::Ndjson, None, "", EmptyBatch);
 }
