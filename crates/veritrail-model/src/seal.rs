@@ -57,23 +57,18 @@ pub struct PrepareContext<'a> {
 pub struct PreparedEvent {
     /// The event id (client's, or `id_if_missing`).
     pub id: String,
-    /// The sealed record minus the ledger fields; personal fields are commitments.
-    body: Map<String, Value>,
     /// Clear values and salts of the committed fields (may be empty).
     pub personal: PersonalData,
-    /// `"key":value` in RFC 8785 form for each member of `body`, in canonical key order, so that
-    /// sealing (done by the single ledger writer) is only a splice of the server fields.
+    /// `"key":value` in RFC 8785 form for each member of the sealed record except the ledger
+    /// fields (`v`, `seq`, `tenant`, `received_at`), personal fields as commitments, in canonical
+    /// key order: sealing (done by the single ledger writer) is only a splice of the server
+    /// fields, and the event's JSON tree is freed on the request's thread, not the writer's.
     members: Vec<(String, Vec<u8>)>,
     /// `personal.to_bytes()`, empty when there is no personal data.
     personal_bytes: Vec<u8>,
 }
 
 impl PreparedEvent {
-    /// The sealed record minus the ledger fields (`v`, `seq`, `tenant`, `received_at`).
-    pub fn body(&self) -> &Map<String, Value> {
-        &self.body
-    }
-
     /// The personal-data sidecar as stored ([`PersonalData::to_bytes`]); empty when the event
     /// has no personal data.
     pub fn personal_bytes(&self) -> &[u8] {
@@ -93,7 +88,7 @@ impl PreparedEvent {
         }
         members.sort_by(|a, b| a.0.cmp(&b.0));
         let personal_bytes = if personal.is_empty() { Vec::new() } else { personal.to_bytes() };
-        Ok(PreparedEvent { id, body, personal, members, personal_bytes })
+        Ok(PreparedEvent { id, personal, members, personal_bytes })
     }
 }
 

@@ -55,25 +55,23 @@ pub async fn record(
     appended.first().map(|a| a.seq).ok_or_else(|| ApiError::new(Code::Internal, "self-audit event was not appended"))
 }
 
-/// Prepares a validated event with a fresh id (when it has none), server time and random salts.
+/// Prepares a validated event: a fresh id when it has none, server time, unpredictable salts.
 pub fn prepare(event: veritrail_model::Event) -> Result<veritrail_model::PreparedEvent, ApiError> {
+    prepare_with(event, &mut ids::RandomStream::new()?)
+}
+
+/// [`prepare`] drawing ids and salts from a request's random stream.
+pub fn prepare_with(
+    event: veritrail_model::Event,
+    random: &mut ids::RandomStream,
+) -> Result<veritrail_model::PreparedEvent, ApiError> {
     let now = Timestamp::now();
-    let random: [u8; 10] = ids::random_bytes()?;
-    let id = veritrail_model::new_event_id(now.as_millisecond().max(0) as u64, random);
-    let mut failed = false;
-    let mut salt = || match ids::random_bytes::<32>() {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            failed = true;
-            [0; 32]
-        }
-    };
-    let prepared = event.prepare(PrepareContext { id_if_missing: id, now, salt: &mut salt }).map_err(|e| {
+    let mut id_random = [0u8; 10];
+    id_random.copy_from_slice(&random.next_block()[..10]);
+    let id = veritrail_model::new_event_id(now.as_millisecond().max(0) as u64, id_random);
+    let mut salt = || random.next_block();
+    event.prepare(PrepareContext { id_if_missing: id, now, salt: &mut salt }).map_err(|e| {
         tracing::error!(error = %e, "cannot prepare a validated event");
         ApiError::new(Code::InvalidValue, format!("event cannot be sealed: {e}"))
-    })?;
-    if failed {
-        return Err(ApiError::new(Code::Internal, "random generator unavailable"));
-    }
-    Ok(prepared)
+    })
 }

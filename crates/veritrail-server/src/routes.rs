@@ -317,6 +317,7 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
         return Err(ApiError::new(Code::EmptyBatch, "the body holds no event"));
     }
     let mut prepared = Vec::with_capacity(events.len());
+    let mut random = ids::RandomStream::new()?;
     for (index, event) in events.into_iter().enumerate() {
         if veritrail_model::taxonomy::is_reserved(event.action()) {
             // The audit.* namespace is the server's own record of itself; clients cannot forge it.
@@ -328,7 +329,7 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
                 ),
             ));
         }
-        prepared.push(audit::prepare(event)?);
+        prepared.push(audit::prepare_with(event, &mut random)?);
     }
     let appended = state.store.append(&key.tenant, prepared).await?;
     if receipt {

@@ -18,8 +18,9 @@ use crate::schema::{self, MAX_SEQ, key_seq, record_key};
 use crate::shared::Shared;
 use crate::sql_error;
 
-/// Records indexed per transaction.
-const BATCH: usize = 4096;
+/// Records indexed per transaction: large, because every B-tree page an index batch touches is
+/// written once per transaction, however many rows it gained.
+const BATCH: usize = 16_384;
 
 pub(crate) struct Indexer {
     conn: Connection,
@@ -143,8 +144,7 @@ impl Indexer {
                         key_seq(key)
                     )));
                 }
-                let view = open_view(&sealed, personal.as_deref())?;
-                let fields = IndexFields::of(&view);
+                let fields = crate::index_row::IndexRow::of(&sealed, personal.as_deref())?;
                 insert_event
                     .execute(params![
                         key,
@@ -192,59 +192,6 @@ pub(crate) fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<V
         Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
             .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
         Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
-    }
-}
-
-/// The columns of `index.events` for one opened record.
-struct IndexFields<'a> {
-    occurred_at: i64,
-    action: &'a str,
-    actor_id: &'a str,
-    actor_type: &'a str,
-    actor_email: Option<String>,
-    outcome: &'a str,
-    ip: Option<&'a str>,
-    channel: Option<&'a str>,
-    data_subject: Option<&'a str>,
-    resources: Vec<(&'a str, &'a str)>,
-}
-
-fn text<'a>(view: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut at = view;
-    for key in path {
-        at = at.get(key)?;
-    }
-    at.as_str()
-}
-
-impl<'a> IndexFields<'a> {
-    fn of(view: &'a Value) -> IndexFields<'a> {
-        let occurred_at = text(view, &["occurred_at"])
-            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_microsecond())
-            .unwrap_or(0);
-        let mut resources = Vec::new();
-        let mut objects: Vec<&Value> = view.get("resource").into_iter().collect();
-        if let Some(Value::Array(targets)) = view.get("targets") {
-            objects.extend(targets.iter());
-        }
-        for object in objects {
-            if let (Some(rtype), Some(rid)) = (text(object, &["type"]), text(object, &["id"])) {
-                resources.push((rtype, rid));
-            }
-        }
-        IndexFields {
-            occurred_at,
-            action: text(view, &["action"]).unwrap_or(""),
-            actor_id: text(view, &["actor", "id"]).unwrap_or(""),
-            actor_type: text(view, &["actor", "type"]).unwrap_or(""),
-            actor_email: text(view, &["actor", "email"]).map(str::to_lowercase),
-            outcome: text(view, &["outcome"]).unwrap_or(""),
-            ip: text(view, &["context", "ip"]),
-            channel: text(view, &["context", "channel"]),
-            data_subject: text(view, &["data_subject"]),
-            resources,
-        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod index_row;
 mod indexer;
 mod reader;
 mod schema;
@@ -104,7 +105,7 @@ impl SqliteStore {
         restrict_permissions(dir, 0o700)?;
         let writer_conn = Connection::open(&ledger_path).map_err(sql_error)?;
         restrict_permissions(&ledger_path, 0o600)?;
-        schema::configure(&writer_conn, true).map_err(sql_error)?;
+        schema::configure(&writer_conn, true, schema::Checkpointing::Background).map_err(sql_error)?;
         schema::migrate_ledger(&writer_conn).map_err(StoreError::Corrupt)?;
 
         let shared = Arc::new(Shared::default());
@@ -141,6 +142,13 @@ impl SqliteStore {
             .name("veritrail-writer".into())
             .spawn(move || writer.run(job_rx))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        let checkpoint_conn = Connection::open(&ledger_path).map_err(sql_error)?;
+        schema::configure(&checkpoint_conn, true, schema::Checkpointing::Background).map_err(sql_error)?;
+        let checkpoint_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("veritrail-checkpoint".into())
+            .spawn(move || run_wal_checkpoints(checkpoint_conn, checkpoint_shared))
+            .map_err(|e| StoreError::Backend(format!("cannot start checkpoint thread: {e}")))?;
         std::thread::Builder::new()
             .name("veritrail-indexer".into())
             .spawn(move || indexer.run())
@@ -224,7 +232,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql_error)?;
-        schema::configure(&conn, true).map_err(sql_error)?;
+        schema::configure(&conn, true, schema::Checkpointing::Background).map_err(sql_error)?;
         let index = self.inner.dir.join(INDEX_FILE);
         conn.execute("ATTACH DATABASE ?1 AS idx", [index.to_string_lossy()]).map_err(sql_error)?;
         Ok(conn)
@@ -253,6 +261,17 @@ impl SqliteStore {
             .await?;
         self.inner.tenant_nos.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), no);
         Ok(no)
+    }
+}
+
+/// Copies the ledger's WAL into the database file every 250 ms, off the writer's commit path
+/// (PASSIVE: never waits for the writer or readers).
+fn run_wal_checkpoints(conn: Connection, shared: Arc<Shared>) {
+    while !shared.stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "ledger wal checkpoint failed");
+        }
     }
 }
 
@@ -328,7 +347,7 @@ fn total_records(conn: &Connection) -> StoreResult<u64> {
 /// Opens the index file and checks it is usable and not ahead of the ledger.
 fn open_index(index_path: &Path, ledger_path: &Path, ledger: &Connection) -> Result<Connection, String> {
     let conn = Connection::open(index_path).map_err(|e| e.to_string())?;
-    schema::configure(&conn, false).map_err(|e| e.to_string())?;
+    schema::configure(&conn, false, schema::Checkpointing::OnCommit(1000)).map_err(|e| e.to_string())?;
     schema::migrate_index(&conn)?;
     let check: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0)).map_err(|e| e.to_string())?;
     if check != "ok" {

@@ -10,8 +10,8 @@ use crate::indexer::open_view;
 use crate::schema::{MAX_SEQ, key_seq, record_key};
 use crate::sql_error;
 
-/// Candidate keys fetched from the index per round trip.
-const CHUNK: u32 = 512;
+/// Most candidate records fetched per round trip.
+const MAX_CHUNK: usize = 1024;
 
 fn stored_event(
     key: i64,
@@ -168,25 +168,30 @@ pub(crate) fn query(
         Order::Desc => "DESC",
         Order::Asc => "ASC",
     };
+    // One statement per chunk: candidates from the index joined to their records.
     let sql = format!(
-        "SELECT e.key FROM idx.events e WHERE e.key BETWEEN ? AND ?{filter_sql} ORDER BY e.key {direction} LIMIT ?"
+        "SELECT e.key, r.event_id, r.leaf_hash, r.sealed, p.data FROM idx.events e
+         JOIN records r ON r.key = e.key LEFT JOIN personal p ON p.key = e.key
+         WHERE e.key BETWEEN ? AND ?{filter_sql} ORDER BY e.key {direction} LIMIT ?"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
     let wanted = page.limit as usize + 1;
     let mut found: Vec<StoredEvent> = Vec::new();
+    // Start with what the page needs; widen when the final match rejects candidates.
+    let mut chunk = wanted.max(16);
     while found.len() < wanted && lo <= hi {
         let mut args: Vec<SqlValue> = vec![SqlValue::Integer(lo), SqlValue::Integer(hi)];
         args.extend(filter_args.iter().cloned());
-        args.push(SqlValue::Integer(CHUNK as i64));
-        let keys: Vec<i64> = stmt
-            .query_map(params_from_iter(args), |row| row.get::<_, i64>(0))
+        args.push(SqlValue::Integer(chunk as i64));
+        let rows: Vec<RecordRow> = stmt
+            .query_map(params_from_iter(args), record_row)
             .map_err(sql_error)?
             .collect::<Result<_, _>>()
             .map_err(sql_error)?;
-        for &key in &keys {
-            let Some(record) = record_by_key(conn, key)? else {
-                return Err(StoreError::Corrupt(format!("index names record {key} that the ledger lacks")));
-            };
+        let fetched = rows.len();
+        let last_key = rows.last().map(|row| row.0);
+        for (key, id, leaf, sealed, personal) in rows {
+            let record = stored_event(key, id, leaf, sealed, personal)?;
             let view = open_view(&record.sealed, record.personal.as_deref())?;
             if query.matches(&view) {
                 found.push(record);
@@ -195,14 +200,15 @@ pub(crate) fn query(
                 }
             }
         }
-        if keys.len() < CHUNK as usize {
+        let Some(last) = last_key else { break };
+        if fetched < chunk {
             break;
         }
-        let Some(&last) = keys.last() else { break };
         match page.order {
             Order::Desc => hi = last - 1,
             Order::Asc => lo = last + 1,
         }
+        chunk = (chunk * 4).min(MAX_CHUNK);
     }
     let mut next = None;
     if found.len() == wanted {

@@ -123,15 +123,33 @@ CREATE TABLE IF NOT EXISTS event_resources (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Pages after which a committing connection checkpoints the WAL itself. The ledger writer never
+/// does (a background thread checkpoints, off the commit path); the indexer does, often, so each
+/// burst of database-file writes stays small next to the ledger's fsyncs.
+pub(crate) enum Checkpointing {
+    /// Never on commit (the ledger writer, readers).
+    Background,
+    /// On commit past this many WAL pages.
+    OnCommit(i64),
+}
+
 /// Pragmas common to every connection.
-pub(crate) fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
+pub(crate) fn configure(
+    conn: &Connection,
+    synchronous_full: bool,
+    checkpointing: Checkpointing,
+) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
+    let pages = match checkpointing {
+        Checkpointing::Background => 0,
+        Checkpointing::OnCommit(pages) => pages,
+    };
+    conn.pragma_update(None, "wal_autocheckpoint", pages)?;
     // Point reads (event ids, merkle nodes, records by key) become memory reads, not syscalls.
     conn.pragma_update(None, "mmap_size", 1i64 << 34)?;
     Ok(())
