@@ -41,7 +41,10 @@ fn events(count: usize) -> Vec<PreparedEvent> {
 async fn round(events: &[PreparedEvent], merkle_tree: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_with(dir.path(), OpenOptions { merkle_tree }).unwrap();
-    store.create_tenant(Tenant { id: "tn_bench".into(), name: "bench".into(), created_at: Timestamp::now() }).await.unwrap();
+    store
+        .create_tenant(Tenant { id: "tn_bench".into(), name: "bench".into(), created_at: Timestamp::now() })
+        .await
+        .unwrap();
     let batches: Vec<Vec<PreparedEvent>> = events.chunks(BATCH).map(<[PreparedEvent]>::to_vec).collect();
     let mut lanes: Vec<Vec<Vec<PreparedEvent>>> = (0..APPENDERS).map(|_| Vec::new()).collect();
     for (i, batch) in batches.into_iter().enumerate() {

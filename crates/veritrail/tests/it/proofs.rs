@@ -200,7 +200,10 @@ fn key_rotation_keeps_old_checkpoints_verifiable() {
     assert_eq!(rotated.json()["verifier_key"], new_key.to_string());
     ingest(c, &api_key, "after", 3);
     let new = checkpoint(c, &api_key, &tenant);
-    assert!(open_checkpoint(&old, std::slice::from_ref(&new_key)).is_err(), "the old checkpoint was signed by the old key");
+    assert!(
+        open_checkpoint(&old, std::slice::from_ref(&new_key)).is_err(),
+        "the old checkpoint was signed by the old key"
+    );
     let published: Vec<VerifierKey> = c.get(None, "/v1/ledger/keys").json()["keys"]
         .as_array()
         .unwrap()
