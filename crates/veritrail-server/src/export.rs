@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, Code};
-use crate::routes::{event_json, query_pairs};
+use crate::routes::query_pairs;
 
 /// Events fetched per page while streaming.
 const PAGE: u32 = 1000;
@@ -165,14 +165,7 @@ async fn next_chunk(mut cursor: ExportCursor) -> Option<(Result<Bytes, std::io::
             return Some((Err(std::io::Error::other("export failed")), cursor));
         }
     };
-    for stored in &page.events {
-        let view = match event_json(stored) {
-            Ok(view) => view,
-            Err(_) => {
-                cursor.done = true;
-                return Some((Err(std::io::Error::other("export failed: unreadable event")), cursor));
-            }
-        };
+    for view in crate::routes::page_json(page.events, page.views) {
         match cursor.format {
             Format::Jsonl | Format::Ledger => {
                 out.extend_from_slice(view.to_string().as_bytes());

@@ -195,6 +195,16 @@ pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     }
 }
 
+/// Query results as API readers see them: each opened record plus its `leaf_hash`.
+pub(crate) fn page_json(events: Vec<StoredEvent>, views: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(views.len());
+    for (stored, mut view) in events.into_iter().zip(views) {
+        view["leaf_hash"] = json!(STANDARD.encode(stored.leaf_hash));
+        out.push(view);
+    }
+    out
+}
+
 /// The event as API readers see it: the opened record plus `leaf_hash`.
 pub(crate) fn event_json(stored: &StoredEvent) -> Result<Value, ApiError> {
     let personal = match &stored.personal {
@@ -293,7 +303,6 @@ fn body_format(parts_content_type: Option<&str>) -> Result<BodyFormat, ApiError>
 
 async fn ingest(State(state): State<AppState>, principal: Principal, request: Request) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsWrite)?;
     let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid").to_string());
     let format = body_format(content_type.as_deref())?;
     let mut receipt = false;
@@ -306,7 +315,10 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
             }
         }
     }
+    // An authenticated caller's body is read before refusing it, so the answer is not lost to a
+    // connection closed under a client still sending.
     let Body(body) = Body::from_request(request, &state).await?;
+    key.require(Scope::EventsWrite)?;
     if state.store.stats().queue_depth >= MAX_QUEUE_DEPTH {
         let mut error = ApiError::new(Code::Overloaded, "ingest queue is full; retry shortly");
         error.retry_after = Some(1);
@@ -382,10 +394,7 @@ async fn query_events(
     let pairs = query_pairs(raw.as_deref());
     let (query, page) = parse_params(&pairs)?;
     let result = state.store.query(&key.tenant, &query, &page).await?;
-    let mut events = Vec::with_capacity(result.events.len());
-    for stored in &result.events {
-        events.push(event_json(stored)?);
-    }
+    let events = page_json(result.events, result.views);
     let filters: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let metadata = json!({"query": filters, "result_count": events.len()});
     audit::record(&state, &key.tenant, "audit.read", key.actor_json(), metadata, &request).await?;

@@ -24,6 +24,8 @@ const BATCH: usize = 16_384;
 
 pub(crate) struct Indexer {
     conn: Connection,
+    /// Removed after a clean stop (see `unclean_marker`).
+    unclean_marker: std::path::PathBuf,
     shared: Arc<Shared>,
     progress: HashMap<i64, u64>,
     rebuilds: Receiver<oneshot::Sender<StoreResult<()>>>,
@@ -35,9 +37,10 @@ impl Indexer {
         conn: Connection,
         shared: Arc<Shared>,
         rebuilds: Receiver<oneshot::Sender<StoreResult<()>>>,
+        unclean_marker: std::path::PathBuf,
     ) -> StoreResult<Indexer> {
         let progress = load_progress(&conn)?;
-        Ok(Indexer { conn, shared, progress, rebuilds, waiting_rebuilds: Vec::new() })
+        Ok(Indexer { conn, unclean_marker, shared, progress, rebuilds, waiting_rebuilds: Vec::new() })
     }
 
     pub(crate) fn run(mut self) {
@@ -66,6 +69,23 @@ impl Indexer {
                     let _ = reply.send(Ok(()));
                 }
             }
+        }
+        self.close_cleanly();
+    }
+
+    /// Makes every index write durable, then removes the unclean-stop marker.
+    fn close_cleanly(&self) {
+        let flushed = self
+            .conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_checkpoint(TRUNCATE);")
+            .and_then(|()| self.conn.execute_batch("BEGIN IMMEDIATE; COMMIT;"));
+        match flushed {
+            Ok(()) => {
+                if let Err(error) = std::fs::remove_file(&self.unclean_marker) {
+                    tracing::warn!(%error, "cannot remove the index marker; the index is recounted at next start");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot flush the index; it is recounted at next start"),
         }
     }
 

@@ -59,6 +59,7 @@ struct Inner {
     shared: Arc<Shared>,
     readers: Mutex<Vec<Connection>>,
     tenant_nos: RwLock<HashMap<String, i64>>,
+    indexer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The embedded store. Cheap to clone; all clones share the same threads.
@@ -132,7 +133,7 @@ impl SqliteStore {
 
         let (jobs, job_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let (rebuilds, rebuild_rx) = mpsc::channel();
-        let indexer = indexer::Indexer::new(index_conn, shared.clone(), rebuild_rx)?;
+        let indexer = indexer::Indexer::new(index_conn, shared.clone(), rebuild_rx, unclean_marker(&index_path))?;
         let ids_conn = Connection::open_with_flags(&index_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
         ids_conn.pragma_update(None, "busy_timeout", 5000).map_err(sql_error)?;
         ids_conn.pragma_update(None, "mmap_size", 1i64 << 34).map_err(sql_error)?;
@@ -149,7 +150,7 @@ impl SqliteStore {
             .name("veritrail-checkpoint".into())
             .spawn(move || run_wal_checkpoints(checkpoint_conn, checkpoint_shared))
             .map_err(|e| StoreError::Backend(format!("cannot start checkpoint thread: {e}")))?;
-        std::thread::Builder::new()
+        let indexer_thread = std::thread::Builder::new()
             .name("veritrail-indexer".into())
             .spawn(move || indexer.run())
             .map_err(|e| StoreError::Backend(format!("cannot start indexer thread: {e}")))?;
@@ -161,6 +162,7 @@ impl SqliteStore {
             shared,
             readers: Mutex::new(Vec::new()),
             tenant_nos: RwLock::new(HashMap::new()),
+            indexer_thread: Mutex::new(Some(indexer_thread)),
         };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
@@ -345,7 +347,15 @@ fn total_records(conn: &Connection) -> StoreResult<u64> {
 }
 
 /// Opens the index file and checks it is usable and not ahead of the ledger.
+/// Present while a store has `index.sqlite` open. The index is written with `synchronous=OFF`
+/// (it is derived data, and its fsyncs were what delayed ledger acknowledgements), so after an
+/// unclean stop its rows are recounted before it is trusted.
+pub(crate) fn unclean_marker(index_path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.unclean", index_path.display()))
+}
+
 fn open_index(index_path: &Path, ledger_path: &Path, ledger: &Connection) -> Result<Connection, String> {
+    let unclean = unclean_marker(index_path).exists();
     let conn = Connection::open(index_path).map_err(|e| e.to_string())?;
     schema::configure(&conn, false, schema::Checkpointing::OnCommit(1000)).map_err(|e| e.to_string())?;
     schema::migrate_index(&conn)?;
@@ -365,7 +375,25 @@ fn open_index(index_path: &Path, ledger_path: &Path, ledger: &Connection) -> Res
         if next_seq < 0 || next_seq as u64 > size {
             return Err(format!("index of tenant {tenant_no} is ahead of its ledger ({next_seq} > {size})"));
         }
+        if unclean {
+            let ids: i64 = conn
+                .query_row("SELECT count(*) FROM event_ids WHERE tenant_no = ?1", [tenant_no], |row| row.get(0))
+                .map_err(|e| e.to_string())?;
+            let events: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM events WHERE key BETWEEN ?1 AND ?2",
+                    params![schema::record_key(tenant_no, 0), schema::record_key(tenant_no, schema::MAX_SEQ)],
+                    |row| row.get(0),
+                )
+                .map_err(|e| e.to_string())?;
+            if ids != next_seq || events != next_seq {
+                return Err(format!(
+                    "after an unclean stop, index of tenant {tenant_no} holds {events} rows, not {next_seq}"
+                ));
+            }
+        }
     }
+    std::fs::write(unclean_marker(index_path), b"index.sqlite is open\n").map_err(|e| e.to_string())?;
     conn.execute("ATTACH DATABASE ?1 AS ledger", [ledger_path.to_string_lossy()]).map_err(|e| e.to_string())?;
     Ok(conn)
 }
@@ -774,6 +802,10 @@ impl Store for SqliteStore {
             }
             self.inner.shared.stopping.store(true, Ordering::SeqCst);
             self.inner.shared.wake_indexer();
+            let indexer = self.inner.indexer_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(indexer) = indexer {
+                let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
+            }
             Ok(())
         })
     }

@@ -151,13 +151,13 @@ pub(crate) fn query(
     match page.after {
         Some(Cursor { seq, order: Order::Desc }) => {
             if seq == 0 {
-                return Ok(EventPage { events: Vec::new(), next: None });
+                return Ok(EventPage { events: Vec::new(), views: Vec::new(), next: None });
             }
             hi = record_key(tenant_no, seq.min(MAX_SEQ + 1) - 1);
         }
         Some(Cursor { seq, order: Order::Asc }) => {
             if seq >= MAX_SEQ {
-                return Ok(EventPage { events: Vec::new(), next: None });
+                return Ok(EventPage { events: Vec::new(), views: Vec::new(), next: None });
             }
             lo = record_key(tenant_no, seq + 1);
         }
@@ -177,6 +177,7 @@ pub(crate) fn query(
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
     let wanted = page.limit as usize + 1;
     let mut found: Vec<StoredEvent> = Vec::new();
+    let mut views: Vec<serde_json::Value> = Vec::new();
     // Start with what the page needs; widen when the final match rejects candidates.
     let mut chunk = wanted.max(16);
     while found.len() < wanted && lo <= hi {
@@ -195,6 +196,7 @@ pub(crate) fn query(
             let view = open_view(&record.sealed, record.personal.as_deref())?;
             if query.matches(&view) {
                 found.push(record);
+                views.push(view);
                 if found.len() == wanted {
                     break;
                 }
@@ -213,7 +215,8 @@ pub(crate) fn query(
     let mut next = None;
     if found.len() == wanted {
         found.pop();
+        views.pop();
         next = found.last().map(|last| Cursor { seq: last.seq, order: page.order });
     }
-    Ok(EventPage { events: found, next })
+    Ok(EventPage { events: found, views, next })
 }

@@ -112,6 +112,9 @@ pub struct StoredEvent {
 pub struct EventPage {
     /// Matching events in the requested order.
     pub events: Vec<StoredEvent>,
+    /// `events[i]` opened with `veritrail_model::open` (what the match was decided on), so
+    /// callers need not open each record again.
+    pub views: Vec<serde_json::Value>,
     /// Where the next page starts; `None` when this page is the last.
     pub next: Option<Cursor>,
 }

@@ -87,3 +87,21 @@ async fn appends_after_shutdown_are_refused() {
     store.shutdown().await.unwrap();
     assert!(store.append("tn_a", events(0..1)).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_that_lost_rows_in_an_unclean_stop_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..30)).await.unwrap();
+    assert_eq!(count(&store).await, 30);
+    store.shutdown().await.unwrap();
+    drop(store);
+    assert!(!dir.path().join(format!("{INDEX_FILE}.unclean")).exists(), "a clean stop removes the marker");
+    // Simulate a power loss that kept the progress row but lost index rows.
+    let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
+    index.execute("DELETE FROM events WHERE key % 3 = 0", []).unwrap();
+    drop(index);
+    std::fs::write(dir.path().join(format!("{INDEX_FILE}.unclean")), b"").unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(count(&store).await, 30);
+}
