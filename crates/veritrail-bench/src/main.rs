@@ -6,6 +6,7 @@
 //! the rounds with the range in brackets.
 
 mod events;
+mod ledger;
 mod pg;
 mod report;
 mod stats;
@@ -40,6 +41,8 @@ enum Which {
     Query,
     /// Only the PostgreSQL side of all three.
     Baseline,
+    /// The ledger's own figures: checkpoint lag under load, inclusion proofs, verify speed.
+    Ledger,
 }
 
 /// Benchmarks of Veritrail against a naive PostgreSQL audit table, in the same run.
@@ -134,6 +137,12 @@ fn main() -> Result<()> {
     }
     let work_dir = cli.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&work_dir)?;
+    if cli.which == Which::Ledger {
+        println!("{}", report::machine(&work_dir));
+        let figures = ledger::run(plan.events, plan.clients, plan.batch, &work_dir)?;
+        println!("\n{}", ledger::table(&figures));
+        return Ok(());
+    }
     let run_vt = cli.which != Which::Baseline;
     let load = matches!(cli.which, Which::All | Which::Ingest | Which::Query | Which::Baseline);
     let run_query = matches!(cli.which, Which::All | Which::Query | Which::Baseline);

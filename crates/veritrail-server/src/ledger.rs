@@ -127,6 +127,9 @@ pub(crate) struct Ledger {
     issuing: tokio::sync::Mutex<HashMap<String, (u64, [u8; 32])>>,
     /// Tenants whose self-check failed: no further checkpoint is signed for them.
     failed: std::sync::Mutex<HashSet<String>>,
+    /// The newest checkpoint signed per tenant, served before its write reaches the store (it is
+    /// a valid signed statement about already durable records either way).
+    latest: std::sync::Mutex<HashMap<String, StoredCheckpoint>>,
 }
 
 impl Ledger {
@@ -136,6 +139,7 @@ impl Ledger {
             origin,
             issuing: tokio::sync::Mutex::new(HashMap::new()),
             failed: Default::default(),
+            latest: Default::default(),
         }
     }
 
@@ -209,6 +213,7 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
     let note = sign_checkpoint(&checkpoint, &ledger.keys().signer)
         .map_err(|e| ApiError::new(Code::Internal, format!("cannot sign checkpoint: {e}")))?;
     let stored = StoredCheckpoint { size: head.size, root: head.root, note, created_at: Timestamp::now() };
+    ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), stored.clone());
     state.store.add_checkpoint(tenant, stored.clone()).await?;
     issued.insert(tenant.to_string(), (head.size, head.root));
     Ok(stored)
@@ -232,6 +237,12 @@ pub(crate) async fn checkpoint_covering(
     tenant: &str,
     seq: Option<u64>,
 ) -> Result<StoredCheckpoint, ApiError> {
+    let signed = state.ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
+    if let Some(latest) = signed
+        && seq.is_none_or(|seq| seq < latest.size)
+    {
+        return Ok(latest);
+    }
     if let Some(latest) = state.store.latest_checkpoint(tenant).await?
         && seq.is_none_or(|seq| seq < latest.size)
     {
@@ -328,9 +339,13 @@ pub(crate) fn encode_hashes(hashes: &[Hash]) -> Vec<Value> {
 /// Issues checkpoints for every tenant whose tree grew, every `interval`, until `shutdown`;
 /// then once more, so a graceful stop leaves every record covered by a signed checkpoint.
 pub(crate) async fn run_checkpointer(state: AppState, interval: Duration, shutdown: CancellationToken) {
+    // Start to start, so an event waits at most one interval plus one signing for its checkpoint.
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = ticks.tick() => {}
             _ = shutdown.cancelled() => break,
         }
         checkpoint_all(&state).await;
