@@ -324,10 +324,27 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
         error.retry_after = Some(1);
         return Err(error);
     }
-    let events = veritrail_model::parse_batch(&body, format, &state.config.limits)?;
-    if events.is_empty() {
-        return Err(ApiError::new(Code::EmptyBatch, "the body holds no event"));
+    // Parsing, validating and sealing-preparation of a large batch takes milliseconds of CPU:
+    // off the async workers.
+    let limits = state.config.limits.clone();
+    let prepared = tokio::task::spawn_blocking(move || parse_and_prepare(&body, format, &limits))
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, format!("ingest task failed: {e}")))??;
+    let appended = state.store.append(&key.tenant, prepared).await?;
+    if receipt {
+        return receipts(&state, &key.tenant, &appended).await;
     }
+    let events: Vec<Value> = appended.iter().map(|a| json!({"id": a.id, "seq": a.seq})).collect();
+    Ok((StatusCode::CREATED, Json(json!({"events": events}))).into_response())
+}
+
+/// Validates an ingest body and prepares every event for sealing; all or nothing.
+fn parse_and_prepare(
+    body: &[u8],
+    format: BodyFormat,
+    limits: &veritrail_model::Limits,
+) -> Result<Vec<veritrail_model::PreparedEvent>, ApiError> {
+    let events = veritrail_model::parse_batch(body, format, limits)?;
     let mut prepared = Vec::with_capacity(events.len());
     let mut random = ids::RandomStream::new()?;
     for (index, event) in events.into_iter().enumerate() {
@@ -343,12 +360,7 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
         }
         prepared.push(audit::prepare_with(event, &mut random)?);
     }
-    let appended = state.store.append(&key.tenant, prepared).await?;
-    if receipt {
-        return receipts(&state, &key.tenant, &appended).await;
-    }
-    let events: Vec<Value> = appended.iter().map(|a| json!({"id": a.id, "seq": a.seq})).collect();
-    Ok((StatusCode::CREATED, Json(json!({"events": events}))).into_response())
+    Ok(prepared)
 }
 
 /// Most events one receipt request may cover (each needs its own inclusion proof).
