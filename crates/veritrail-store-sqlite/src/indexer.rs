@@ -105,12 +105,18 @@ impl Indexer {
             let older = crate::ids_in_range(&self.conn, "ledger.", tenant_no, 0, next)?;
             self.shared.recent.restore_older(tenant_no, older);
         }
+        // One transaction: the writer's id lookups never see the tables missing.
         self.conn
             .execute_batch(
-                "DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources; DROP TABLE IF EXISTS progress;",
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources;
+                 DROP TABLE IF EXISTS event_ids; DROP TABLE IF EXISTS progress;",
             )
             .map_err(sql_error)?;
-        schema::migrate_index(&self.conn).map_err(StoreError::Backend)?;
+        if let Err(error) = schema::migrate_index(&self.conn) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Backend(error));
+        }
+        self.conn.execute_batch("COMMIT").map_err(sql_error)?;
         self.progress.clear();
         self.shared.indexed_total.store(0, Ordering::SeqCst);
         self.mark_all_dirty();
