@@ -1,0 +1,425 @@
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, params};
+use serde_json::json;
+use veritrail_ledger::checkpoint::{Checkpoint, sign_checkpoint};
+use veritrail_ledger::hash::{Hash, leaf_hash};
+use veritrail_ledger::jcs;
+use veritrail_ledger::note::{NoteSigner, VerifierKey};
+use veritrail_store::{Store, StoredCheckpoint, Tenant};
+
+use super::{Location, SealedRecordError, VerifyError, canonical, read_sealed_head, verify_data_dir};
+use crate::schema::record_key;
+use crate::{LEDGER_FILE, SqliteStore};
+
+const TENANT: &str = "tn_alpha";
+const OTHER: &str = "tn_beta";
+const RECORDS: u64 = 100;
+
+fn signer() -> NoteSigner {
+    NoteSigner::from_seed("veritrail.test", [9; 32]).unwrap()
+}
+
+/// A data directory with `RECORDS` records for `TENANT` (checkpoints at 0, 5, 40 and 90,
+/// so the last 10 are not covered yet) and 20 for `OTHER` (checkpoint at 20).
+fn ledger(dir: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(dir).unwrap();
+        let keys = json!([{"verifier_key": signer().verifier_key().to_string(), "seed": "x",
+                           "created_at": "2024-01-01T00:00:00Z", "retired_at": null}]);
+        store.init_setting(super::SIGNING_KEYS_SETTING, keys.to_string().into_bytes()).await.unwrap();
+        for (tenant, records, checkpoints) in [(TENANT, RECORDS, &[0, 5, 40, 90][..]), (OTHER, 20, &[20][..])] {
+            let created_at = Timestamp::UNIX_EPOCH;
+            store.create_tenant(Tenant { id: tenant.into(), name: tenant.into(), created_at }).await.unwrap();
+            let mut appended = 0;
+            for &size in checkpoints.iter().chain([&records]) {
+                let events = (appended..size)
+                    .map(|i| veritrail_store::suite::prepared(json!({"id": format!("evt_{i}"), "action": "user.login", "actor": {"id": "u1", "email": "a@example.com"}, "metadata": {"n": i, "note": "a\nb"}})))
+                    .collect();
+                store.append(tenant, events).await.unwrap();
+                appended = size;
+                if checkpoints.contains(&size) {
+                    add_checkpoint(&store, tenant, size).await;
+                }
+            }
+        }
+        store.shutdown().await.unwrap();
+    });
+}
+
+async fn add_checkpoint(store: &SqliteStore, tenant: &str, size: u64) {
+    let head = store.tree_head(tenant).await.unwrap();
+    assert_eq!(head.size, size);
+    let checkpoint = Checkpoint::new(format!("veritrail.test/{tenant}"), size, Hash(head.root));
+    let note = sign_checkpoint(&checkpoint, &signer()).unwrap();
+    let stored = StoredCheckpoint { size, root: head.root, note, created_at: Timestamp::UNIX_EPOCH };
+    store.add_checkpoint(tenant, stored).await.unwrap();
+}
+
+fn open(dir: &Path) -> Connection {
+    Connection::open(dir.join(LEDGER_FILE)).unwrap()
+}
+
+fn key(conn: &Connection, tenant: &str, seq: u64) -> i64 {
+    let no: i64 = conn.query_row("SELECT no FROM tenants WHERE id = ?1", [tenant], |row| row.get(0)).unwrap();
+    record_key(no, seq)
+}
+
+fn sealed(conn: &Connection, key: i64) -> Vec<u8> {
+    conn.query_row("SELECT sealed FROM records WHERE key = ?1", [key], |row| row.get(0)).unwrap()
+}
+
+fn set_sealed(conn: &Connection, key: i64, sealed: &[u8], recompute_leaf: bool) {
+    conn.execute("UPDATE records SET sealed = ?2 WHERE key = ?1", params![key, sealed]).unwrap();
+    if recompute_leaf {
+        let leaf = leaf_hash(sealed);
+        conn.execute("UPDATE records SET leaf_hash = ?2 WHERE key = ?1", params![key, leaf.0.as_slice()]).unwrap();
+    }
+}
+
+fn replace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains(from), "{from} not in {text}");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+/// Builds a ledger, damages it with `tamper`, and returns the failure.
+fn failure_after(tamper: impl FnOnce(&Connection)) -> super::Failure {
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    tamper(&open(dir.path()));
+    match verify_data_dir(dir.path(), None) {
+        Err(VerifyError::Failed(failure)) => failure,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_intact_ledger_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let report = verify_data_dir(dir.path(), None).unwrap();
+    assert_eq!(report.quick_check, "ok");
+    assert_eq!(report.tenants.len(), 2);
+    assert_eq!(report.records(), RECORDS + 20);
+    assert_eq!(report.checkpoints(), 5);
+    assert_eq!(report.merkle_nodes(), RECORDS / 16 + 20 / 16);
+    assert_eq!(report.tenants[0].latest_checkpoint, Some(90));
+    assert_eq!(report.uncovered(), 10);
+
+    let trusted = [signer().verifier_key()];
+    assert_eq!(verify_data_dir(dir.path(), Some(&trusted)).unwrap(), report);
+}
+
+#[test]
+fn an_edited_record_is_caught_by_its_leaf_hash() {
+    let failure = failure_after(|conn| {
+        let key = key(conn, TENANT, 41);
+        set_sealed(conn, key, &replace(&sealed(conn, key), "user.login", "user.logon"), false);
+    });
+    assert_eq!((failure.tenant.as_deref(), failure.at), (Some(TENANT), Location::Seq(41)));
+    assert!(failure.problem.starts_with("leaf hash mismatch (stored "), "{failure}");
+    assert!(failure.to_string().starts_with("tenant tn_alpha: seq 41: leaf hash mismatch"), "{failure}");
+}
+
+#[test]
+fn an_edited_record_with_its_leaf_hash_is_caught_by_the_merkle_nodes() {
+    let failure = failure_after(|conn| {
+        let key = key(conn, TENANT, 41);
+        set_sealed(conn, key, &replace(&sealed(conn, key), "user.login", "user.logon"), true);
+    });
+    assert_eq!(failure.at, Location::Seqs { first: 32, last: 47 });
+    assert!(failure.problem.starts_with("merkle node (level 4, index 2) mismatch"), "{failure}");
+}
+
+#[test]
+fn an_edited_trailing_record_with_its_leaf_hash_is_caught_by_the_checkpoint() {
+    let failure = failure_after(|conn| {
+        let key = key(conn, TENANT, 81);
+        set_sealed(conn, key, &replace(&sealed(conn, key), "user.login", "user.logon"), true);
+    });
+    assert_eq!(failure.at, Location::Checkpoint { size: 90 });
+    assert!(failure.problem.starts_with("root mismatch (signed "), "{failure}");
+}
+
+#[test]
+fn a_deleted_record_is_missing() {
+    let failure = failure_after(|conn| {
+        conn.execute("DELETE FROM records WHERE key = ?1", [key(conn, TENANT, 41)]).unwrap();
+    });
+    assert_eq!((failure.at, failure.problem.as_str()), (Location::Seq(41), "missing"));
+}
+
+#[test]
+fn deleted_trailing_records_are_missing() {
+    // The last records, beyond every checkpoint: the merkle node of 80..=95 still tells.
+    let failure = failure_after(|conn| {
+        conn.execute(
+            "DELETE FROM records WHERE key >= ?1 AND key <= ?2",
+            [key(conn, TENANT, 85), key(conn, TENANT, 99)],
+        )
+        .unwrap();
+    });
+    assert_eq!(failure.at, Location::Seq(85));
+    assert_eq!(failure.problem, "missing (the checkpoint at size 90 covers it)");
+
+    let failure = failure_after(|conn| {
+        conn.execute(
+            "DELETE FROM records WHERE key >= ?1 AND key <= ?2",
+            [key(conn, TENANT, 95), key(conn, TENANT, 99)],
+        )
+        .unwrap();
+    });
+    assert_eq!(failure.at, Location::Seq(95));
+    assert_eq!(failure.problem, "missing (merkle node (level 4, index 5) covers seq 80..=95)");
+}
+
+#[test]
+fn swapped_records_claim_another_seq() {
+    let failure = failure_after(|conn| {
+        let (a, b) = (key(conn, TENANT, 41), key(conn, TENANT, 42));
+        let (sealed_a, sealed_b) = (sealed(conn, a), sealed(conn, b));
+        set_sealed(conn, a, &sealed_b, true);
+        set_sealed(conn, b, &sealed_a, true);
+    });
+    assert_eq!((failure.at, failure.problem.as_str()), (Location::Seq(41), "record claims seq 42"));
+}
+
+#[test]
+fn a_record_of_another_tenant_is_refused() {
+    let failure = failure_after(|conn| {
+        let key = key(conn, TENANT, 3);
+        set_sealed(conn, key, &replace(&sealed(conn, key), TENANT, "tn_alphb"), true);
+    });
+    assert_eq!((failure.at, failure.problem.as_str()), (Location::Seq(3), "record claims tenant tn_alphb"));
+}
+
+#[test]
+fn a_non_canonical_record_is_refused() {
+    let failure = failure_after(|conn| {
+        let key = key(conn, TENANT, 7);
+        set_sealed(conn, key, &replace(&sealed(conn, key), "\"action\":", "\"action\": "), true);
+    });
+    assert_eq!((failure.at, failure.problem.as_str()), (Location::Seq(7), "not canonical JSON"));
+}
+
+#[test]
+fn a_forged_checkpoint_is_refused() {
+    // Re-signed with a key of the forger's, registered in the ledger's own settings: only a
+    // trusted key given from outside catches it.
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let forger = NoteSigner::from_seed("veritrail.test", [6; 32]).unwrap();
+    let conn = open(dir.path());
+    let note: String = conn
+        .query_row("SELECT note FROM checkpoints WHERE tree_size = 40 AND tenant_no = 1", [], |row| row.get(0))
+        .unwrap();
+    let body = &note[..note.find("\n\n").unwrap() + 1];
+    let forged = forger.sign(body).unwrap();
+    conn.execute("UPDATE checkpoints SET note = ?1 WHERE tree_size = 40 AND tenant_no = 1", [&forged]).unwrap();
+    let failure = match verify_data_dir(dir.path(), None) {
+        Err(VerifyError::Failed(failure)) => failure,
+        other => panic!("expected a failure, got {other:?}"),
+    };
+    assert_eq!(failure.at, Location::Checkpoint { size: 40 });
+    assert_eq!(failure.problem, "note does not verify: note has no signature by a trusted key");
+
+    let keys = json!([{"verifier_key": forger.verifier_key().to_string()}, {"verifier_key": signer().verifier_key().to_string()}]);
+    conn.execute("UPDATE settings SET value = ?1 WHERE name = 'ledger.signing_keys'", [keys.to_string().into_bytes()])
+        .unwrap();
+    assert!(verify_data_dir(dir.path(), None).is_ok());
+    let trusted: [VerifierKey; 1] = [signer().verifier_key()];
+    assert!(matches!(verify_data_dir(dir.path(), Some(&trusted)), Err(VerifyError::Failed(_))));
+}
+
+#[test]
+fn a_stored_merkle_node_is_checked() {
+    let failure = failure_after(|conn| {
+        conn.execute("UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 3 AND tenant_no = 1", [])
+            .unwrap();
+    });
+    assert_eq!(failure.at, Location::Seqs { first: 48, last: 63 });
+    assert!(failure.problem.starts_with("merkle node (level 4, index 3) mismatch (stored AAAA"), "{failure}");
+    let failure = failure_after(|conn| {
+        conn.execute("DELETE FROM merkle_nodes WHERE level = 4 AND idx = 3 AND tenant_no = 1", []).unwrap();
+    });
+    assert_eq!(failure.problem, "merkle node (level 4, index 3) is missing");
+}
+
+#[test]
+fn records_outside_every_tenant_are_refused() {
+    let failure = failure_after(|conn| {
+        conn.execute(
+            "INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, 9, 'x', x'00', x'00')",
+            [record_key(9, 0)],
+        )
+        .unwrap();
+    });
+    assert_eq!((failure.tenant, failure.at), (None, Location::Ledger));
+    assert!(failure.problem.starts_with("record key 9895604649984 belongs to no tenant"), "{}", failure.problem);
+}
+
+#[test]
+fn a_missing_ledger_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(verify_data_dir(dir.path(), None), Err(VerifyError::NoLedger(_))));
+    assert!(!dir.path().join(LEDGER_FILE).exists(), "read-only: nothing created");
+}
+
+#[test]
+fn garbage_instead_of_a_database_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(LEDGER_FILE), vec![0x5a; 8192]).unwrap();
+    let result = verify_data_dir(dir.path(), None);
+    assert!(matches!(result, Err(VerifyError::Failed(_))), "{result:?}");
+}
+
+#[test]
+fn sealed_heads_are_read() {
+    let head = read_sealed_head(br#"{"id":"evt_1","seq":41,"tenant":"tn_x","v":1}"#).unwrap();
+    assert_eq!((head.seq, &*head.tenant, head.id.as_deref()), (41, "tn_x", Some("evt_1")));
+    // Escaped or exotic values take the reference path and give the same answer.
+    let head = read_sealed_head(br#"{"n":1.5,"seq":41,"tenant":"tn_\"x\"","\u00e9":0}"#);
+    assert!(head.is_err(), "names must be sorted by UTF-16 and é is not escaped in canonical form");
+    let head = read_sealed_head("{\"n\":1.5,\"seq\":41,\"tenant\":\"tn_\\\"x\\\"\",\"é\":0}".as_bytes()).unwrap();
+    assert_eq!((head.seq, &*head.tenant, head.id), (41, "tn_\"x\"", None));
+
+    let refused: [(&[u8], SealedRecordError); 8] = [
+        (b"", SealedRecordError::NotCanonical),
+        (b"{\"seq\":1,\"tenant\":\"t\"} ", SealedRecordError::NotCanonical),
+        (b"{\"tenant\":\"t\",\"seq\":1}", SealedRecordError::NotCanonical),
+        (b"[1,\"t\"]", SealedRecordError::NotAnObject),
+        (b"{\"seq\":-1,\"tenant\":\"t\"}", SealedRecordError::NoSeq),
+        (b"{\"seq\":1.5,\"tenant\":\"t\"}", SealedRecordError::NoSeq),
+        (b"{\"seq\":1,\"tenant\":7}", SealedRecordError::NoTenant),
+        (b"{\"id\":[],\"seq\":1,\"tenant\":\"t\"}", SealedRecordError::IdNotString),
+    ];
+    for (bytes, expected) in refused {
+        assert_eq!(read_sealed_head(bytes), Err(expected), "{}", String::from_utf8_lossy(bytes));
+    }
+}
+
+/// The fast check against the reference: it may only accept what `jcs::is_canonical`
+/// accepts, and it should accept the usual canonical records.
+#[test]
+fn the_fast_canonical_check_agrees_with_the_reference() {
+    let samples: &[&str] = &[
+        "{}",
+        "[]",
+        "0",
+        "-1",
+        "9007199254740992",
+        "-9007199254740992",
+        "9007199254740993",
+        "1e3",
+        "1.5",
+        "-0",
+        "01",
+        "\"\"",
+        "\"\\u001f\"",
+        "\"\\u001F\"",
+        "\"\\u000a\"",
+        "\"\\n\"",
+        "\"\\/\"",
+        "\"é\"",
+        "\"\\u00e9\"",
+        "\"\u{7f}\"",
+        "\"\u{2028}\"",
+        "{\"a\":1,\"a\":1}",
+        "{\"b\":1,\"a\":2}",
+        "{\"a\":1,\"b\":2}",
+        "{\"a\":[1,2,{\"c\":null}],\"b\":true}",
+        "{\"a\" :1}",
+        "[1,]",
+        "[1 ]",
+        "{\"a\":1,}",
+        "tru",
+        "nul",
+        "\"abc",
+        "{\"a\":\"\\ud800\"}",
+        "{\"\u{e000}\":1,\"\u{1f600}\":2}",
+        "[\"\\\"\\\\\\b\\t\\n\\f\\r\"]",
+    ];
+    for sample in samples {
+        let fast = canonical::check(sample.as_bytes()).is_some();
+        let reference = jcs::is_canonical(sample.as_bytes());
+        assert!(!fast || reference, "fast check accepts {sample:?}, the reference does not");
+    }
+    for accepted in ["{}", "-1", "9007199254740992", "\"\\u001f\"", "\"é\"", "{\"a\":[1,2,{\"c\":null}],\"b\":true}"] {
+        assert!(canonical::check(accepted.as_bytes()).is_some(), "{accepted}");
+    }
+
+    // Random documents, canonicalized, then with random bytes changed.
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let alphabet = b"{}[]\",:\\-0123456789.eEabtnfrlsu \x01\x1f\x7f\x80\xc3\xa9\xff";
+    for _ in 0..3000 {
+        let value = random.value(0);
+        let canonical = jcs::canonicalize(&value).unwrap();
+        assert!(jcs::is_canonical(canonical.as_bytes()));
+        let mut bytes = canonical.into_bytes();
+        for _ in 0..=random.below(3) {
+            let fast = canonical::check(&bytes).is_some();
+            assert!(!fast || jcs::is_canonical(&bytes), "fast check accepts {:?}", String::from_utf8_lossy(&bytes));
+            if bytes.is_empty() {
+                break;
+            }
+            let at = random.below(bytes.len() as u64) as usize;
+            bytes[at] = alphabet[random.below(alphabet.len() as u64) as usize];
+        }
+    }
+}
+
+/// xorshift64*: enough randomness for generating test documents.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+
+    fn string(&mut self) -> String {
+        let pieces = [
+            "a",
+            "b",
+            "seq",
+            "id",
+            "é",
+            "\n",
+            "\u{1}",
+            "\u{1f}",
+            "\"",
+            "\\",
+            "\u{7f}",
+            "\u{e000}",
+            "\u{1f600}",
+            "/",
+            "0123456789abcdef",
+            " !#$%&'()*+,-./",
+        ];
+        (0..self.below(6)).map(|_| pieces[self.below(pieces.len() as u64) as usize]).collect()
+    }
+
+    fn value(&mut self, depth: u32) -> serde_json::Value {
+        let kind = if depth > 3 { self.below(5) } else { self.below(7) };
+        match kind {
+            0 => serde_json::Value::Null,
+            1 => serde_json::Value::Bool(self.below(2) == 0),
+            2 => json!(self.below(1 << 54) as i64 - (1 << 53)),
+            3 => json!(self.below(1000) as f64 / 8.0),
+            4 => json!(self.string()),
+            5 => (0..self.below(4)).map(|_| self.value(depth + 1)).collect(),
+            _ => {
+                let map: serde_json::Map<_, _> =
+                    (0..self.below(5)).map(|_| (self.string(), self.value(depth + 1))).collect();
+                serde_json::Value::Object(map)
+            }
+        }
+    }
+}
