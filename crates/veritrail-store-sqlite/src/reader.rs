@@ -114,16 +114,16 @@ fn prefilter(query: &EventQuery) -> (String, Vec<SqlValue>) {
     }
     match (&query.resource_type, &query.resource_id) {
         (Some(rtype), Some(rid)) => {
-            sql.push_str(" AND e.key IN (SELECT key FROM event_resources WHERE rtype = ? AND rid = ?)");
-            args.push(SqlValue::Text(rtype.clone()));
+            sql.push_str(" AND e.key IN (SELECT key FROM event_resources WHERE rid = ? AND rtype = ?)");
             args.push(SqlValue::Text(rid.clone()));
+            args.push(SqlValue::Text(rtype.clone()));
         }
         (Some(rtype), None) => {
             sql.push_str(" AND e.key IN (SELECT key FROM event_resources WHERE rtype = ?)");
             args.push(SqlValue::Text(rtype.clone()));
         }
         (None, Some(rid)) => {
-            sql.push_str(" AND EXISTS (SELECT 1 FROM event_resources r WHERE r.rid = ? AND r.key = e.key)");
+            sql.push_str(" AND e.key IN (SELECT key FROM event_resources WHERE rid = ?)");
             args.push(SqlValue::Text(rid.clone()));
         }
         (None, None) => {}

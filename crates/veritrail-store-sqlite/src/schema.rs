@@ -28,7 +28,7 @@ pub(crate) fn key_seq(key: i64) -> u64 {
 }
 
 const LEDGER_SCHEMA_VERSION: i64 = 1;
-const INDEX_SCHEMA_VERSION: i64 = 1;
+const INDEX_SCHEMA_VERSION: i64 = 2;
 
 const LEDGER_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settings (
@@ -114,12 +114,13 @@ CREATE TABLE IF NOT EXISTS event_ids (
     seq       INTEGER NOT NULL,
     PRIMARY KEY (tenant_no, event_id)
 ) STRICT, WITHOUT ROWID;
--- The primary resource and every target of a record.
+-- The primary resource and every target of a record; id first, since resource_id alone is the
+-- common lookup ('what happened to p-42').
 CREATE TABLE IF NOT EXISTS event_resources (
-    rtype TEXT NOT NULL,
     rid   TEXT NOT NULL,
+    rtype TEXT NOT NULL,
     key   INTEGER NOT NULL,
-    PRIMARY KEY (rtype, rid, key)
+    PRIMARY KEY (rid, rtype, key)
 ) STRICT, WITHOUT ROWID;
 ";
 
@@ -160,8 +161,19 @@ pub(crate) fn migrate_ledger(conn: &Connection) -> Result<(), String> {
     migrate(conn, LEDGER_SCHEMA, LEDGER_SCHEMA_VERSION, "ledger")
 }
 
-/// Creates or checks the index schema.
+/// Creates or checks the index schema. An index of an older layout is derived data: its tables
+/// are dropped and rebuilt from the ledger.
 pub(crate) fn migrate_index(conn: &Connection) -> Result<(), String> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| format!("cannot read index schema version: {e}"))?;
+    if found > 0 && found < INDEX_SCHEMA_VERSION {
+        conn.execute_batch(
+            "DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS event_resources;
+             DROP TABLE IF EXISTS event_ids; DROP TABLE IF EXISTS progress;",
+        )
+        .map_err(|e| format!("cannot drop the old index layout: {e}"))?;
+    }
     migrate(conn, INDEX_SCHEMA, INDEX_SCHEMA_VERSION, "index")
 }
 

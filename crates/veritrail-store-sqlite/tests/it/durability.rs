@@ -105,3 +105,20 @@ async fn an_index_that_lost_rows_in_an_unclean_stop_is_rebuilt() {
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(count(&store).await, 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_an_older_layout_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..12)).await.unwrap();
+    assert_eq!(count(&store).await, 12);
+    store.shutdown().await.unwrap();
+    drop(store);
+    let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
+    index.pragma_update(None, "user_version", 1).unwrap();
+    drop(index);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(count(&store).await, 12);
+    let again = store.append("tn_a", events(3..4)).await.unwrap();
+    assert!(again[0].duplicate, "ids stay known while the index is rebuilt");
+}
