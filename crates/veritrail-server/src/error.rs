@@ -65,6 +65,20 @@ codes! {
     Internal => "internal", INTERNAL_SERVER_ERROR, "An unexpected server error; nothing was changed by it.";
 }
 
+/// `docs/errors.md`: the public code table as Markdown (a test keeps the file equal to this).
+pub fn error_table_markdown() -> String {
+    let mut out = String::from(
+        "# Error codes\n\nEvery error answer is `{\"error\": {\"code\", \"message\"}}`. The codes below never change\nmeaning; the message is for people and names the field or parameter at fault. Generated from\n`crates/veritrail-server/src/error.rs` (`VERITRAIL_BLESS=1 cargo test -p veritrail-server` rewrites\nthis file).\n\n| code | HTTP status | when |\n|---|---|---|\n",
+    );
+    for code in Code::ALL {
+        out.push_str(&format!("| `{}` | {} | {} |\n", code.name(), code.status().as_u16(), code.description()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {

@@ -214,6 +214,7 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
         .map_err(|e| ApiError::new(Code::Internal, format!("cannot sign checkpoint: {e}")))?;
     let stored = StoredCheckpoint { size: head.size, root: head.root, note, created_at: Timestamp::now() };
     ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), stored.clone());
+    state.metrics.checkpoints_signed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state.store.add_checkpoint(tenant, stored.clone()).await?;
     issued.insert(tenant.to_string(), (head.size, head.root));
     Ok(stored)
@@ -221,6 +222,7 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
 
 async fn control_failed(state: &AppState, tenant: &str, checkpoint_size: u64, what: &str) -> ApiError {
     tracing::error!(tenant, checkpoint_size, problem = what, "ledger self-check failed");
+    state.metrics.self_check_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state.ledger.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string());
     let actor = json!({"id": "veritrail", "type": "system", "name": "ledger self-check"});
     let metadata = json!({"control": "ledger.consistency", "checkpoint_size": checkpoint_size, "problem": what});

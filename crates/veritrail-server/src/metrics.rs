@@ -12,10 +12,14 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-/// Request counters keyed by (method, route, status class).
+/// Request counters keyed by (method, route, status class), and ledger counters.
 #[derive(Default)]
 pub(crate) struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Checkpoints signed since start.
+    pub(crate) checkpoints_signed: std::sync::atomic::AtomicU64,
+    /// Ledger self-checks that failed since start (`audit.control.failed`).
+    pub(crate) self_check_failures: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -57,6 +61,16 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP veritrail_index_rebuilding 1 while the query index is rebuilt from the ledger.");
     let _ = writeln!(out, "# TYPE veritrail_index_rebuilding gauge");
     let _ = writeln!(out, "veritrail_index_rebuilding {}", u8::from(stats.index.rebuilding));
+    let counter = |value: &std::sync::atomic::AtomicU64| value.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP veritrail_checkpoints_signed_total Ledger checkpoints signed since start.");
+    let _ = writeln!(out, "# TYPE veritrail_checkpoints_signed_total counter");
+    let _ = writeln!(out, "veritrail_checkpoints_signed_total {}", counter(&state.metrics.checkpoints_signed));
+    let _ = writeln!(
+        out,
+        "# HELP veritrail_ledger_self_check_failures_total Ledgers found altered underneath the server since start."
+    );
+    let _ = writeln!(out, "# TYPE veritrail_ledger_self_check_failures_total counter");
+    let _ = writeln!(out, "veritrail_ledger_self_check_failures_total {}", counter(&state.metrics.self_check_failures));
     let _ = writeln!(out, "# HELP veritrail_http_requests_total HTTP requests by method, route and status class.");
     let _ = writeln!(out, "# TYPE veritrail_http_requests_total counter");
     let requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();

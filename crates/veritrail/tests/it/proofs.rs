@@ -171,6 +171,7 @@ fn storage_altered_underneath_the_server_raises_a_control_failure() {
     let reply = c.post_raw(Some(&api_key), "/v1/ledger/checkpoint", "text/plain", b"");
     assert_eq!(reply.status, 500, "a forked ledger is never signed: {}", reply.text());
     assert!(reply.text().contains("self-check failed"));
+    assert!(c.get(None, "/metrics").text().contains("veritrail_ledger_self_check_failures_total 1"));
     // The failure is on record in the ledger itself.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
