@@ -48,11 +48,37 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_whole_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::new(Code::Internal, "unexpected server error").into_response()
         }))
         .with_state(state)
+}
+
+/// Reads every request body (up to the limit) before routing, so that an early refusal (bad
+/// token, wrong content type) never closes a connection with unread data in it: the kernel would
+/// answer that with a reset that can destroy the response before the client reads it.
+async fn read_whole_body(State(state): State<AppState>, request: Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let limit = state.config.limits.max_body_bytes;
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(error) => {
+            let mut too_large = false;
+            let mut cause: Option<&dyn std::error::Error> = Some(&error);
+            while let Some(current) = cause {
+                too_large |= current.to_string().contains("length limit exceeded");
+                cause = current.source();
+            }
+            if too_large {
+                ApiError::new(Code::PayloadTooLarge, format!("request body is larger than {limit} bytes"))
+                    .into_response()
+            } else {
+                ApiError::new(Code::InvalidRequest, format!("cannot read request body: {error}")).into_response()
+            }
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
