@@ -123,8 +123,9 @@ pub(crate) struct Ledger {
     keys: std::sync::RwLock<std::sync::Arc<LedgerKeys>>,
     /// `<server origin>`; a tenant's checkpoint origin is `<server origin>/<tenant>`.
     pub(crate) origin: String,
-    /// Serialises issuing, so two checkpoints of one size are never signed differently.
-    issuing: tokio::sync::Mutex<HashMap<String, (u64, [u8; 32])>>,
+    /// Serialises issuing and key rotation, so two checkpoints of one size are never signed
+    /// differently.
+    issuing: tokio::sync::Mutex<()>,
     /// Tenants whose self-check failed: no further checkpoint is signed for them.
     failed: std::sync::Mutex<HashSet<String>>,
     /// The newest checkpoint signed per tenant, served before its write reaches the store (it is
@@ -137,7 +138,7 @@ impl Ledger {
         Ledger {
             keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
             origin,
-            issuing: tokio::sync::Mutex::new(HashMap::new()),
+            issuing: tokio::sync::Mutex::new(()),
             failed: Default::default(),
             latest: Default::default(),
         }
@@ -176,21 +177,21 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
             "ledger self-check failed earlier; no checkpoint is signed until resolved",
         ));
     }
-    let mut issued = ledger.issuing.lock().await;
+    let issuing = ledger.issuing.lock().await;
     let head = state.store.tree_head(tenant).await?;
     let previous = state.store.latest_checkpoint(tenant).await?;
     if let Some(previous) = &previous
         && previous.size == head.size
     {
         if previous.root != head.root {
-            drop(issued);
+            drop(issuing);
             return Err(control_failed(state, tenant, previous.size, "root at an already signed size changed").await);
         }
         return Ok(previous.clone());
     }
     if let Some(previous) = &previous {
         if previous.size > head.size {
-            drop(issued);
+            drop(issuing);
             return Err(
                 control_failed(state, tenant, previous.size, "ledger is shorter than its last checkpoint").await
             );
@@ -199,7 +200,7 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
         let consistent =
             tree::verify_consistency(previous.size, head.size, &proof, &Hash(previous.root), &Hash(head.root));
         if consistent.is_err() {
-            drop(issued);
+            drop(issuing);
             return Err(control_failed(
                 state,
                 tenant,
@@ -216,7 +217,6 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
     ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), stored.clone());
     state.metrics.checkpoints_signed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state.store.add_checkpoint(tenant, stored.clone()).await?;
-    issued.insert(tenant.to_string(), (head.size, head.root));
     Ok(stored)
 }
 
@@ -258,8 +258,8 @@ pub(crate) async fn checkpoint_covering(
 struct Recorder(std::sync::Mutex<Vec<(u32, u64)>>);
 
 impl NodeSource for Recorder {
-    type Error = std::convert::Infallible;
-    fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+    type Error = String;
+    fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push((level, index));
         Ok(Hash([0; 32]))
     }
@@ -282,25 +282,11 @@ where
     F: Fn(&dyn NodeSource<Error = String>) -> Result<Vec<Hash>, ProofError<String>>,
 {
     let recorder = Recorder(std::sync::Mutex::new(Vec::new()));
-    let adapter = Adapter(&recorder);
-    generate(&adapter).map_err(proof_error)?;
+    generate(&recorder).map_err(proof_error)?;
     let nodes = recorder.0.into_inner().unwrap_or_else(|p| p.into_inner());
     let hashes = state.store.subtree_hashes(tenant, nodes.clone()).await?;
     let fetched = Fetched(nodes.into_iter().zip(hashes.into_iter().map(Hash)).collect());
     generate(&fetched).map_err(proof_error)
-}
-
-/// Lets the infallible recorder stand where a `NodeSource<Error = String>` is expected.
-struct Adapter<'a>(&'a Recorder);
-
-impl NodeSource for Adapter<'_> {
-    type Error = String;
-    fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
-        match self.0.perfect_subtree(level, index) {
-            Ok(hash) => Ok(hash),
-            Err(never) => match never {},
-        }
-    }
 }
 
 fn proof_error(error: ProofError<String>) -> ApiError {

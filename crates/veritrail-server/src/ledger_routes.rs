@@ -118,12 +118,7 @@ pub(crate) async fn get_records(
     let metadata = json!({"ledger_records": {"from": from, "limit": limit}});
     audit::record(&state, &key.tenant, "audit.read", key.actor_json(), metadata, &request).await?;
     let records = state.store.records(&key.tenant, from, limit as u32).await?;
-    let mut body = Vec::new();
-    for record in records {
-        body.extend_from_slice(&record.sealed);
-        body.push(b'\n');
-    }
-    let mut response = body.into_response();
+    let mut response = sealed_lines(&records).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)
 }
@@ -168,6 +163,17 @@ pub(crate) async fn get_consistency(
     check_size(&state, &key.tenant, second).await?;
     let hashes = ledger::consistency_proof(&state, &key.tenant, first, second).await?;
     Ok(Json(json!({"first": first, "second": second, "hashes": encode_hashes(&hashes)})))
+}
+
+/// Sealed records as NDJSON: the exact stored bytes (canonical JSON has no raw newline), one per
+/// line.
+fn sealed_lines(records: &[veritrail_store::StoredEvent]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.sealed.len() + 1).sum());
+    for record in records {
+        out.extend_from_slice(&record.sealed);
+        out.push(b'\n');
+    }
+    out
 }
 
 async fn check_size(state: &AppState, tenant: &str, size: u64) -> Result<(), ApiError> {
@@ -240,12 +246,8 @@ pub(crate) async fn export_bundle(state: AppState, tenant: String) -> Result<Res
             let limit = (size - next).min(u64::from(RECORD_PAGE)) as u32;
             match state.store.records(&tenant, next, limit).await {
                 Ok(records) if !records.is_empty() => {
-                    let mut out = Vec::new();
-                    for record in &records {
-                        out.extend_from_slice(&record.sealed);
-                        out.push(b'\n');
-                    }
-                    Some((Ok(Bytes::from(out)), (None, next + records.len() as u64)))
+                    let lines = Bytes::from(sealed_lines(&records));
+                    Some((Ok(lines), (None, next + records.len() as u64)))
                 }
                 Ok(_) | Err(_) => {
                     tracing::error!(tenant, next, "ledger bundle export failed mid-stream");

@@ -58,7 +58,7 @@ pub struct AppState {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) pepper: Arc<[u8]>,
     pub(crate) bootstrap_hash: [u8; 32],
-    pub(crate) metrics: Arc<metrics::HttpMetrics>,
+    pub(crate) metrics: Arc<metrics::ServerMetrics>,
     pub(crate) ledger: Arc<ledger::Ledger>,
 }
 
@@ -114,7 +114,7 @@ impl Server {
             config: Arc::new(config),
             pepper: pepper.into(),
             bootstrap_hash,
-            metrics: Arc::new(metrics::HttpMetrics::default()),
+            metrics: Arc::new(metrics::ServerMetrics::default()),
             ledger: Arc::new(ledger::Ledger::new(keys, origin)),
         };
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));

@@ -14,7 +14,7 @@ use crate::AppState;
 
 /// Request counters keyed by (method, route, status class), and ledger counters.
 #[derive(Default)]
-pub(crate) struct HttpMetrics {
+pub(crate) struct ServerMetrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// Checkpoints signed since start.
     pub(crate) checkpoints_signed: std::sync::atomic::AtomicU64,

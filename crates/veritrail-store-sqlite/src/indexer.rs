@@ -9,9 +9,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
-use serde_json::Value;
 use tokio::sync::oneshot;
-use veritrail_model::PersonalData;
 use veritrail_store::{StoreError, StoreResult};
 
 use crate::schema::{self, MAX_SEQ, key_seq, record_key};
@@ -206,18 +204,6 @@ impl Indexer {
             self.shared.indexed_total.fetch_add(count as u64, Ordering::SeqCst);
         }
         Ok(count)
-    }
-}
-
-/// Opens a record for indexing; a damaged personal sidecar is indexed as erased rather than
-/// stopping the indexer.
-pub(crate) fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<Value> {
-    let personal = personal.and_then(|bytes| PersonalData::from_bytes(bytes).ok());
-    match veritrail_model::open(sealed, personal.as_ref()) {
-        Ok(view) => Ok(view),
-        Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
-            .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
-        Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
     }
 }
 

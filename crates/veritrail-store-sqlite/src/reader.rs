@@ -3,10 +3,10 @@
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use veritrail_model::PersonalData;
 use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
 use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
 
-use crate::indexer::open_view;
 use crate::schema::{MAX_SEQ, key_seq, record_key};
 use crate::sql_error;
 
@@ -34,6 +34,18 @@ type RecordRow = (i64, String, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+/// Opens a record as readers see it; a damaged personal sidecar reads as erased rather than
+/// failing the query.
+fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<serde_json::Value> {
+    let personal = personal.and_then(|bytes| PersonalData::from_bytes(bytes).ok());
+    match veritrail_model::open(sealed, personal.as_ref()) {
+        Ok(view) => Ok(view),
+        Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
+            .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
+        Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
+    }
 }
 
 /// One record by event id: recent ids first, then the index (in a snapshot taken after).

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use veritrail_ledger::hash::{Hash, node_hash};
-use veritrail_ledger::tree::{Frontier, subtrees_for_size};
+use veritrail_ledger::tree::{Frontier, NodeSource};
 use veritrail_store::{StoreError, StoreResult};
 
 use crate::schema::{NODE_LEVEL_STEP, record_key};
@@ -88,10 +88,18 @@ pub(crate) fn tree_size(conn: &Connection, tenant_no: i64) -> StoreResult<u64> {
 
 /// The tenant's frontier (compact range) at `size`, rebuilt from stored hashes.
 pub(crate) fn load_frontier(conn: &Connection, tenant_no: i64, size: u64) -> StoreResult<Frontier> {
-    let mut hashes = Vec::new();
-    for (level, index) in subtrees_for_size(size) {
-        hashes.push(subtree_hash(conn, tenant_no, level, index)?);
+    Frontier::from_source(size, &StoredTree { conn, tenant_no })
+}
+
+/// A tenant's stored tree as the ledger crate's [`NodeSource`].
+struct StoredTree<'a> {
+    conn: &'a Connection,
+    tenant_no: i64,
+}
+
+impl NodeSource for StoredTree<'_> {
+    type Error = StoreError;
+    fn perfect_subtree(&self, level: u32, index: u64) -> StoreResult<Hash> {
+        subtree_hash(self.conn, self.tenant_no, level, index)
     }
-    Frontier::from_subtrees(size, hashes)
-        .map_err(|e| StoreError::Corrupt(format!("cannot rebuild merkle frontier: {e}")))
 }
