@@ -2,12 +2,18 @@
 //! ledger"): how soon a signed checkpoint covers an acknowledged event under full ingest load,
 //! inclusion-proof latency on the loaded tree, and `verify --data-dir` speed.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use veritrail_model::{PrepareContext, PreparedEvent};
+use veritrail_store::Store;
+use veritrail_store_sqlite::SqliteStore;
 
 use crate::events::Generator;
+use crate::stats::{self, CpuSnapshot, median, min_max};
 use crate::vt::{VtServer, agent};
 
 /// Figures of one ledger run.
@@ -202,4 +208,325 @@ pub fn table(figures: &LedgerFigures) -> String {
         figures.verify.1,
         if figures.verify.0 >= 1_000_000.0 { "**met**" } else { "**not met**" },
     )
+}
+
+/// The file a directly loaded data directory keeps its tenant and API key in, so a later run
+/// (`--data-dir`) can reuse the load.
+const MANIFEST: &str = "bench-ledger.json";
+
+/// A data directory whose tenant's ledger was loaded straight through `SqliteStore::append`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DirectLoad {
+    /// The tenant id.
+    pub tenant: String,
+    /// Its admin API key.
+    pub key: String,
+    /// Generated events appended (the tree also holds the tenant's own first records).
+    pub events: u64,
+}
+
+/// Prepares generated events as the ingest path does (parse, validate, seal members with
+/// commitments), with deterministic salts.
+fn prepare_events(generator: &Generator, range: std::ops::Range<u64>) -> Result<Vec<PreparedEvent>> {
+    let limits = veritrail_model::Limits::default();
+    let now = jiff::Timestamp::now();
+    let mut prepared = Vec::with_capacity((range.end - range.start) as usize);
+    for index in range {
+        let event = generator.event(index);
+        let parsed = veritrail_model::parse_event(event.json.as_bytes(), &limits)
+            .map_err(|e| anyhow::anyhow!("generated event {index} is invalid: {e:?}"))?;
+        let mut rng = crate::events::Rng::new(index ^ 0x5eed_5a17);
+        let mut salt = || {
+            let mut salt = [0u8; 32];
+            for chunk in salt.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+            }
+            salt
+        };
+        let context = PrepareContext { id_if_missing: String::new(), now, salt: &mut salt };
+        prepared.push(parsed.prepare(context).map_err(|e| anyhow::anyhow!("cannot prepare event {index}: {e}"))?);
+    }
+    Ok(prepared)
+}
+
+/// Loads `events` generated events into a single tenant's ledger in `dir` without HTTP: the
+/// tenant (with its API key and signing key) is created by the real server, then the events are
+/// prepared on a few threads and appended straight into `SqliteStore` in batches of `batch`
+/// (durable group commits, tree maintained, indexed), and finally the server runs once more so a
+/// signed checkpoint covers the whole tree. Reuses `dir` if it already holds such a load of the
+/// same size.
+pub fn load_direct(dir: &Path, events: u64, batch: usize) -> Result<DirectLoad> {
+    let manifest = dir.join(MANIFEST);
+    if manifest.is_file() {
+        let loaded: DirectLoad = serde_json::from_slice(&std::fs::read(&manifest)?)?;
+        if loaded.events != events {
+            bail!(
+                "{} holds a load of {} events, not {events}: delete it or pass --events {}",
+                dir.display(),
+                loaded.events,
+                loaded.events
+            );
+        }
+        println!("reusing {} ({} events, tenant {})", dir.display(), loaded.events, loaded.tenant);
+        return Ok(loaded);
+    }
+    if dir.join(veritrail_store_sqlite::LEDGER_FILE).exists() {
+        bail!("{} holds a ledger that this benchmark did not load", dir.display());
+    }
+    std::fs::create_dir_all(dir)?;
+    let (tenant, key) = {
+        let mut server = VtServer::start(dir)?;
+        let key = server.create_tenant("bench-ledger")?;
+        let origin = checkpoint_origin(&agent(1), &server.base, &format!("Bearer {key}"))?;
+        server.stop();
+        let tenant = origin.rsplit('/').next().unwrap_or_default().to_string();
+        (tenant, key)
+    };
+
+    println!("== loading {events} events straight into SqliteStore (batches of {batch}, no HTTP) ==");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let store = SqliteStore::open(dir).map_err(|e| anyhow::anyhow!("cannot open store: {e}"))?;
+    let generator = Generator::new(7, events, jiff::Timestamp::now());
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    // Three threads prepare and append: while one waits for its group commit, the others prepare.
+    std::thread::scope(|scope| -> Result<()> {
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            workers.push(scope.spawn(|| -> Result<()> {
+                loop {
+                    let first = next.fetch_add(batch as u64, Ordering::Relaxed);
+                    if first >= events {
+                        return Ok(());
+                    }
+                    let end = (first + batch as u64).min(events);
+                    let prepared = prepare_events(&generator, first..end)?;
+                    runtime
+                        .block_on(store.append(&tenant, prepared))
+                        .map_err(|e| anyhow::anyhow!("append failed: {e}"))?;
+                    let total = done.fetch_add(end - first, Ordering::Relaxed) + (end - first);
+                    let step = 1_000_000u64.min(events.div_ceil(4).max(1));
+                    if total / step != (total - (end - first)) / step {
+                        let secs = started.elapsed().as_secs_f64();
+                        println!("  {total} events appended in {secs:.0} s ({:.0}/s)", total as f64 / secs);
+                    }
+                }
+            }));
+        }
+        for worker in workers {
+            worker.join().map_err(|_| anyhow::anyhow!("loader panicked"))??;
+        }
+        Ok(())
+    })?;
+    let appended_secs = started.elapsed().as_secs_f64();
+    runtime.block_on(store.wait_indexed()).map_err(|e| anyhow::anyhow!("index wait failed: {e}"))?;
+    runtime.block_on(store.shutdown()).map_err(|e| anyhow::anyhow!("shutdown failed: {e}"))?;
+    drop(store);
+    println!(
+        "appended {events} events in {appended_secs:.0} s ({:.0}/s), indexed after {:.0} s",
+        events as f64 / appended_secs,
+        started.elapsed().as_secs_f64()
+    );
+
+    // A signed checkpoint over the whole tree (the server signs one at start-up and at shutdown).
+    let mut server = VtServer::start(dir)?;
+    let auth = format!("Bearer {key}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while checkpoint_size(&agent(1), &server.base, &auth)? < events {
+        if Instant::now() > deadline {
+            bail!("no checkpoint covering the load after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.stop();
+    let loaded = DirectLoad { tenant, key, events };
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&loaded)?)?;
+    Ok(loaded)
+}
+
+/// The origin line of the tenant's latest checkpoint (`<server origin>/<tenant>`).
+fn checkpoint_origin(agent: &ureq::Agent, base: &str, auth: &str) -> Result<String> {
+    let text = agent
+        .get(format!("{base}/v1/ledger/checkpoint"))
+        .header("authorization", auth)
+        .call()?
+        .body_mut()
+        .read_to_string()?;
+    match text.lines().next() {
+        Some(origin) if origin.contains('/') => Ok(origin.to_string()),
+        _ => bail!("not a checkpoint: {text}"),
+    }
+}
+
+/// Where a benchmark's data directory lives: `--data-dir` (kept), or a temporary one under the
+/// work directory (deleted at the end).
+pub enum DataDir {
+    /// Given by the user; kept for later runs.
+    Kept(PathBuf),
+    /// Deleted when dropped.
+    Temporary(tempfile::TempDir),
+}
+
+impl DataDir {
+    /// `given`, or a fresh temporary directory under `work`.
+    pub fn new(given: Option<&Path>, work: &Path) -> Result<DataDir> {
+        Ok(match given {
+            Some(dir) => DataDir::Kept(dir.to_path_buf()),
+            None => DataDir::Temporary(tempfile::Builder::new().prefix("veritrail-bench-ledger-").tempdir_in(work)?),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        match self {
+            DataDir::Kept(dir) => dir,
+            DataDir::Temporary(dir) => dir.path(),
+        }
+    }
+}
+
+/// One run of `verify_data_dir`.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyRun {
+    /// Records verified per second of wall-clock time.
+    pub rate: f64,
+    /// CPU time the verification used per record, µs (all its threads).
+    pub cpu_us_per_record: f64,
+    /// Cores' worth of CPU that other processes used meanwhile (0–2 here).
+    pub others_cores: f64,
+}
+
+/// Runs `verify_data_dir` over `dir` `runs` times.
+pub fn run_verify(dir: &Path, runs: usize) -> Result<Vec<VerifyRun>> {
+    let mut results = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let before = CpuSnapshot::take(None);
+        let began = Instant::now();
+        let report = veritrail_store_sqlite::verify::verify_data_dir(dir, None)
+            .map_err(|e| anyhow::anyhow!("verify failed: {e}"))?;
+        let secs = began.elapsed().as_secs_f64();
+        let after = CpuSnapshot::take(None);
+        let records = report.records();
+        let cpu = after.process - before.process;
+        let others = ((after.machine_busy - before.machine_busy) - cpu).max(0.0) / secs;
+        let result = VerifyRun {
+            rate: records as f64 / secs,
+            cpu_us_per_record: cpu * 1e6 / records.max(1) as f64,
+            others_cores: others,
+        };
+        println!(
+            "verify run {run}: {records} records, {} checkpoints, {} merkle nodes in {secs:.3} s: {:.0} records/s; \
+             {cpu:.2} CPU-s ({:.2} µs/record); other processes used {others:.2} cores",
+            report.checkpoints(),
+            report.merkle_nodes(),
+            result.rate,
+            result.cpu_us_per_record,
+        );
+        results.push(result);
+    }
+    let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();
+    let cpu: Vec<f64> = results.iter().map(|r| r.cpu_us_per_record).collect();
+    let others: Vec<f64> = results.iter().map(|r| r.others_cores).collect();
+    let (low, high) = min_max(&rates);
+    println!(
+        "verify --data-dir: median {:.0} records/s [{low:.0}–{high:.0}] over {runs} runs; median {:.2} CPU-µs per \
+         record; other processes used {:.2} cores (median)",
+        median(&rates),
+        median(&cpu),
+        median(&others)
+    );
+    Ok(results)
+}
+
+/// Latencies of one kind of proof in one round.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofRound {
+    /// Median, ms.
+    pub p50: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+    /// Slowest, ms.
+    pub max: f64,
+}
+
+impl ProofRound {
+    fn of(samples: &[f64]) -> ProofRound {
+        ProofRound {
+            p50: stats::percentile(samples, 50.0),
+            p99: stats::percentile(samples, 99.0),
+            max: min_max(samples).1,
+        }
+    }
+}
+
+/// Starts the real server on a loaded data dir and times `count` inclusion proofs (random
+/// leaves) and `count` consistency proofs (random first size, the checkpoint's size second) per
+/// round, over one keep-alive connection, against the latest checkpoint.
+pub fn run_proofs(
+    dir: &Path,
+    loaded: &DirectLoad,
+    count: usize,
+    rounds: usize,
+) -> Result<Vec<(ProofRound, ProofRound)>> {
+    let server = VtServer::start(dir)?;
+    server.wait_indexed(Duration::from_secs(3600))?;
+    let auth = format!("Bearer {}", loaded.key);
+    let agent = agent(1);
+    let tree_size = checkpoint_size(&agent, &server.base, &auth)?;
+    println!("== proofs over HTTP on a {tree_size}-leaf tree: {count} inclusion + {count} consistency per round ==");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut random = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    let time = |url: String| -> Result<f64> {
+        let began = Instant::now();
+        let mut response = agent.get(url).header("authorization", &auth).call()?;
+        let body = response.body_mut().read_to_vec()?;
+        let elapsed = began.elapsed().as_secs_f64() * 1000.0;
+        if response.status().as_u16() != 200 {
+            bail!("proof: status {}: {}", response.status(), String::from_utf8_lossy(&body));
+        }
+        Ok(elapsed)
+    };
+    // Warm-up: the first requests open reader connections.
+    for _ in 0..20 {
+        time(format!("{}/v1/ledger/proof/inclusion?seq={}&tree_size={tree_size}", server.base, random(tree_size)))?;
+    }
+    let mut results = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut inclusion = Vec::with_capacity(count);
+        for _ in 0..count {
+            let seq = random(tree_size);
+            inclusion.push(time(format!("{}/v1/ledger/proof/inclusion?seq={seq}&tree_size={tree_size}", server.base))?);
+        }
+        let mut consistency = Vec::with_capacity(count);
+        for _ in 0..count {
+            let first = 1 + random(tree_size - 1);
+            consistency
+                .push(time(format!("{}/v1/ledger/proof/consistency?first={first}&second={tree_size}", server.base))?);
+        }
+        let (inclusion, consistency) = (ProofRound::of(&inclusion), ProofRound::of(&consistency));
+        println!(
+            "round {round}: inclusion p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms; consistency p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms",
+            inclusion.p50, inclusion.p99, inclusion.max, consistency.p50, consistency.p99, consistency.max
+        );
+        results.push((inclusion, consistency));
+    }
+    let pick = |f: &dyn Fn(&(ProofRound, ProofRound)) -> f64| {
+        let values: Vec<f64> = results.iter().map(f).collect();
+        let (low, high) = min_max(&values);
+        format!("{:.3} ms [{low:.3}–{high:.3}]", median(&values))
+    };
+    println!(
+        "proofs on {tree_size} leaves, median of {rounds} rounds: inclusion p50 {}, p99 {}; consistency p50 {}, p99 {}",
+        pick(&|r| r.0.p50),
+        pick(&|r| r.0.p99),
+        pick(&|r| r.1.p50),
+        pick(&|r| r.1.p99)
+    );
+    Ok(results)
 }

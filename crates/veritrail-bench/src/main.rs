@@ -15,6 +15,10 @@ mod vt;
 #[cfg(test)]
 mod tests;
 
+/// The allocator of the `veritrail` binary, so that the in-process server measures like it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +47,10 @@ enum Which {
     Baseline,
     /// The ledger's own figures: checkpoint lag under load, inclusion proofs, verify speed.
     Ledger,
+    /// `verify --data-dir` speed alone, on a store loaded straight through `SqliteStore` appends.
+    Verify,
+    /// Inclusion and consistency proofs over HTTP on a large tree loaded straight into the store.
+    Proofs,
 }
 
 /// Benchmarks of Veritrail against a naive PostgreSQL audit table, in the same run.
@@ -91,6 +99,13 @@ struct Cli {
     /// Print a few generated events (wire JSON and the PostgreSQL row) and exit.
     #[arg(long)]
     show_events: bool,
+    /// `verify` / `proofs`: the data directory to load (kept afterwards) or to reuse if an
+    /// earlier run loaded it [default: a temporary directory under the work directory, deleted].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `proofs`: inclusion proofs (and as many consistency proofs) per round.
+    #[arg(long, default_value_t = 2000)]
+    proofs: usize,
 }
 
 /// The resolved plan of a run.
@@ -141,6 +156,17 @@ fn main() -> Result<()> {
         println!("{}", report::machine(&work_dir));
         let figures = ledger::run(plan.events, plan.clients, plan.batch, &work_dir)?;
         println!("\n{}", ledger::table(&figures));
+        return Ok(());
+    }
+    if matches!(cli.which, Which::Verify | Which::Proofs) {
+        println!("{}", report::machine(&work_dir));
+        let data_dir = ledger::DataDir::new(cli.data_dir.as_deref(), &work_dir)?;
+        let loaded = ledger::load_direct(data_dir.path(), plan.events, plan.batch)?;
+        if cli.which == Which::Verify {
+            ledger::run_verify(data_dir.path(), cli.rounds.unwrap_or(5).max(1))?;
+        } else {
+            ledger::run_proofs(data_dir.path(), &loaded, cli.proofs.max(10), cli.rounds.unwrap_or(3).max(1))?;
+        }
         return Ok(());
     }
     let run_vt = cli.which != Which::Baseline;

@@ -1,12 +1,14 @@
 //! Parsing HTTP ingest bodies: one event, a JSON array of events, or NDJSON.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{BatchError, ValidationError, ValidationErrorKind};
 use crate::event::Event;
 use crate::json::parse_strict;
 use crate::limits::Limits;
 use crate::validate::validate_event;
+use crate::wire;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,51 @@ pub fn parse_event(json: &[u8], limits: &Limits) -> Result<Event, ValidationErro
 /// Parses and validates an HTTP ingest body. All-or-nothing: the first bad event rejects the
 /// whole body, and [`BatchError::index`] says which one it was.
 pub fn parse_batch(body: &[u8], format: BodyFormat, limits: &Limits) -> Result<Vec<Event>, BatchError> {
+    if let Some(events) = fast_batch(body, format, limits) {
+        return Ok(events);
+    }
+    reference_batch(body, format, limits)
+}
+
+/// Every event of a valid body through the fast path ([`crate::wire`]), and an event it is
+/// unsure of through the reference path; `None` as soon as anything is refused or the body is
+/// unusual, so that [`reference_batch`] over the whole body decides and words the error exactly
+/// as it always has.
+fn fast_batch(body: &[u8], format: BodyFormat, limits: &Limits) -> Option<Vec<Event>> {
+    if body.len() > limits.max_body_bytes || limits.max_depth > wire::MAX_FAST_DEPTH {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let one = |raw: &str| wire::event(raw, limits).or_else(|| validate_event(&parse_strict(raw).ok()?, limits).ok());
+    let events = match format {
+        BodyFormat::Json => {
+            let text = text.trim_matches(is_json_whitespace);
+            if text.starts_with('[') {
+                let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+                if items.len() > limits.max_batch_events {
+                    return None;
+                }
+                items.iter().map(|raw| one(raw.get())).collect::<Option<Vec<_>>>()?
+            } else {
+                vec![one(text)?]
+            }
+        }
+        BodyFormat::Ndjson => {
+            let mut events = Vec::new();
+            for line in text.split('\n').filter(|line| !is_blank(line)) {
+                if events.len() == limits.max_batch_events {
+                    return None;
+                }
+                events.push(one(line)?);
+            }
+            events
+        }
+    };
+    (!events.is_empty()).then_some(events)
+}
+
+/// The reference parser: the whole body as a JSON tree, then [`validate_event`] on each event.
+fn reference_batch(body: &[u8], format: BodyFormat, limits: &Limits) -> Result<Vec<Event>, BatchError> {
     if body.len() > limits.max_body_bytes {
         return Err(whole_body(ValidationError::new(
             ValidationErrorKind::BodyTooLarge,
@@ -100,7 +147,11 @@ fn parse_ndjson_line(line: &str, line_number: usize, limits: &Limits) -> Result<
 
 /// Only JSON whitespace (space, tab, CR, LF) counts as blank.
 fn is_blank(line: &str) -> bool {
-    line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    line.chars().all(is_json_whitespace)
+}
+
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 fn empty() -> BatchError {

@@ -114,6 +114,16 @@ pub(crate) fn check_values(value: &Value, limits: &Limits) -> Result<(), Validat
     check_value(value, &mut path, 1, limits)
 }
 
+/// [`check_values`] for a value found at `path`, `depth` levels down in an event.
+pub(crate) fn check_values_at(
+    value: &Value,
+    path: &mut String,
+    depth: usize,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
+    check_value(value, path, depth, limits)
+}
+
 fn check_value(value: &Value, path: &mut String, depth: usize, limits: &Limits) -> Result<(), ValidationError> {
     match value {
         Value::Null | Value::Bool(_) => Ok(()),

@@ -18,9 +18,12 @@ mod metadata;
 mod personal;
 mod seal;
 pub mod taxonomy;
+#[cfg(test)]
+mod test_events;
 mod time;
 mod validate;
 mod vocabulary;
+mod wire;
 
 pub use batch::{BodyFormat, parse_batch, parse_event};
 pub use error::{BatchError, OpenError, SealError, ValidationError, ValidationErrorKind};

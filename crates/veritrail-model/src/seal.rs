@@ -8,16 +8,18 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use veritrail_ledger::JcsError;
 
 use crate::error::{OpenError, SealError};
 use crate::event::Event;
 use crate::jcs::canonical_bytes;
-use crate::personal::{PersonalData, PersonalValue};
+use crate::personal::PersonalData;
 use crate::time;
+use veritrail_ledger::jcs::write_string;
 
+mod members;
 #[cfg(test)]
 mod tests;
 
@@ -59,11 +61,14 @@ pub struct PreparedEvent {
     pub id: String,
     /// Clear values and salts of the committed fields (may be empty).
     pub personal: PersonalData,
-    /// `"key":value` in RFC 8785 form for each member of the sealed record except the ledger
-    /// fields (`v`, `seq`, `tenant`, `received_at`), personal fields as commitments, in canonical
-    /// key order: sealing (done by the single ledger writer) is only a splice of the server
-    /// fields, and the event's JSON tree is freed on the request's thread, not the writer's.
-    members: Vec<(String, Vec<u8>)>,
+    /// The sealed record's members except the ledger fields, in RFC 8785 form and canonical
+    /// key order, comma-separated, without braces: sealing (done by the single ledger writer)
+    /// is a splice of the server fields, so the writer never touches the event's JSON.
+    body: Vec<u8>,
+    /// Where the server fields go: `body[..splits[0]]` sorts before `received_at`,
+    /// `body[splits[0]..splits[1]]` between `received_at` and `seq`, the rest between `seq`
+    /// and `tenant`.
+    splits: [usize; 2],
     /// `personal.to_bytes()`, empty when there is no personal data.
     personal_bytes: Vec<u8>,
 }
@@ -74,27 +79,14 @@ impl PreparedEvent {
     pub fn personal_bytes(&self) -> &[u8] {
         &self.personal_bytes
     }
-
-    fn new(id: String, body: Map<String, Value>, personal: PersonalData) -> Result<PreparedEvent, SealError> {
-        let mut members = Vec::with_capacity(body.len());
-        for (key, value) in &body {
-            // Every member name of the schema is ASCII, where RFC 8785's UTF-16 order is byte order.
-            debug_assert!(key.is_ascii());
-            let mut member = canonical_bytes(&Value::String(key.clone()))
-                .map_err(|source| SealError { path: key.clone(), source })?;
-            member.push(b':');
-            member.extend(canonical_bytes(value).map_err(|source| SealError { path: key.clone(), source })?);
-            members.push((key.clone(), member));
-        }
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        let personal_bytes = if personal.is_empty() { Vec::new() } else { personal.to_bytes() };
-        Ok(PreparedEvent { id, personal, members, personal_bytes })
-    }
 }
 
 impl Event {
     /// Applies the server defaults (`id`, `occurred_at`) and replaces the personal fields by
     /// commitments, moving their clear values into [`PreparedEvent::personal`].
+    ///
+    /// The canonical members are written straight from the typed fields (`members.rs`); the
+    /// tests check them byte for byte against canonicalizing [`Event::to_json`].
     ///
     /// Never fails for an event from the validating parsers (see [`SealError`]).
     pub fn prepare(self, ctx: PrepareContext<'_>) -> Result<PreparedEvent, SealError> {
@@ -103,43 +95,10 @@ impl Event {
             Some(occurred_at) => (occurred_at, "client"),
             None => (time::truncate_to_millis(ctx.now), "server"),
         };
-        let mut body = self.to_json();
-        body.insert("id".into(), Value::String(id.clone()));
-        body.insert("occurred_at".into(), time::format_exact(occurred_at).into());
-        body.insert("occurred_at_source".into(), occurred_at_source.into());
-
-        let mut personal = PersonalData::default();
-        for (parent, key) in PERSONAL_STRING_FIELDS {
-            if let Some(Value::Object(object)) = body.get_mut(*parent) {
-                let path = format!("{parent}.{key}");
-                commit_field(object, key, &path, ctx.salt, &mut personal)?;
-            }
-        }
-        if !self.sensitivity.is_empty() {
-            commit_field(&mut body, "changes", "changes", ctx.salt, &mut personal)?;
-        }
-        PreparedEvent::new(id, body, personal)
+        let written = members::write(self, &id, occurred_at, occurred_at_source, ctx.salt)?;
+        let personal_bytes = if written.personal.is_empty() { Vec::new() } else { written.personal.to_bytes() };
+        Ok(PreparedEvent { id, personal: written.personal, body: written.body, splits: written.splits, personal_bytes })
     }
-}
-
-/// Replaces `object[key]`, if present, by `{"commitment": ...}` and records its clear value.
-fn commit_field(
-    object: &mut Map<String, Value>,
-    key: &str,
-    path: &str,
-    salt: &mut dyn FnMut() -> [u8; 32],
-    personal: &mut PersonalData,
-) -> Result<(), SealError> {
-    let Some(slot) = object.get_mut(key) else {
-        return Ok(());
-    };
-    let salt = salt();
-    let mut committed = Map::new();
-    let digest = commitment(&salt, slot).map_err(|source| SealError { path: path.to_owned(), source })?;
-    committed.insert("commitment".into(), Value::String(digest));
-    let value = std::mem::replace(slot, Value::Object(committed));
-    personal.insert(path, PersonalValue { salt, value });
-    Ok(())
 }
 
 /// `base64(SHA-256("veritrail.commitment.v1\n" || salt || JCS(value)))`, standard alphabet
@@ -159,41 +118,36 @@ pub fn commitment(salt: &[u8; 32], value: &Value) -> Result<String, JcsError> {
 /// Fails only if the body was edited into something without a canonical form, or `seq` is
 /// above 2^53 and not exactly representable as a double (see [`SealError`]).
 pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Timestamp) -> Result<Vec<u8>, SealError> {
-    let member = |key: &str, value: Value| -> Result<(String, Vec<u8>), SealError> {
-        let mut bytes = canonical_bytes(&Value::String(key.to_owned()))
-            .map_err(|source| SealError { path: key.to_owned(), source })?;
-        bytes.push(b':');
-        bytes.extend(canonical_bytes(&value).map_err(|source| SealError { path: key.to_owned(), source })?);
-        Ok((key.to_owned(), bytes))
-    };
-    // Already in canonical (byte = UTF-16 for ASCII) order.
-    let server = [
-        member("received_at", time::format_millis(received_at).into())?,
-        member("seq", Value::from(seq))?,
-        member("tenant", Value::String(tenant.to_owned()))?,
-        member("v", Value::from(SEALED_RECORD_VERSION))?,
-    ];
-    let size = prepared.members.iter().chain(&server).map(|(_, bytes)| bytes.len() + 1).sum::<usize>() + 2;
-    let mut out = Vec::with_capacity(size);
+    let mut seq_text = Vec::with_capacity(20);
+    veritrail_ledger::jcs::canonicalize_to(&Value::from(seq), &mut seq_text)
+        .map_err(|source| SealError { path: "seq".to_owned(), source })?;
+    let [first, second] = prepared.splits;
+    let body = &prepared.body;
+    let mut out = Vec::with_capacity(body.len() + tenant.len() + 80);
+    // Canonical order: body[..first], received_at, body[first..second], seq, body[second..],
+    // tenant, v (no body key sorts between these server keys; see `members.rs`).
     out.push(b'{');
-    let (mut body, mut added) = (prepared.members.iter().peekable(), server.iter().peekable());
-    loop {
-        let next = match (body.peek(), added.peek()) {
-            (Some(b), Some(a)) if b.0 < a.0 => body.next(),
-            (Some(_), Some(_)) | (None, Some(_)) => added.next(),
-            (Some(_), None) => body.next(),
-            (None, None) => break,
-        };
-        if let Some((_, bytes)) = next {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            out.extend_from_slice(bytes);
-        }
-    }
+    out.extend_from_slice(&body[..first]);
+    out.extend_from_slice(b",\"received_at\":");
+    write_string(&time::format_millis(received_at), &mut out);
+    append_section(&mut out, &body[first..second]);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(&seq_text);
+    append_section(&mut out, &body[second..]);
+    out.extend_from_slice(b",\"tenant\":");
+    write_string(tenant, &mut out);
+    out.extend_from_slice(b",\"v\":");
+    out.extend_from_slice(SEALED_RECORD_VERSION.to_string().as_bytes());
     out.push(b'}');
-    debug_assert!(prepared.members.iter().all(|(key, _)| server.iter().all(|(server_key, _)| key != server_key)));
     Ok(out)
+}
+
+/// Appends `,` and a run of members, unless the run is empty.
+fn append_section(out: &mut Vec<u8>, section: &[u8]) {
+    if !section.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(section);
+    }
 }
 
 /// The event as API readers see it: every sealed field except `v`, with each commitment

@@ -187,7 +187,7 @@ fn actor(event: &Fields<'_>) -> Result<Actor> {
 }
 
 /// `actor.email`: exactly one `@`, with something on both sides.
-fn check_email(email: &str) -> Result<()> {
+pub(crate) fn check_email(email: &str) -> Result<()> {
     let mut parts = email.split('@');
     let local = parts.next().unwrap_or("");
     let domain = parts.next();

@@ -217,6 +217,9 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
     ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), stored.clone());
     state.metrics.checkpoints_signed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state.store.add_checkpoint(tenant, stored.clone()).await?;
+    if let Some(witness) = &state.witness {
+        witness.submit(tenant, &stored);
+    }
     Ok(stored)
 }
 

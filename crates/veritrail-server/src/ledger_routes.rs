@@ -47,11 +47,51 @@ fn numbers(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<Option<u64>>, ApiE
     Ok(values)
 }
 
-pub(crate) async fn get_checkpoint(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+/// `GET /v1/ledger/checkpoint[?size=N]`: the latest checkpoint, or the one stored at size `N`.
+pub(crate) async fn get_checkpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
     key.require(Scope::EventsRead)?;
-    let checkpoint = ledger::checkpoint_covering(&state, &key.tenant, None).await?;
+    let checkpoint = match numbers(raw.as_deref(), &["size"])?[0] {
+        Some(size) => state
+            .store
+            .checkpoint_at(&key.tenant, size)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no checkpoint was issued at size {size}")))?,
+        None => ledger::checkpoint_covering(&state, &key.tenant, None).await?,
+    };
     Ok(text(checkpoint.note))
+}
+
+/// `GET /v1/ledger/checkpoint/timestamp[?size=N]`: the RFC 3161 time-stamp (`TimeStampResp`,
+/// DER) of the checkpoint at size `N`, by default of the latest stored checkpoint; 404 when it
+/// has none (no TSA configured, or not witnessed yet). Verify it against the exact bytes of
+/// `GET /v1/ledger/checkpoint?size=N`.
+pub(crate) async fn get_checkpoint_timestamp(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::EventsRead)?;
+    let size = match numbers(raw.as_deref(), &["size"])?[0] {
+        Some(size) => size,
+        None => match state.store.latest_checkpoint(&key.tenant).await? {
+            Some(latest) => latest.size,
+            None => return Err(ApiError::not_found("no checkpoint was issued yet")),
+        },
+    };
+    let Some(timestamp) = state.store.checkpoint_timestamp(&key.tenant, size).await? else {
+        return Err(ApiError::not_found(format!("the checkpoint at size {size} has no time-stamp")));
+    };
+    let mut response = timestamp.response.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(veritrail_tsa::REPLY_CONTENT_TYPE));
+    headers.insert("veritrail-checkpoint-size", HeaderValue::from(size));
+    Ok(response)
 }
 
 pub(crate) async fn post_checkpoint(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
@@ -220,9 +260,36 @@ pub(crate) async fn post_verification(
     Ok((StatusCode::CREATED, Json(json!({"seq": seq}))).into_response())
 }
 
+/// Most checkpoint time-stamps a bundle header carries (the newest ones).
+const BUNDLE_TIMESTAMPS: u32 = 16;
+
+/// The newest time-stamped checkpoints up to `size` that verify with the current key, oldest
+/// first, as bundle header entries `{"tree_size", "checkpoint", "timestamp"}`.
+async fn bundle_timestamps(state: &AppState, tenant: &str, size: u64) -> Result<Vec<Value>, ApiError> {
+    let current = [state.ledger.keys().current.clone()];
+    let mut entries = Vec::new();
+    for timestamp in state.store.checkpoint_timestamps(tenant, size, BUNDLE_TIMESTAMPS).await? {
+        let Some(checkpoint) = state.store.checkpoint_at(tenant, timestamp.size).await? else {
+            continue;
+        };
+        // Checkpoints signed by a retired key would not verify with the bundle's key.
+        if veritrail_ledger::checkpoint::open_checkpoint(&checkpoint.note, &current).is_err() {
+            continue;
+        }
+        entries.push(json!({
+            "tree_size": timestamp.size,
+            "checkpoint": checkpoint.note,
+            "timestamp": STANDARD.encode(&timestamp.response),
+        }));
+    }
+    entries.reverse();
+    Ok(entries)
+}
+
 /// `GET /v1/export?format=ledger`: a self-contained bundle (docs/ledger-formats.md).
 pub(crate) async fn export_bundle(state: AppState, tenant: String) -> Result<Response, ApiError> {
     let checkpoint = ledger::issue_checkpoint(&state, &tenant).await?;
+    let timestamps = bundle_timestamps(&state, &tenant, checkpoint.size).await?;
     let header = json!({
         "format": "veritrail.ledger-bundle.v1",
         "tenant": tenant,
@@ -231,6 +298,7 @@ pub(crate) async fn export_bundle(state: AppState, tenant: String) -> Result<Res
         "root": STANDARD.encode(checkpoint.root),
         "checkpoint": checkpoint.note,
         "verifier_key": state.ledger.keys().current.to_string(),
+        "timestamps": timestamps,
     });
     let first = Bytes::from(format!("{header}\n"));
     let size = checkpoint.size;

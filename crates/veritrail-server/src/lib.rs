@@ -15,6 +15,7 @@ mod ledger_routes;
 mod metrics;
 mod openapi;
 mod routes;
+mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use veritrail_model::Limits;
 use veritrail_store::Store;
 
 pub use crate::error::{ApiError, Code};
+pub use crate::witness::TsaConfig;
 
 /// Name of the store setting holding the pepper API-key secrets are hashed under.
 const PEPPER_SETTING: &str = "auth.pepper";
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     pub origin: Option<String>,
     /// How often grown ledgers get a new signed checkpoint. Default 1 s.
     pub checkpoint_interval: Option<Duration>,
+    /// RFC 3161 witnessing of checkpoints by a Time-Stamp Authority; off when `None`.
+    pub tsa: Option<TsaConfig>,
 }
 
 /// The server origin when none is configured.
@@ -60,6 +64,8 @@ pub struct AppState {
     pub(crate) bootstrap_hash: [u8; 32],
     pub(crate) metrics: Arc<metrics::ServerMetrics>,
     pub(crate) ledger: Arc<ledger::Ledger>,
+    /// The RFC 3161 witness, when a TSA is configured.
+    pub(crate) witness: Option<Arc<witness::Witness>>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -109,6 +115,7 @@ impl Server {
             ));
         }
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
+        let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
         let state = AppState {
             store: store.clone(),
             config: Arc::new(config),
@@ -116,6 +123,7 @@ impl Server {
             bootstrap_hash,
             metrics: Arc::new(metrics::ServerMetrics::default()),
             ledger: Arc::new(ledger::Ledger::new(keys, origin)),
+            witness,
         };
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));
         Ok(Server { router, new_bootstrap_token, state })
@@ -133,6 +141,9 @@ pub async fn serve(
     let interval = state.config.checkpoint_interval.unwrap_or(Duration::from_secs(1));
     let checkpointer_stop = CancellationToken::new();
     let checkpointer = tokio::spawn(ledger::run_checkpointer(state.clone(), interval, checkpointer_stop.clone()));
+    let witness_stop = CancellationToken::new();
+    let witness =
+        state.witness.clone().map(|witness| tokio::spawn(witness::run(state.clone(), witness, witness_stop.clone())));
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     let serving = axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
@@ -147,6 +158,11 @@ pub async fn serve(
     let _ = checkpointer.await;
     // Everything acknowledged gets covered by a signed checkpoint before the store closes.
     ledger::checkpoint_all(&state).await;
+    // Time-stamps under way may still be stored; the last checkpoint is witnessed at next start.
+    witness_stop.cancel();
+    if let Some(witness) = witness {
+        let _ = witness.await;
+    }
     if let Err(error) = state.store.shutdown().await {
         tracing::error!(%error, "store shutdown failed");
     }

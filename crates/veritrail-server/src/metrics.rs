@@ -71,6 +71,30 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     );
     let _ = writeln!(out, "# TYPE veritrail_ledger_self_check_failures_total counter");
     let _ = writeln!(out, "veritrail_ledger_self_check_failures_total {}", counter(&state.metrics.self_check_failures));
+    if let Some(witness) = &state.witness {
+        let metrics = &witness.metrics;
+        let _ = writeln!(
+            out,
+            "# HELP veritrail_tsa_timestamps_total Checkpoint time-stamps verified and stored since start."
+        );
+        let _ = writeln!(out, "# TYPE veritrail_tsa_timestamps_total counter");
+        let _ = writeln!(out, "veritrail_tsa_timestamps_total {}", counter(&metrics.stored));
+        let _ = writeln!(
+            out,
+            "# HELP veritrail_tsa_failures_total Time-stamp requests that failed (unreachable, HTTP error, invalid answer)."
+        );
+        let _ = writeln!(out, "# TYPE veritrail_tsa_failures_total counter");
+        let _ = writeln!(out, "veritrail_tsa_failures_total {}", counter(&metrics.failures));
+        let _ = writeln!(
+            out,
+            "# HELP veritrail_tsa_given_up_total Checkpoints left without a time-stamp after every retry failed."
+        );
+        let _ = writeln!(out, "# TYPE veritrail_tsa_given_up_total counter");
+        let _ = writeln!(out, "veritrail_tsa_given_up_total {}", counter(&metrics.given_up));
+        let _ = writeln!(out, "# HELP veritrail_tsa_pending Checkpoints waiting for their time-stamp request.");
+        let _ = writeln!(out, "# TYPE veritrail_tsa_pending gauge");
+        let _ = writeln!(out, "veritrail_tsa_pending {}", witness.pending());
+    }
     let _ = writeln!(out, "# HELP veritrail_http_requests_total HTTP requests by method, route and status class.");
     let _ = writeln!(out, "# TYPE veritrail_http_requests_total counter");
     let requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -105,6 +105,14 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/v1/ledger/checkpoint/timestamp",
+        summary: "RFC 3161 time-stamp of a checkpoint (DER TimeStampResp over the SHA-256 of its exact signed note); 404 when it has none",
+        auth: "events:read",
+        query: &[("size", "tree size of the checkpoint; default the latest")],
+        success: (200, "application/timestamp-reply"),
+    },
+    Operation {
+        method: "get",
         path: "/v1/openapi.json",
         summary: "This document",
         auth: "",

@@ -35,6 +35,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/api-keys", post(create_api_key).get(list_api_keys))
         .route("/v1/api-keys/{id}", delete(revoke_api_key))
         .route("/v1/ledger/checkpoint", get(ledger_routes::get_checkpoint).post(ledger_routes::post_checkpoint))
+        .route("/v1/ledger/checkpoint/timestamp", get(ledger_routes::get_checkpoint_timestamp))
         .route("/v1/ledger/key", get(ledger_routes::get_key))
         .route("/v1/ledger/keys", get(ledger_routes::get_keys))
         .route("/v1/ledger/keys/rotate", post(ledger_routes::rotate_key))

@@ -15,6 +15,7 @@ mod indexer;
 mod reader;
 mod schema;
 mod shared;
+mod timestamps;
 mod tree;
 pub mod verify;
 mod writer;
@@ -32,8 +33,8 @@ use tokio::sync::oneshot;
 use veritrail_model::PreparedEvent;
 use veritrail_query::{EventQuery, PageRequest};
 use veritrail_store::{
-    ApiKeyRecord, Appended, BoxFuture, EventPage, IndexStatus, Store, StoreError, StoreResult, StoreStats,
-    StoredCheckpoint, StoredEvent, Tenant, TreeHead,
+    ApiKeyRecord, Appended, BoxFuture, CheckpointTimestamp, EventPage, IndexStatus, Store, StoreError, StoreResult,
+    StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
 use crate::shared::Shared;
@@ -738,6 +739,35 @@ impl Store for SqliteStore {
                 read_checkpoint(conn, "WHERE tenant_no = ?1 AND tree_size = ?2", params![no, size as i64])
             })
             .await
+        })
+    }
+
+    fn add_checkpoint_timestamp(&self, tenant: &str, timestamp: CheckpointTimestamp) -> BoxFuture<'_, StoreResult<()>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.write(move |conn| timestamps::add(conn, no, &timestamp, Timestamp::now())).await
+        })
+    }
+
+    fn checkpoint_timestamp(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<CheckpointTimestamp>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| timestamps::at(conn, no, size)).await
+        })
+    }
+
+    fn checkpoint_timestamps(
+        &self,
+        tenant: &str,
+        max_size: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<Vec<CheckpointTimestamp>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.read(move |conn| timestamps::up_to(conn, no, max_size, limit)).await
         })
     }
 

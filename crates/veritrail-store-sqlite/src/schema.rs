@@ -83,6 +83,16 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_no, tree_size)
 ) STRICT, WITHOUT ROWID;
+-- RFC 3161 time-stamps of checkpoints: the DER TimeStampResp as the TSA sent it, verified before
+-- it was stored; at most one per checkpoint. (A rowid table: responses are kilobytes.)
+CREATE TABLE IF NOT EXISTS checkpoint_timestamps (
+    tenant_no  INTEGER NOT NULL,
+    tree_size  INTEGER NOT NULL,
+    response   BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_no, tree_size),
+    FOREIGN KEY (tenant_no, tree_size) REFERENCES checkpoints (tenant_no, tree_size)
+) STRICT;
 ";
 
 const INDEX_SCHEMA: &str = "

@@ -6,8 +6,10 @@
 //! (RFC 8785) whose own `seq`, `tenant` and `id` are those of its row; its leaf hash is the stored
 //! one; every stored internal Merkle node (levels 4, 8, ...) is the recomputed one; and at every
 //! stored checkpoint the recomputed root is the signed one, the note verifies with a trusted key
-//! and its origin is `.../<tenant>`. Nothing stored may describe records that are not there.
-//! `PRAGMA quick_check` runs meanwhile on a second connection.
+//! and its origin is `.../<tenant>`. A checkpoint's RFC 3161 time-stamp, if it has one, must
+//! verify against the exact bytes of its note (`timestamps`). Nothing stored may describe records
+//! (or checkpoints) that are not there. `PRAGMA quick_check` runs meanwhile on a second
+//! connection.
 //!
 //! Speed matters (a ledger may hold billions of records): records are read in batches that
 //! checker threads (one per spare core) check while the next batches are read, and sealed records
@@ -32,6 +34,7 @@ use veritrail_ledger::hash::{Hash, leaf_hash};
 use veritrail_ledger::jcs;
 use veritrail_ledger::note::VerifierKey;
 use veritrail_ledger::tree::{CompletedNode, Frontier};
+use veritrail_tsa::TrustAnchors;
 
 use crate::LEDGER_FILE;
 use crate::schema::{MAX_SEQ, MAX_TENANT_NO, NODE_LEVEL_STEP, SEQ_BITS, key_seq, record_key};
@@ -165,6 +168,16 @@ impl Report {
     pub fn uncovered(&self) -> u64 {
         self.tenants.iter().map(TenantReport::uncovered).sum()
     }
+
+    /// Checkpoint time-stamps verified, all tenants together.
+    pub fn timestamps(&self) -> u64 {
+        self.tenants.iter().map(|tenant| tenant.timestamps).sum()
+    }
+
+    /// The most recent time-stamp of any tenant (by `genTime`).
+    pub fn latest_timestamp(&self) -> Option<&TimestampReport> {
+        self.tenants.iter().filter_map(|tenant| tenant.latest_timestamp.as_ref()).max_by_key(|t| t.gen_time)
+    }
 }
 
 /// What was verified of one tenant's ledger.
@@ -180,6 +193,32 @@ pub struct TenantReport {
     pub checkpoints: u64,
     /// Tree size of the latest checkpoint, if any.
     pub latest_checkpoint: Option<u64>,
+    /// Checkpoint time-stamps checked.
+    pub timestamps: u64,
+    /// The time-stamp of the latest time-stamped checkpoint, if any.
+    pub latest_timestamp: Option<TimestampReport>,
+}
+
+/// A checkpoint time-stamp that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampReport {
+    /// Tree size of the checkpoint.
+    pub size: u64,
+    /// When the TSA signed it.
+    pub gen_time: jiff::Timestamp,
+    /// The subject of the TSA certificate.
+    pub tsa: String,
+}
+
+/// What to trust while verifying a data directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions<'a> {
+    /// Checkpoint notes must verify with one of these keys; `None` trusts the keys the ledger
+    /// lists in [`SIGNING_KEYS_SETTING`].
+    pub trusted_keys: Option<&'a [VerifierKey]>,
+    /// Checkpoint time-stamps must chain to one of these CAs; `None` accepts any TSA certificate
+    /// fit for time stamping.
+    pub tsa_trust: Option<&'a TrustAnchors>,
 }
 
 impl TenantReport {
@@ -196,6 +235,11 @@ impl TenantReport {
 /// in the ledger's own [`SIGNING_KEYS_SETTING`] (which whoever can rewrite the file can also
 /// replace: pass the published verifier key to rule that out).
 pub fn verify_data_dir(dir: &Path, trusted_keys: Option<&[VerifierKey]>) -> Result<Report, VerifyError> {
+    verify_data_dir_with(dir, VerifyOptions { trusted_keys, tsa_trust: None })
+}
+
+/// [`verify_data_dir`] with every option.
+pub fn verify_data_dir_with(dir: &Path, options: VerifyOptions<'_>) -> Result<Report, VerifyError> {
     let path = dir.join(LEDGER_FILE);
     if !path.is_file() {
         return Err(VerifyError::NoLedger(path));
@@ -206,7 +250,7 @@ pub fn verify_data_dir(dir: &Path, trusted_keys: Option<&[VerifierKey]>) -> Resu
     thread::scope(|scope| {
         // SQLite's own structural check runs meanwhile, on a second connection.
         let structure = scope.spawn(move || quick_check(&structure_conn));
-        let tenants = verify_ledgers(&mut conn, trusted_keys).inspect_err(|_| interrupt.interrupt())?;
+        let tenants = verify_ledgers(&mut conn, options).inspect_err(|_| interrupt.interrupt())?;
         let quick_check = structure.join().map_err(|_| ledger_failure("quick_check panicked".into()))??;
         Ok(Report { tenants, quick_check })
     })
@@ -225,16 +269,13 @@ fn open_read_only(path: &Path) -> Result<Connection, VerifyError> {
 
 /// Every tenant's ledger, read in one transaction: every table is seen at the same instant,
 /// whatever the server writes meanwhile.
-fn verify_ledgers(
-    conn: &mut Connection,
-    trusted_keys: Option<&[VerifierKey]>,
-) -> Result<Vec<TenantReport>, VerifyError> {
+fn verify_ledgers(conn: &mut Connection, options: VerifyOptions<'_>) -> Result<Vec<TenantReport>, VerifyError> {
     let snapshot = conn.transaction()?;
-    let keys = match trusted_keys {
+    let keys = match options.trusted_keys {
         Some(keys) => keys.to_vec(),
         None => signing_keys(&snapshot)?,
     };
-    scan(&snapshot, &keys)
+    scan(&snapshot, &keys, options.tsa_trust)
 }
 
 /// The verifier keys of [`SIGNING_KEYS_SETTING`] (none if the setting is absent).
@@ -262,8 +303,9 @@ fn signing_keys(conn: &Connection) -> Result<Vec<VerifierKey>, VerifyError> {
 }
 
 /// Verifies every tenant's ledger, and that no record, node or checkpoint belongs to no tenant.
-fn scan(conn: &Connection, keys: &[VerifierKey]) -> Result<Vec<TenantReport>, VerifyError> {
+fn scan(conn: &Connection, keys: &[VerifierKey], tsa: Option<&TrustAnchors>) -> Result<Vec<TenantReport>, VerifyError> {
     let tenants = tenants(conn)?;
+    let timestamps = timestamps::Timestamps::open(conn, &tenants, tsa)?;
     let mut checkpoints = checkpoints(conn)?;
     let mut node_counts = node_counts(conn)?;
     let known = |no: &i64| tenants.iter().any(|(known, _)| known == no);
@@ -284,7 +326,7 @@ fn scan(conn: &Connection, keys: &[VerifierKey]) -> Result<Vec<TenantReport>, Ve
         let tenant = TenantScan::new(
             conn,
             (*no, id),
-            keys,
+            (keys, &timestamps),
             checkpoints.remove(no).unwrap_or_default(),
             node_counts.remove(no).unwrap_or_default(),
         );
@@ -409,6 +451,7 @@ struct TenantScan<'a> {
     no: i64,
     id: &'a str,
     keys: &'a [VerifierKey],
+    timestamps: &'a timestamps::Timestamps<'a>,
     /// Checkpoints not reached yet, smallest size first.
     checkpoints: VecDeque<StoredCheckpoint>,
     node_counts: Vec<NodeCount>,
@@ -421,13 +464,15 @@ struct TenantScan<'a> {
     merkle_nodes: u64,
     checkpoints_verified: u64,
     latest_checkpoint: Option<u64>,
+    timestamps_verified: u64,
+    latest_timestamp: Option<TimestampReport>,
 }
 
 impl<'a> TenantScan<'a> {
     fn new(
         conn: &'a Connection,
         (no, id): (i64, &'a str),
-        keys: &'a [VerifierKey],
+        (keys, timestamps): (&'a [VerifierKey], &'a timestamps::Timestamps<'a>),
         checkpoints: Vec<StoredCheckpoint>,
         node_counts: Vec<NodeCount>,
     ) -> Self {
@@ -436,6 +481,7 @@ impl<'a> TenantScan<'a> {
             no,
             id,
             keys,
+            timestamps,
             checkpoints: checkpoints.into(),
             node_counts,
             frontier: Frontier::new(),
@@ -444,6 +490,8 @@ impl<'a> TenantScan<'a> {
             merkle_nodes: 0,
             checkpoints_verified: 0,
             latest_checkpoint: None,
+            timestamps_verified: 0,
+            latest_timestamp: None,
         }
     }
 
@@ -571,6 +619,10 @@ impl<'a> TenantScan<'a> {
                 break;
             }
             self.check_checkpoint(stored)?;
+            if let Some(timestamp) = self.timestamps.check((self.no, self.id), stored.size, &stored.note)? {
+                self.timestamps_verified += 1;
+                self.latest_timestamp = Some(timestamp);
+            }
             self.checkpoints_verified += 1;
             self.latest_checkpoint = Some(size);
             self.checkpoints.pop_front();
@@ -635,6 +687,8 @@ impl<'a> TenantScan<'a> {
             merkle_nodes: self.merkle_nodes,
             checkpoints: self.checkpoints_verified,
             latest_checkpoint: self.latest_checkpoint,
+            timestamps: self.timestamps_verified,
+            latest_timestamp: self.latest_timestamp,
         })
     }
 }
@@ -888,6 +942,9 @@ pub fn read_sealed_head(sealed: &[u8]) -> Result<SealedHead<'_>, SealedRecordErr
 /// not ASCII, deep nesting, anything malformed) is left to [`jcs::is_canonical`], so it can only
 /// be wrong by accepting what the reference refuses, which its tests look for.
 mod canonical;
+
+/// Checkpoint time-stamps (`checkpoint_timestamps`).
+mod timestamps;
 
 #[cfg(test)]
 mod tests;

@@ -141,6 +141,17 @@ pub struct StoredCheckpoint {
     pub created_at: Timestamp,
 }
 
+/// An RFC 3161 time-stamp of a stored checkpoint: a Time-Stamp Authority's signature over the
+/// SHA-256 of the checkpoint's exact signed-note bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointTimestamp {
+    /// Tree size of the checkpoint it time-stamps.
+    pub size: u64,
+    /// The DER `TimeStampResp` exactly as the TSA sent it (status granted, token included),
+    /// verified before it was stored.
+    pub response: Vec<u8>,
+}
+
 /// How far the derived query indexes trail the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IndexStatus {
@@ -223,6 +234,20 @@ pub trait Store: Send + Sync + 'static {
     fn latest_checkpoint(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>>;
     /// The checkpoint at exactly `size`, if one was issued.
     fn checkpoint_at(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>>;
+
+    /// Stores the time-stamp of the tenant's checkpoint at `timestamp.size`; that checkpoint must
+    /// be stored already (else [`StoreError::Backend`]). Storing a second one for the same
+    /// checkpoint is a no-op: the first is kept.
+    fn add_checkpoint_timestamp(&self, tenant: &str, timestamp: CheckpointTimestamp) -> BoxFuture<'_, StoreResult<()>>;
+    /// The time-stamp of the checkpoint at exactly `size`, if it has one.
+    fn checkpoint_timestamp(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<CheckpointTimestamp>>>;
+    /// Time-stamps of checkpoints of size at most `max_size`, largest size first, at most `limit`.
+    fn checkpoint_timestamps(
+        &self,
+        tenant: &str,
+        max_size: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<Vec<CheckpointTimestamp>>>;
 
     /// Waits until every event committed before the call is visible to [`Store::query`].
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>>;

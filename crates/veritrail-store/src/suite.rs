@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use veritrail_model::{Limits, PrepareContext, PreparedEvent};
 use veritrail_query::{EventQuery, Order, PageRequest, parse_params};
 
-use crate::{ApiKeyRecord, Store, StoreError, StoredCheckpoint, Tenant};
+use crate::{ApiKeyRecord, CheckpointTimestamp, Store, StoreError, StoredCheckpoint, Tenant};
 
 /// Stamps every conformance test onto a backend. See the module docs.
 #[macro_export]
@@ -28,6 +28,7 @@ macro_rules! store_test_suite {
             concurrent_appends_stay_dense,
             rebuilt_indexes_answer_the_same,
             checkpoints_are_kept_per_size,
+            checkpoint_timestamps_are_kept_per_checkpoint,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -297,6 +298,50 @@ pub async fn checkpoints_are_kept_per_size(store: &impl Store) {
     assert_eq!(store.checkpoint_at("tn_a", 8).await.expect("read"), None);
     assert_eq!(store.latest_checkpoint("tn_b").await.expect("read"), None);
     assert!(matches!(store.add_checkpoint("tn_ghost", at(1, "x")).await, Err(StoreError::TenantNotFound(_))));
+}
+
+/// A time-stamp belongs to one stored checkpoint of one tenant; the first one stored is kept,
+/// and they are listed largest size first.
+pub async fn checkpoint_timestamps_are_kept_per_checkpoint(store: &impl Store) {
+    tenant(store, "tn_a").await;
+    tenant(store, "tn_b").await;
+    for size in [0, 3, 10, 7] {
+        let checkpoint = StoredCheckpoint {
+            size,
+            root: [size as u8; 32],
+            note: format!("note {size}"),
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        store.add_checkpoint("tn_a", checkpoint).await.expect("add checkpoint");
+    }
+    let stamp = |size: u64, response: &[u8]| CheckpointTimestamp { size, response: response.to_vec() };
+    assert_eq!(store.checkpoint_timestamp("tn_a", 3).await.expect("read"), None);
+    assert!(store.checkpoint_timestamps("tn_a", u64::MAX, 10).await.expect("list").is_empty());
+
+    store.add_checkpoint_timestamp("tn_a", stamp(3, b"\x30three")).await.expect("add");
+    store.add_checkpoint_timestamp("tn_a", stamp(10, b"\x30ten")).await.expect("add");
+    store.add_checkpoint_timestamp("tn_a", stamp(0, b"\x30zero")).await.expect("add");
+    store.add_checkpoint_timestamp("tn_a", stamp(10, b"\x30ten again")).await.expect("idempotent");
+    assert_eq!(store.checkpoint_timestamp("tn_a", 10).await.expect("read"), Some(stamp(10, b"\x30ten")));
+    assert_eq!(store.checkpoint_timestamp("tn_a", 7).await.expect("read"), None, "checkpoint 7 has none");
+    assert_eq!(store.checkpoint_timestamp("tn_a", 11).await.expect("read"), None);
+
+    let sizes = |list: Vec<CheckpointTimestamp>| list.into_iter().map(|t| t.size).collect::<Vec<_>>();
+    assert_eq!(sizes(store.checkpoint_timestamps("tn_a", u64::MAX, 10).await.expect("list")), [10, 3, 0]);
+    assert_eq!(sizes(store.checkpoint_timestamps("tn_a", 9, 10).await.expect("list")), [3, 0]);
+    assert_eq!(sizes(store.checkpoint_timestamps("tn_a", u64::MAX, 2).await.expect("list")), [10, 3]);
+    assert_eq!(store.checkpoint_timestamps("tn_a", 10, 1).await.expect("list"), [stamp(10, b"\x30ten")]);
+
+    // Only stored checkpoints get time-stamps, and tenants never see each other's.
+    assert!(store.add_checkpoint_timestamp("tn_a", stamp(8, b"\x30eight")).await.is_err(), "no checkpoint 8");
+    assert!(store.add_checkpoint_timestamp("tn_b", stamp(3, b"\x30three")).await.is_err(), "tn_b has no checkpoint 3");
+    assert_eq!(store.checkpoint_timestamp("tn_b", 3).await.expect("read"), None);
+    assert!(store.checkpoint_timestamps("tn_b", u64::MAX, 10).await.expect("list").is_empty());
+    assert!(matches!(
+        store.add_checkpoint_timestamp("tn_ghost", stamp(3, b"\x30")).await,
+        Err(StoreError::TenantNotFound(_))
+    ));
+    assert!(matches!(store.checkpoint_timestamp("tn_ghost", 3).await, Err(StoreError::TenantNotFound(_))));
 }
 
 /// Many concurrent appenders: every event lands once, seq stays dense.

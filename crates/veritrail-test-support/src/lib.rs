@@ -17,6 +17,8 @@ use veritrail_server::{Server, ServerConfig};
 use veritrail_store::Store;
 use veritrail_store_sqlite::SqliteStore;
 
+pub mod tsa;
+
 /// The bootstrap token every test server is started with.
 pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
 
@@ -235,13 +237,20 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `binary serve` over `data_dir` on a free loopback port and waits until it answers.
     pub fn start(binary: &str, data_dir: &Path) -> ChildServer {
+        ChildServer::start_with(binary, data_dir, &[], &[])
+    }
+
+    /// [`ChildServer::start`] with more `serve` arguments and environment variables.
+    pub fn start_with(binary: &str, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ChildServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = std::process::Command::new(binary)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("VERITRAIL_BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN)
             .env("VERITRAIL_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()

@@ -9,11 +9,16 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use veritrail_server::{Server, ServerConfig};
+use veritrail_server::{Server, ServerConfig, TsaConfig};
 use veritrail_store::Store;
 use veritrail_store_sqlite::SqliteStore;
 
 mod verify;
+
+/// mimalloc: ingest allocates and frees many small strings per event, where glibc malloc took a
+/// fifth of the request path (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Veritrail — a tamper-evident audit-trail server.
 ///
@@ -55,8 +60,17 @@ struct ServeArgs {
     /// This server's origin: checkpoint origins are `<origin>/<tenant>` [default: veritrail.local]
     #[arg(long, env = "VERITRAIL_ORIGIN")]
     origin: Option<String>,
-    /// TOML file with `data_dir`, `listen`, `origin`, `max_body_bytes`, `checkpoint_interval_ms`;
-    /// flags and environment win over it.
+    /// RFC 3161 Time-Stamp Authority that witnesses every checkpoint, `http://host[:port]/path`
+    /// [default: none, checkpoints are not time-stamped]
+    #[arg(long, env = "VERITRAIL_TSA_URL")]
+    tsa_url: Option<String>,
+    /// PEM file of the CA certificates the TSA certificate must chain to [default: any TSA
+    /// certificate fit for time stamping]
+    #[arg(long, env = "VERITRAIL_TSA_CA_FILE")]
+    tsa_ca_file: Option<PathBuf>,
+    /// TOML file with `data_dir`, `listen`, `origin`, `max_body_bytes`, `checkpoint_interval_ms`,
+    /// `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`; flags and environment win
+    /// over it.
     #[arg(long, env = "VERITRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -70,6 +84,10 @@ struct FileConfig {
     origin: Option<String>,
     max_body_bytes: Option<usize>,
     checkpoint_interval_ms: Option<u64>,
+    tsa_url: Option<String>,
+    tsa_ca_file: Option<PathBuf>,
+    tsa_timeout_ms: Option<u64>,
+    tsa_interval_ms: Option<u64>,
 }
 
 fn main() -> Result<std::process::ExitCode> {
@@ -106,12 +124,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         None => FileConfig::default(),
     };
+    let tsa = tsa_config(&args.tsa_url, &args.tsa_ca_file, &file)?;
     let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./veritrail-data"));
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut config = ServerConfig {
         bootstrap_token: std::env::var("VERITRAIL_BOOTSTRAP_TOKEN").ok().filter(|t| !t.is_empty()),
         origin: args.origin.or(file.origin),
         checkpoint_interval: file.checkpoint_interval_ms.map(|ms| std::time::Duration::from_millis(ms.max(10))),
+        tsa,
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {
@@ -133,40 +153,65 @@ async fn serve(args: ServeArgs) -> Result<()> {
         println!("bootstrap token (shown once, also saved to {}):\n{token}", path.display());
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    // Before announcing the server: a stop sent right after the announcement must not be lost.
+    let shutdown = shutdown_on_signal()?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, data_dir = %data_dir.display(), "veritrail listening");
     println!("veritrail listening on http://{local}");
     let _ = std::io::stdout().flush();
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
     veritrail_server::serve(server, listener, shutdown).await.context("server failed")?;
     tracing::info!("veritrail stopped; everything acknowledged is committed");
     Ok(())
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The witness configuration, when a TSA URL is given (flag or environment over the file).
+fn tsa_config(url: &Option<String>, ca_file: &Option<PathBuf>, file: &FileConfig) -> Result<Option<TsaConfig>> {
+    let Some(url) = url.clone().or_else(|| file.tsa_url.clone()).filter(|url| !url.is_empty()) else {
+        if ca_file.is_some() || file.tsa_ca_file.is_some() {
+            bail!("tsa_ca_file is set but tsa_url is not");
+        }
+        return Ok(None);
+    };
+    let mut config = TsaConfig::new(url);
+    if let Some(path) = ca_file.as_ref().or(file.tsa_ca_file.as_ref()) {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read tsa_ca_file {}", path.display()))?;
+        config.ca_pem = Some(pem);
+    }
+    if let Some(ms) = file.tsa_timeout_ms {
+        config.timeout = std::time::Duration::from_millis(ms.max(100));
+    }
+    if let Some(ms) = file.tsa_interval_ms {
+        config.interval = std::time::Duration::from_millis(ms.max(10));
+    }
+    Ok(Some(config))
+}
+
+/// A token cancelled by SIGTERM or Ctrl-C, the handlers installed before this returns.
+fn shutdown_on_signal() -> Result<CancellationToken> {
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+            tracing::info!("shutting down: finishing requests and committing");
+            token.cancel();
+        });
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down: finishing requests and committing");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests and committing");
+        token.cancel();
+    });
+    Ok(shutdown)
 }
 
 fn write_secret_file(path: &Path, secret: &str) -> Result<()> {

@@ -9,6 +9,10 @@
 //!   inclusion proofs of a few random records. The result is reported back to the server, which
 //!   records it in the ledger.
 //!
+//! In the first two modes every RFC 3161 checkpoint time-stamp is checked against the exact bytes
+//! of its checkpoint (and, with `--tsa-ca`, must chain to one of those CAs); checkpoints without
+//! one are fine, the summary says how many were time-stamped.
+//!
 //! Output: one line on stdout, `ok: ...` (exit 0) or `FAILED: <where>: <what>` (exit 1), e.g.
 //! `FAILED: tenant tn_x: seq 41: leaf hash mismatch (stored ..., computed ...)`. When the
 //! verification cannot be carried out at all (unreadable file, server unreachable), `error: ...`
@@ -29,8 +33,9 @@ use veritrail_ledger::hash::{Hash, leaf_hash};
 use veritrail_ledger::note::VerifierKey;
 use veritrail_ledger::tree::{Frontier, verify_consistency, verify_inclusion};
 use veritrail_store_sqlite::verify::{
-    Report, SealedHead, VerifyError, is_origin_of, read_sealed_head, verify_data_dir,
+    Report, SealedHead, VerifyError, VerifyOptions, is_origin_of, read_sealed_head, verify_data_dir_with,
 };
+use veritrail_tsa::{Expected, TrustAnchors, VerifiedTimestamp};
 
 /// The `format` of a ledger bundle's header line.
 const BUNDLE_FORMAT: &str = "veritrail.ledger-bundle.v1";
@@ -67,6 +72,10 @@ pub struct VerifyArgs {
     /// Records whose inclusion proofs are checked in --url mode, picked at random.
     #[arg(long, value_name = "N", default_value_t = 8)]
     samples: u64,
+    /// PEM file of CA certificates: with --bundle or --data-dir, every checkpoint time-stamp must
+    /// chain to one of them (without it, any TSA certificate fit for time stamping is accepted).
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    tsa_ca: Option<PathBuf>,
 }
 
 /// What a verification concluded.
@@ -80,9 +89,11 @@ enum Verdict {
 /// Runs `veritrail verify`; the exit code is 0 (verified), 1 (failed) or 2 (could not verify).
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let verdict = if let Some(path) = &args.bundle {
-        trusted_key(args.key.as_deref()).and_then(|key| verify_bundle(path, &key))
+        trusted_key(args.key.as_deref())
+            .and_then(|key| Ok((key, tsa_anchors(args.tsa_ca.as_deref())?)))
+            .and_then(|(key, anchors)| verify_bundle(path, &key, anchors.as_ref()))
     } else if let Some(dir) = &args.data_dir {
-        verify_dir(dir, args.key.as_deref())
+        tsa_anchors(args.tsa_ca.as_deref()).and_then(|anchors| verify_dir(dir, args.key.as_deref(), anchors.as_ref()))
     } else if let Some(url) = &args.url {
         monitor(url, &args)
     } else {
@@ -116,6 +127,38 @@ fn trusted_key(arg: Option<&str>) -> Result<VerifierKey> {
     text.trim().parse().with_context(|| format!("invalid verifier key {:?}", text.trim()))
 }
 
+/// `--tsa-ca`: the CA certificates time-stamps must chain to.
+fn tsa_anchors(path: Option<&Path>) -> Result<Option<TrustAnchors>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).with_context(|| format!("cannot read --tsa-ca file {}", path.display()))?;
+    let anchors = TrustAnchors::from_pem(&pem).with_context(|| format!("--tsa-ca file {}", path.display()))?;
+    Ok(Some(anchors))
+}
+
+/// `, the latest (size 90) at <genTime> by <TSA>`, or nothing.
+fn latest_timestamp(latest: Option<(u64, &VerifiedTimestampSummary)>) -> String {
+    let Some((size, latest)) = latest else {
+        return String::new();
+    };
+    let chained = if latest.chained { " (chained to --tsa-ca)" } else { "" };
+    format!(", the latest (size {size}) at {} by {}{chained}", latest.gen_time, latest.tsa)
+}
+
+/// What a summary says of a time-stamp.
+struct VerifiedTimestampSummary {
+    gen_time: jiff::Timestamp,
+    tsa: String,
+    chained: bool,
+}
+
+impl From<&VerifiedTimestamp> for VerifiedTimestampSummary {
+    fn from(verified: &VerifiedTimestamp) -> Self {
+        Self { gen_time: verified.gen_time, tsa: verified.signer.clone(), chained: verified.chained }
+    }
+}
+
 // --- --bundle ----------------------------------------------------------------------------------
 
 /// Line 1 of a ledger bundle.
@@ -127,10 +170,68 @@ struct BundleHeader {
     tree_size: u64,
     root: String,
     checkpoint: String,
+    /// Time-stamped checkpoints of prefixes of the bundle, oldest first (absent in bundles made
+    /// before time-stamps existed).
+    #[serde(default)]
+    timestamps: Vec<BundleTimestamp>,
+}
+
+/// One entry of a bundle header's `timestamps`.
+#[derive(Deserialize)]
+struct BundleTimestamp {
+    tree_size: u64,
+    checkpoint: String,
+    /// Base64 of the DER `TimeStampResp`.
+    timestamp: String,
+}
+
+/// A bundle time-stamp whose checkpoint and token verified; its root is compared with the
+/// bundle's records once they reach its size.
+struct PendingTimestamp {
+    size: u64,
+    root: Hash,
+    verified: VerifiedTimestamp,
+}
+
+/// Verifies the header's time-stamp entries on their own (checkpoint signature, origin, token
+/// against the exact note bytes); `Err(problem)` names the checkpoint size at fault.
+fn check_bundle_timestamps(
+    header: &BundleHeader,
+    key: &VerifierKey,
+    anchors: Option<&TrustAnchors>,
+) -> Result<Vec<PendingTimestamp>, String> {
+    use base64::Engine;
+    let mut pending: Vec<PendingTimestamp> = Vec::with_capacity(header.timestamps.len());
+    for entry in &header.timestamps {
+        let size = entry.tree_size;
+        let at = |problem: String| format!("checkpoint at size {size}: {problem}");
+        if pending.last().is_some_and(|last| last.size >= size) {
+            return Err(at("time-stamps are not in increasing size order".into()));
+        }
+        if size > header.tree_size {
+            return Err(at(format!("beyond the bundle's {} records", header.tree_size)));
+        }
+        let checkpoint = open_checkpoint(&entry.checkpoint, std::slice::from_ref(key))
+            .map_err(|e| at(format!("the time-stamped checkpoint does not verify: {e}")))?;
+        if checkpoint.origin != header.origin || checkpoint.size != size {
+            return Err(at(format!(
+                "the time-stamped checkpoint is for {} at size {}",
+                checkpoint.origin, checkpoint.size
+            )));
+        }
+        let response = base64::engine::general_purpose::STANDARD
+            .decode(&entry.timestamp)
+            .map_err(|e| at(format!("time-stamp is not base64: {e}")))?;
+        let expected = Expected { message: entry.checkpoint.as_bytes(), nonce: None, trust: anchors };
+        let verified = veritrail_tsa::verify_response(&response, &expected)
+            .map_err(|e| at(format!("time-stamp does not verify: {e}")))?;
+        pending.push(PendingTimestamp { size, root: checkpoint.root, verified });
+    }
+    Ok(pending)
 }
 
 /// Verifies a bundle as docs/ledger-formats.md prescribes, streaming it line by line.
-fn verify_bundle(path: &Path, key: &VerifierKey) -> Result<Verdict> {
+fn verify_bundle(path: &Path, key: &VerifierKey, anchors: Option<&TrustAnchors>) -> Result<Verdict> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut lines = Lines::new(BufReader::with_capacity(1 << 20, file));
 
@@ -154,10 +255,29 @@ fn verify_bundle(path: &Path, key: &VerifierKey) -> Result<Verdict> {
     if let Some(problem) = header_mismatch(&header, &checkpoint) {
         return Ok(Verdict::Failed(format!("tenant {tenant}: {problem}")));
     }
+    let timestamps = match check_bundle_timestamps(&header, key, anchors) {
+        Ok(timestamps) => timestamps,
+        Err(problem) => return Ok(Verdict::Failed(format!("tenant {tenant}: {problem}"))),
+    };
+    let mut unreached = timestamps.iter().peekable();
 
     let size = checkpoint.size;
     let mut frontier = Frontier::new();
-    for seq in 0..size {
+    for seq in 0..=size {
+        // The records so far are the tree of every time-stamped checkpoint of this size.
+        while let Some(timestamp) = unreached.next_if(|t| t.size == seq) {
+            if frontier.root() != timestamp.root {
+                let problem = format!(
+                    "checkpoint at size {seq}: the time-stamped root {} is not the root of the bundle's first {seq} \
+                     records: a record was altered",
+                    timestamp.root.to_base64()
+                );
+                return Ok(Verdict::Failed(format!("tenant {tenant}: {problem}")));
+            }
+        }
+        if seq == size {
+            break;
+        }
         let record = match lines.next()? {
             Line::Complete(line) => line,
             Line::End => {
@@ -182,10 +302,13 @@ fn verify_bundle(path: &Path, key: &VerifierKey) -> Result<Verdict> {
         let problem = format!("root mismatch (computed {computed}, signed {signed}): a record was altered");
         return Ok(Verdict::Failed(format!("tenant {tenant}: {problem}")));
     }
+    let latest = timestamps.last().map(|t| (t.size, VerifiedTimestampSummary::from(&t.verified)));
     Ok(Verdict::Verified(format!(
-        "bundle of tenant {tenant}: {size} records, root {} signed by {}",
+        "bundle of tenant {tenant}: {size} records, root {} signed by {}; {} time-stamped checkpoints{}",
         root.to_base64(),
-        key.name()
+        key.name(),
+        timestamps.len(),
+        latest_timestamp(latest.as_ref().map(|(size, summary)| (*size, summary)))
     )))
 }
 
@@ -257,25 +380,36 @@ impl<R: BufRead> Lines<R> {
 
 // --- --data-dir --------------------------------------------------------------------------------
 
-fn verify_dir(dir: &Path, key: Option<&str>) -> Result<Verdict> {
+fn verify_dir(dir: &Path, key: Option<&str>, anchors: Option<&TrustAnchors>) -> Result<Verdict> {
     let trusted = key.map(|key| trusted_key(Some(key))).transpose()?;
     let started = Instant::now();
-    let report = match verify_data_dir(dir, trusted.as_ref().map(std::slice::from_ref)) {
+    let options = VerifyOptions { trusted_keys: trusted.as_ref().map(std::slice::from_ref), tsa_trust: anchors };
+    let report = match verify_data_dir_with(dir, options) {
         Ok(report) => report,
         Err(VerifyError::Failed(failure)) => return Ok(Verdict::Failed(failure.to_string())),
         Err(error) => return Err(error.into()),
     };
-    Ok(Verdict::Verified(dir_summary(dir, &report, started.elapsed())))
+    Ok(Verdict::Verified(dir_summary(dir, &report, started.elapsed(), anchors.is_some())))
 }
 
 /// `data dir D: 2 tenants, 5000 records, 7 checkpoints, 312 merkle nodes; 12 records not yet
-/// covered by a checkpoint; quick_check ok; 0.01 s (500000 records/s)`.
-fn dir_summary(dir: &Path, report: &Report, elapsed: Duration) -> String {
+/// covered by a checkpoint; 3 of 7 checkpoints time-stamped, the latest (size 4990) at T by TSA;
+/// quick_check ok; 0.01 s (500000 records/s)`.
+fn dir_summary(dir: &Path, report: &Report, elapsed: Duration, chained: bool) -> String {
     let seconds = elapsed.as_secs_f64();
     let rate = if seconds > 0.0 { report.records() as f64 / seconds } else { 0.0 };
+    let latest = report.latest_timestamp().map(|latest| {
+        (latest.size, VerifiedTimestampSummary { gen_time: latest.gen_time, tsa: latest.tsa.clone(), chained })
+    });
+    let stamped = format!(
+        "{} of {} checkpoints time-stamped{}",
+        report.timestamps(),
+        report.checkpoints(),
+        latest_timestamp(latest.as_ref().map(|(size, summary)| (*size, summary)))
+    );
     format!(
         "data dir {}: {} tenants, {} records, {} checkpoints, {} merkle nodes; {} records not yet covered by a \
-         checkpoint; quick_check {}; {seconds:.2} s ({rate:.0} records/s)",
+         checkpoint; {stamped}; quick_check {}; {seconds:.2} s ({rate:.0} records/s)",
         dir.display(),
         report.tenants.len(),
         report.records(),

@@ -184,7 +184,7 @@ mod properties {
 
     /// The sample event with one or two bytes overwritten, by JSON-significant characters or
     /// by harmless ones (so that a fair share of the results stay valid).
-    fn mutated_sample() -> impl Strategy<Value = Vec<u8>> {
+    pub(super) fn mutated_sample() -> impl Strategy<Value = Vec<u8>> {
         let edit = (0..SAMPLE.len(), prop::sample::select(b"{}[]\",:0.-e\\ nx\x00\xffaaZZ55__@@".to_vec()));
         prop::collection::vec(edit, 1..3).prop_map(|edits| {
             let mut bytes = SAMPLE.as_bytes().to_vec();
@@ -225,6 +225,161 @@ mod properties {
                     prop_assert_eq!(&view[key], value, "{}", key);
                 }
             }
+        }
+    }
+}
+
+/// The fast path (`crate::wire`) must never change an answer: for any body, `parse_batch` says
+/// exactly what the reference parser says, events and errors alike; and it must actually carry
+/// valid events (if it fell back for them, ingest would silently lose its speed).
+mod fast_path {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::super::{fast_batch, reference_batch};
+    use super::properties::mutated_sample;
+    use crate::test_events::{event, json_value};
+    use crate::{BodyFormat, Limits};
+
+    fn limits() -> impl Strategy<Value = Limits> {
+        prop_oneof![
+            Just(Limits::default()),
+            (200usize..900, 2usize..6, 1usize..4, 1usize..6).prop_map(|(event_bytes, depth, keys, batch)| Limits {
+                max_event_bytes: event_bytes,
+                max_depth: depth,
+                max_metadata_keys: keys,
+                max_batch_events: batch,
+                ..Limits::default()
+            }),
+        ]
+    }
+
+    /// Schema places and values that are wrong there, or right, or borderline.
+    fn edit() -> impl Strategy<Value = (Vec<&'static str>, Value)> {
+        let places = prop::sample::select(vec![
+            vec!["id"],
+            vec!["action"],
+            vec!["occurred_at"],
+            vec!["actor"],
+            vec!["actor", "id"],
+            vec!["actor", "type"],
+            vec!["actor", "name"],
+            vec!["actor", "email"],
+            vec!["actor", "roles"],
+            vec!["actor", "extra"],
+            vec!["resource"],
+            vec!["resource", "type"],
+            vec!["resource", "name"],
+            vec!["targets"],
+            vec!["outcome"],
+            vec!["reason"],
+            vec!["context"],
+            vec!["context", "ip"],
+            vec!["context", "channel"],
+            vec!["context", "endpoint"],
+            vec!["changes"],
+            vec!["changes", "before"],
+            vec!["changes", "other"],
+            vec!["data_subject"],
+            vec!["sensitivity"],
+            vec!["metadata"],
+            vec!["metadata", "consent"],
+            vec!["metadata", "source"],
+            vec!["metadata", "error"],
+            vec!["unknown"],
+        ]);
+        let values = prop_oneof![
+            prop::sample::select(vec![
+                json!(null),
+                json!(""),
+                json!("a\u{0}b"),
+                json!(7),
+                json!(true),
+                json!([]),
+                json!({}),
+                json!(["x"]),
+                json!([null]),
+                json!(["pii", "pii", "phi"]),
+                json!("x@y"),
+                json!("x@@y"),
+                json!("1969-12-31T23:59:59Z"),
+                json!("2026-01-15T14:32:11.234+01:00"),
+                json!("2026-13-15T14:32:11Z"),
+                json!("a.b"),
+                json!("A.b"),
+                json!("user"),
+                json!("api"),
+                json!("denied"),
+                json!("10.0.0.1"),
+                json!("::ffff:10.0.0.1"),
+                json!("300.1.1.1"),
+                json!({"type": "t", "id": "i"}),
+                json!({"type": "t"}),
+                json!({"before": null}),
+                json!({"service": "billing"}),
+                json!({"purposes": "x"}),
+                json!("x".repeat(300)),
+                json!(9_007_199_254_740_993u64),
+                json!([[[[[[[[1]]]]]]]]),
+            ]),
+            json_value(),
+        ];
+        (places, values)
+    }
+
+    fn set(event: &mut Value, place: &[&str], value: Value) {
+        let mut slot = event;
+        for key in &place[..place.len() - 1] {
+            if !slot[*key].is_object() {
+                slot[*key] = json!({});
+            }
+            slot = &mut slot[*key];
+        }
+        slot[place[place.len() - 1]] = value;
+    }
+
+    fn same_answer(body: &[u8], limits: &Limits) -> Result<(), TestCaseError> {
+        for format in [BodyFormat::Json, BodyFormat::Ndjson] {
+            let fast = fast_batch(body, format, limits);
+            let reference = reference_batch(body, format, limits);
+            if let Some(events) = fast {
+                prop_assert_eq!(Ok(events), reference, "{}", String::from_utf8_lossy(body));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn valid_events_take_the_fast_path(events in prop::collection::vec(event(), 1..4)) {
+            let array = serde_json::to_vec(&events).unwrap();
+            let lines = events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
+            let limits = Limits::default();
+            prop_assert_eq!(fast_batch(&array, BodyFormat::Json, &limits), reference_batch(&array, BodyFormat::Json, &limits).ok());
+            prop_assert!(fast_batch(&array, BodyFormat::Json, &limits).is_some());
+            prop_assert_eq!(fast_batch(lines.as_bytes(), BodyFormat::Ndjson, &limits), reference_batch(lines.as_bytes(), BodyFormat::Ndjson, &limits).ok());
+            prop_assert!(fast_batch(lines.as_bytes(), BodyFormat::Ndjson, &limits).is_some());
+        }
+
+        #[test]
+        fn edited_events_get_the_reference_answer(mut event in event(), edits in prop::collection::vec(edit(), 1..3), limits in limits()) {
+            for (place, value) in edits {
+                set(&mut event, &place, value);
+            }
+            let text = event.to_string();
+            same_answer(text.as_bytes(), &limits)?;
+            same_answer(format!("[{text}, {text}]").as_bytes(), &limits)?;
+            // The same event with escapes the sender did not need (strings the parser cannot borrow).
+            same_answer(text.replace('/', "\\/").replace('a', "\\u0061").as_bytes(), &limits)?;
+            // A duplicate member at the top.
+            same_answer(text.replacen('{', "{\"action\":\"x.y\",", 1).as_bytes(), &limits)?;
+        }
+
+        #[test]
+        fn mutated_bytes_get_the_reference_answer(bytes in mutated_sample(), limits in limits()) {
+            same_answer(&bytes, &limits)?;
         }
     }
 }

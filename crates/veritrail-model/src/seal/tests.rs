@@ -300,3 +300,71 @@ fn personal_values_without_a_canonical_form_are_malformed() {
     let personal = PersonalData::from_bytes(root.to_string().as_bytes()).unwrap();
     assert!(matches!(open(&sealed, Some(&personal)), Err(OpenError::MalformedPersonalData(_))));
 }
+
+/// The sealed record as the straightforward definition gives it: canonicalize the whole record
+/// built as a JSON tree from [`crate::Event::to_json`], personal fields replaced by their
+/// commitments (salts in `PERSONAL_FIELDS` order). `prepare` + `seal` write the same bytes
+/// without building the tree; this is the reference they are checked against.
+fn reference_sealed(event: &Value, tenant: &str, seq: u64) -> Vec<u8> {
+    let event = parse_event(event.to_string().as_bytes(), &Limits::default()).unwrap();
+    let mut next = 0_u8;
+    let mut salt = move || {
+        next += 1;
+        [next; 32]
+    };
+    let mut record = event.to_json();
+    let id = event.id().unwrap_or("evt_01KF0000000000000000000000").to_owned();
+    let (occurred_at, source) = match event.occurred_at() {
+        Some(at) => (at, "client"),
+        None => (crate::time::truncate_to_millis(now()), "server"),
+    };
+    record.insert("id".into(), json!(id));
+    record.insert("occurred_at".into(), json!(crate::format_timestamp(occurred_at)));
+    record.insert("occurred_at_source".into(), json!(source));
+    let mut commit = |slot: &mut Value| {
+        let digest = commitment(&salt(), slot).unwrap();
+        *slot = json!({ "commitment": digest });
+    };
+    for (parent, key) in
+        [("actor", "name"), ("actor", "email"), ("context", "ip"), ("context", "user_agent"), ("context", "location")]
+    {
+        if let Some(slot) = record.get_mut(parent).and_then(|object| object.get_mut(key)) {
+            commit(slot);
+        }
+    }
+    if !event.sensitivity().is_empty()
+        && let Some(slot) = record.get_mut("changes")
+    {
+        commit(slot);
+    }
+    record.insert("v".into(), json!(1));
+    record.insert("seq".into(), json!(seq));
+    record.insert("tenant".into(), json!(tenant));
+    record.insert("received_at".into(), json!(crate::format_timestamp_millis(received_at())));
+    veritrail_ledger::jcs::canonicalize(&Value::Object(record)).unwrap().into_bytes()
+}
+
+mod against_reference {
+    use proptest::prelude::*;
+
+    use super::{prepare, received_at, reference_sealed};
+    use crate::seal;
+    use crate::test_events::event;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn prepared_and_sealed_bytes_equal_the_reference(event in event(), seq in 0u64..1_000_000) {
+            let sealed = seal(&prepare(&event), "tenant-1", seq, received_at()).unwrap();
+            let expected = reference_sealed(&event, "tenant-1", seq);
+            prop_assert_eq!(String::from_utf8(sealed).unwrap(), String::from_utf8(expected).unwrap());
+        }
+    }
+}
+
+#[test]
+fn the_full_event_seals_like_the_reference() {
+    for event in [event_json(), json!({"action": "a.b", "actor": {"id": "u"}})] {
+        assert_eq!(seal(&prepare(&event), "acme", 41, received_at()).unwrap(), reference_sealed(&event, "acme", 41));
+    }
+}

@@ -236,6 +236,42 @@ fn a_forged_checkpoint_is_refused() {
     assert!(matches!(verify_data_dir(dir.path(), Some(&trusted)), Err(VerifyError::Failed(_))));
 }
 
+fn insert_timestamp(conn: &Connection, size: i64, response: &[u8]) {
+    let no: i64 = conn.query_row("SELECT no FROM tenants WHERE id = ?1", [TENANT], |row| row.get(0)).unwrap();
+    conn.execute(
+        "INSERT INTO checkpoint_timestamps (tenant_no, tree_size, response, created_at) VALUES (?1, ?2, ?3, 0)",
+        params![no, size, response],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_time_stamp_without_its_checkpoint_is_refused() {
+    let failure = failure_after(|conn| {
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap(); // what a tamperer can do
+        insert_timestamp(conn, 41, b"\x30\x00");
+    });
+    assert_eq!((failure.tenant.as_deref(), failure.at), (Some(TENANT), Location::Checkpoint { size: 41 }));
+    assert_eq!(failure.problem, "a time-stamp of size 41 but no checkpoint at that size");
+}
+
+#[test]
+fn a_damaged_time_stamp_names_its_checkpoint() {
+    let failure = failure_after(|conn| insert_timestamp(conn, 40, b"\x30\x03\x02\x01\x00"));
+    assert_eq!((failure.tenant.as_deref(), failure.at), (Some(TENANT), Location::Checkpoint { size: 40 }));
+    assert!(failure.problem.starts_with("time-stamp does not verify: malformed time-stamp response"), "{failure}");
+}
+
+#[test]
+fn a_ledger_from_before_time_stamps_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    open(dir.path()).execute_batch("DROP TABLE checkpoint_timestamps").unwrap();
+    let report = verify_data_dir(dir.path(), None).unwrap();
+    assert_eq!((report.checkpoints(), report.timestamps()), (5, 0));
+    assert_eq!(report.latest_timestamp(), None);
+}
+
 #[test]
 fn a_stored_merkle_node_is_checked() {
     let failure = failure_after(|conn| {

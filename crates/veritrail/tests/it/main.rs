@@ -9,3 +9,4 @@ mod crash;
 mod ledger;
 mod proofs;
 mod property;
+mod tsa;
