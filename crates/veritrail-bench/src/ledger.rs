@@ -210,17 +210,30 @@ pub fn table(figures: &LedgerFigures) -> String {
     )
 }
 
-/// The file a directly loaded data directory keeps its tenant and API key in, so a later run
-/// (`--data-dir`) can reuse the load.
+/// The file in which a directly loaded data directory describes its load, so a later run
+/// (`--data-dir`) can reuse it, or finish it if it was interrupted.
 const MANIFEST: &str = "bench-ledger.json";
 
-/// A data directory whose tenant's ledger was loaded straight through `SqliteStore::append`.
+/// What [`MANIFEST`] holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    /// The tenant id.
+    tenant: String,
+    /// Records the tenant had before the load (its own first audit events).
+    base: u64,
+    /// Generated events to append.
+    events: u64,
+    /// All appended, indexed and covered by a signed checkpoint.
+    complete: bool,
+}
+
+/// A data directory whose tenant's ledger was loaded straight through `SqliteStore::append`.
+#[derive(Debug, Clone)]
 pub struct DirectLoad {
     /// The tenant id.
     pub tenant: String,
-    /// Its admin API key.
-    pub key: String,
+    /// An admin API key of the tenant, minted for this run if asked for.
+    pub key: Option<String>,
     /// Generated events appended (the tree also holds the tenant's own first records).
     pub events: u64,
 }
@@ -249,48 +262,109 @@ fn prepare_events(generator: &Generator, range: std::ops::Range<u64>) -> Result<
     Ok(prepared)
 }
 
+fn store_error(what: &str) -> impl FnOnce(veritrail_store::StoreError) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("{what}: {e}")
+}
+
 /// Loads `events` generated events into a single tenant's ledger in `dir` without HTTP: the
-/// tenant (with its API key and signing key) is created by the real server, then the events are
-/// prepared on a few threads and appended straight into `SqliteStore` in batches of `batch`
-/// (durable group commits, tree maintained, indexed), and finally the server runs once more so a
-/// signed checkpoint covers the whole tree. Reuses `dir` if it already holds such a load of the
-/// same size.
-pub fn load_direct(dir: &Path, events: u64, batch: usize) -> Result<DirectLoad> {
-    let manifest = dir.join(MANIFEST);
-    if manifest.is_file() {
-        let loaded: DirectLoad = serde_json::from_slice(&std::fs::read(&manifest)?)?;
-        if loaded.events != events {
+/// tenant (with its signing key) is created by the real server, then the events are prepared on
+/// a few threads and appended straight into `SqliteStore` in batches of `batch` (durable group
+/// commits, tree maintained, indexed), and finally the server runs once more so a signed
+/// checkpoint covers the whole tree. A directory holding such a load of the same size is reused,
+/// and an interrupted load is finished (the events are deterministic). With `key`, mints a fresh
+/// admin API key for the tenant.
+pub fn load_direct(dir: &Path, events: u64, batch: usize, key: bool) -> Result<DirectLoad> {
+    let manifest_path = dir.join(MANIFEST);
+    let mut manifest = if manifest_path.is_file() {
+        let manifest: Manifest = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+        if manifest.events != events {
             bail!(
                 "{} holds a load of {} events, not {events}: delete it or pass --events {}",
                 dir.display(),
-                loaded.events,
-                loaded.events
+                manifest.events,
+                manifest.events
             );
         }
-        println!("reusing {} ({} events, tenant {})", dir.display(), loaded.events, loaded.tenant);
-        return Ok(loaded);
-    }
-    if dir.join(veritrail_store_sqlite::LEDGER_FILE).exists() {
-        bail!("{} holds a ledger that this benchmark did not load", dir.display());
-    }
-    std::fs::create_dir_all(dir)?;
-    let (tenant, key) = {
+        manifest
+    } else {
+        if dir.join(veritrail_store_sqlite::LEDGER_FILE).exists() {
+            bail!("{} holds a ledger that this benchmark did not load", dir.display());
+        }
+        std::fs::create_dir_all(dir)?;
         let mut server = VtServer::start(dir)?;
         let key = server.create_tenant("bench-ledger")?;
-        let origin = checkpoint_origin(&agent(1), &server.base, &format!("Bearer {key}"))?;
+        let auth = format!("Bearer {key}");
+        let origin = checkpoint_origin(&agent(1), &server.base, &auth)?;
+        let base = checkpoint_size(&agent(1), &server.base, &auth)?;
         server.stop();
         let tenant = origin.rsplit('/').next().unwrap_or_default().to_string();
-        (tenant, key)
+        let manifest = Manifest { tenant, base, events, complete: false };
+        std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
+        manifest
     };
 
-    println!("== loading {events} events straight into SqliteStore (batches of {batch}, no HTTP) ==");
+    let tenant = manifest.tenant.clone();
+    if manifest.complete && !key {
+        println!("reusing {} ({events} events, tenant {tenant})", dir.display());
+        return Ok(DirectLoad { tenant, key: None, events });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let store = SqliteStore::open(dir).map_err(|e| anyhow::anyhow!("cannot open store: {e}"))?;
-    let generator = Generator::new(7, events, jiff::Timestamp::now());
-    let next = AtomicU64::new(0);
-    let done = AtomicU64::new(0);
+    let store = SqliteStore::open(dir).map_err(store_error("cannot open store"))?;
+    if !manifest.complete {
+        let size = runtime.block_on(store.tree_head(&tenant)).map_err(store_error("tree head"))?.size;
+        let first = size.saturating_sub(manifest.base);
+        if first > 0 {
+            println!("resuming the load at event {first}");
+        }
+        append_generated(&runtime, &store, &tenant, first..events, batch)?;
+    }
+    // However long the indexer takes to catch up.
     let started = Instant::now();
-    // Three threads prepare and append: while one waits for its group commit, the others prepare.
+    while store.stats().index.lag_events > 0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if started.elapsed() > Duration::from_secs(1) {
+        println!("index caught up after another {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let minted = mint_key(&runtime, &store, &tenant)?;
+    runtime.block_on(store.shutdown()).map_err(store_error("shutdown"))?;
+    drop(store);
+
+    if !manifest.complete {
+        // A signed checkpoint over the whole tree (the server signs one when it starts).
+        let mut server = VtServer::start(dir)?;
+        let auth = format!("Bearer {minted}");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while checkpoint_size(&agent(1), &server.base, &auth)? < manifest.base + events {
+            if Instant::now() > deadline {
+                bail!("no checkpoint covering the load after 600 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server.stop();
+        manifest.complete = true;
+        std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)?;
+    } else {
+        println!("reusing {} ({events} events, tenant {tenant})", dir.display());
+    }
+    Ok(DirectLoad { tenant, key: key.then_some(minted), events })
+}
+
+/// Appends generated events `range` to `tenant`, from three threads: while one waits for its
+/// group commit, the others prepare.
+fn append_generated(
+    runtime: &tokio::runtime::Runtime,
+    store: &SqliteStore,
+    tenant: &str,
+    range: std::ops::Range<u64>,
+    batch: usize,
+) -> Result<()> {
+    let events = range.end;
+    println!("== loading events {}..{events} straight into SqliteStore (batches of {batch}, no HTTP) ==", range.start);
+    let generator = Generator::new(7, events, jiff::Timestamp::now());
+    let next = AtomicU64::new(range.start);
+    let done = AtomicU64::new(range.start);
+    let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {
         let mut workers = Vec::new();
         for _ in 0..3 {
@@ -302,14 +376,13 @@ pub fn load_direct(dir: &Path, events: u64, batch: usize) -> Result<DirectLoad> 
                     }
                     let end = (first + batch as u64).min(events);
                     let prepared = prepare_events(&generator, first..end)?;
-                    runtime
-                        .block_on(store.append(&tenant, prepared))
-                        .map_err(|e| anyhow::anyhow!("append failed: {e}"))?;
+                    runtime.block_on(store.append(tenant, prepared)).map_err(store_error("append"))?;
                     let total = done.fetch_add(end - first, Ordering::Relaxed) + (end - first);
                     let step = 1_000_000u64.min(events.div_ceil(4).max(1));
                     if total / step != (total - (end - first)) / step {
                         let secs = started.elapsed().as_secs_f64();
-                        println!("  {total} events appended in {secs:.0} s ({:.0}/s)", total as f64 / secs);
+                        let rate = (total - range.start) as f64 / secs;
+                        println!("  {total} events appended after {secs:.0} s ({rate:.0}/s)");
                     }
                 }
             }));
@@ -318,31 +391,28 @@ pub fn load_direct(dir: &Path, events: u64, batch: usize) -> Result<DirectLoad> 
             worker.join().map_err(|_| anyhow::anyhow!("loader panicked"))??;
         }
         Ok(())
-    })?;
-    let appended_secs = started.elapsed().as_secs_f64();
-    runtime.block_on(store.wait_indexed()).map_err(|e| anyhow::anyhow!("index wait failed: {e}"))?;
-    runtime.block_on(store.shutdown()).map_err(|e| anyhow::anyhow!("shutdown failed: {e}"))?;
-    drop(store);
-    println!(
-        "appended {events} events in {appended_secs:.0} s ({:.0}/s), indexed after {:.0} s",
-        events as f64 / appended_secs,
-        started.elapsed().as_secs_f64()
-    );
+    })
+}
 
-    // A signed checkpoint over the whole tree (the server signs one at start-up and at shutdown).
-    let mut server = VtServer::start(dir)?;
-    let auth = format!("Bearer {key}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while checkpoint_size(&agent(1), &server.base, &auth)? < events {
-        if Instant::now() > deadline {
-            bail!("no checkpoint covering the load after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server.stop();
-    let loaded = DirectLoad { tenant, key, events };
-    std::fs::write(&manifest, serde_json::to_vec_pretty(&loaded)?)?;
-    Ok(loaded)
+/// Mints an admin API key for `tenant` straight into the store, as `POST /v1/api-keys` would.
+fn mint_key(runtime: &tokio::runtime::Runtime, store: &SqliteStore, tenant: &str) -> Result<String> {
+    let pepper = runtime
+        .block_on(store.setting("auth.pepper"))
+        .map_err(store_error("pepper"))?
+        .ok_or_else(|| anyhow::anyhow!("the data dir has no API-key pepper"))?;
+    let minted = veritrail_server::auth::mint_key(&pepper).map_err(|e| anyhow::anyhow!("mint key: {}", e.message))?;
+    let record = veritrail_store::ApiKeyRecord {
+        id: minted.id.clone(),
+        tenant: tenant.to_string(),
+        name: "bench".into(),
+        secret_hash: minted.secret_hash,
+        scopes: vec![veritrail_server::auth::Scope::Admin.name().to_string()],
+        created_at: jiff::Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    runtime.block_on(store.create_api_key(record)).map_err(store_error("create API key"))?;
+    Ok(minted.token)
 }
 
 /// The origin line of the tenant's latest checkpoint (`<server origin>/<tenant>`).
@@ -471,10 +541,14 @@ pub fn run_proofs(
 ) -> Result<Vec<(ProofRound, ProofRound)>> {
     let server = VtServer::start(dir)?;
     server.wait_indexed(Duration::from_secs(3600))?;
-    let auth = format!("Bearer {}", loaded.key);
+    let auth = format!("Bearer {}", loaded.key.as_deref().unwrap_or_default());
     let agent = agent(1);
     let tree_size = checkpoint_size(&agent, &server.base, &auth)?;
-    println!("== proofs over HTTP on a {tree_size}-leaf tree: {count} inclusion + {count} consistency per round ==");
+    println!(
+        "== proofs over HTTP on the {tree_size}-leaf tree of tenant {} ({} generated events): {count} inclusion + \
+         {count} consistency per round ==",
+        loaded.tenant, loaded.events
+    );
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut random = move |below: u64| {
         state ^= state << 13;

@@ -5,6 +5,7 @@
 //! that the noise of a shared 2-core machine hits both sides alike. Tables show the median of
 //! the rounds with the range in brackets.
 
+mod alerts;
 mod events;
 mod ledger;
 mod pg;
@@ -51,6 +52,9 @@ enum Which {
     Verify,
     /// Inclusion and consistency proofs over HTTP on a large tree loaded straight into the store.
     Proofs,
+    /// The rule engine: ingest with the default pack on vs the engine off, and alert latency
+    /// under full ingest load.
+    Alerts,
 }
 
 /// Benchmarks of Veritrail against a naive PostgreSQL audit table, in the same run.
@@ -158,10 +162,15 @@ fn main() -> Result<()> {
         println!("\n{}", ledger::table(&figures));
         return Ok(());
     }
+    if cli.which == Which::Alerts {
+        println!("{}", report::machine(&work_dir));
+        let (bodies, _, _) = generate_load(&plan, jiff::Timestamp::now())?;
+        return alerts::run(&bodies, plan.events, plan.clients, cli.rounds.unwrap_or(3).max(1), &work_dir);
+    }
     if matches!(cli.which, Which::Verify | Which::Proofs) {
         println!("{}", report::machine(&work_dir));
         let data_dir = ledger::DataDir::new(cli.data_dir.as_deref(), &work_dir)?;
-        let loaded = ledger::load_direct(data_dir.path(), plan.events, plan.batch)?;
+        let loaded = ledger::load_direct(data_dir.path(), plan.events, plan.batch, cli.which == Which::Proofs)?;
         if cli.which == Which::Verify {
             ledger::run_verify(data_dir.path(), cli.rounds.unwrap_or(5).max(1))?;
         } else {

@@ -1,20 +1,20 @@
-//! The naive baseline: a throw-away PostgreSQL cluster (Debian's server binaries) in a temporary
-//! directory on a free loopback port, `fsync=on`, `synchronous_commit=on`, with the classic
+//! The naive baseline: a throw-away PostgreSQL cluster (Debian's server binaries, through the
+//! harness in `veritrail-test-support`) in a temporary directory on a free loopback port,
+//! `fsync=on`, `synchronous_commit=on`, with the classic
 //! `audit_events` table and its four secondary indexes; loaded with binary COPY and queried with
 //! tokio-postgres.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::pin;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
+use veritrail_test_support::postgres;
 
 use crate::events::PgRow;
 
@@ -24,8 +24,6 @@ pub const TENANT: &str = "tenant-bench";
 /// Settings appended to `postgresql.conf`: durable like Veritrail, and sized like a modest
 /// production server rather than the 128 MB defaults.
 const SETTINGS: &str = "
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
 fsync = on
 synchronous_commit = on
 full_page_writes = on
@@ -70,151 +68,35 @@ const TYPES: &[Type] = &[
     Type::TIMESTAMPTZ,
 ];
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
-/// The directory holding `initdb` and `pg_ctl`: the newest `/usr/lib/postgresql/*/bin`, else `PATH`.
-fn find_bin_dir() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        for entry in entries.flatten() {
-            let bin = entry.path().join("bin");
-            if bin.join("initdb").is_file() && bin.join("pg_ctl").is_file() {
-                let version = entry.file_name().to_string_lossy().parse::<u32>().unwrap_or(0);
-                versions.push((version, bin));
-            }
-        }
-    }
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Some(bin);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
-}
-
-/// Finds the PostgreSQL server binaries, installing Debian's `postgresql` when running as root.
-fn ensure_installed() -> Result<PathBuf> {
-    if let Some(bin) = find_bin_dir() {
-        return Ok(bin);
-    }
-    eprintln!("bench: PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or PATH");
-    if !is_root() {
-        bail!("not running as root, so not installing them; install the `postgresql` package to get the baseline");
-    }
-    eprintln!("bench: running `apt-get install -y postgresql` (this may take a minute)");
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "postgresql"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !install() {
-        eprintln!("bench: install failed; running `apt-get update` and trying again");
-        let _ = Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive").status();
-        if !install() {
-            bail!("apt-get install postgresql failed");
-        }
-    }
-    find_bin_dir().ok_or_else(|| anyhow!("postgresql installed but initdb/pg_ctl still not found"))
-}
-
-/// A throw-away PostgreSQL cluster; stopped and deleted on drop.
+/// The baseline's cluster: the throw-away cluster of `veritrail-test-support` (Debian's
+/// `postgresql` installed first when missing and running as root), with the settings above.
 pub struct PgCluster {
-    bin: PathBuf,
-    data: PathBuf,
+    inner: postgres::PgCluster,
     /// Loopback port it listens on.
     pub port: u16,
-    as_postgres: bool,
-    running: bool,
-    _root: tempfile::TempDir,
 }
 
 impl PgCluster {
     /// Installs (if needed and allowed), initialises and starts a cluster under `work_dir`.
     pub fn start(work_dir: &Path) -> Result<PgCluster> {
-        let bin = ensure_installed()?;
-        let as_postgres = is_root();
-        let root = tempfile::Builder::new().prefix("veritrail-bench-pg-").tempdir_in(work_dir)?;
-        let data = root.path().join("data");
-        std::fs::create_dir(&data)?;
-        if as_postgres {
-            // PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))?;
-            let status = Command::new("chown").args(["postgres:postgres"]).arg(&data).status()?;
-            if !status.success() {
-                bail!("cannot chown {} to the postgres user (does it exist?)", data.display());
-            }
-        }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut cluster = PgCluster { bin, data, port, as_postgres, running: false, _root: root };
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data_str(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-locale",
-                "--no-sync",
-            ],
-        )?;
-        let conf = cluster.data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).context("reading postgresql.conf")?;
-        text.push_str(SETTINGS);
-        text.push_str(&format!("port = {port}\n"));
-        std::fs::write(&conf, text).context("writing postgresql.conf")?;
-        let log = cluster.data.join("bench-server.log");
-        cluster
-            .run("pg_ctl", &["-D", &cluster.data_str(), "-l", &log.to_string_lossy(), "-w", "-t", "120", "start"])?;
-        cluster.running = true;
-        Ok(cluster)
-    }
-
-    fn data_str(&self) -> String {
-        self.data.to_string_lossy().into_owned()
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Result<()> {
-        let exe = self.bin.join(program);
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
+        postgres::ensure_installed().map_err(|e| anyhow!(e))?;
+        let options = postgres::ClusterOptions {
+            settings: SETTINGS.to_string(),
+            work_dir: Some(work_dir.to_path_buf()),
+            stop_mode: postgres::StopMode::Fast,
         };
-        command.args(args).current_dir("/");
-        let output = command.output().with_context(|| format!("cannot run {program}"))?;
-        if !output.status.success() {
-            bail!(
-                "{program} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
+        let inner = postgres::PgCluster::start(&options).map_err(|e| anyhow!(e))?;
+        Ok(PgCluster { port: inner.port(), inner })
     }
 
     /// The postmaster's PID (for CPU accounting).
     pub fn postmaster_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
-        text.lines().next()?.trim().parse().ok()
+        self.inner.postmaster_pid()
     }
 
     /// Connection string.
     pub fn conninfo(&self) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+        self.inner.conninfo("postgres")
     }
 
     /// Connects one client; its connection task runs on the current runtime.
@@ -231,18 +113,7 @@ impl PgCluster {
 
     /// Stops the cluster.
     pub fn stop(&mut self) {
-        if self.running {
-            self.running = false;
-            if let Err(e) = self.run("pg_ctl", &["-D", &self.data_str(), "-m", "fast", "-w", "-t", "60", "stop"]) {
-                eprintln!("bench: stopping postgresql: {e}");
-            }
-        }
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        self.stop();
+        self.inner.stop();
     }
 }
 

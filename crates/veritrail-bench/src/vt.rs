@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use tokio_util::sync::CancellationToken;
 use veritrail_server::{Server, ServerConfig};
-use veritrail_store::Store;
+use veritrail_store::{AlertStore, Store};
 use veritrail_store_sqlite::SqliteStore;
 
 use crate::stats::thread_cpu;
@@ -30,6 +30,11 @@ pub struct VtServer {
 impl VtServer {
     /// Starts a server over `data_dir` (created if needed).
     pub fn start(data_dir: &Path) -> Result<VtServer> {
+        VtServer::start_with(data_dir, ServerConfig::default())
+    }
+
+    /// [`VtServer::start`] with `config` (its bootstrap token replaced by the benchmark's).
+    pub fn start_with(data_dir: &Path, config: ServerConfig) -> Result<VtServer> {
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<std::net::SocketAddr, String>>();
         let dir = data_dir.to_path_buf();
@@ -55,9 +60,10 @@ impl VtServer {
                         return;
                     }
                 };
+                let alerts: Arc<dyn AlertStore> = Arc::new(store.alert_store());
                 let store: Arc<dyn Store> = Arc::new(store);
-                let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..ServerConfig::default() };
-                let server = match Server::start(store, config).await {
+                let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..config };
+                let server = match Server::start(store, alerts, config).await {
                     Ok(server) => server,
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("cannot start server: {}", e.message)));

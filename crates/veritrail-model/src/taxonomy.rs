@@ -70,6 +70,11 @@ pub const SELF_AUDIT_ACTIONS: &[&str] = &[
     "audit.rule.created",
     "audit.rule.updated",
     "audit.rule.deleted",
+    "audit.alert.raised",
+    "audit.alert.acknowledged",
+    "audit.alert.resolved",
+    "audit.webhook.created",
+    "audit.webhook.deleted",
     "audit.control.failed",
     "audit.control.restored",
     "audit.erasure.performed",
@@ -109,7 +114,7 @@ mod tests {
             assert!(seen.insert(*action), "duplicate {action}");
         }
         assert_eq!(STANDARD_ACTIONS.len(), 39);
-        assert_eq!(SELF_AUDIT_ACTIONS.len(), 28);
+        assert_eq!(SELF_AUDIT_ACTIONS.len(), 33);
     }
 
     #[test]

@@ -60,6 +60,9 @@ codes! {
     NotFound => "not_found", NOT_FOUND, "No such resource for this tenant.";
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "The path exists but not with this method.";
     Conflict => "conflict", CONFLICT, "The resource exists already.";
+    InvalidRule => "invalid_rule", BAD_REQUEST, "A monitoring rule is invalid (filter, window, threshold, time zone, fields that cannot be combined); the message names the field.";
+    InvalidState => "invalid_state", CONFLICT, "The resource's current state does not allow this change (e.g. acknowledging a resolved alert).";
+    UrlNotAllowed => "url_not_allowed", BAD_REQUEST, "A webhook URL is refused: not http://, malformed, or aimed at a loopback, private, link-local or cloud-metadata address (allowed only by configuration).";
     Overloaded => "overloaded", SERVICE_UNAVAILABLE, "The ingest queue is full; retry after the given delay.";
     Unavailable => "unavailable", SERVICE_UNAVAILABLE, "The server is starting, shutting down or cannot reach its storage.";
     Internal => "internal", INTERNAL_SERVER_ERROR, "An unexpected server error; nothing was changed by it.";

@@ -21,6 +21,12 @@ pub fn random_base32(len: usize) -> Result<String, ApiError> {
     Ok(bytes[..len].iter().map(|b| BASE32[(b & 31) as usize] as char).collect())
 }
 
+/// The first `len` bytes of `bytes` (at most its length), 5 bits each, as lowercase Crockford
+/// base32: ids derived from a digest.
+pub fn base32(bytes: &[u8], len: usize) -> String {
+    bytes.iter().take(len).map(|b| BASE32[(b & 31) as usize] as char).collect()
+}
+
 /// Unpredictable bytes for one request: a 256-bit OS-random seed expanded with SHA-256 in counter
 /// mode, so a batch of a thousand events costs one system call instead of thousands.
 pub struct RandomStream {

@@ -14,7 +14,7 @@ use veritrail_ledger::checkpoint::{Checkpoint, sign_checkpoint};
 use veritrail_ledger::hash::Hash;
 use veritrail_ledger::note::{NoteSigner, VerifierKey};
 use veritrail_ledger::tree::{self, NodeSource, ProofError};
-use veritrail_store::{Store, StoredCheckpoint};
+use veritrail_store::{Store, StoredCheckpoint, TreeHead};
 
 use crate::AppState;
 use crate::audit::{self, RequestContext};
@@ -170,6 +170,15 @@ impl Ledger {
 /// checkpoint; a failure means storage changed underneath the server: it records
 /// `audit.control.failed` and refuses to sign.
 pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<StoredCheckpoint, ApiError> {
+    issue_checkpoint_at(state, tenant, None).await
+}
+
+/// [`issue_checkpoint`] for a tree head already read (`None`: read it now, under the lock).
+async fn issue_checkpoint_at(
+    state: &AppState,
+    tenant: &str,
+    head: Option<TreeHead>,
+) -> Result<StoredCheckpoint, ApiError> {
     let ledger = &state.ledger;
     if ledger.failed.lock().unwrap_or_else(|p| p.into_inner()).contains(tenant) {
         return Err(ApiError::new(
@@ -178,8 +187,24 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
         ));
     }
     let issuing = ledger.issuing.lock().await;
-    let head = state.store.tree_head(tenant).await?;
-    let previous = state.store.latest_checkpoint(tenant).await?;
+    let (mut head, read_before_lock) = match head {
+        Some(head) => (head, true),
+        None => (state.store.tree_head(tenant).await?, false),
+    };
+    // The latest checkpoint this process signed is in memory; storage is asked only once.
+    let signed = ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
+    let previous = match signed {
+        Some(signed) => Some(signed),
+        None => state.store.latest_checkpoint(tenant).await?,
+    };
+    // Another node sharing the store may have signed a newer head after this one was read: read
+    // it again before calling the ledger shorter than its last checkpoint.
+    if let Some(previous) = &previous
+        && previous.size > head.size
+        && !read_before_lock
+    {
+        head = state.store.tree_head(tenant).await?;
+    }
     if let Some(previous) = &previous
         && previous.size == head.size
     {
@@ -190,6 +215,10 @@ pub(crate) async fn issue_checkpoint(state: &AppState, tenant: &str) -> Result<S
         return Ok(previous.clone());
     }
     if let Some(previous) = &previous {
+        if previous.size > head.size && read_before_lock {
+            // Someone signed a newer head while this one waited for the lock.
+            return Ok(previous.clone());
+        }
         if previous.size > head.size {
             drop(issuing);
             return Err(
@@ -344,19 +373,27 @@ pub(crate) async fn run_checkpointer(state: AppState, interval: Duration, shutdo
 }
 
 /// One pass of the checkpointer over every tenant.
+///
+/// Few round trips, since under full ingest load each waits for a core: the heads of all tenants
+/// come in one call (from memory where the store keeps them), the previous checkpoint from
+/// memory, and only the consistency proof of a grown tree reads storage.
 pub(crate) async fn checkpoint_all(state: &AppState) {
-    let tenants = match state.store.tenants().await {
-        Ok(tenants) => tenants,
+    let heads = match state.store.tree_heads().await {
+        Ok(heads) => heads,
         Err(error) => {
-            tracing::warn!(%error, "checkpointer cannot list tenants");
+            tracing::warn!(%error, "checkpointer cannot read tree heads");
             return;
         }
     };
-    for tenant in tenants {
-        if let Err(error) = issue_checkpoint(state, &tenant.id).await
+    for (tenant, head) in heads {
+        let signed = state.ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).get(&tenant).map(|c| c.size);
+        if signed == Some(head.size) {
+            continue;
+        }
+        if let Err(error) = issue_checkpoint_at(state, &tenant, Some(head)).await
             && error.code != Code::Internal
         {
-            tracing::warn!(tenant = %tenant.id, error = %error.message, "checkpoint not issued");
+            tracing::warn!(%tenant, error = %error.message, "checkpoint not issued");
         }
     }
 }

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerting;
 mod audit;
 pub mod auth;
 pub mod error;
@@ -15,6 +16,8 @@ mod ledger_routes;
 mod metrics;
 mod openapi;
 mod routes;
+mod routes_alerts;
+mod webhooks;
 mod witness;
 
 use std::net::SocketAddr;
@@ -25,8 +28,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio_util::sync::CancellationToken;
 use veritrail_model::Limits;
-use veritrail_store::Store;
+use veritrail_store::{AlertStore, Store};
 
+pub use crate::alerting::{AlertingConfig, RetryPolicy};
 pub use crate::error::{ApiError, Code};
 pub use crate::witness::TsaConfig;
 
@@ -50,6 +54,8 @@ pub struct ServerConfig {
     pub checkpoint_interval: Option<Duration>,
     /// RFC 3161 witnessing of checkpoints by a Time-Stamp Authority; off when `None`.
     pub tsa: Option<TsaConfig>,
+    /// The rule engine and webhook delivery.
+    pub alerting: AlertingConfig,
 }
 
 /// The server origin when none is configured.
@@ -59,6 +65,10 @@ pub const DEFAULT_ORIGIN: &str = "veritrail.local";
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
+    /// Rules, alerts, webhooks and their deliveries.
+    pub(crate) alerts: Arc<dyn AlertStore>,
+    /// The rule engine's command channel, the delivery wake-up and their counters.
+    pub(crate) alerting: Arc<alerting::Alerting>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) pepper: Arc<[u8]>,
     pub(crate) bootstrap_hash: [u8; 32],
@@ -79,8 +89,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads or initialises the platform secrets and builds the router.
-    pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<Server, ApiError> {
+    /// Loads or initialises the platform secrets and builds the router. `alerts` keeps
+    /// monitoring (often the same backend object as `store`).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        alerts: Arc<dyn AlertStore>,
+        config: ServerConfig,
+    ) -> Result<Server, ApiError> {
         let pepper = store.init_setting(PEPPER_SETTING, ids::random_bytes::<32>()?.to_vec()).await?;
         let mut new_bootstrap_token = None;
         let bootstrap_hash = match store.setting(BOOTSTRAP_SETTING).await? {
@@ -116,8 +131,11 @@ impl Server {
         }
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
+        let alerting = Arc::new(alerting::Alerting::new(config.alerting.clone(), &pepper));
         let state = AppState {
             store: store.clone(),
+            alerts,
+            alerting,
             config: Arc::new(config),
             pepper: pepper.into(),
             bootstrap_hash,
@@ -144,6 +162,10 @@ pub async fn serve(
     let witness_stop = CancellationToken::new();
     let witness =
         state.witness.clone().map(|witness| tokio::spawn(witness::run(state.clone(), witness, witness_stop.clone())));
+    let alerting_stop = CancellationToken::new();
+    let engine =
+        state.config.alerting.enabled.then(|| tokio::spawn(alerting::run(state.clone(), alerting_stop.clone())));
+    let deliverer = tokio::spawn(webhooks::run(state.clone(), alerting_stop.clone()));
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     let serving = axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
@@ -156,6 +178,12 @@ pub async fn serve(
     };
     checkpointer_stop.cancel();
     let _ = checkpointer.await;
+    // The engine appends its last alerts to the ledger before the final checkpoints.
+    alerting_stop.cancel();
+    if let Some(engine) = engine {
+        let _ = engine.await;
+    }
+    let _ = deliverer.await;
     // Everything acknowledged gets covered by a signed checkpoint before the store closes.
     ledger::checkpoint_all(&state).await;
     // Time-stamps under way may still be stored; the last checkpoint is witnessed at next start.

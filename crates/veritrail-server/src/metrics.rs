@@ -95,6 +95,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# TYPE veritrail_tsa_pending gauge");
         let _ = writeln!(out, "veritrail_tsa_pending {}", witness.pending());
     }
+    render_alerting(&mut out, &state.alerting.metrics);
     let _ = writeln!(out, "# HELP veritrail_http_requests_total HTTP requests by method, route and status class.");
     let _ = writeln!(out, "# TYPE veritrail_http_requests_total counter");
     let requests = state.metrics.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -109,4 +110,52 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
+}
+
+fn render_alerting(out: &mut String, metrics: &crate::alerting::AlertingMetrics) {
+    let counter = |value: &std::sync::atomic::AtomicU64| value.load(std::sync::atomic::Ordering::Relaxed);
+    let counters = [
+        (
+            "veritrail_rule_events_evaluated_total",
+            "Events evaluated by the rule engine since start.",
+            &metrics.events_evaluated,
+        ),
+        ("veritrail_alerts_raised_total", "Alerts stored since start.", &metrics.alerts_raised),
+        (
+            "veritrail_rule_engine_errors_total",
+            "Rule engine passes that failed (the tenant is reloaded).",
+            &metrics.engine_errors,
+        ),
+        (
+            "veritrail_webhook_deliveries_total",
+            "Webhook deliveries answered 2xx since start.",
+            &metrics.deliveries_succeeded,
+        ),
+        (
+            "veritrail_webhook_failures_total",
+            "Webhook delivery attempts that failed since start.",
+            &metrics.deliveries_failed,
+        ),
+        (
+            "veritrail_webhook_dead_total",
+            "Webhook deliveries given up after their retries since start.",
+            &metrics.deliveries_dead,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", counter(value));
+    }
+    let name = "veritrail_alert_latency_seconds";
+    let _ = writeln!(out, "# HELP {name} From the triggering event's receipt to its alert being stored.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut count = 0;
+    for (bound, value) in crate::alerting::LATENCY_BUCKETS.iter().zip(&metrics.latency_buckets) {
+        let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };
+        count = counter(value);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", counter(&metrics.latency_sum_micros) as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {count}");
 }

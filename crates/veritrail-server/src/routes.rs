@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{self, Principal, Scope};
 use crate::error::{ApiError, Code};
-use crate::{export, ids, ledger, ledger_routes, metrics};
+use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts};
 
 /// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
 const MAX_QUEUE_DEPTH: u64 = 3000;
@@ -43,6 +43,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/ledger/proof/inclusion", get(ledger_routes::get_inclusion))
         .route("/v1/ledger/proof/consistency", get(ledger_routes::get_consistency))
         .route("/v1/ledger/verifications", post(ledger_routes::post_verification))
+        .route("/v1/alerts", get(routes_alerts::list_alerts))
+        .route("/v1/alerts/{id}", get(routes_alerts::get_alert))
+        .route("/v1/alerts/{id}/acknowledge", post(routes_alerts::acknowledge_alert))
+        .route("/v1/alerts/{id}/resolve", post(routes_alerts::resolve_alert))
+        .route("/v1/rules", get(routes_alerts::list_rules).post(routes_alerts::create_rule))
+        .route("/v1/rules/dry-run", post(routes_alerts::dry_run_draft))
+        .route(
+            "/v1/rules/{id}",
+            get(routes_alerts::get_rule).put(routes_alerts::update_rule).delete(routes_alerts::delete_rule),
+        )
+        .route("/v1/rules/{id}/dry-run", post(routes_alerts::dry_run_rule))
+        .route("/v1/webhooks", get(routes_alerts::list_webhooks).post(routes_alerts::create_webhook))
+        .route("/v1/webhooks/{id}", get(routes_alerts::get_webhook).delete(routes_alerts::delete_webhook))
+        .route("/v1/webhooks/{id}/deliveries", get(routes_alerts::list_deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", post(routes_alerts::redeliver))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -168,7 +183,8 @@ impl JsonObject {
         Ok(JsonObject(map))
     }
 
-    fn present(&self, name: &str) -> Option<&Value> {
+    /// A field that is present and not null.
+    pub(crate) fn present(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|value| !value.is_null())
     }
 
@@ -267,6 +283,8 @@ async fn create_tenant(
     let tenant =
         Tenant { id: format!("tn_{}", ids::random_base32(20)?), name: name.clone(), created_at: Timestamp::now() };
     state.store.create_tenant(tenant.clone()).await?;
+    // Monitoring starts with the tenant's first event, under the default rule pack.
+    state.alerts.install_rules(&tenant.id, alerting::default_rules(0, tenant.created_at), 0).await?;
     let platform = json!({"id": "platform", "type": "system", "name": "platform operator"});
     audit::record(
         &state,
@@ -361,8 +379,21 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
     if receipt {
         return receipts(&state, &key.tenant, &appended).await;
     }
-    let events: Vec<Value> = appended.iter().map(|a| json!({"id": a.id, "seq": a.seq})).collect();
-    Ok((StatusCode::CREATED, Json(json!({"events": events}))).into_response())
+    // Serialized straight from the appended list: a `Value` per event cost a map per event.
+    let events = appended.iter().map(|a| Acknowledged { id: &a.id, seq: a.seq }).collect();
+    Ok((StatusCode::CREATED, Json(IngestAnswer { events })).into_response())
+}
+
+/// The answer to `POST /v1/events`: `{"events":[{"id","seq"}, ...]}` in request order.
+#[derive(serde::Serialize)]
+struct IngestAnswer<'a> {
+    events: Vec<Acknowledged<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Acknowledged<'a> {
+    id: &'a str,
+    seq: u64,
 }
 
 /// Validates an ingest body and prepares every event for sealing; all or nothing.

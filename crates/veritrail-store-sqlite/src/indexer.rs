@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
+use veritrail_store::index_row::IndexRow;
 use veritrail_store::{StoreError, StoreResult};
 
 use crate::schema::{self, MAX_SEQ, key_seq, record_key};
@@ -28,6 +29,16 @@ pub(crate) struct Indexer {
     progress: HashMap<i64, u64>,
     rebuilds: Receiver<oneshot::Sender<StoreResult<()>>>,
     waiting_rebuilds: Vec<oneshot::Sender<StoreResult<()>>>,
+    /// The rows of the batch being indexed, kept between batches: megabytes allocated afresh
+    /// per batch cost more in page faults than the inserts they feed.
+    batch: BatchRows,
+}
+
+#[derive(Default)]
+struct BatchRows {
+    events: Vec<(i64, IndexRow)>,
+    ids: Vec<(String, u64)>,
+    resources: Vec<(String, String, i64)>,
 }
 
 impl Indexer {
@@ -38,7 +49,15 @@ impl Indexer {
         unclean_marker: std::path::PathBuf,
     ) -> StoreResult<Indexer> {
         let progress = load_progress(&conn)?;
-        Ok(Indexer { conn, unclean_marker, shared, progress, rebuilds, waiting_rebuilds: Vec::new() })
+        Ok(Indexer {
+            conn,
+            unclean_marker,
+            shared,
+            progress,
+            rebuilds,
+            waiting_rebuilds: Vec::new(),
+            batch: BatchRows::default(),
+        })
     }
 
     pub(crate) fn run(mut self) {
@@ -133,7 +152,12 @@ impl Indexer {
     fn index_batch(&mut self, tenant_no: i64) -> StoreResult<usize> {
         let next = self.progress.get(&tenant_no).copied().unwrap_or(0);
         let tx = self.conn.transaction().map_err(sql_error)?;
-        let mut count = 0usize;
+        // Read and parse the whole batch first, then fill each table in its own key order: rows
+        // inserted in key order walk each B-tree once instead of jumping between its pages.
+        let BatchRows { events, ids, resources } = &mut self.batch;
+        events.clear();
+        ids.clear();
+        resources.clear();
         {
             let mut select = tx
                 .prepare_cached(
@@ -141,34 +165,40 @@ impl Indexer {
                      WHERE r.key BETWEEN ?1 AND ?2 ORDER BY r.key LIMIT ?3",
                 )
                 .map_err(sql_error)?;
-            let mut insert_event = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO events (key, occurred_at, action, actor_id, actor_type, actor_email, outcome, ip, channel, data_subject)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(sql_error)?;
-            let mut insert_id = tx
-                .prepare_cached("INSERT OR REPLACE INTO event_ids (tenant_no, event_id, seq) VALUES (?1, ?2, ?3)")
-                .map_err(sql_error)?;
-            let mut insert_resource = tx
-                .prepare_cached("INSERT OR IGNORE INTO event_resources (rtype, rid, key) VALUES (?1, ?2, ?3)")
-                .map_err(sql_error)?;
             let mut rows = select
                 .query(params![record_key(tenant_no, next), record_key(tenant_no, MAX_SEQ), BATCH as i64])
                 .map_err(sql_error)?;
             while let Some(row) = rows.next().map_err(sql_error)? {
                 let key: i64 = row.get(0).map_err(sql_error)?;
-                let sealed: Vec<u8> = row.get(1).map_err(sql_error)?;
-                let personal: Option<Vec<u8>> = row.get(2).map_err(sql_error)?;
-                let event_id: String = row.get(3).map_err(sql_error)?;
-                let expected = next + count as u64;
+                let expected = next + events.len() as u64;
                 if key_seq(key) != expected {
                     return Err(StoreError::Corrupt(format!(
                         "ledger of tenant {tenant_no} has a gap: expected seq {expected}, found {}",
                         key_seq(key)
                     )));
                 }
-                let fields = crate::index_row::IndexRow::of(&sealed, personal.as_deref())?;
+                let sealed = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(column_type)?;
+                let personal = row.get_ref(2).map_err(sql_error)?.as_blob_or_null().map_err(column_type)?;
+                let fields = IndexRow::of(sealed, personal)?;
+                let event_id: String = row.get(3).map_err(sql_error)?;
+                ids.push((event_id, key_seq(key)));
+                for (rtype, rid) in &fields.resources {
+                    resources.push((rid.clone(), rtype.clone(), key));
+                }
+                events.push((key, fields));
+            }
+        }
+        ids.sort_unstable();
+        resources.sort_unstable();
+        let count = events.len();
+        {
+            let mut insert_event = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO events (key, occurred_at, action, actor_id, actor_type, actor_email, outcome, ip, channel, data_subject)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(sql_error)?;
+            for (key, fields) in events.iter() {
                 insert_event
                     .execute(params![
                         key,
@@ -183,11 +213,18 @@ impl Indexer {
                         fields.data_subject
                     ])
                     .map_err(sql_error)?;
-                insert_id.execute(params![tenant_no, event_id, key_seq(key) as i64]).map_err(sql_error)?;
-                for (rtype, rid) in &fields.resources {
-                    insert_resource.execute(params![rtype, rid, key]).map_err(sql_error)?;
-                }
-                count += 1;
+            }
+            let mut insert_id = tx
+                .prepare_cached("INSERT OR REPLACE INTO event_ids (tenant_no, event_id, seq) VALUES (?1, ?2, ?3)")
+                .map_err(sql_error)?;
+            for (event_id, seq) in ids.iter() {
+                insert_id.execute(params![tenant_no, event_id, *seq as i64]).map_err(sql_error)?;
+            }
+            let mut insert_resource = tx
+                .prepare_cached("INSERT OR IGNORE INTO event_resources (rtype, rid, key) VALUES (?1, ?2, ?3)")
+                .map_err(sql_error)?;
+            for (rid, rtype, key) in resources.iter() {
+                insert_resource.execute(params![rtype, rid, key]).map_err(sql_error)?;
             }
         }
         if count > 0 {
@@ -205,6 +242,10 @@ impl Indexer {
         }
         Ok(count)
     }
+}
+
+fn column_type(error: rusqlite::types::FromSqlError) -> StoreError {
+    StoreError::Corrupt(format!("ledger record has a column of the wrong type: {error}"))
 }
 
 fn load_progress(conn: &Connection) -> StoreResult<HashMap<i64, u64>> {

@@ -6,11 +6,15 @@
 //! - `index.sqlite` — derived query tables, filled by an indexer thread a few milliseconds behind
 //!   the writer; deleted or damaged, it is rebuilt from the ledger and never stops a start.
 //!
+//! - `alerts.sqlite` — monitoring (rules, alerts, webhook deliveries, the rule engine's cursors):
+//!   [`SqliteAlertStore`], the [`veritrail_store::AlertStore`] implementation, neither ledger
+//!   nor derived.
+//!
 //! Reads run on a small pool of connections (both files attached) via `spawn_blocking`.
 
 #![forbid(unsafe_code)]
 
-mod index_row;
+mod alerts;
 mod indexer;
 mod reader;
 mod schema;
@@ -37,6 +41,7 @@ use veritrail_store::{
     StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
+pub use crate::alerts::{ALERTS_FILE, SqliteAlertStore};
 use crate::shared::Shared;
 use crate::writer::{Job, Writer};
 
@@ -61,6 +66,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     tenant_nos: RwLock<HashMap<String, i64>>,
     indexer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// `alerts.sqlite`: the [`veritrail_store::AlertStore`] half.
+    alerts: SqliteAlertStore,
 }
 
 /// The embedded store. Cheap to clone; all clones share the same threads.
@@ -164,6 +171,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             tenant_nos: RwLock::new(HashMap::new()),
             indexer_thread: Mutex::new(Some(indexer_thread)),
+            alerts: SqliteAlertStore::open(dir)?,
         };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
@@ -681,6 +689,33 @@ impl Store for SqliteStore {
             })
             .await
         })
+    }
+
+    fn tree_heads(&self) -> BoxFuture<'_, StoreResult<Vec<(String, TreeHead)>>> {
+        // One read for the whole pass: the heads the writer published after its commits, and
+        // the stored tree of tenants it has not appended to since the store opened.
+        let shared = self.inner.shared.clone();
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT no, id FROM tenants ORDER BY no").map_err(sql_error)?;
+            let tenants = stmt
+                .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+                .map_err(sql_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            let published = shared.heads.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut heads = Vec::with_capacity(tenants.len());
+            for (no, id) in tenants {
+                let head = match published.get(&no) {
+                    Some(head) => *head,
+                    None => {
+                        let size = tree::tree_size(conn, no)?;
+                        TreeHead { size, root: tree::load_frontier(conn, no, size)?.root().0 }
+                    }
+                };
+                heads.push((id, head));
+            }
+            Ok(heads)
+        }))
     }
 
     fn subtree_hashes(&self, tenant: &str, nodes: Vec<(u32, u64)>) -> BoxFuture<'_, StoreResult<Vec<[u8; 32]>>> {

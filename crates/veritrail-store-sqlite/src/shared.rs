@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use veritrail_store::TreeHead;
+
 /// Upper bounds (seconds) of the commit latency histogram.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
@@ -26,6 +28,9 @@ pub(crate) struct Shared {
     wake: Condvar,
     /// Ids of committed records not yet in `index.event_ids` (see [`RecentIds`]).
     pub(crate) recent: RecentIds,
+    /// Tree head of each tenant (by number) after the writer's last commit that grew it; tenants
+    /// not appended to since the store opened are absent.
+    pub(crate) heads: Mutex<HashMap<i64, TreeHead>>,
 }
 
 /// Event ids of committed records that the index does not hold yet.

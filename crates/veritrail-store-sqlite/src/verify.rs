@@ -8,21 +8,23 @@
 //! stored checkpoint the recomputed root is the signed one, the note verifies with a trusted key
 //! and its origin is `.../<tenant>`. A checkpoint's RFC 3161 time-stamp, if it has one, must
 //! verify against the exact bytes of its note (`timestamps`). Nothing stored may describe records
-//! (or checkpoints) that are not there. `PRAGMA quick_check` runs meanwhile on a second
-//! connection.
+//! (or checkpoints) that are not there. `PRAGMA quick_check` of the tables the scan does not
+//! read in full runs meanwhile on another connection.
 //!
-//! Speed matters (a ledger may hold billions of records): records are read in batches that
-//! checker threads (one per spare core) check while the next batches are read, and sealed records
-//! take a single-pass canonical-form check (`canonical`) that only falls back to
+//! Speed matters (a ledger may hold billions of records): each tenant's records are cut into
+//! blocks of consecutive seqs that checker threads (one per core) read through connections of
+//! their own and check where SQLite holds the bytes (canonical form, fields, leaf hash: what
+//! needs no other record), while this thread puts the checked blocks in the tree in order. Sealed
+//! records take a single-pass canonical-form check (`canonical`) that only falls back to
 //! [`jcs::is_canonical`] for what it does not settle itself (fractions, escaped member names,
 //! ...).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::ops::Range;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -45,12 +47,13 @@ pub const SIGNING_KEYS_SETTING: &str = "ledger.signing_keys";
 
 /// Stored Merkle nodes read per query while scanning one level.
 const NODE_BATCH: i64 = 4096;
-/// Records per batch handed to a checker thread (tests use many small batches).
-const BATCH_RECORDS: usize = if cfg!(test) { 7 } else { 2048 };
-/// Batches per checker thread being read, checked or added to the tree at a time.
-const BATCHES_PER_CHECKER: usize = 2;
-/// Most checker threads (beyond that, reading the records is the bottleneck).
-const MAX_CHECKERS: usize = 4;
+/// Seqs per block: the records a checker thread reads with one query and checks in one go (tests
+/// use many small blocks).
+const BLOCK_SEQS: u64 = if cfg!(test) { 7 } else { 4096 };
+/// Blocks per checker thread being read, checked or waiting to be added to the tree.
+const BLOCKS_PER_CHECKER: usize = 3;
+/// Most checker threads.
+const MAX_CHECKERS: usize = 8;
 
 /// Why a data directory could not be verified, or the first thing found wrong in it.
 #[derive(Debug, thiserror::Error)]
@@ -316,6 +319,7 @@ fn scan(conn: &Connection, keys: &[VerifierKey], tsa: Option<&TrustAnchors>) -> 
         return Err(ledger_failure(format!("merkle nodes of unknown tenant number {no}")));
     }
 
+    let mut checkers = Checkers::open(Path::new(conn.path().unwrap_or_default()))?;
     let mut reports = Vec::with_capacity(tenants.len());
     // The first key after the previous tenant's range (none after the largest tenant number).
     let mut next_key = Some(i64::MIN);
@@ -330,7 +334,7 @@ fn scan(conn: &Connection, keys: &[VerifierKey], tsa: Option<&TrustAnchors>) -> 
             checkpoints.remove(no).unwrap_or_default(),
             node_counts.remove(no).unwrap_or_default(),
         );
-        reports.push(tenant.run()?);
+        reports.push(tenant.run(&mut checkers)?);
         next_key = record_key(*no, MAX_SEQ).checked_add(1);
     }
     if let Some(from) = next_key {
@@ -430,19 +434,34 @@ fn check_no_records(conn: &Connection, from: i64, to: Option<i64>) -> Result<(),
     }
 }
 
-/// `PRAGMA quick_check`: `ok`, or a failure listing the first problems SQLite found.
+/// Tables whose every row the scan reads and checks itself; [`quick_check`] leaves them out.
+const SCANNED_TABLES: [&str; 2] = ["records", "merkle_nodes"];
+
+/// `PRAGMA quick_check` of every table and its indexes but [`SCANNED_TABLES`]: `ok`, or a
+/// failure listing the first problems SQLite found.
+///
+/// The scan reads every row of those through their B-trees, with `cell_size_check` on, and
+/// checks every byte against the hashes: SQLite's own pass over them would cost about as much
+/// as the whole scan and only repeat what reading them checks, apart from file-level bookkeeping
+/// (pages counted twice or never, the freelist) that does not touch their content.
 fn quick_check(conn: &Connection) -> Result<String, VerifyError> {
-    let mut stmt = conn.prepare("PRAGMA quick_check(10)")?;
-    let mut rows = stmt.query([])?;
-    let mut lines = Vec::new();
-    while let Some(row) = rows.next()? {
-        lines.push(text_of(row.get_ref(0)?).unwrap_or("?").to_string());
+    let mut tables = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?;
+    let tables = tables.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    let mut problems = Vec::new();
+    for table in tables.iter().filter(|table| !SCANNED_TABLES.contains(&table.as_str())) {
+        let mut stmt = conn.prepare(&format!("PRAGMA quick_check(\"{}\")", table.replace('"', "\"\"")))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let line = text_of(row.get_ref(0)?).unwrap_or("?");
+            if line != "ok" && problems.len() < 10 {
+                problems.push(line.to_string());
+            }
+        }
     }
-    let answer = lines.join("; ");
-    if answer != "ok" {
-        return Err(ledger_failure(format!("sqlite quick_check: {answer}")));
+    if !problems.is_empty() {
+        return Err(ledger_failure(format!("sqlite quick_check: {}", problems.join("; "))));
     }
-    Ok(answer)
+    Ok("ok".to_string())
 }
 
 /// The verification of one tenant's ledger, record by record.
@@ -495,60 +514,31 @@ impl<'a> TenantScan<'a> {
         }
     }
 
-    /// Reads the records in batches that checker threads check on their own (canonical form,
-    /// fields, leaf hash: what needs no other record) while this one reads the next batches,
-    /// then puts them in the tree in order. Batch `n` goes to checker `n % checkers`, so taking
-    /// the results round-robin keeps the order.
-    fn run(mut self) -> Result<TenantReport, VerifyError> {
+    /// Checker threads read and check blocks of records on their own (canonical form, fields,
+    /// leaf hash: what needs no other record), each through its own connection, while this one
+    /// puts the checked blocks in the tree in order, checking what depends on position.
+    fn run(mut self, checkers: &mut Checkers) -> Result<TenantReport, VerifyError> {
         self.check_checkpoints()?;
-        let (conn, id) = (self.conn, self.id);
-        let mut stmt = conn.prepare(
-            "SELECT key, tenant_no, event_id, leaf_hash, sealed FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key",
+        let last: Option<i64> = self.conn.query_row(
+            "SELECT max(key) FROM records WHERE key BETWEEN ?1 AND ?2",
+            params![record_key(self.no, 0), record_key(self.no, MAX_SEQ)],
+            |row| row.get(0),
         )?;
-        let mut rows = stmt.query(params![record_key(self.no, 0), record_key(self.no, MAX_SEQ)])?;
-        let checkers = checker_threads();
-        thread::scope(|scope| {
-            let (mut to_checkers, mut from_checkers) = (Vec::new(), Vec::new());
-            for _ in 0..checkers {
-                let (to_checker, inbox) = mpsc::sync_channel::<Batch>(BATCHES_PER_CHECKER);
-                let (outbox, from_checker) = mpsc::sync_channel::<Batch>(BATCHES_PER_CHECKER);
-                scope.spawn(move || {
-                    for mut batch in inbox {
-                        batch.check(id);
-                        if outbox.send(batch).is_err() {
-                            break;
-                        }
-                    }
-                });
-                to_checkers.push(to_checker);
-                from_checkers.push(from_checker);
-            }
-            // A checker only goes away by panicking, which the scope passes on.
-            let gone = || ledger_failure("record checker stopped".into());
-
-            let mut free: Vec<Batch> = (0..checkers * BATCHES_PER_CHECKER).map(|_| Batch::default()).collect();
-            let (mut sent, mut received) = (0, 0);
-            let mut more_rows = true;
-            loop {
-                while more_rows && let Some(mut batch) = free.pop() {
-                    more_rows = batch.fill(&mut rows)?;
-                    if batch.rows.is_empty() {
-                        free.push(batch);
-                        break;
-                    }
-                    to_checkers[sent % checkers].send(batch).map_err(|_| gone())?;
-                    sent += 1;
+        if let Some(last) = last {
+            let queue = BlockQueue::new(key_seq(last), checkers.conns.len() * BLOCKS_PER_CHECKER);
+            let (no, id) = (self.no, self.id);
+            thread::scope(|scope| {
+                let (done, arrivals) = mpsc::channel();
+                for conn in &mut checkers.conns {
+                    let (queue, done) = (&queue, done.clone());
+                    scope.spawn(move || queue.work(conn, (no, id), &done));
                 }
-                if received == sent {
-                    break;
-                }
-                let batch = from_checkers[received % checkers].recv().map_err(|_| gone())?;
-                received += 1;
-                self.add_batch(&batch)?;
-                free.push(batch);
-            }
-            Ok::<_, VerifyError>(())
-        })?;
+                drop(done);
+                // After a failure (or a panic) the checkers stop at the end of their current block.
+                let _stop = StopOnDrop { queue: &queue, only_when_panicking: false };
+                self.add_blocks(&queue, &arrivals)
+            })?;
+        }
         self.finish()
     }
 
@@ -556,9 +546,35 @@ impl<'a> TenantScan<'a> {
         VerifyError::Failed(Failure::new(Some(self.id), at, problem))
     }
 
+    /// Adds the checked blocks to the tree in block order, whatever order they arrive in.
+    fn add_blocks(&mut self, queue: &BlockQueue, arrivals: &mpsc::Receiver<(u64, Block)>) -> Result<(), VerifyError> {
+        let mut arrived: BTreeMap<u64, Block> = BTreeMap::new();
+        for index in 0..queue.blocks {
+            let mut block = loop {
+                if let Some(block) = arrived.remove(&index) {
+                    break block;
+                }
+                // A checker only goes away early by panicking, which the scope passes on.
+                let (at, block) = arrivals.recv().map_err(|_| ledger_failure("record checker stopped".into()))?;
+                arrived.insert(at, block);
+            };
+            if let Some(error) = block.error.take() {
+                return Err(error);
+            }
+            self.add_block(&block)?;
+            // Records of later blocks exist: this one must have been full.
+            let end = (index + 1) * BLOCK_SEQS;
+            if index + 1 < queue.blocks && self.frontier.size() < end {
+                return Err(self.fail(Location::Seq(self.frontier.size()), "missing"));
+            }
+            queue.give_back(block);
+        }
+        Ok(())
+    }
+
     /// Adds checked records to the tree, in order, checking what depends on their position.
-    fn add_batch(&mut self, batch: &Batch) -> Result<(), VerifyError> {
-        for (row, verdict) in batch.rows.iter().zip(&batch.verdicts) {
+    fn add_block(&mut self, block: &Block) -> Result<(), VerifyError> {
+        for row in &block.rows {
             let seq = self.frontier.size();
             let at = Location::Seq(seq);
             if key_seq(row.key) != seq {
@@ -567,7 +583,7 @@ impl<'a> TenantScan<'a> {
             if row.tenant_no != self.no {
                 return Err(self.fail(at, format!("row says tenant number {}, its key {}", row.tenant_no, self.no)));
             }
-            let leaf = match verdict {
+            let leaf = match &row.verdict {
                 Ok(leaf) => *leaf,
                 Err(problem) => return Err(self.fail(at, problem.clone())),
             };
@@ -693,93 +709,177 @@ impl<'a> TenantScan<'a> {
     }
 }
 
-/// Threads checking records: one per core but the reader's, at least one (tests use several
+/// Threads checking records: one per core (they also read), at least one (tests use several
 /// whatever the machine).
 fn checker_threads() -> usize {
     if cfg!(test) {
         return 3;
     }
     let cores = thread::available_parallelism().map_or(1, |cores| cores.get());
-    cores.saturating_sub(1).clamp(1, MAX_CHECKERS)
+    cores.clamp(1, MAX_CHECKERS)
 }
 
-/// Records read from `records`, on their way to a checker thread and back.
-#[derive(Default)]
-struct Batch {
-    rows: Vec<BatchRow>,
-    /// The event ids, stored leaf hashes and sealed records of `rows`, end to end.
-    bytes: Vec<u8>,
-    /// Once checked, per row: its leaf hash, or what is wrong with it.
-    verdicts: Vec<Result<Hash, String>>,
+/// The connections of the checker threads, each in a read transaction of its own opened after
+/// the main one's: records are append-only and each tenant's scan stops at the last key the main
+/// snapshot sees, so they read exactly the records that snapshot holds.
+struct Checkers {
+    conns: Vec<Connection>,
 }
 
-/// One row of `records`, its byte columns in [`Batch::bytes`].
-struct BatchRow {
-    key: i64,
-    tenant_no: i64,
-    event_id: Range<usize>,
-    leaf_hash: Range<usize>,
-    sealed: Range<usize>,
-    /// A column of the wrong type.
-    malformed: Option<&'static str>,
-}
-
-impl Batch {
-    /// Replaces the batch by the next rows (at most [`BATCH_RECORDS`]); false when there are
-    /// no more.
-    fn fill(&mut self, rows: &mut rusqlite::Rows<'_>) -> Result<bool, VerifyError> {
-        self.rows.clear();
-        self.bytes.clear();
-        self.verdicts.clear();
-        while self.rows.len() < BATCH_RECORDS {
-            let Some(row) = rows.next()? else {
-                return Ok(false);
-            };
-            let mut malformed = None;
-            let mut copy = |value: ValueRef<'_>, is_text: bool, column: &'static str| {
-                let start = self.bytes.len();
-                match (value, is_text) {
-                    (ValueRef::Text(bytes), true) | (ValueRef::Blob(bytes), false) => {
-                        self.bytes.extend_from_slice(bytes)
-                    }
-                    _ => malformed = malformed.or(Some(column)),
-                }
-                start..self.bytes.len()
-            };
-            let event_id = copy(row.get_ref(2)?, true, "event_id is not text");
-            let leaf_hash = copy(row.get_ref(3)?, false, "leaf_hash is not a blob");
-            let sealed = copy(row.get_ref(4)?, false, "sealed record is not a blob");
-            self.rows.push(BatchRow {
-                key: row.get(0)?,
-                tenant_no: row.get(1)?,
-                event_id,
-                leaf_hash,
-                sealed,
-                malformed,
-            });
+impl Checkers {
+    fn open(path: &Path) -> Result<Self, VerifyError> {
+        let mut conns = Vec::new();
+        for _ in 0..checker_threads() {
+            let conn = open_read_only(path)?;
+            // Every page read gets SQLite's cell-level sanity checks: what `quick_check` would
+            // say of the records table (which it skips) surfaces as a corrupt-database error.
+            conn.pragma_update(None, "cell_size_check", true)?;
+            conn.execute_batch("BEGIN")?;
+            conns.push(conn);
         }
-        Ok(true)
+        Ok(Self { conns })
+    }
+}
+
+/// Hands out the blocks of one tenant's records, in order, to the checker threads, each with a
+/// buffer taken from a fixed pool, so at most that many blocks are in flight.
+struct BlockQueue {
+    /// Blocks of [`BLOCK_SEQS`] seqs: the last one holds the tenant's last record.
+    blocks: u64,
+    /// The seq of that record: blocks stop there, whatever the checkers' snapshots hold beyond.
+    last_seq: u64,
+    state: Mutex<QueueState>,
+    freed: Condvar,
+}
+
+struct QueueState {
+    next: u64,
+    free: Vec<Block>,
+    stopped: bool,
+}
+
+impl BlockQueue {
+    fn new(last_seq: u64, buffers: usize) -> Self {
+        let blocks = last_seq / BLOCK_SEQS + 1;
+        let free = (0..buffers.max(1)).map(|_| Block::default()).collect();
+        let state = Mutex::new(QueueState { next: 0, free, stopped: false });
+        Self { blocks, last_seq, state, freed: Condvar::new() }
     }
 
-    /// Checks each record on its own, for the records of `tenant`.
-    fn check(&mut self, tenant: &str) {
-        self.verdicts.clear();
-        for row in &self.rows {
-            self.verdicts.push(check_row(row, &self.bytes, tenant));
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next block and a buffer for it; `None` when every block is taken or the scan stopped.
+    /// (A block is numbered only once it has a buffer, so the block the tree waits for is always
+    /// in a checker's hands, never behind a buffer.)
+    fn take(&self) -> Option<(u64, Block)> {
+        let mut state = self.lock();
+        loop {
+            if state.stopped || state.next >= self.blocks {
+                return None;
+            }
+            if let Some(block) = state.free.pop() {
+                state.next += 1;
+                return Some((state.next - 1, block));
+            }
+            state = self.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    fn give_back(&self, block: Block) {
+        self.lock().free.push(block);
+        self.freed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.freed.notify_all();
+    }
+
+    /// A checker thread: reads and checks blocks until there are no more.
+    fn work(&self, conn: &Connection, (no, tenant): (i64, &str), done: &mpsc::Sender<(u64, Block)>) {
+        // A panicking checker never delivers its block: the others must not wait for buffers.
+        let _stop = StopOnDrop { queue: self, only_when_panicking: true };
+        while let Some((index, mut block)) = self.take() {
+            block.rows.clear();
+            let first = index * BLOCK_SEQS;
+            let seqs = first..=(first + BLOCK_SEQS - 1).min(self.last_seq);
+            block.error = block.read(conn, (no, tenant), seqs).err();
+            if done.send((index, block)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Stops a [`BlockQueue`] when dropped (or only when dropped by a panic).
+struct StopOnDrop<'a> {
+    queue: &'a BlockQueue,
+    only_when_panicking: bool,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.only_when_panicking || thread::panicking() {
+            self.queue.stop();
+        }
+    }
+}
+
+/// Records of one block, checked.
+#[derive(Default)]
+struct Block {
+    rows: Vec<CheckedRow>,
+    /// Reading failed after `rows`.
+    error: Option<VerifyError>,
+}
+
+/// One row of `records`, checked on its own.
+struct CheckedRow {
+    key: i64,
+    tenant_no: i64,
+    /// Its leaf hash, or what is wrong with it.
+    verdict: Result<Hash, String>,
+}
+
+impl Block {
+    /// Reads and checks the records of tenant `no` with `seqs`, in key order. The sealed bytes
+    /// are checked and hashed where SQLite holds them, never copied.
+    fn read(
+        &mut self,
+        conn: &Connection,
+        (no, tenant): (i64, &str),
+        seqs: RangeInclusive<u64>,
+    ) -> Result<(), VerifyError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, tenant_no, event_id, leaf_hash, sealed FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key",
+        )?;
+        let mut rows = stmt.query(params![record_key(no, *seqs.start()), record_key(no, *seqs.end())])?;
+        while let Some(row) = rows.next()? {
+            let key = row.get(0)?;
+            let verdict = check_row(key, [row.get_ref(2)?, row.get_ref(3)?, row.get_ref(4)?], tenant);
+            self.rows.push(CheckedRow { key, tenant_no: row.get(1)?, verdict });
+        }
+        Ok(())
     }
 }
 
 /// What can be checked of a record without the others: its canonical form, that it claims its
-/// row's seq, tenant and event id, and its leaf hash. Returns the leaf hash.
-fn check_row(row: &BatchRow, bytes: &[u8], tenant: &str) -> Result<Hash, String> {
-    if let Some(problem) = row.malformed {
-        return Err(problem.to_string());
-    }
-    let column = |range: &Range<usize>| bytes.get(range.clone()).unwrap_or_default();
-    let (event_id, stored_leaf, sealed) = (column(&row.event_id), column(&row.leaf_hash), column(&row.sealed));
+/// row's seq, tenant and event id, and its leaf hash. Takes the row's `event_id`, `leaf_hash`
+/// and `sealed`; returns the leaf hash.
+fn check_row(key: i64, [event_id, stored_leaf, sealed]: [ValueRef<'_>; 3], tenant: &str) -> Result<Hash, String> {
+    let ValueRef::Text(event_id) = event_id else {
+        return Err("event_id is not text".to_string());
+    };
+    let ValueRef::Blob(stored_leaf) = stored_leaf else {
+        return Err("leaf_hash is not a blob".to_string());
+    };
+    let ValueRef::Blob(sealed) = sealed else {
+        return Err("sealed record is not a blob".to_string());
+    };
     let head = read_sealed_head(sealed).map_err(|e| e.to_string())?;
-    if head.seq != key_seq(row.key) {
+    if head.seq != key_seq(key) {
         return Err(format!("record claims seq {}", head.seq));
     }
     if head.tenant != tenant {

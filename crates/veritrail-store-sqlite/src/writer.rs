@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use veritrail_ledger::hash::leaf_hash;
 use veritrail_ledger::tree::Frontier;
 use veritrail_model::PreparedEvent;
-use veritrail_store::{Appended, StoreError, StoreResult};
+use veritrail_store::{Appended, StoreError, StoreResult, TreeHead};
 
 use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, record_key};
 use crate::shared::Shared;
@@ -155,6 +155,12 @@ impl Writer {
             batch_ids.into_iter().map(|((no, id), seq)| (no, id, seq)).collect();
         committed.sort_unstable_by_key(|(no, _, seq)| (*no, *seq));
         self.shared.recent.insert(committed);
+        if self.merkle_tree {
+            let mut heads = self.shared.heads.lock().unwrap_or_else(|p| p.into_inner());
+            for ledger in self.tenants.values().filter(|ledger| touched.contains(&ledger.no)) {
+                heads.insert(ledger.no, TreeHead { size: ledger.next_seq, root: ledger.frontier.root().0 });
+            }
+        }
         self.shared.record_commit(started.elapsed(), new_events, &touched);
         for (append, result) in appends.into_iter().zip(results) {
             let _ = append.reply.send(result);

@@ -1,9 +1,10 @@
 //! The storage traits of Veritrail and the conformance suite every backend must pass.
 //!
 //! **Architecture invariant:** this crate depends on no database crate and no async runtime.
-//! Backends (`veritrail-store-sqlite`, later `veritrail-store-postgres`) implement [`Store`];
-//! the server only ever sees `Arc<dyn Store>`. Backend-specific detail (file names, SQL, pragmas,
-//! tenant numbering) never appears here.
+//! Backends (`veritrail-store-sqlite`, `veritrail-store-postgres`) implement [`Store`];
+//! the server only ever sees `Arc<dyn Store>`. Monitoring (rules, alerts, webhook deliveries)
+//! has its own trait, [`AlertStore`], with its own suite (`alert_store_test_suite!`).
+//! Backend-specific detail (file names, SQL, pragmas, tenant numbering) never appears here.
 //!
 //! **Ledger invariant:** [`Store::append`] is the only way events enter a ledger. The backend's
 //! single writer per tenant assigns `seq` densely from 0, seals each event with
@@ -20,7 +21,16 @@ use veritrail_model::PreparedEvent;
 use veritrail_query::{Cursor, EventQuery, PageRequest};
 
 #[cfg(feature = "test-suite")]
+pub mod alert_suite;
+mod alerts;
+pub mod index_row;
+#[cfg(feature = "test-suite")]
 pub mod suite;
+
+pub use alerts::{
+    Alert, AlertFilter, AlertStatus, AlertStore, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert, OutboundMessage,
+    StatusChange, StoredRule, WebhookEndpoint, event_type_matches,
+};
 
 /// A boxed, sendable future, so that [`Store`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -227,6 +237,19 @@ pub trait Store: Send + Sync + 'static {
     /// `[index * 2^level, (index + 1) * 2^level)`, read in one consistent snapshot. Fails with
     /// [`StoreError::Corrupt`] if a requested subtree is not complete.
     fn subtree_hashes(&self, tenant: &str, nodes: Vec<(u32, u64)>) -> BoxFuture<'_, StoreResult<Vec<[u8; 32]>>>;
+    /// Every tenant's tree head, for the checkpointer's pass over all tenants. Backends that keep
+    /// the heads of their last commits in memory answer without touching storage; the default
+    /// asks for each tenant in turn.
+    fn tree_heads(&self) -> BoxFuture<'_, StoreResult<Vec<(String, TreeHead)>>> {
+        Box::pin(async move {
+            let mut heads = Vec::new();
+            for tenant in self.tenants().await? {
+                let head = self.tree_head(&tenant.id).await?;
+                heads.push((tenant.id, head));
+            }
+            Ok(heads)
+        })
+    }
 
     /// Stores a signed checkpoint; storing one for a size already checkpointed is a no-op.
     fn add_checkpoint(&self, tenant: &str, checkpoint: StoredCheckpoint) -> BoxFuture<'_, StoreResult<()>>;

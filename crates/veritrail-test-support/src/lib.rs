@@ -1,5 +1,6 @@
 //! Fixtures shared by every test suite (cargo-test-support style): a real server on a loopback
-//! port over a temporary data directory, a blocking HTTP client, event generators.
+//! port over a temporary data directory, a blocking HTTP client, event generators, a throw-away
+//! PostgreSQL cluster (`postgres`).
 //!
 //! Tests using it are plain `#[test]` functions: the server runs on its own runtime thread, so a
 //! blocking client never stalls it.
@@ -14,10 +15,12 @@ use std::thread::JoinHandle;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use veritrail_server::{Server, ServerConfig};
-use veritrail_store::Store;
+use veritrail_store::{AlertStore, Store};
 use veritrail_store_sqlite::SqliteStore;
 
+pub mod postgres;
 pub mod tsa;
+pub mod webhook;
 
 /// The bootstrap token every test server is started with.
 pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
@@ -125,6 +128,15 @@ impl Client {
         Ok(Reply { status, body, content_type })
     }
 
+    /// PUT a JSON value.
+    pub fn put_json(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
+        let mut request = self.agent.put(format!("{}{path}", self.base)).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Client::finish(request.send(body.to_string().as_bytes()))
+    }
+
     /// POST a JSON value.
     pub fn post_json(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
         self.post_raw(token, path, "application/json", body.to_string().as_bytes())
@@ -173,8 +185,24 @@ impl TestServer {
         server
     }
 
+    /// Starts a server with `config` (its bootstrap token replaced by [`BOOTSTRAP_TOKEN`]) over
+    /// a fresh temporary data directory.
+    pub fn start_with(config: ServerConfig) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let mut server = TestServer::start_in_with(&path, config);
+        server.dir = Some(dir);
+        server
+    }
+
     /// Starts a server over `data_dir` (kept after the server stops).
     pub fn start_in(data_dir: &Path) -> TestServer {
+        TestServer::start_in_with(data_dir, ServerConfig::default())
+    }
+
+    /// [`TestServer::start_in`] with `config` (its bootstrap token replaced by
+    /// [`BOOTSTRAP_TOKEN`]).
+    pub fn start_in_with(data_dir: &Path, config: ServerConfig) -> TestServer {
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let dir = data_dir.to_path_buf();
@@ -182,9 +210,11 @@ impl TestServer {
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
-                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
-                let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..ServerConfig::default() };
-                let server = Server::start(store, config).await.unwrap();
+                let sqlite = SqliteStore::open(&dir).unwrap();
+                let alerts: Arc<dyn AlertStore> = Arc::new(sqlite.alert_store());
+                let store: Arc<dyn Store> = Arc::new(sqlite);
+                let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..config };
+                let server = Server::start(store, alerts, config).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready_tx.send(listener.local_addr().unwrap()).unwrap();
                 veritrail_server::serve(server, listener, token).await.unwrap();

@@ -1,5 +1,6 @@
-//! `veritrail`: the single binary. `serve` runs the server; the other subcommands operate on a
-//! data directory or a running server.
+//! `veritrail`: the single binary. `serve` runs the server (on the embedded store, or on
+//! PostgreSQL with `--database-url`); the other subcommands operate on a data directory, a
+//! database or a running server.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,9 +10,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use veritrail_server::{Server, ServerConfig, TsaConfig};
-use veritrail_store::Store;
-use veritrail_store_sqlite::SqliteStore;
+use veritrail_server::{AlertingConfig, Server, ServerConfig, TsaConfig};
+use veritrail_store::{AlertStore, Store};
+use veritrail_store_postgres::PgStore;
+use veritrail_store_sqlite::{SqliteAlertStore, SqliteStore};
 
 mod verify;
 
@@ -34,8 +36,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the HTTP server on the embedded store (no database to install).
+    /// Run the HTTP server: on the embedded store (no database to install), or on PostgreSQL
+    /// with --database-url, where several nodes can share one database.
     Serve(ServeArgs),
+    /// Apply pending schema migrations to a PostgreSQL database and exit (`serve` applies them
+    /// too on start).
+    Migrate(MigrateArgs),
     /// Drop and rebuild the query index of a data directory from its ledger (server stopped).
     Reindex(DataDirArgs),
     /// Verify a ledger: an exported bundle offline, a data directory, or a running server.
@@ -50,10 +56,23 @@ struct DataDirArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// PostgreSQL database, `postgres://user:password@host:port/dbname`
+    #[arg(long, env = "VERITRAIL_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Directory holding the ledger and index files [default: ./veritrail-data]
+    /// Directory holding the ledger and index files [default: ./veritrail-data]; with
+    /// --database-url only this node's own files (a generated bootstrap token, alerts.sqlite)
     #[arg(long, env = "VERITRAIL_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Store everything in this PostgreSQL database instead of the data directory,
+    /// `postgres://user:password@host:port/dbname` (plain TCP: no TLS yet). Nodes given the same
+    /// database share tenants, keys, ledgers and checkpoints [default: the embedded store]
+    #[arg(long, env = "VERITRAIL_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "VERITRAIL_LISTEN")]
     listen: Option<SocketAddr>,
@@ -68,9 +87,14 @@ struct ServeArgs {
     /// certificate fit for time stamping]
     #[arg(long, env = "VERITRAIL_TSA_CA_FILE")]
     tsa_ca_file: Option<PathBuf>,
-    /// TOML file with `data_dir`, `listen`, `origin`, `max_body_bytes`, `checkpoint_interval_ms`,
-    /// `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`; flags and environment win
-    /// over it.
+    /// Let webhooks reach loopback, private, link-local and cloud-metadata addresses [default:
+    /// refused]
+    #[arg(long, env = "VERITRAIL_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
+    /// TOML file with `data_dir`, `database_url`, `listen`, `origin`, `max_body_bytes`,
+    /// `checkpoint_interval_ms`, `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`,
+    /// `alerting`, `webhook_allow_private`, `webhook_timeout_ms`, `webhook_retry_first_ms`,
+    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`; flags and environment win over it.
     #[arg(long, env = "VERITRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -80,6 +104,7 @@ struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     listen: Option<SocketAddr>,
     origin: Option<String>,
     max_body_bytes: Option<usize>,
@@ -88,6 +113,12 @@ struct FileConfig {
     tsa_ca_file: Option<PathBuf>,
     tsa_timeout_ms: Option<u64>,
     tsa_interval_ms: Option<u64>,
+    alerting: Option<bool>,
+    webhook_allow_private: Option<bool>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_retry_first_ms: Option<u64>,
+    webhook_retry_max_ms: Option<u64>,
+    webhook_retry_for_ms: Option<u64>,
 }
 
 fn main() -> Result<std::process::ExitCode> {
@@ -95,6 +126,7 @@ fn main() -> Result<std::process::ExitCode> {
     init_logging();
     match cli.command {
         Command::Serve(args) => runtime()?.block_on(serve(args))?,
+        Command::Migrate(args) => runtime()?.block_on(migrate(&args.database_url))?,
         Command::Reindex(args) => runtime()?.block_on(reindex(&args.data_dir))?,
         Command::Verify(args) => return verify::run(args),
     }
@@ -125,6 +157,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         None => FileConfig::default(),
     };
     let tsa = tsa_config(&args.tsa_url, &args.tsa_ca_file, &file)?;
+    let alerting = alerting_config(args.webhook_allow_private, &file);
+    let database_url = args.database_url.or(file.database_url).filter(|url| !url.is_empty());
     let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./veritrail-data"));
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut config = ServerConfig {
@@ -132,6 +166,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         origin: args.origin.or(file.origin),
         checkpoint_interval: file.checkpoint_interval_ms.map(|ms| std::time::Duration::from_millis(ms.max(10))),
         tsa,
+        alerting,
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {
@@ -143,10 +178,25 @@ async fn serve(args: ServeArgs) -> Result<()> {
         bail!("VERITRAIL_BOOTSTRAP_TOKEN must be at least 16 characters");
     }
 
-    let store =
-        SqliteStore::open(&data_dir).with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let server = Server::start(store, config).await.map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
+    // The backend is chosen here and nowhere else: the server only sees `dyn Store`.
+    // Monitoring (rules, alerts, webhooks) lives in `alerts.sqlite` of the data directory; on
+    // PostgreSQL too, for now (node-local: see README, "Alerts and webhooks").
+    let (store, alerts): (Arc<dyn Store>, Arc<dyn AlertStore>) = match &database_url {
+        Some(url) => (
+            Arc::new(PgStore::connect(url).await.context("cannot open the postgresql database")?),
+            Arc::new(
+                SqliteAlertStore::open(&data_dir)
+                    .with_context(|| format!("cannot open alerts in data directory {}", data_dir.display()))?,
+            ),
+        ),
+        None => {
+            let sqlite = SqliteStore::open(&data_dir)
+                .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+            (Arc::new(sqlite.clone()), Arc::new(sqlite.alert_store()))
+        }
+    };
+    let server =
+        Server::start(store, alerts, config).await.map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
     if let Some(token) = &server.new_bootstrap_token {
         let path = data_dir.join("bootstrap-token");
         write_secret_file(&path, token)?;
@@ -156,13 +206,39 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // Before announcing the server: a stop sent right after the announcement must not be lost.
     let shutdown = shutdown_on_signal()?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, data_dir = %data_dir.display(), "veritrail listening");
+    match database_url {
+        Some(_) => tracing::info!(address = %local, store = "postgresql", "veritrail listening"),
+        None => tracing::info!(address = %local, data_dir = %data_dir.display(), "veritrail listening"),
+    }
     println!("veritrail listening on http://{local}");
     let _ = std::io::stdout().flush();
 
     veritrail_server::serve(server, listener, shutdown).await.context("server failed")?;
     tracing::info!("veritrail stopped; everything acknowledged is committed");
     Ok(())
+}
+
+/// The rule engine and webhook settings (the flag or environment over the file).
+fn alerting_config(allow_private: bool, file: &FileConfig) -> AlertingConfig {
+    let ms = std::time::Duration::from_millis;
+    let mut config = AlertingConfig {
+        enabled: file.alerting.unwrap_or(true),
+        webhook_allow_private: allow_private || file.webhook_allow_private.unwrap_or(false),
+        ..AlertingConfig::default()
+    };
+    if let Some(timeout) = file.webhook_timeout_ms {
+        config.webhook_timeout = ms(timeout.max(100));
+    }
+    if let Some(first) = file.webhook_retry_first_ms {
+        config.retry.first = ms(first.max(10));
+    }
+    if let Some(max) = file.webhook_retry_max_ms {
+        config.retry.max = ms(max.max(10));
+    }
+    if let Some(period) = file.webhook_retry_for_ms {
+        config.retry.give_up_after = ms(period);
+    }
+    config
 }
 
 /// The witness configuration, when a TSA URL is given (flag or environment over the file).
@@ -221,6 +297,17 @@ fn write_secret_file(path: &Path, secret: &str) -> Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(format!("{secret}\n").as_bytes())?;
+    Ok(())
+}
+
+async fn migrate(database_url: &str) -> Result<()> {
+    let applied = veritrail_store_postgres::migrate(database_url).await.context("migration failed")?;
+    if applied.is_empty() {
+        println!("database schema is up to date (version {})", veritrail_store_postgres::latest_version());
+    }
+    for migration in applied {
+        println!("applied migration {}: {}", migration.version, migration.name);
+    }
     Ok(())
 }
 

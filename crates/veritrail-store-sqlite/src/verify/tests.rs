@@ -179,6 +179,82 @@ fn deleted_trailing_records_are_missing() {
 }
 
 #[test]
+fn deleted_blocks_of_records_are_missing() {
+    // Whole blocks of the checker threads (7 seqs in tests) gone, the first and later ones.
+    for (first, last) in [(0, 20), (14, 27), (21, 50)] {
+        let failure = failure_after(|conn| {
+            conn.execute(
+                "DELETE FROM records WHERE key >= ?1 AND key <= ?2",
+                [key(conn, TENANT, first), key(conn, TENANT, last)],
+            )
+            .unwrap();
+        });
+        assert_eq!((failure.at, failure.problem.as_str()), (Location::Seq(first), "missing"), "{first}..={last}");
+    }
+}
+
+#[test]
+fn a_record_far_beyond_the_last_leaves_the_seqs_between_missing() {
+    let failure = failure_after(|conn| {
+        let (from, to) = (key(conn, TENANT, 99), key(conn, TENANT, 5000));
+        conn.execute("UPDATE records SET key = ?2 WHERE key = ?1", [from, to]).unwrap();
+    });
+    assert_eq!((failure.at, failure.problem.as_str()), (Location::Seq(99), "missing"));
+}
+
+#[test]
+fn a_ledger_verifies_while_it_grows() {
+    // The checker threads' snapshots may hold records the main one does not: they must stop at
+    // its last record.
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store = runtime.block_on(async { SqliteStore::open(dir.path()) }).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = RECORDS;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let event = json!({"id": format!("evt_{n}"), "action": "user.login", "actor": {"id": "u1"}});
+                runtime.block_on(store.append(TENANT, vec![veritrail_store::suite::prepared(event)])).unwrap();
+                n += 1;
+            }
+        });
+        for _ in 0..40 {
+            let report = verify_data_dir(dir.path(), None).unwrap();
+            assert!(report.tenants[0].records >= RECORDS);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    runtime.block_on(store.shutdown()).unwrap();
+}
+
+#[test]
+fn checker_threads_stop_at_the_last_record_of_the_main_snapshot() {
+    // The checkers' connections may see records appended after the main snapshot: blocks end at
+    // the last seq that snapshot holds, even inside a block.
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let mut conn = super::open_read_only(&dir.path().join(LEDGER_FILE)).unwrap();
+    let no: i64 = conn.query_row("SELECT no FROM tenants WHERE id = ?1", [TENANT], |row| row.get(0)).unwrap();
+    let queue = super::BlockQueue::new(50, 2);
+    let (done, arrivals) = std::sync::mpsc::channel();
+    let mut seqs = Vec::new();
+    std::thread::scope(|scope| {
+        let (queue, conn, done) = (&queue, &mut conn, done);
+        scope.spawn(move || queue.work(conn, (no, TENANT), &done));
+        for _ in 0..queue.blocks {
+            let (_, block) = arrivals.recv().unwrap();
+            assert!(block.error.is_none());
+            seqs.extend(block.rows.iter().map(|row| crate::schema::key_seq(row.key)));
+            queue.give_back(block);
+        }
+    });
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..=50).collect::<Vec<u64>>());
+}
+
+#[test]
 fn swapped_records_claim_another_seq() {
     let failure = failure_after(|conn| {
         let (a, b) = (key(conn, TENANT, 41), key(conn, TENANT, 42));
@@ -405,6 +481,31 @@ fn the_fast_canonical_check_agrees_with_the_reference() {
             }
             let at = random.below(bytes.len() as u64) as usize;
             bytes[at] = alphabet[random.below(alphabet.len() as u64) as usize];
+        }
+    }
+}
+
+/// Records long enough to take the fast check's other path (over 4 KiB), and records whose
+/// quotes fall on either side of its 64-byte words, agree with the reference too.
+#[test]
+fn the_fast_canonical_check_agrees_on_long_records() {
+    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    for length in (4000..4200).step_by(3).chain(60..70) {
+        let note: String = (0..length).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut record = json!({"id": "evt_1", "seq": 3, "tenant": "tn_x", "note": note, "tags": ["a", "b\"c", "é"]});
+        if length % 2 == 0 {
+            record["tags"] = json!(["a", "b", "c"]);
+        }
+        let canonical = jcs::canonicalize(&record).unwrap().into_bytes();
+        let head = read_sealed_head(&canonical).unwrap();
+        assert_eq!((head.seq, &*head.tenant, head.id.as_deref()), (3, "tn_x", Some("evt_1")));
+        assert!(canonical::check_record(&canonical).is_some(), "{length}");
+        for _ in 0..20 {
+            let mut bytes = canonical.clone();
+            let at = random.below(bytes.len() as u64) as usize;
+            bytes[at] = b"\"\\ ,:{}[]0\x01\x80"[random.below(11) as usize];
+            let fast = canonical::check(&bytes).is_some();
+            assert!(!fast || jcs::is_canonical(&bytes), "fast check accepts {:?}", String::from_utf8_lossy(&bytes));
         }
     }
 }

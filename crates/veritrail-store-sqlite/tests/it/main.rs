@@ -13,3 +13,13 @@ async fn make_store() -> (SqliteStore, tempfile::TempDir) {
 }
 
 veritrail_store::store_test_suite!(make_store);
+
+/// The monitoring half (`alerts.sqlite`), through the shared alert-store suite.
+mod alert_store {
+    async fn make_alert_store() -> (veritrail_store_sqlite::SqliteAlertStore, tempfile::TempDir) {
+        let (store, dir) = super::make_store().await;
+        (store.alert_store(), dir)
+    }
+
+    veritrail_store::alert_store_test_suite!(make_alert_store);
+}

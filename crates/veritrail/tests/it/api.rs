@@ -333,6 +333,7 @@ fn the_openapi_document_lists_every_route_and_error_code() {
             let reply = match method.as_str() {
                 "get" => c.get(None, &concrete),
                 "delete" => c.delete(None, &concrete),
+                "put" => c.put_json(None, &concrete, &json!({})),
                 _ => c.post_raw(None, &concrete, "application/json", b"{}"),
             };
             assert!(

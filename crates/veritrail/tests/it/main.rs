@@ -1,12 +1,15 @@
 //! End-to-end tests of Veritrail over real HTTP: an in-process server on a loopback port over a
-//! real data directory (`TestServer`), or the real `veritrail` binary as a child process.
+//! real data directory (`TestServer`), or the real `veritrail` binary as a child process (on its
+//! data directory, or several of them on one throw-away PostgreSQL database).
 
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod api;
 mod bad_input;
 mod crash;
 mod ledger;
+mod postgres;
 mod proofs;
 mod property;
 mod tsa;

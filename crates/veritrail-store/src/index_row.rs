@@ -1,27 +1,40 @@
-//! What the indexer needs of a sealed record, read with a borrowed, partial parse: it runs for
-//! every event, so it skips building the reader's view (no JSON tree, no commitment checks —
-//! the final match of a query is still made on the fully opened, verified record).
+//! The fields of a sealed record that backends index for a SQL pre-filter of queries, read with
+//! a borrowed, partial parse: it runs for every event, so it skips building the reader's view
+//! (no JSON tree, no commitment checks — the final match of a query is still made on the fully
+//! opened, verified record with `EventQuery::matches`). Shared by every backend so they index
+//! exactly the same values.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::{StoreError, StoreResult};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
-use veritrail_store::{StoreError, StoreResult};
 
-/// The columns of `index.events` and `index.event_resources` for one record.
-pub(crate) struct IndexRow {
-    pub(crate) occurred_at: i64,
-    pub(crate) action: String,
-    pub(crate) actor_id: String,
-    pub(crate) actor_type: String,
-    pub(crate) actor_email: Option<String>,
-    pub(crate) outcome: String,
-    pub(crate) ip: Option<String>,
-    pub(crate) channel: Option<String>,
-    pub(crate) data_subject: Option<String>,
-    pub(crate) resources: Vec<(String, String)>,
+/// The indexed columns of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    /// `occurred_at` in microseconds since the Unix epoch (0 if it does not parse).
+    pub occurred_at: i64,
+    /// `action`.
+    pub action: String,
+    /// `actor.id`.
+    pub actor_id: String,
+    /// `actor.type`.
+    pub actor_type: String,
+    /// `actor.email`, lowercased; `"[erased]"` when committed but not in the sidecar.
+    pub actor_email: Option<String>,
+    /// `outcome`.
+    pub outcome: String,
+    /// `context.ip`; `"[erased]"` when committed but not in the sidecar.
+    pub ip: Option<String>,
+    /// `context.channel`.
+    pub channel: Option<String>,
+    /// `data_subject`.
+    pub data_subject: Option<String>,
+    /// `(type, id)` of the primary resource and of every target.
+    pub resources: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +111,7 @@ fn personal_text(present: bool, sidecar: Option<&Sidecar<'_>>, path: &str) -> Op
 impl IndexRow {
     /// Extracts the index columns of a sealed record and its personal sidecar. A sidecar that
     /// does not parse is treated as erased.
-    pub(crate) fn of(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<IndexRow> {
+    pub fn of(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<IndexRow> {
         let record: Sealed<'_> = serde_json::from_slice(sealed)
             .map_err(|e| StoreError::Corrupt(format!("sealed record lacks an index field: {e}")))?;
         let sidecar: Option<Sidecar<'_>> = personal.and_then(|bytes| serde_json::from_slice(bytes).ok());

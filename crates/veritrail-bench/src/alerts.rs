@@ -1,0 +1,250 @@
+//! `cargo xtask bench alerts`: what the rule engine costs and how fast it alerts (issue 7).
+//!
+//! Interleaved rounds over fresh data directories: the same NDJSON load ingested by a server
+//! with the engine on (the default pack, plus one probe rule) and by one with it off
+//! (`alerting = false`), each at full speed from the ingest clients. While the engine-on server
+//! is loaded, a probe thread sends a `bench.probe` event every 100 ms and waits for the webhook
+//! of the alert citing it at a local receiver: the alert latency under full ingest load, from the
+//! probe's ack to the signed webhook arriving (every alert of the load is delivered there too).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use veritrail_server::{AlertingConfig, ServerConfig};
+use veritrail_test_support::webhook::WebhookReceiver;
+
+use crate::stats::{median, min_max, percentile};
+use crate::vt::{self, VtServer, agent};
+
+/// How often the probe sends a triggering event.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+
+/// One round of one mode.
+struct Round {
+    ack_rate: f64,
+    /// Seconds after the last ack until the engine had evaluated every committed record.
+    engine_tail: f64,
+    alerts: f64,
+    /// Alerts stored within 0.25 s and 1 s of their trigger's receipt (server histogram).
+    within_quarter: f64,
+    within_second: f64,
+}
+
+/// Runs the benchmark and prints its table.
+pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_dir: &std::path::Path) -> Result<()> {
+    println!("\n== alerts: {events} events per round, {rounds} interleaved rounds, engine on (default pack) vs off ==");
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    let mut latencies = Vec::new();
+    for round in 0..rounds {
+        // Alternate which mode goes first, so that warm caches and disk state favour neither.
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for enabled in order {
+            let dir = tempfile::Builder::new().prefix("veritrail-bench-alerts-").tempdir_in(work_dir)?;
+            let config = ServerConfig {
+                alerting: AlertingConfig { enabled, webhook_allow_private: true, ..AlertingConfig::default() },
+                ..ServerConfig::default()
+            };
+            let mut server = VtServer::start_with(dir.path(), config)?;
+            let key = server.create_tenant("bench")?;
+            let (result, samples) = load(&server, &key, bodies, events, clients, enabled)?;
+            println!(
+                "round {} engine {}: acked {:.0} events/s{}",
+                round + 1,
+                if enabled { "on " } else { "off" },
+                result.ack_rate,
+                if enabled {
+                    format!(
+                        ", engine caught up {:.2} s after the last ack, {} alerts ({:.1} % stored within 0.25 s, {:.1} % within 1 s of receipt), webhook probe p50 {:.0} ms p99 {:.0} ms ({} probes)",
+                        result.engine_tail,
+                        result.alerts,
+                        result.within_quarter * 100.0,
+                        result.within_second * 100.0,
+                        percentile(&samples, 50.0),
+                        percentile(&samples, 99.0),
+                        samples.len()
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            latencies.extend(samples);
+            if enabled {
+                on.push(result)
+            } else {
+                off.push(result)
+            }
+            server.stop();
+        }
+    }
+    let rates = |rounds: &[Round]| rounds.iter().map(|r| r.ack_rate).collect::<Vec<_>>();
+    let (on_rates, off_rates) = (rates(&on), rates(&off));
+    let (on_min, on_max) = min_max(&on_rates);
+    let (off_min, off_max) = min_max(&off_rates);
+    let cost = 1.0 - median(&on_rates) / median(&off_rates);
+    let tails: Vec<f64> = on.iter().map(|r| r.engine_tail).collect();
+    println!("\n| figure | engine on (default pack) | engine off |");
+    println!("|---|---|---|");
+    println!(
+        "| ingest, acked events/s (median [range]) | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] |",
+        median(&on_rates),
+        on_min,
+        on_max,
+        median(&off_rates),
+        off_min,
+        off_max
+    );
+    println!("| cost of the engine | {:.1} % | — |", cost * 100.0);
+    println!(
+        "| alert latency under full ingest load, ack → webhook received (p50 / p99 / max, {} probes) | {:.0} / {:.0} / {:.0} ms | — |",
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        min_max(&latencies).1
+    );
+    println!("| engine caught up after the last ack (median) | {:.2} s | — |", median(&tails));
+    let quarter: Vec<f64> = on.iter().map(|r| r.within_quarter * 100.0).collect();
+    let second: Vec<f64> = on.iter().map(|r| r.within_second * 100.0).collect();
+    println!(
+        "| alerts stored within 0.25 s / 1 s of their trigger's receipt, all alerts of the load (median of rounds) | {:.1} % / {:.1} % | — |",
+        median(&quarter),
+        median(&second)
+    );
+    Ok(())
+}
+
+/// Ingests the load; with the engine on, probes alert latency meanwhile.
+fn load(
+    server: &VtServer,
+    key: &str,
+    bodies: &[Vec<u8>],
+    events: u64,
+    clients: usize,
+    enabled: bool,
+) -> Result<(Round, Vec<f64>)> {
+    let receiver = WebhookReceiver::start();
+    if enabled {
+        create_probe_rule(&server.base, key)?;
+        post_json(&server.base, key, "/v1/webhooks", &json!({"url": receiver.url}))?;
+    }
+    let loading = AtomicBool::new(true);
+    let started = Instant::now();
+    let (run, samples) = std::thread::scope(|scope| {
+        let probe = enabled.then(|| {
+            let (loading, receiver) = (&loading, &receiver);
+            scope.spawn(move || probe(&server.base, key, receiver, loading))
+        });
+        let run = vt::ingest(&server.base, key, bodies, clients);
+        loading.store(false, Ordering::SeqCst);
+        let samples = match probe {
+            Some(handle) => handle.join().unwrap_or_else(|_| Err(anyhow!("probe thread panicked"))),
+            None => Ok(Vec::new()),
+        };
+        (run, samples)
+    });
+    let run = run?;
+    let samples = samples?;
+    let acked = run.elapsed.min(started.elapsed());
+    let mut engine_tail = 0.0;
+    let mut alerts = 0.0;
+    if enabled {
+        let caught_up = Instant::now();
+        loop {
+            let appended = server.metric("veritrail_events_ingested_total")?;
+            let evaluated = server.metric("veritrail_rule_events_evaluated_total")?;
+            if evaluated >= appended {
+                break;
+            }
+            if caught_up.elapsed() > Duration::from_secs(600) {
+                bail!("the rule engine did not catch up within 10 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        engine_tail = caught_up.elapsed().as_secs_f64();
+        alerts = server.metric("veritrail_alerts_raised_total")?;
+    }
+    let (mut within_quarter, mut within_second) = (0.0, 0.0);
+    if enabled && alerts > 0.0 {
+        let bucket = |le: &str| server.metric(&format!("veritrail_alert_latency_seconds_bucket{{le=\"{le}\"}}"));
+        let count = server.metric("veritrail_alert_latency_seconds_count")?.max(1.0);
+        within_quarter = bucket("0.25")? / count;
+        within_second = bucket("1")? / count;
+    }
+    let ack_rate = events as f64 / acked.as_secs_f64();
+    Ok((Round { ack_rate, engine_tail, alerts, within_quarter, within_second }, samples))
+}
+
+fn post_json(base: &str, key: &str, path: &str, body: &Value) -> Result<Value> {
+    let mut response = agent(1)
+        .post(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    if status != 201 {
+        bail!("POST {path}: status {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {path}: {text}"))
+}
+
+fn create_probe_rule(base: &str, key: &str) -> Result<String> {
+    let rule = json!({"name": "bench probe", "severity": "low", "when": {"action": "bench.probe"}});
+    let value = post_json(base, key, "/v1/rules", &rule)?;
+    value["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("create rule: {value}"))
+}
+
+/// Every [`PROBE_EVERY`] while `loading` (open loop): one `bench.probe` event; meanwhile, the
+/// webhooks arriving are matched to the probes they cite. After the load, waits up to 60 s for
+/// the probes still under way. Returns the latencies in ms.
+fn probe(base: &str, key: &str, receiver: &WebhookReceiver, loading: &AtomicBool) -> Result<Vec<f64>> {
+    let agent = agent(1);
+    let auth = format!("Bearer {key}");
+    let mut waiting: HashMap<String, Instant> = HashMap::new();
+    let mut samples = Vec::new();
+    let mut seen = 0;
+    let mut next_probe = Instant::now();
+    let mut i = 0u64;
+    let mut deadline = None;
+    loop {
+        for received in receiver.received_from(seen) {
+            seen += 1;
+            let Ok(body) = serde_json::from_slice::<Value>(&received.body) else { continue };
+            if let Some(id) = body["data"]["event_ids"][0].as_str()
+                && let Some(acked) = waiting.remove(id)
+            {
+                samples.push(acked.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        if loading.load(Ordering::SeqCst) {
+            if Instant::now() >= next_probe {
+                next_probe += PROBE_EVERY;
+                let id = format!("probe-{i}");
+                i += 1;
+                let event = json!({"id": id, "action": "bench.probe", "actor": {"id": "bench", "type": "service"}});
+                let mut response = agent
+                    .post(format!("{base}/v1/events"))
+                    .header("authorization", auth.as_str())
+                    .header("content-type", "application/json")
+                    .send(event.to_string().as_bytes())?;
+                let ok = response.status().as_u16() == 201;
+                let _ = response.body_mut().read_to_vec()?;
+                if ok {
+                    waiting.insert(id, Instant::now()); // overloaded answers are not samples
+                }
+            }
+        } else if waiting.is_empty() {
+            break;
+        } else {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(60));
+            if Instant::now() > deadline {
+                bail!("{} probes got no webhook within 60 s after the load", waiting.len());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(samples)
+}

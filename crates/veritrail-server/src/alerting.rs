@@ -1,0 +1,815 @@
+//! The rule engine task: follows every tenant's committed ledger in seq order, feeds
+//! [`veritrail_rules::Engine`], and stores what fires as alerts (with their webhook messages and
+//! an `audit.alert.raised` ledger event).
+//!
+//! One task for all tenants, apart from ingest: it polls `Store::records` (every
+//! `poll_interval`, skipped while the store's append counter has not moved), opens records into
+//! the API view, and runs the engine on the blocking pool. It owns each tenant's engine and is
+//! the only writer of rules: rule changes from the API are commands to it, so that each new rule
+//! version gets `effective_from_seq` = the engine's next unevaluated seq, and a replay after a
+//! restart applies every version to the same events as the live engine did.
+//!
+//! **Restart** (the crate's protocol): load the rules, replay from the first seq whose
+//! `received_at` is within `replay_horizon()` of the cursor's, tick, then process on. Alert ids
+//! are derived from `(tenant, dedup_key)` under a server secret, the ledger event of a raised
+//! alert has an id derived from the alert id, and `record_alerts` stores alerts and the cursor
+//! in one transaction: whatever step a crash interrupts is redone without duplicates.
+//!
+//! **No feedback:** `audit.alert.raised` events are never fed to rules, so a rule matching
+//! `audit.*` cannot trigger itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use veritrail_model::{Limits, PersonalData};
+use veritrail_rules::{
+    BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, Firing, Rule, RuleId,
+    RuleSpec, default_pack,
+};
+use veritrail_store::{Alert, AlertStatus, AlertStore, NewAlert, OutboundMessage, Store, StoredEvent, StoredRule};
+
+use crate::AppState;
+use crate::audit;
+use crate::error::{ApiError, Code};
+use crate::ids;
+
+/// Records read and evaluated per step; between steps the task answers rule commands.
+const BATCH: u32 = 2000;
+/// Most events one tenant gets evaluated per pass, so that one busy tenant cannot starve the
+/// others (or rule commands).
+const MAX_EVENTS_PER_PASS: u64 = 20_000;
+/// How often silences are checked (`Engine::tick`).
+const TICK_INTERVAL: Duration = Duration::from_secs(5);
+/// Ticks run this far behind the clock: an event whose commit is still under way may carry a
+/// slightly older `received_at`, and a tick must never run ahead of events still coming.
+const TICK_MARGIN: SignedDuration = SignedDuration::from_secs(2);
+/// The cursor alone (no alert fired) is stored at most this often per tenant; a restart replays
+/// the rest.
+const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// Alerts derived before they are stored, even within a pass.
+const MAX_PENDING_ALERTS: usize = 1000;
+/// The action of the ledger event recording a raised alert: never fed back to rules.
+pub(crate) const ALERT_RAISED_ACTION: &str = "audit.alert.raised";
+/// Most rules one tenant may have (the default pack included).
+pub(crate) const MAX_RULES_PER_TENANT: usize = 200;
+
+/// Retries of webhook deliveries: exponential backoff with ±20 % jitter from `first` up to
+/// `max` between attempts, for at least `give_up_after` (then the delivery is dead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Wait after the first failure (default 5 s).
+    pub first: Duration,
+    /// Longest wait between attempts (default 1 h).
+    pub max: Duration,
+    /// How long after the first attempt of a round retries go on (default 24 h).
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first: Duration::from_secs(5),
+            max: Duration::from_secs(3600),
+            give_up_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Monitoring settings (`alerting`, `webhook_*` in the configuration file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertingConfig {
+    /// Run the rule engine (default true). Off, rules can still be edited and alerts read,
+    /// but nothing is evaluated (for the benchmark of its cost).
+    pub enabled: bool,
+    /// How often the engine looks for newly committed events (default 100 ms).
+    pub poll_interval: Duration,
+    /// Let webhooks reach loopback, private, link-local and metadata addresses (default false:
+    /// refused, checked on every send after name resolution).
+    pub webhook_allow_private: bool,
+    /// Timeout of one webhook request, connection included (default 10 s).
+    pub webhook_timeout: Duration,
+    /// Retry schedule of webhook deliveries.
+    pub retry: RetryPolicy,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            enabled: true,
+            poll_interval: Duration::from_millis(100),
+            webhook_allow_private: false,
+            webhook_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Counters of the engine and the deliveries, for `/metrics`.
+#[derive(Default)]
+pub(crate) struct AlertingMetrics {
+    pub(crate) events_evaluated: AtomicU64,
+    pub(crate) alerts_raised: AtomicU64,
+    pub(crate) engine_errors: AtomicU64,
+    pub(crate) deliveries_succeeded: AtomicU64,
+    pub(crate) deliveries_failed: AtomicU64,
+    pub(crate) deliveries_dead: AtomicU64,
+    /// Cumulative counts of alert latency (fired → stored) per bucket of [`LATENCY_BUCKETS`].
+    pub(crate) latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    pub(crate) latency_sum_micros: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the alert latency histogram; the last is +Inf.
+pub(crate) const LATENCY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, f64::INFINITY];
+
+impl AlertingMetrics {
+    fn observe_latency(&self, seconds: f64) {
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            if seconds <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_sum_micros.fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+
+/// A change to a tenant's rules, from the API.
+pub(crate) enum RuleChange {
+    Create(RuleSpec),
+    Update(RuleId, RuleSpec),
+    Delete(RuleId),
+}
+
+/// What a rule change did.
+pub(crate) struct RuleChanged {
+    /// The rule after the change (for a delete: the version deleted).
+    pub(crate) rule: Rule,
+    pub(crate) stored: StoredRule,
+    /// The version it replaced, for updates.
+    pub(crate) previous_version: Option<u32>,
+}
+
+struct Command {
+    tenant: String,
+    change: RuleChange,
+    reply: oneshot::Sender<Result<RuleChanged, ApiError>>,
+}
+
+/// The server's handle on monitoring: rule commands to the engine task, wake-ups of the
+/// delivery task, the alert-id key and the counters.
+pub(crate) struct Alerting {
+    config: AlertingConfig,
+    commands: mpsc::Sender<Command>,
+    receiver: Mutex<Option<mpsc::Receiver<Command>>>,
+    /// Wakes the webhook delivery task (new messages, redeliveries).
+    pub(crate) deliveries: Notify,
+    /// Key of alert ids: HMAC of `tenant \n dedup_key`, so that ids are stable across replays
+    /// but not predictable by clients (who could otherwise take an alert's ledger event id).
+    id_key: [u8; 32],
+    pub(crate) metrics: AlertingMetrics,
+}
+
+impl Alerting {
+    /// The handle; `secret` is the installation's pepper (alert ids are keyed with a key
+    /// derived from it).
+    pub(crate) fn new(config: AlertingConfig, secret: &[u8]) -> Alerting {
+        let (commands, receiver) = mpsc::channel(64);
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac accepts keys of any length");
+        mac.update(b"veritrail.alert-ids.v1");
+        Alerting {
+            config,
+            commands,
+            receiver: Mutex::new(Some(receiver)),
+            deliveries: Notify::new(),
+            id_key: mac.finalize().into_bytes().into(),
+            metrics: AlertingMetrics::default(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &AlertingConfig {
+        &self.config
+    }
+
+    /// The id of the alert for `dedup_key` in `tenant`: `al_` + 26 base32 characters.
+    pub(crate) fn alert_id(&self, tenant: &str, dedup_key: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.id_key).expect("hmac accepts keys of any length");
+        mac.update(tenant.as_bytes());
+        mac.update(b"\n");
+        mac.update(dedup_key.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("al_{}", ids::base32(&digest, 26))
+    }
+
+    /// Applies a rule change: through the engine task when it runs (so the new version starts
+    /// at its next unevaluated seq), directly otherwise (starting at the ledger's next seq).
+    pub(crate) async fn change_rules(
+        &self,
+        state: &AppState,
+        tenant: &str,
+        change: RuleChange,
+    ) -> Result<RuleChanged, ApiError> {
+        if !self.config.enabled {
+            let next_seq = state.store.tree_head(tenant).await?.size;
+            return apply_rule_change(state.alerts.as_ref(), tenant, change, next_seq).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command { tenant: tenant.to_string(), change, reply };
+        let unavailable = || ApiError::new(Code::Unavailable, "the rule engine is not running; retry shortly");
+        self.commands.send(command).await.map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())?
+    }
+}
+
+/// The default pack as stored for a tenant whose engine starts at `next_seq`.
+pub(crate) fn default_rules(next_seq: u64, now: Timestamp) -> Vec<StoredRule> {
+    default_pack(&BusinessHours::office_hours_utc())
+        .into_iter()
+        .map(|rule| stored_rule(&rule.effective_from(next_seq), now, now))
+        .collect()
+}
+
+/// True for the ids of the default pack.
+pub(crate) fn is_builtin(id: &str) -> bool {
+    DEFAULT_PACK_IDS.contains(&id)
+}
+
+fn stored_rule(rule: &Rule, created_at: Timestamp, updated_at: Timestamp) -> StoredRule {
+    StoredRule {
+        id: rule.id().as_str().to_string(),
+        version: rule.version(),
+        definition: rule.to_json(),
+        created_at,
+        updated_at,
+    }
+}
+
+/// Reads a stored rule back; `None` (logged) when it no longer parses.
+pub(crate) fn parse_rule(stored: &StoredRule) -> Option<Rule> {
+    match Rule::from_json(&stored.definition) {
+        Ok(rule) => Some(rule),
+        Err(error) => {
+            tracing::error!(rule = %stored.id, %error, "stored rule is unreadable; it is not evaluated");
+            None
+        }
+    }
+}
+
+async fn apply_rule_change(
+    alerts: &dyn AlertStore,
+    tenant: &str,
+    change: RuleChange,
+    next_seq: u64,
+) -> Result<RuleChanged, ApiError> {
+    let now = Timestamp::now();
+    match change {
+        RuleChange::Create(spec) => {
+            if alerts.rules(tenant).await?.len() >= MAX_RULES_PER_TENANT {
+                return Err(ApiError::new(
+                    Code::TooMany,
+                    format!("a tenant has at most {MAX_RULES_PER_TENANT} rules; delete one first"),
+                ));
+            }
+            let id = RuleId::parse(&format!("rl_{}", ids::random_base32(20)?))
+                .map_err(|e| ApiError::new(Code::Internal, format!("generated rule id: {e}")))?;
+            let rule = Rule::new(id, spec).effective_from(next_seq);
+            let stored = stored_rule(&rule, now, now);
+            alerts.create_rule(tenant, stored.clone()).await?;
+            Ok(RuleChanged { rule, stored, previous_version: None })
+        }
+        RuleChange::Update(id, spec) => {
+            let current = alerts.rule(tenant, id.as_str()).await?.ok_or_else(no_such_rule)?;
+            let previous =
+                parse_rule(&current).ok_or_else(|| ApiError::new(Code::Internal, "the stored rule is unreadable"))?;
+            let rule = previous.updated(spec).effective_from(next_seq);
+            let stored = stored_rule(&rule, current.created_at, now);
+            if !alerts.update_rule(tenant, stored.clone(), current.version).await? {
+                return Err(ApiError::new(Code::InvalidState, "the rule was changed or deleted meanwhile; retry"));
+            }
+            Ok(RuleChanged { rule, stored, previous_version: Some(current.version) })
+        }
+        RuleChange::Delete(id) => {
+            let current = alerts.rule(tenant, id.as_str()).await?.ok_or_else(no_such_rule)?;
+            let rule =
+                parse_rule(&current).ok_or_else(|| ApiError::new(Code::Internal, "the stored rule is unreadable"))?;
+            if !alerts.delete_rule(tenant, id.as_str(), now).await? {
+                return Err(no_such_rule());
+            }
+            Ok(RuleChanged { rule, stored: current, previous_version: None })
+        }
+    }
+}
+
+pub(crate) fn no_such_rule() -> ApiError {
+    ApiError::not_found("no rule with this id")
+}
+
+/// The event as rules see it (the API view without `leaf_hash`); `None` (logged) when the
+/// record cannot be opened.
+pub(crate) fn open_view(stored: &StoredEvent) -> Option<Value> {
+    let personal = match &stored.personal {
+        Some(bytes) => match PersonalData::from_bytes(bytes) {
+            Ok(personal) => Some(personal),
+            Err(error) => {
+                tracing::error!(%error, seq = stored.seq, "personal data sidecar unreadable; evaluated without it");
+                None
+            }
+        },
+        None => None,
+    };
+    match veritrail_model::open(&stored.sealed, personal.as_ref()) {
+        Ok(view) => Some(view),
+        Err(error) => {
+            tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
+            None
+        }
+    }
+}
+
+/// True for events rules must not see.
+fn hidden_from_rules(view: &Value) -> bool {
+    view.get("action").and_then(Value::as_str) == Some(ALERT_RAISED_ACTION)
+}
+
+/// The alert as the API and webhooks show it.
+pub(crate) fn alert_json(alert: &Alert) -> Value {
+    json!({
+        "id": alert.id,
+        "rule": alert.rule_id,
+        "rule_version": alert.rule_version,
+        "severity": alert.severity,
+        "status": alert.status.as_str(),
+        "group_key": alert.group_key,
+        "event_ids": alert.event_ids,
+        "event_count": alert.event_count,
+        "trigger_seq": alert.trigger_seq,
+        "started_at": alert.started_at.to_string(),
+        "fired_at": alert.fired_at.to_string(),
+        "summary": alert.summary,
+        "status_changed_by": alert.status_changed_by,
+        "status_changed_at": alert.status_changed_at.map(|t| t.to_string()),
+        "status_note": alert.status_note,
+    })
+}
+
+/// A webhook message about `alert` (Standard Webhooks payload: `type`, `timestamp`, `data`).
+pub(crate) fn message(
+    event_type: &str,
+    tenant: &str,
+    alert: &Alert,
+    now: Timestamp,
+) -> Result<OutboundMessage, ApiError> {
+    let mut data = alert_json(alert);
+    data["tenant"] = json!(tenant);
+    let payload = json!({"type": event_type, "timestamp": now.to_string(), "data": data});
+    Ok(OutboundMessage {
+        id: format!("msg_{}", ids::random_base32(26)?),
+        event_type: event_type.to_string(),
+        alert_id: alert.id.clone(),
+        payload: payload.to_string(),
+        created_at: now,
+    })
+}
+
+/// A firing as JSON (dry runs).
+pub(crate) fn firing_json(firing: &Firing) -> Value {
+    json!({
+        "rule": firing.rule_id.as_str(),
+        "rule_version": firing.rule_version,
+        "severity": firing.severity.as_str(),
+        "group_key": firing.group_key.to_json(),
+        "event_ids": firing.event_ids,
+        "event_count": firing.event_count,
+        "trigger_seq": firing.trigger_seq,
+        "started_at": firing.started_at.to_string(),
+        "fired_at": firing.fired_at.to_string(),
+        "summary": firing.summary,
+    })
+}
+
+/// One tenant's engine and where it stands.
+struct TenantEngine {
+    engine: Engine,
+    /// First seq not yet evaluated.
+    next_seq: u64,
+    /// The cursor as stored.
+    stored_next_seq: u64,
+    /// Alerts derived but not yet stored (a failed store write is retried before going on).
+    pending: Vec<NewAlert>,
+    /// Up to which seq `pending` was evaluated.
+    pending_next_seq: u64,
+    last_cursor_write: Instant,
+    /// True when the last pass read everything there was.
+    caught_up: bool,
+}
+
+/// Runs the engine until `stop`; stores the cursors before returning.
+pub(crate) async fn run(state: AppState, stop: CancellationToken) {
+    let Some(mut commands) = state.alerting.receiver.lock().await.take() else {
+        tracing::error!("the rule engine was started twice");
+        return;
+    };
+    let mut engines: HashMap<String, TenantEngine> = HashMap::new();
+    let mut last_appended = None;
+    let mut last_full_pass = Instant::now();
+    let mut next_tick = Instant::now() + TICK_INTERVAL;
+    let mut poll = tokio::time::interval(state.alerting.config.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(command) = commands.recv() => {
+                let result = handle_command(&state, &mut engines, &command.tenant, command.change).await;
+                let _ = command.reply.send(result);
+            }
+            _ = poll.tick() => {
+                // The append counter tells whether any ledger grew; a full pass every second
+                // covers stores that do not count.
+                let appended = state.store.stats().events_appended;
+                let now = Instant::now();
+                let stale = now.duration_since(last_full_pass) >= Duration::from_secs(1);
+                if last_appended != Some(appended) || stale {
+                    last_appended = Some(appended);
+                    last_full_pass = now;
+                    let tick = now >= next_tick;
+                    if tick {
+                        next_tick = now + TICK_INTERVAL;
+                    }
+                    pass(&state, &mut engines, tick).await;
+                }
+            }
+        }
+    }
+    for (tenant, engine) in &mut engines {
+        if engine.pending.is_empty()
+            && engine.next_seq > engine.stored_next_seq
+            && let Err(error) = state.alerts.set_engine_cursor(tenant, engine.next_seq).await
+        {
+            tracing::warn!(%tenant, %error, "cannot store the rule engine cursor at shutdown");
+        }
+    }
+}
+
+async fn handle_command(
+    state: &AppState,
+    engines: &mut HashMap<String, TenantEngine>,
+    tenant: &str,
+    change: RuleChange,
+) -> Result<RuleChanged, ApiError> {
+    if !engines.contains_key(tenant) {
+        let loaded = load_tenant(state, tenant).await?;
+        engines.insert(tenant.to_string(), loaded);
+    }
+    let Some(engine) = engines.get_mut(tenant) else {
+        return Err(ApiError::new(Code::Internal, "tenant engine vanished"));
+    };
+    // Alerts already derived go first, so that the stored cursor covers what the old rule
+    // version evaluated before the new version takes over.
+    flush(state, tenant, engine).await?;
+    let changed = apply_rule_change(state.alerts.as_ref(), tenant, change, engine.next_seq).await?;
+    state.alerts.set_engine_cursor(tenant, engine.next_seq).await?;
+    engine.stored_next_seq = engine.next_seq;
+    let rules = load_rules(state.alerts.as_ref(), tenant).await?;
+    engine.engine.set_rules(rules);
+    Ok(changed)
+}
+
+async fn load_rules(alerts: &dyn AlertStore, tenant: &str) -> Result<Vec<Rule>, ApiError> {
+    Ok(alerts.rules(tenant).await?.iter().filter_map(parse_rule).collect())
+}
+
+/// Sets up a tenant's engine: installs the default pack if the tenant has no cursor yet
+/// (starting at its current tree size: history before monitoring existed is not alerted on),
+/// loads its rules, and replays the ledger per the restart protocol.
+async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, ApiError> {
+    let alerts = state.alerts.as_ref();
+    let mut cursor = alerts.engine_cursor(tenant).await?;
+    if cursor.is_none() {
+        let size = state.store.tree_head(tenant).await?.size;
+        alerts.install_rules(tenant, default_rules(size, Timestamp::now()), size).await?;
+        cursor = alerts.engine_cursor(tenant).await?;
+    }
+    let next_seq = cursor.unwrap_or(0);
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_rules(load_rules(alerts, tenant).await?);
+    if next_seq > 0 {
+        engine = replay(state, tenant, engine, next_seq).await?;
+    }
+    Ok(TenantEngine {
+        engine,
+        next_seq,
+        stored_next_seq: next_seq,
+        pending: Vec::new(),
+        pending_next_seq: next_seq,
+        last_cursor_write: Instant::now(),
+        caught_up: false,
+    })
+}
+
+/// `received_at` of the record at `seq`.
+async fn received_at(store: &dyn Store, tenant: &str, seq: u64) -> Result<Option<Timestamp>, ApiError> {
+    let records = store.records(tenant, seq, 1).await?;
+    let Some(record) = records.first() else { return Ok(None) };
+    #[derive(serde::Deserialize)]
+    struct Received {
+        received_at: String,
+    }
+    let parsed: Result<Received, _> = serde_json::from_slice(&record.sealed);
+    Ok(parsed.ok().and_then(|r| r.received_at.parse().ok()))
+}
+
+/// The first seq in `[low, high]` whose `received_at` is at least `at` (`high` if none):
+/// `received_at` grows with seq, the writer assigns both.
+pub(crate) async fn first_seq_received_since(
+    store: &dyn Store,
+    tenant: &str,
+    at: Timestamp,
+    mut low: u64,
+    mut high: u64,
+) -> Result<u64, ApiError> {
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match received_at(store, tenant, middle).await? {
+            Some(received) if received >= at => high = middle,
+            _ => low = middle + 1,
+        }
+    }
+    Ok(low)
+}
+
+async fn replay(state: &AppState, tenant: &str, engine: Engine, next_seq: u64) -> Result<Engine, ApiError> {
+    let store = state.store.as_ref();
+    let Some(last) = received_at(store, tenant, next_seq - 1).await? else {
+        return Ok(engine);
+    };
+    let from_time = last.checked_sub(engine.replay_horizon()).unwrap_or(Timestamp::MIN);
+    let mut seq = first_seq_received_since(store, tenant, from_time, 0, next_seq - 1).await?;
+    let started = Instant::now();
+    let mut engine = engine;
+    let mut replayed = 0u64;
+    while seq < next_seq {
+        let limit = u32::try_from((next_seq - seq).min(u64::from(BATCH))).unwrap_or(BATCH);
+        let records = store.records(tenant, seq, limit).await?;
+        let Some(last) = records.last() else { break };
+        seq = last.seq + 1;
+        replayed += records.len() as u64;
+        engine = tokio::task::spawn_blocking(move || {
+            for stored in &records {
+                let Some(view) = open_view(stored) else { continue };
+                if hidden_from_rules(&view) {
+                    continue;
+                }
+                if let Ok(input) = EventInput::from_view(&view) {
+                    engine.replay(&input);
+                }
+            }
+            engine
+        })
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, format!("rule replay failed: {e}")))?;
+    }
+    tracing::info!(%tenant, replayed, elapsed_ms = started.elapsed().as_millis() as u64, "rule engine state rebuilt");
+    Ok(engine)
+}
+
+/// One pass over every tenant: evaluate what was committed since the last one, store what fired.
+async fn pass(state: &AppState, engines: &mut HashMap<String, TenantEngine>, tick: bool) {
+    let tenants = match state.store.tenants().await {
+        Ok(tenants) => tenants,
+        Err(error) => {
+            tracing::warn!(%error, "rule engine cannot list tenants");
+            return;
+        }
+    };
+    for tenant in tenants {
+        let id = tenant.id;
+        if !engines.contains_key(&id) {
+            match load_tenant(state, &id).await {
+                Ok(engine) => {
+                    engines.insert(id.clone(), engine);
+                }
+                Err(error) => {
+                    state.alerting.metrics.engine_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(tenant = %id, error = %error.message, "rule engine cannot load tenant");
+                    continue;
+                }
+            }
+        }
+        let Some(engine) = engines.remove(&id) else { continue };
+        match evaluate_tenant(state, &id, engine, tick).await {
+            Ok(engine) => {
+                engines.insert(id, engine);
+            }
+            Err(error) => {
+                // The engine's state may be ahead of what was stored: rebuild it next pass.
+                state.alerting.metrics.engine_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tenant = %id, error = %error.message, "rule evaluation failed; reloading the tenant");
+            }
+        }
+    }
+}
+
+async fn evaluate_tenant(
+    state: &AppState,
+    tenant: &str,
+    mut engine: TenantEngine,
+    tick: bool,
+) -> Result<TenantEngine, ApiError> {
+    flush(state, tenant, &mut engine).await?;
+    let mut evaluated = 0u64;
+    engine.caught_up = false;
+    while evaluated < MAX_EVENTS_PER_PASS {
+        let records = state.store.records(tenant, engine.next_seq, BATCH).await?;
+        let Some(last) = records.last() else {
+            engine.caught_up = true;
+            break;
+        };
+        let full = records.len() as u32 == BATCH;
+        let next_seq = last.seq + 1;
+        evaluated += records.len() as u64;
+        let count = records.len() as u64;
+        let (returned, firings) = tokio::task::spawn_blocking(move || {
+            let mut firings = Vec::new();
+            for stored in &records {
+                let Some(view) = open_view(stored) else { continue };
+                if hidden_from_rules(&view) {
+                    continue;
+                }
+                match EventInput::from_view(&view) {
+                    Ok(input) => firings.extend(engine.engine.process(&input)),
+                    Err(error) => tracing::error!(%error, seq = stored.seq, "event not evaluated"),
+                }
+            }
+            (engine, firings)
+        })
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation task failed: {e}")))?;
+        engine = returned;
+        engine.next_seq = next_seq;
+        state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);
+        queue_firings(state, tenant, &mut engine, firings)?;
+        // One ledger append and one alert-store commit per pass, not per batch: under full
+        // ingest load each append waits for a group commit.
+        if engine.pending.len() >= MAX_PENDING_ALERTS {
+            flush(state, tenant, &mut engine).await?;
+        }
+        if !full {
+            engine.caught_up = true;
+            break;
+        }
+    }
+    flush(state, tenant, &mut engine).await?;
+    if tick && engine.caught_up {
+        let now = Timestamp::now().checked_sub(TICK_MARGIN).unwrap_or(Timestamp::MIN);
+        let firings = engine.engine.tick(now);
+        queue_firings(state, tenant, &mut engine, firings)?;
+        flush(state, tenant, &mut engine).await?;
+    }
+    if engine.next_seq > engine.stored_next_seq && engine.last_cursor_write.elapsed() >= CURSOR_WRITE_INTERVAL {
+        state.alerts.set_engine_cursor(tenant, engine.next_seq).await?;
+        engine.stored_next_seq = engine.next_seq;
+        engine.last_cursor_write = Instant::now();
+    }
+    Ok(engine)
+}
+
+/// Turns firings into alerts waiting to be stored (with their messages).
+fn queue_firings(
+    state: &AppState,
+    tenant: &str,
+    engine: &mut TenantEngine,
+    firings: Vec<Firing>,
+) -> Result<(), ApiError> {
+    let now = Timestamp::now();
+    for firing in firings {
+        let alert = Alert {
+            id: state.alerting.alert_id(tenant, &firing.dedup_key),
+            tenant: tenant.to_string(),
+            position: 0,
+            rule_id: firing.rule_id.as_str().to_string(),
+            rule_version: firing.rule_version,
+            severity: firing.severity.as_str().to_string(),
+            group_key: firing.group_key.to_json(),
+            event_ids: firing.event_ids,
+            event_count: firing.event_count,
+            trigger_seq: firing.trigger_seq,
+            started_at: firing.started_at,
+            fired_at: firing.fired_at,
+            summary: firing.summary,
+            dedup_key: firing.dedup_key,
+            status: AlertStatus::Open,
+            status_changed_by: None,
+            status_changed_at: None,
+            status_note: None,
+        };
+        let raised = message("alert.raised", tenant, &alert, now)?;
+        engine.pending.push(NewAlert { alert, messages: vec![raised] });
+    }
+    engine.pending_next_seq = engine.next_seq;
+    Ok(())
+}
+
+/// Stores the alerts waiting, after their ledger events, and moves the cursor with them.
+async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Result<(), ApiError> {
+    if engine.pending.is_empty() {
+        return Ok(());
+    }
+    record_raised(state, tenant, &engine.pending).await?;
+    let pending = engine.pending.clone();
+    let stored = state.alerts.record_alerts(tenant, pending, engine.pending_next_seq).await?;
+    let now = Timestamp::now();
+    for new in &engine.pending {
+        if stored.contains(&new.alert.id) {
+            let latency = now.duration_since(new.alert.fired_at).as_secs_f64();
+            state.alerting.metrics.observe_latency(latency);
+        }
+    }
+    state.alerting.metrics.alerts_raised.fetch_add(stored.len() as u64, Ordering::Relaxed);
+    engine.pending.clear();
+    engine.stored_next_seq = engine.stored_next_seq.max(engine.pending_next_seq);
+    engine.last_cursor_write = Instant::now();
+    if !stored.is_empty() {
+        tracing::info!(%tenant, alerts = stored.len(), "alerts raised");
+        state.alerting.deliveries.notify_one();
+    }
+    Ok(())
+}
+
+/// Appends one `audit.alert.raised` event per alert, with ids derived from the alert ids so
+/// that doing it again after a crash writes nothing new.
+async fn record_raised(state: &AppState, tenant: &str, alerts: &[NewAlert]) -> Result<(), ApiError> {
+    let mut prepared = Vec::with_capacity(alerts.len());
+    for NewAlert { alert, .. } in alerts {
+        let event = json!({
+            "id": format!("veritrail:alert:{}", alert.id),
+            "action": ALERT_RAISED_ACTION,
+            "actor": {"id": "veritrail:rule-engine", "type": "system", "name": "rule engine"},
+            "outcome": "success",
+            "resource": {"type": "alert", "id": alert.id},
+            "context": {"channel": "system"},
+            "metadata": {
+                "alert_id": alert.id,
+                "rule": alert.rule_id,
+                "rule_version": alert.rule_version,
+                "severity": alert.severity,
+                "event_ids": alert.event_ids,
+                "event_count": alert.event_count,
+                "trigger_seq": alert.trigger_seq,
+            },
+        });
+        let bytes = serde_json::to_vec(&event).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+        let parsed = veritrail_model::parse_event(&bytes, &Limits::default()).map_err(|e| {
+            tracing::error!(error = %e.message, field = %e.field, "alert ledger event failed validation");
+            ApiError::new(Code::Internal, "cannot record the alert in the ledger")
+        })?;
+        prepared.push(audit::prepare(parsed)?);
+    }
+    state.store.append(tenant, prepared).await?;
+    Ok(())
+}
+
+/// Evaluates `rule` over the stored events `[from, to)` of `tenant`, collecting at most
+/// `max_firings`.
+pub(crate) async fn dry_run(
+    store: &dyn Store,
+    tenant: &str,
+    rule: &Rule,
+    from: u64,
+    to: u64,
+    max_firings: usize,
+) -> Result<DryRunReport, ApiError> {
+    let mut run = DryRun::new(rule, EngineConfig::default(), max_firings);
+    let mut seq = from;
+    let mut going = true;
+    while going && seq < to {
+        let limit = u32::try_from((to - seq).min(u64::from(BATCH))).unwrap_or(BATCH);
+        let records = store.records(tenant, seq, limit).await?;
+        let Some(last) = records.last() else { break };
+        seq = last.seq + 1;
+        let (returned, more) = tokio::task::spawn_blocking(move || {
+            for stored in &records {
+                let Some(view) = open_view(stored) else { continue };
+                if hidden_from_rules(&view) {
+                    continue;
+                }
+                if let Ok(input) = EventInput::from_view(&view)
+                    && !run.push(&input)
+                {
+                    return (run, false);
+                }
+            }
+            (run, true)
+        })
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, format!("dry run failed: {e}")))?;
+        run = returned;
+        going = more;
+    }
+    Ok(run.finish(Timestamp::now()))
+}

@@ -1,0 +1,714 @@
+//! The PostgreSQL backend: several Veritrail nodes share one database, with the same API and
+//! the same ledger format as the embedded store.
+//!
+//! - **Per-tenant serialisation across nodes.** Every append transaction first locks the
+//!   tenant's `ledger_heads` row (`SELECT ... FOR UPDATE`), so however many nodes append to one
+//!   tenant, `seq` stays dense from 0 and there is one tree. Records, personal sidecars, resources,
+//!   Merkle nodes and the new head commit together: a node dying mid-commit leaves nothing.
+//! - **Group commit per node.** One committer task per tenant and node puts whatever queued
+//!   during the previous transaction into the next one (see `writer.rs`).
+//! - **Idempotency across nodes.** Ids are looked up after the lock is taken, so they see every
+//!   commit before it; `UNIQUE (tenant_no, event_id)` is the backstop.
+//! - **Synchronous indexing.** Query columns are written with the record, so
+//!   [`Store::wait_indexed`] returns at once.
+//! - **Migrations** (`migrations/*.sql`) run on connect, in one transaction under an advisory
+//!   lock, recorded in `schema_migrations`.
+//!
+//! Connections are plain TCP (no TLS connector yet).
+
+#![forbid(unsafe_code)]
+
+mod migrate;
+mod reader;
+mod stats;
+mod tree;
+mod writer;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+use veritrail_ledger::hash::empty_root;
+use veritrail_model::PreparedEvent;
+use veritrail_query::{EventQuery, PageRequest};
+use veritrail_store::{
+    ApiKeyRecord, Appended, BoxFuture, CheckpointTimestamp, EventPage, Store, StoreError, StoreResult, StoreStats,
+    StoredCheckpoint, StoredEvent, Tenant, TreeHead,
+};
+
+pub use crate::migrate::{Applied, latest_version};
+use crate::stats::Stats;
+use crate::writer::{AppendRequest, TenantRef};
+
+/// Append requests that may queue per tenant before callers wait.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// How to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections this node holds open.
+    pub max_connections: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions { max_connections: 16 }
+    }
+}
+
+pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    if error.is_closed() {
+        return StoreError::Unavailable(format!("database connection closed: {}", with_causes(&error)));
+    }
+    match error.as_db_error() {
+        Some(db) => StoreError::Backend(format!("postgresql: {} ({})", db.message(), db.code().code())),
+        None => StoreError::Backend(format!("postgresql: {}", with_causes(&error))),
+    }
+}
+
+/// An error and its sources, `: `-separated (tokio-postgres keeps the cause out of `Display`).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("no database connection: {}", with_causes(&error)))
+}
+
+/// Parses a `postgres://` URL (or key=value connection string), with Veritrail's defaults for
+/// what it leaves open.
+fn parse_config(url: &str) -> StoreResult<tokio_postgres::Config> {
+    let mut config =
+        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Backend(format!("invalid database url: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("veritrail");
+    }
+    // A node that vanishes mid-transaction must not hold a tenant's lock for hours.
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+/// Applies pending schema migrations to the database at `url` (what `veritrail migrate` does;
+/// [`PgStore::connect`] does it too). Returns the migrations applied.
+pub async fn migrate(url: &str) -> StoreResult<Vec<Applied>> {
+    let config = parse_config(url)?;
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to the database: {}", with_causes(&e))))?;
+    let driver = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "migration connection failed");
+        }
+    });
+    let result = migrate::run(&mut client).await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+struct Inner {
+    pool: Pool,
+    stats: Arc<Stats>,
+    tenant_nos: RwLock<HashMap<String, i64>>,
+    /// The group committer of each tenant this node appended to.
+    writers: Mutex<HashMap<i64, mpsc::Sender<AppendRequest>>>,
+    writer_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+/// The PostgreSQL store of one node. Cheap to clone; clones share the pool and committers.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url`, applies pending migrations and checks the server is durable.
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        PgStore::connect_with(url, PgOptions::default()).await
+    }
+
+    /// [`PgStore::connect`] with options.
+    pub async fn connect_with(url: &str, options: PgOptions) -> StoreResult<PgStore> {
+        migrate(url).await?;
+        let config = parse_config(url)?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(2))
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot create the connection pool: {e}")))?;
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                stats: Arc::new(Stats::default()),
+                tenant_nos: RwLock::new(HashMap::new()),
+                writers: Mutex::new(HashMap::new()),
+                writer_tasks: Mutex::new(Vec::new()),
+                stopped: AtomicBool::new(false),
+            }),
+        };
+        store.check_durability().await?;
+        Ok(store)
+    }
+
+    /// Acknowledged means committed to stable storage: refuse a server that would not say so.
+    async fn check_durability(&self) -> StoreResult<()> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT current_setting('fsync'), current_setting('synchronous_commit')", &[])
+            .await
+            .map_err(pg_error)?;
+        let (fsync, synchronous_commit): (String, String) = (row.get(0), row.get(1));
+        if fsync != "on" {
+            tracing::warn!("postgresql runs with fsync=off: acknowledged events may be lost in a crash");
+        }
+        if synchronous_commit == "off" {
+            return Err(StoreError::Backend(
+                "postgresql synchronous_commit is off: commits would be acknowledged before they are durable; \
+                 set it to on (or local, remote_write, remote_apply) for the veritrail database or role"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    /// The internal number of a tenant, cached (tenants are never renumbered or deleted).
+    async fn tenant_no(&self, tenant: &str) -> StoreResult<i64> {
+        if let Some(&no) = self.inner.tenant_nos.read().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+            return Ok(no);
+        }
+        let client = self.client().await?;
+        let row = client.query_opt("SELECT no FROM tenants WHERE id = $1", &[&tenant]).await.map_err(pg_error)?;
+        let no: i64 = row.ok_or_else(|| StoreError::TenantNotFound(tenant.to_string()))?.get(0);
+        self.inner.tenant_nos.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), no);
+        Ok(no)
+    }
+
+    /// The group committer of a tenant on this node, started on first use.
+    fn committer(&self, tenant: TenantRef) -> StoreResult<mpsc::Sender<AppendRequest>> {
+        let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock that shutdown takes, so no committer starts after it.
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("store is shut down".into()));
+        }
+        if let Some(sender) = writers.get(&tenant.no) {
+            return Ok(sender.clone());
+        }
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let no = tenant.no;
+        let task = tokio::spawn(writer::run(self.inner.pool.clone(), tenant, receiver, self.inner.stats.clone()));
+        self.inner.writer_tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        writers.insert(no, sender.clone());
+        Ok(sender)
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} {value} is out of range")))
+}
+
+fn to_tenant(row: &tokio_postgres::Row) -> Tenant {
+    Tenant { id: row.get(0), name: row.get(1), created_at: row.get(2) }
+}
+
+const API_KEY_COLUMNS: &str =
+    "SELECT k.id, t.id, k.name, k.secret_hash, k.scopes, k.created_at, k.expires_at, k.revoked_at
+     FROM api_keys k JOIN tenants t ON t.no = k.tenant_no";
+
+fn to_api_key(row: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
+    let id: String = row.get(0);
+    let hash: &[u8] = row.get(3);
+    let secret_hash: [u8; 32] =
+        hash.try_into().map_err(|_| StoreError::Corrupt(format!("hash of key {id} is not 32 bytes")))?;
+    Ok(ApiKeyRecord {
+        id,
+        tenant: row.get(1),
+        name: row.get(2),
+        secret_hash,
+        scopes: row.get(4),
+        created_at: row.get(5),
+        expires_at: row.get(6),
+        revoked_at: row.get(7),
+    })
+}
+
+fn to_checkpoint(row: &tokio_postgres::Row) -> StoreResult<StoredCheckpoint> {
+    let size: i64 = row.get(0);
+    Ok(StoredCheckpoint {
+        size: size as u64,
+        root: tree::to_hash(row.get(1))?.0,
+        note: row.get(2),
+        created_at: row.get(3),
+    })
+}
+
+fn to_timestamp(row: &tokio_postgres::Row) -> CheckpointTimestamp {
+    let size: i64 = row.get(0);
+    CheckpointTimestamp { size: size as u64, response: row.get(1) }
+}
+
+fn to_head(size: i64, root: &[u8]) -> StoreResult<TreeHead> {
+    Ok(TreeHead { size: size as u64, root: tree::to_hash(root)?.0 })
+}
+
+impl Store for PgStore {
+    fn create_tenant(&self, tenant: Tenant) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let row = tx
+                .query_opt(
+                    "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO NOTHING RETURNING no",
+                    &[&tenant.id, &tenant.name, &tenant.created_at],
+                )
+                .await
+                .map_err(pg_error)?;
+            let Some(row) = row else {
+                return Err(StoreError::AlreadyExists(format!("tenant {:?}", tenant.id)));
+            };
+            let no: i64 = row.get(0);
+            let root = empty_root().0.to_vec();
+            tx.execute(
+                "INSERT INTO ledger_heads (tenant_no, size, root, frontier, last_received_at)
+                 VALUES ($1, 0, $2, ''::bytea, $3)",
+                &[&no, &root, &Timestamp::UNIX_EPOCH],
+            )
+            .await
+            .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn tenant(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<Tenant>>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT id, name, created_at FROM tenants WHERE id = $1", &[&id])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.as_ref().map(to_tenant))
+        })
+    }
+
+    fn tenants(&self) -> BoxFuture<'_, StoreResult<Vec<Tenant>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows =
+                client.query("SELECT id, name, created_at FROM tenants ORDER BY no", &[]).await.map_err(pg_error)?;
+            Ok(rows.iter().map(to_tenant).collect())
+        })
+    }
+
+    fn create_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let tenant_no = self.tenant_no(&key.tenant).await?;
+            let client = self.client().await?;
+            let inserted = client
+                .execute(
+                    "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at, revoked_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &key.id,
+                        &tenant_no,
+                        &key.name,
+                        &key.secret_hash.as_slice(),
+                        &key.scopes,
+                        &key.created_at,
+                        &key.expires_at,
+                        &key.revoked_at,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("api key {:?}", key.id)));
+            }
+            Ok(())
+        })
+    }
+
+    fn api_key(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ApiKeyRecord>>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row =
+                client.query_opt(&format!("{API_KEY_COLUMNS} WHERE k.id = $1"), &[&id]).await.map_err(pg_error)?;
+            row.as_ref().map(to_api_key).transpose()
+        })
+    }
+
+    fn api_keys(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(&format!("{API_KEY_COLUMNS} WHERE t.id = $1 ORDER BY k.created_at, k.id"), &[&tenant])
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(to_api_key).collect()
+        })
+    }
+
+    fn revoke_api_key(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(async move {
+            let client = self.client().await?;
+            let changed = client
+                .execute(
+                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3)
+                     WHERE id = $1 AND tenant_no = (SELECT no FROM tenants WHERE id = $2)",
+                    &[&id, &tenant, &at],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn setting(&self, name: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row =
+                client.query_opt("SELECT value FROM settings WHERE name = $1", &[&name]).await.map_err(pg_error)?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn init_setting(&self, name: &str, value: Vec<u8>) -> BoxFuture<'_, StoreResult<Vec<u8>>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            // A racing insert from another node waits for the first and then does nothing; the
+            // read after it (a new statement, a new snapshot) sees whichever value won.
+            client
+                .execute(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &value],
+                )
+                .await
+                .map_err(pg_error)?;
+            let row =
+                client.query_one("SELECT value FROM settings WHERE name = $1", &[&name]).await.map_err(pg_error)?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn swap_setting(&self, name: &str, expected: Vec<u8>, new: Vec<u8>) -> BoxFuture<'_, StoreResult<bool>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            // Row-locked compare-and-swap: a concurrent swap re-checks `value` after the first.
+            let changed = client
+                .execute("UPDATE settings SET value = $3 WHERE name = $1 AND value = $2", &[&name, &expected, &new])
+                .await
+                .map_err(pg_error)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn append(&self, tenant: &str, events: Vec<PreparedEvent>) -> BoxFuture<'_, StoreResult<Vec<Appended>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            if self.inner.stopped.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("store is shut down".into()));
+            }
+            let no = self.tenant_no(&tenant).await?;
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            let committer = self.committer(TenantRef { no, id: tenant })?;
+            let (reply, answer) = oneshot::channel();
+            self.inner.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+            if committer.send(AppendRequest { events, reply }).await.is_err() {
+                self.inner.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(StoreError::Unavailable("store is shut down".into()));
+            }
+            answer.await.map_err(|_| StoreError::Unavailable("store committer has stopped".into()))?
+        })
+    }
+
+    fn event_by_id(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredEvent>>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let client = self.client().await?;
+            reader::event_by_id(&**client, no, &id).await
+        })
+    }
+
+    fn query<'a>(
+        &'a self,
+        tenant: &'a str,
+        query: &'a EventQuery,
+        page: &'a PageRequest,
+    ) -> BoxFuture<'a, StoreResult<EventPage>> {
+        Box::pin(async move {
+            let no = self.tenant_no(tenant).await?;
+            let client = self.client().await?;
+            reader::query(&**client, no, query, page).await
+        })
+    }
+
+    fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let client = self.client().await?;
+            reader::records(&**client, no, from, limit).await
+        })
+    }
+
+    fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT size, root FROM ledger_heads WHERE tenant_no = $1", &[&no])
+                .await
+                .map_err(pg_error)?
+                .ok_or_else(|| StoreError::Corrupt(format!("tenant {tenant} has no ledger head")))?;
+            to_head(row.get(0), row.get(1))
+        })
+    }
+
+    fn tree_heads(&self) -> BoxFuture<'_, StoreResult<Vec<(String, TreeHead)>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT t.id, h.size, h.root FROM tenants t JOIN ledger_heads h ON h.tenant_no = t.no ORDER BY t.no",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            let mut heads = Vec::with_capacity(rows.len());
+            for row in &rows {
+                heads.push((row.get(0), to_head(row.get(1), row.get(2))?));
+            }
+            Ok(heads)
+        })
+    }
+
+    fn subtree_hashes(&self, tenant: &str, nodes: Vec<(u32, u64)>) -> BoxFuture<'_, StoreResult<Vec<[u8; 32]>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let mut client = self.client().await?;
+            // One snapshot for every hash, so they all come from the same tree.
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg_error)?;
+            let hashes = tree::subtree_hashes(&*tx, no, &nodes).await?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(hashes.into_iter().map(|hash| hash.0).collect())
+        })
+    }
+
+    fn add_checkpoint(&self, tenant: &str, checkpoint: StoredCheckpoint) -> BoxFuture<'_, StoreResult<()>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let size = to_i64(checkpoint.size, "tree size")?;
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO checkpoints (tenant_no, tree_size, root, note, created_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant_no, tree_size) DO NOTHING",
+                    &[&no, &size, &checkpoint.root.as_slice(), &checkpoint.note, &checkpoint.created_at],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn latest_checkpoint(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT tree_size, root, note, created_at FROM checkpoints WHERE tenant_no = $1
+                     ORDER BY tree_size DESC LIMIT 1",
+                    &[&no],
+                )
+                .await
+                .map_err(pg_error)?;
+            row.as_ref().map(to_checkpoint).transpose()
+        })
+    }
+
+    fn checkpoint_at(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<StoredCheckpoint>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let Ok(size) = i64::try_from(size) else { return Ok(None) };
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT tree_size, root, note, created_at FROM checkpoints WHERE tenant_no = $1 AND tree_size = $2",
+                    &[&no, &size],
+                )
+                .await
+                .map_err(pg_error)?;
+            row.as_ref().map(to_checkpoint).transpose()
+        })
+    }
+
+    fn add_checkpoint_timestamp(&self, tenant: &str, timestamp: CheckpointTimestamp) -> BoxFuture<'_, StoreResult<()>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let size = to_i64(timestamp.size, "tree size")?;
+            let client = self.client().await?;
+            // Checkpoints are never deleted, so one that exists now still exists at the insert.
+            let checkpoint = client
+                .query_opt("SELECT 1 FROM checkpoints WHERE tenant_no = $1 AND tree_size = $2", &[&no, &size])
+                .await
+                .map_err(pg_error)?;
+            if checkpoint.is_none() {
+                return Err(StoreError::Backend(format!("no checkpoint at size {} to time-stamp", timestamp.size)));
+            }
+            client
+                .execute(
+                    "INSERT INTO checkpoint_timestamps (tenant_no, tree_size, response, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_no, tree_size) DO NOTHING",
+                    &[&no, &size, &timestamp.response, &Timestamp::now()],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn checkpoint_timestamp(&self, tenant: &str, size: u64) -> BoxFuture<'_, StoreResult<Option<CheckpointTimestamp>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let Ok(size) = i64::try_from(size) else { return Ok(None) };
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT tree_size, response FROM checkpoint_timestamps WHERE tenant_no = $1 AND tree_size = $2",
+                    &[&no, &size],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(row.as_ref().map(to_timestamp))
+        })
+    }
+
+    fn checkpoint_timestamps(
+        &self,
+        tenant: &str,
+        max_size: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<Vec<CheckpointTimestamp>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let max_size = i64::try_from(max_size).unwrap_or(i64::MAX);
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT tree_size, response FROM checkpoint_timestamps
+                     WHERE tenant_no = $1 AND tree_size <= $2 ORDER BY tree_size DESC LIMIT $3",
+                    &[&no, &max_size, &i64::from(limit)],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(rows.iter().map(to_timestamp).collect())
+        })
+    }
+
+    fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>> {
+        // Query columns are written in the appending transaction: nothing ever lags.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn rebuild_indexes(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            // Blocks appends (not reads of the tables) while it runs; an operator's action.
+            client
+                .batch_execute("REINDEX TABLE records; REINDEX TABLE personal; REINDEX TABLE event_resources;")
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            // Dropping the senders lets each committer finish what is queued, then stop.
+            let senders = {
+                let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+                self.inner.stopped.store(true, Ordering::SeqCst);
+                std::mem::take(&mut *writers)
+            };
+            drop(senders);
+            let tasks = std::mem::take(&mut *self.inner.writer_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_defaults_filled_in() {
+        let config = parse_config("postgres://vt@127.0.0.1:5433/audit").expect("valid url");
+        assert_eq!(config.get_dbname(), Some("audit"));
+        assert_eq!(config.get_application_name(), Some("veritrail"));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        assert!(matches!(parse_config("postgres://[oops"), Err(StoreError::Backend(_))));
+    }
+}

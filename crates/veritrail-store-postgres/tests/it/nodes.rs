@@ -1,0 +1,212 @@
+//! Several `PgStore`s on one database behave like several Veritrail nodes: one dense ledger per
+//! tenant, one tree, one record per event id, settings initialised once, migrations applied once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use jiff::Timestamp;
+use serde_json::json;
+use veritrail_ledger::hash::{Hash, leaf_hash};
+use veritrail_ledger::tree::{Frontier, MemoryTree, NodeSource};
+use veritrail_store::suite::prepared;
+use veritrail_store::{Appended, Store, StoreError, Tenant};
+use veritrail_store_postgres::PgStore;
+use veritrail_test_support::postgres::TestDatabase;
+
+async fn database() -> TestDatabase {
+    tokio::task::spawn_blocking(TestDatabase::create).await.unwrap()
+}
+
+async fn tenant(store: &PgStore, id: &str) {
+    let tenant = Tenant { id: id.into(), name: id.into(), created_at: Timestamp::UNIX_EPOCH };
+    store.create_tenant(tenant).await.unwrap();
+}
+
+fn event(id: &str) -> veritrail_model::PreparedEvent {
+    prepared(json!({"id": id, "action": "data.read", "actor": {"id": "u1", "email": "u1@example.com"},
+        "resource": {"type": "doc", "id": id}}))
+}
+
+/// Checks the tenant's ledger is dense from 0, holds each id once, and that the stored tree
+/// (head and subtrees) is the RFC 6962 tree over the stored bytes.
+async fn assert_one_valid_ledger(store: &PgStore, tenant: &str) -> BTreeMap<String, u64> {
+    let records = store.records(tenant, 0, 100_000).await.unwrap();
+    let mut ids = BTreeMap::new();
+    let mut leaves = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record.seq, i as u64, "seq is dense from 0");
+        assert!(ids.insert(record.id.clone(), record.seq).is_none(), "id {} stored twice", record.id);
+        let leaf = leaf_hash(&record.sealed);
+        assert_eq!(leaf.0, record.leaf_hash);
+        leaves.push(leaf);
+    }
+    let mut frontier = Frontier::new();
+    for leaf in &leaves {
+        frontier.push(*leaf).unwrap();
+    }
+    let head = store.tree_head(tenant).await.unwrap();
+    assert_eq!((head.size, head.root), (leaves.len() as u64, frontier.root().0));
+    let memory = MemoryTree::from_leaves(leaves.clone());
+    let mut nodes = Vec::new();
+    for level in 0..10u32 {
+        for index in 0..(leaves.len() as u64 >> level) {
+            nodes.push((level, index));
+        }
+    }
+    let stored = store.subtree_hashes(tenant, nodes.clone()).await.unwrap();
+    for ((level, index), hash) in nodes.into_iter().zip(stored) {
+        assert_eq!(Hash(hash), memory.perfect_subtree(level, index).unwrap(), "subtree ({level}, {index})");
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_appending_to_one_tenant_make_one_dense_ledger() {
+    let database = database().await;
+    let (a, b) = (PgStore::connect(&database.url).await.unwrap(), PgStore::connect(&database.url).await.unwrap());
+    tenant(&a, "tn_shared").await;
+    let mut tasks = Vec::new();
+    for (node, store) in [("a", &a), ("b", &b)] {
+        for task in 0..4 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for round in 0..15 {
+                    let batch = (0..4).map(|i| event(&format!("{node}{task}-{round}-{i}"))).collect();
+                    acked.extend(store.append("tn_shared", batch).await.unwrap());
+                }
+                acked
+            }));
+        }
+        // The same ids through both nodes at once: one record each, both answered with its seq.
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..20 {
+                acked.extend(store.append("tn_shared", vec![event(&format!("both-{i}"))]).await.unwrap());
+            }
+            acked
+        }));
+    }
+    let mut acked: Vec<Appended> = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.unwrap());
+    }
+    let stored = assert_one_valid_ledger(&b, "tn_shared").await;
+    assert_eq!(stored.len(), 2 * 4 * 15 * 4 + 20);
+    let mut first_writes = HashSet::new();
+    for appended in &acked {
+        assert_eq!(stored.get(&appended.id), Some(&appended.seq), "{} answered with its stored seq", appended.id);
+        if !appended.duplicate {
+            assert!(first_writes.insert(appended.id.clone()), "{} written twice", appended.id);
+        }
+    }
+    assert_eq!(first_writes.len(), stored.len(), "every stored event was acknowledged as new exactly once");
+    assert_eq!(a.tree_head("tn_shared").await.unwrap(), b.tree_head("tn_shared").await.unwrap());
+    // Queries on either node see everything at once (indexed in the appending transaction).
+    let query = veritrail_query::EventQuery { resource_id: Some("both-7".into()), ..Default::default() };
+    let page = veritrail_query::PageRequest { limit: 10, after: None, order: veritrail_query::Order::Desc };
+    let found = a.query("tn_shared", &query, &page).await.unwrap();
+    assert_eq!(found.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["both-7"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_initialised_once_across_nodes() {
+    let database = database().await;
+    let (a, b) = (PgStore::connect(&database.url).await.unwrap(), PgStore::connect(&database.url).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { store.init_setting("ledger.signing_keys", vec![i]).await.unwrap() }));
+    }
+    let mut values = HashSet::new();
+    for task in tasks {
+        values.insert(task.await.unwrap());
+    }
+    assert_eq!(values.len(), 1, "every node got the same value: {values:?}");
+    // Compare-and-swap: of racing swaps from the same expectation, exactly one wins.
+    let current = values.into_iter().next().unwrap();
+    let mut swaps = Vec::new();
+    for i in 0..8u8 {
+        let (store, current) = (if i % 2 == 0 { a.clone() } else { b.clone() }, current.clone());
+        swaps
+            .push(tokio::spawn(async move { store.swap_setting("ledger.signing_keys", current, vec![100 + i]).await }));
+    }
+    let mut won = 0;
+    for swap in swaps {
+        won += usize::from(swap.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_once_when_nodes_start_together() {
+    let database = database().await;
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let url = database.url.clone();
+        starts.push(tokio::spawn(async move { PgStore::connect(&url).await }));
+    }
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+    let versions = database.execute("SELECT string_agg(version::text, ',') FROM schema_migrations");
+    assert_eq!(versions.trim(), veritrail_store_postgres::latest_version().to_string());
+    assert!(veritrail_store_postgres::migrate(&database.url).await.unwrap().is_empty(), "nothing left to apply");
+    // A database migrated by a newer binary is refused, not written to.
+    database.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')");
+    let refused = PgStore::connect(&database.url).await.unwrap_err();
+    assert!(refused.to_string().contains("newer than this binary"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_mid_commit_leaves_nothing_behind() {
+    let database = database().await;
+    let store = PgStore::connect(&database.url).await.unwrap();
+    tenant(&store, "tn_a").await;
+    store.append("tn_a", vec![event("before")]).await.unwrap();
+    // Another "node" takes the tenant's lock and writes half a commit, then dies.
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute(
+            "SELECT size FROM ledger_heads WHERE tenant_no = 1 FOR UPDATE;
+             INSERT INTO records (tenant_no, seq, event_id, leaf_hash, sealed, occurred_at, action, actor_id,
+                 actor_type, outcome) VALUES (1, 1, 'half', '\\x00', '\\x00', now(), 'x', 'u', 'user', 'success');",
+        )
+        .await
+        .unwrap();
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    // This append waits for the dead node's lock...
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.append("tn_a", vec![event("after")]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "appends to the tenant wait for its lock");
+    // ...which its death releases, with nothing of its transaction kept.
+    database.execute(&format!("SELECT pg_terminate_backend({pid})"));
+    let appended = waiting.await.unwrap().unwrap();
+    assert_eq!((appended[0].seq, appended[0].duplicate), (1, false));
+    let _ = driver.await;
+    let ids = assert_one_valid_ledger(&store, "tn_a").await;
+    assert_eq!(ids.keys().collect::<Vec<_>>(), ["after", "before"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_append_only_in_the_database_too() {
+    let database = database().await;
+    let store = PgStore::connect(&database.url).await.unwrap();
+    tenant(&store, "tn_a").await;
+    // Sixteen leaves complete a stored level-4 node.
+    store.append("tn_a", (0..16).map(|i| event(&format!("e{i}"))).collect()).await.unwrap();
+    for sql in
+        ["UPDATE records SET sealed = '\\x00'", "DELETE FROM records", "TRUNCATE records", "DELETE FROM merkle_nodes"]
+    {
+        let refused = database.cluster().execute(&database.name, sql).unwrap_err();
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    store.shutdown().await.unwrap();
+    let after = store.append("tn_a", vec![event("late")]).await;
+    assert!(matches!(after, Err(StoreError::Unavailable(_))), "{after:?}");
+}
