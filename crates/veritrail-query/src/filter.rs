@@ -38,13 +38,20 @@ impl ActionPattern {
 
 /// Iterative glob with `*` only; linear in practice, no recursion on hostile patterns.
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    glob_match_by(pattern, text, |p, t| p == t)
+}
+
+/// The glob of [`ActionPattern`] (`*` only, iterative) with the byte comparison given:
+/// `same(pattern_byte, text_byte)`. Other crates match their own patterns with it (the rule
+/// engine compares case-insensitively).
+pub fn glob_match_by(pattern: &[u8], text: &[u8], same: impl Fn(u8, u8) -> bool) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         if p < pattern.len() && pattern[p] == b'*' {
             star = Some((p, t));
             p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
+        } else if p < pattern.len() && same(pattern[p], text[t]) {
             p += 1;
             t += 1;
         } else if let Some((star_p, star_t)) = star {

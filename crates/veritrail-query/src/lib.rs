@@ -13,7 +13,7 @@ mod parse;
 mod tests;
 
 pub use cursor::Cursor;
-pub use filter::{ActionPattern, EventQuery, MetadataFilter, text_of};
+pub use filter::{ActionPattern, EventQuery, MetadataFilter, glob_match_by, text_of};
 pub use parse::{DEFAULT_LIMIT, MAX_LIMIT, parse_params};
 
 /// Sort order of results, by `seq` (the order the ledger received them).

@@ -178,30 +178,9 @@ impl ValuePattern {
     }
 }
 
-/// Iterative glob with `*` only (the algorithm of veritrail-query's action patterns), comparing
-/// the text lowercased.
+/// veritrail-query's glob, comparing the text lowercased.
 fn glob_match_ignore_case(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t].to_ascii_lowercase() {
-            p += 1;
-            t += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    while p < pattern.len() && pattern[p] == b'*' {
-        p += 1;
-    }
-    p == pattern.len()
+    veritrail_query::glob_match_by(pattern, text, |p, t| p == t.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -187,9 +187,9 @@ async fn issue_checkpoint_at(
         ));
     }
     let issuing = ledger.issuing.lock().await;
-    let (mut head, read_before_lock) = match head {
-        Some(head) => (head, true),
-        None => (state.store.tree_head(tenant).await?, false),
+    let mut head = match head {
+        Some(head) => head,
+        None => state.store.tree_head(tenant).await?,
     };
     // The latest checkpoint this process signed is in memory; storage is asked only once.
     let signed = ledger.latest.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
@@ -197,11 +197,11 @@ async fn issue_checkpoint_at(
         Some(signed) => Some(signed),
         None => state.store.latest_checkpoint(tenant).await?,
     };
-    // Another node sharing the store may have signed a newer head after this one was read: read
-    // it again before calling the ledger shorter than its last checkpoint.
+    // A head read before the lock (the checkpointer's pass), or before another node sharing the
+    // store signed a newer one, can be stale: read it again before calling the ledger shorter
+    // than its last checkpoint.
     if let Some(previous) = &previous
         && previous.size > head.size
-        && !read_before_lock
     {
         head = state.store.tree_head(tenant).await?;
     }
@@ -215,10 +215,6 @@ async fn issue_checkpoint_at(
         return Ok(previous.clone());
     }
     if let Some(previous) = &previous {
-        if previous.size > head.size && read_before_lock {
-            // Someone signed a newer head while this one waited for the lock.
-            return Ok(previous.clone());
-        }
         if previous.size > head.size {
             drop(issuing);
             return Err(

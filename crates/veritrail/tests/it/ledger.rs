@@ -21,13 +21,14 @@ const EVENTS: usize = 300;
 
 /// The outcome of one `veritrail verify` process.
 #[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-fn verify(args: &[&str]) -> Run {
+/// Runs `veritrail verify ARGS` as a separate process.
+pub(crate) fn verify(args: &[&str]) -> Run {
     let output = Command::new(BINARY)
         .arg("verify")
         .args(args)

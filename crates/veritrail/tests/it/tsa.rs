@@ -5,7 +5,7 @@
 //! finding them tampered with.
 
 use std::path::Path;
-use std::process::Command;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,30 +17,9 @@ use veritrail_test_support::tsa::{OpensslTsa, TsaResponder};
 use veritrail_test_support::{ChildServer, Client, Reply, event};
 use veritrail_tsa::{Expected, TrustAnchors};
 
+use crate::ledger::{Run, verify};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
-
-/// The outcome of one `veritrail verify` process.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn verify(args: &[&str]) -> Run {
-    let output = Command::new(BINARY)
-        .arg("verify")
-        .args(args)
-        .env("VERITRAIL_LOG", "warn")
-        .env_remove("VERITRAIL_TOKEN")
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 fn assert_verified(run: Run) -> String {
     assert_eq!(run.code, Some(0), "{run:#?}");
