@@ -31,7 +31,7 @@ pub use event::{Actor, Changes, Context, Event, Resource};
 pub use id::new_event_id;
 pub use limits::Limits;
 pub use metadata::RESERVED_METADATA_KEYS;
-pub use personal::{PersonalData, PersonalValue};
+pub use personal::{Owner, PersonalData, PersonalValue, owner_of};
 pub use seal::{
     COMMITMENT_DOMAIN, ERASED, PERSONAL_FIELDS, PrepareContext, PreparedEvent, SEALED_RECORD_VERSION, commitment, open,
     seal,

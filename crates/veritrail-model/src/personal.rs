@@ -14,7 +14,7 @@ use crate::error::OpenError;
 const PERSONAL_DATA_VERSION: u64 = 1;
 
 /// One committed value: the salt and the clear JSON value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonalValue {
     /// The 32 random bytes mixed into the commitment.
     pub salt: [u8; 32],
@@ -24,7 +24,7 @@ pub struct PersonalValue {
 
 /// The personal values of one event, keyed by field path (`actor.email`, `context.ip`,
 /// `changes`...; see [`crate::PERSONAL_FIELDS`]).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersonalData {
     fields: BTreeMap<String, PersonalValue>,
 }
@@ -53,6 +53,22 @@ impl PersonalData {
     /// The fields in path order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &PersonalValue)> {
         self.fields.iter().map(|(path, value)| (path.as_str(), value))
+    }
+
+    /// Splits into the actor's own data (`actor.*`, `context.*`) and the data about the event's
+    /// data subject (`changes`, when the event has a `data_subject`; otherwise the actor's).
+    /// Each half is sealed under its owner's key, so erasing one person leaves the other's data.
+    pub fn split_by_owner(&self, has_data_subject: bool) -> [PersonalData; 2] {
+        let mut halves = [PersonalData::default(), PersonalData::default()];
+        for (path, value) in &self.fields {
+            halves[owner_of(path, has_data_subject) as usize].fields.insert(path.clone(), value.clone());
+        }
+        halves
+    }
+
+    /// Adds every field of `other` (the halves of [`PersonalData::split_by_owner`] back together).
+    pub fn merge(&mut self, other: PersonalData) {
+        self.fields.extend(other.fields);
     }
 
     pub(crate) fn insert(&mut self, path: &str, value: PersonalValue) {
@@ -97,6 +113,20 @@ impl PersonalData {
         }
         Ok(personal)
     }
+}
+
+/// Whose personal data a field is: the index into [`PersonalData::split_by_owner`]'s halves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The event's actor (`actor.id`).
+    Actor = 0,
+    /// The event's `data_subject`.
+    Subject = 1,
+}
+
+/// The owner of the personal field at `path`.
+pub fn owner_of(path: &str, has_data_subject: bool) -> Owner {
+    if has_data_subject && (path == "changes" || path.starts_with("changes.")) { Owner::Subject } else { Owner::Actor }
 }
 
 fn decode_field(path: &str, entry: &Value) -> Result<PersonalValue, OpenError> {

@@ -69,15 +69,17 @@ pub struct PreparedEvent {
     /// `body[splits[0]..splits[1]]` between `received_at` and `seq`, the rest between `seq`
     /// and `tenant`.
     splits: [usize; 2],
-    /// `personal.to_bytes()`, empty when there is no personal data.
-    personal_bytes: Vec<u8>,
+    /// `actor.id`: whose key seals the actor's own personal data.
+    pub actor_id: String,
+    /// `data_subject`, when present: whose key seals the data about the subject.
+    pub data_subject: Option<String>,
 }
 
 impl PreparedEvent {
-    /// The personal-data sidecar as stored ([`PersonalData::to_bytes`]); empty when the event
-    /// has no personal data.
-    pub fn personal_bytes(&self) -> &[u8] {
-        &self.personal_bytes
+    /// The personal data as one clear sidecar ([`PersonalData::to_bytes`]); empty when the
+    /// event has none. Stores encrypt per owner instead (see [`PersonalData::split_by_owner`]).
+    pub fn personal_bytes(&self) -> Vec<u8> {
+        if self.personal.is_empty() { Vec::new() } else { self.personal.to_bytes() }
     }
 }
 
@@ -95,9 +97,17 @@ impl Event {
             Some(occurred_at) => (occurred_at, "client"),
             None => (time::truncate_to_millis(ctx.now), "server"),
         };
+        let actor_id = self.actor.id.clone();
+        let data_subject = self.data_subject.clone();
         let written = members::write(self, &id, occurred_at, occurred_at_source, ctx.salt)?;
-        let personal_bytes = if written.personal.is_empty() { Vec::new() } else { written.personal.to_bytes() };
-        Ok(PreparedEvent { id, personal: written.personal, body: written.body, splits: written.splits, personal_bytes })
+        Ok(PreparedEvent {
+            id,
+            personal: written.personal,
+            body: written.body,
+            splits: written.splits,
+            actor_id,
+            data_subject,
+        })
     }
 }
 

@@ -29,7 +29,7 @@ use sha2::Sha256;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use veritrail_model::{Limits, PersonalData};
+use veritrail_model::Limits;
 use veritrail_rules::{
     BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, Firing, Rule, RuleId,
     RuleSpec, default_pack,
@@ -313,17 +313,7 @@ pub(crate) fn no_such_rule() -> ApiError {
 /// The event as rules see it (the API view without `leaf_hash`); `None` (logged) when the
 /// record cannot be opened.
 pub(crate) fn open_view(stored: &StoredEvent) -> Option<Value> {
-    let personal = match &stored.personal {
-        Some(bytes) => match PersonalData::from_bytes(bytes) {
-            Ok(personal) => Some(personal),
-            Err(error) => {
-                tracing::error!(%error, seq = stored.seq, "personal data sidecar unreadable; evaluated without it");
-                None
-            }
-        },
-        None => None,
-    };
-    match veritrail_model::open(&stored.sealed, personal.as_ref()) {
+    match veritrail_model::open(&stored.sealed, stored.personal.as_ref()) {
         Ok(view) => Some(view),
         Err(error) => {
             tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");

@@ -21,19 +21,23 @@ pub enum Scope {
     EventsWrite,
     /// Query, read and export events.
     EventsRead,
-    /// Everything in the tenant, key management included.
+    /// See personal fields (names, e-mails, IPs, sensitive changes) unmasked; every such read of
+    /// sensitive events is itself recorded (`data.sensitive.accessed`).
+    PiiRead,
+    /// Everything in the tenant, key management and data-subject requests included.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::EventsWrite, Scope::EventsRead, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::EventsWrite, Scope::EventsRead, Scope::PiiRead, Scope::Admin];
 
     /// Wire name.
     pub fn name(self) -> &'static str {
         match self {
             Scope::EventsWrite => "events:write",
             Scope::EventsRead => "events:read",
+            Scope::PiiRead => "pii:read",
             Scope::Admin => "admin",
         }
     }
@@ -67,9 +71,14 @@ pub struct KeyPrincipal {
 }
 
 impl KeyPrincipal {
+    /// True when the key has `scope` (or `admin`).
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+
     /// Fails with 403 unless the key has `scope` (or `admin`).
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(ApiError::new(Code::Forbidden, format!("this api key lacks the {} scope", scope.name())))

@@ -61,6 +61,7 @@ codes! {
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "The path exists but not with this method.";
     Conflict => "conflict", CONFLICT, "The resource exists already.";
     InvalidRule => "invalid_rule", BAD_REQUEST, "A monitoring rule is invalid (filter, window, threshold, time zone, fields that cannot be combined); the message names the field.";
+    LegalHold => "legal_hold", CONFLICT, "A legal hold on the data subject blocks erasure; release the hold first.";
     InvalidState => "invalid_state", CONFLICT, "The resource's current state does not allow this change (e.g. acknowledging a resolved alert).";
     UrlNotAllowed => "url_not_allowed", BAD_REQUEST, "A webhook URL is refused: not http://, malformed, or aimed at a loopback, private, link-local or cloud-metadata address (allowed only by configuration).";
     Overloaded => "overloaded", SERVICE_UNAVAILABLE, "The ingest queue is full; retry after the given delay.";
@@ -151,6 +152,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::TenantNotFound(_) => ApiError::new(Code::NotFound, "tenant not found"),
             StoreError::AlreadyExists(what) => ApiError::new(Code::Conflict, format!("{what} already exists")),
+            StoreError::Retry(why) => ApiError::new(Code::Unavailable, format!("please retry: {why}")),
             StoreError::Unavailable(why) => {
                 tracing::warn!(%why, "storage unavailable");
                 ApiError::new(Code::Unavailable, "storage is unavailable; nothing was written")

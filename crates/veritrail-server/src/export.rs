@@ -113,14 +113,22 @@ pub(crate) async fn export(
         page.order = Order::Asc;
     }
     page.limit = PAGE;
-    let filter_map: serde_json::Map<String, Value> = filters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let filter_map = crate::privacy::audit_filters(&filters);
     let format_name = if format == Format::Csv { "csv" } else { "jsonl" };
     debug_assert!(format != Format::Ledger);
-    let metadata = json!({"format": format_name, "query": filter_map});
+    // Without pii:read personal fields are masked; with it, the unmasked export is recorded as
+    // an access to sensitive data before a byte leaves.
+    let masked = !key.has(Scope::PiiRead);
+    let personal = if masked { "masked" } else { "unmasked" };
+    let metadata = json!({"format": format_name, "query": filter_map, "personal_data": personal});
     audit::record(&state, &key.tenant, "audit.exported", key.actor_json(), metadata, &request).await?;
+    if !masked {
+        let metadata = json!({"export": format_name, "query": crate::privacy::audit_filters(&filters)});
+        audit::record(&state, &key.tenant, "data.sensitive.accessed", key.actor_json(), metadata, &request).await?;
+    }
 
     let stream = futures_util::stream::unfold(
-        ExportCursor { state, tenant: key.tenant.clone(), query, page, format, started: false, done: false },
+        ExportCursor { state, tenant: key.tenant.clone(), query, page, format, masked, started: false, done: false },
         next_chunk,
     );
     let (content_type, extension) = match format {
@@ -142,6 +150,8 @@ struct ExportCursor {
     query: EventQuery,
     page: PageRequest,
     format: Format,
+    /// Personal fields masked (the reader lacks `pii:read`).
+    masked: bool,
     started: bool,
     done: bool,
 }
@@ -165,7 +175,10 @@ async fn next_chunk(mut cursor: ExportCursor) -> Option<(Result<Bytes, std::io::
             return Some((Err(std::io::Error::other("export failed")), cursor));
         }
     };
-    for view in crate::routes::page_json(page.events, page.views) {
+    for mut view in crate::routes::page_json(page.events, page.views) {
+        if cursor.masked {
+            crate::privacy::mask_view(&mut view);
+        }
         match cursor.format {
             Format::Jsonl | Format::Ledger => {
                 out.extend_from_slice(view.to_string().as_bytes());

@@ -15,8 +15,10 @@ mod ledger;
 mod ledger_routes;
 mod metrics;
 mod openapi;
+mod privacy;
 mod routes;
 mod routes_alerts;
+mod subjects;
 mod webhooks;
 mod witness;
 

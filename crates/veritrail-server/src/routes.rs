@@ -6,14 +6,14 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Pat
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use veritrail_model::{BodyFormat, PersonalData};
+use veritrail_model::BodyFormat;
 use veritrail_query::parse_params;
 use veritrail_store::{ApiKeyRecord, StoredEvent, Tenant};
 
@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{self, Principal, Scope};
 use crate::error::{ApiError, Code};
-use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts};
+use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts, subjects};
 
 /// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
 const MAX_QUEUE_DEPTH: u64 = 3000;
@@ -58,6 +58,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}", get(routes_alerts::get_webhook).delete(routes_alerts::delete_webhook))
         .route("/v1/webhooks/{id}/deliveries", get(routes_alerts::list_deliveries))
         .route("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", post(routes_alerts::redeliver))
+        .route("/v1/subjects/{subject_id}", delete(subjects::erase))
+        .route("/v1/subjects/{subject_id}/export", get(subjects::export))
+        .route("/v1/subjects/{subject_id}/consents", get(subjects::consents))
+        .route("/v1/subjects/{subject_id}/legal-hold", put(subjects::place_hold).delete(subjects::release_hold))
+        .route("/v1/privacy/settings", get(subjects::get_settings).put(subjects::put_settings))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -250,14 +255,7 @@ pub(crate) fn page_json(events: Vec<StoredEvent>, views: Vec<Value>) -> Vec<Valu
 
 /// The event as API readers see it: the opened record plus `leaf_hash`.
 pub(crate) fn event_json(stored: &StoredEvent) -> Result<Value, ApiError> {
-    let personal = match &stored.personal {
-        Some(bytes) => Some(PersonalData::from_bytes(bytes).map_err(|e| {
-            tracing::error!(error = %e, seq = stored.seq, "personal data sidecar unreadable");
-            ApiError::new(Code::Internal, "stored event is unreadable")
-        })?),
-        None => None,
-    };
-    let mut view = veritrail_model::open(&stored.sealed, personal.as_ref()).map_err(|e| {
+    let mut view = veritrail_model::open(&stored.sealed, stored.personal.as_ref()).map_err(|e| {
         tracing::error!(error = %e, seq = stored.seq, "sealed record unreadable");
         ApiError::new(Code::Internal, "stored event is unreadable")
     })?;
@@ -464,10 +462,11 @@ async fn query_events(
     let pairs = query_pairs(raw.as_deref());
     let (query, page) = parse_params(&pairs)?;
     let result = state.store.query(&key.tenant, &query, &page).await?;
-    let events = page_json(result.events, result.views);
-    let filters: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut events = page_json(result.events, result.views);
+    let filters = crate::privacy::audit_filters(&pairs);
     let metadata = json!({"query": filters, "result_count": events.len()});
     audit::record(&state, &key.tenant, "audit.read", key.actor_json(), metadata, &request).await?;
+    crate::privacy::present(&state, key, &request, &mut events).await?;
     Ok(Json(json!({"events": events, "next_cursor": result.next.map(|c| c.encode())})))
 }
 
@@ -488,6 +487,7 @@ async fn get_event(
     let mut view = event_json(&stored)?;
     view["proof"] = json!(format!("/v1/ledger/proof/inclusion?seq={}", stored.seq));
     audit::record(&state, &key.tenant, "audit.read", key.actor_json(), json!({"event_id": id}), &request).await?;
+    crate::privacy::present(&state, key, &request, std::slice::from_mut(&mut view)).await?;
     Ok(Json(view))
 }
 

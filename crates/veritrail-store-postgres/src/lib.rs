@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod migrate;
 mod reader;
 mod stats;
@@ -34,14 +35,17 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
+use veritrail_crypto::MasterKeys;
 use veritrail_ledger::hash::empty_root;
 use veritrail_model::PreparedEvent;
 use veritrail_query::{EventQuery, PageRequest};
+use veritrail_store::privacy::{Privacy, SealedBatch, SubjectKeyRow};
 use veritrail_store::{
-    ApiKeyRecord, Appended, BoxFuture, CheckpointTimestamp, EventPage, Store, StoreError, StoreResult, StoreStats,
-    StoredCheckpoint, StoredEvent, Tenant, TreeHead,
+    ApiKeyRecord, Appended, BoxFuture, CheckpointTimestamp, Erasure, EventPage, Store, StoreError, StoreResult,
+    StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
+pub use crate::alerts::PgAlertStore;
 pub use crate::migrate::{Applied, latest_version};
 use crate::stats::Stats;
 use crate::writer::{AppendRequest, TenantRef};
@@ -50,15 +54,18 @@ use crate::writer::{AppendRequest, TenantRef};
 const QUEUE_CAPACITY: usize = 4096;
 
 /// How to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PgOptions {
     /// Most connections this node holds open.
     pub max_connections: usize,
+    /// The master keys (every node must be given the same; `VERITRAIL_MASTER_KEY`).
+    pub master_keys: MasterKeys,
 }
 
-impl Default for PgOptions {
-    fn default() -> Self {
-        PgOptions { max_connections: 16 }
+impl PgOptions {
+    /// Defaults (16 connections) with these master keys.
+    pub fn new(master_keys: MasterKeys) -> PgOptions {
+        PgOptions { max_connections: 16, master_keys }
     }
 }
 
@@ -130,6 +137,9 @@ struct Inner {
     writers: Mutex<HashMap<i64, mpsc::Sender<AppendRequest>>>,
     writer_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Master keys and this node's cache of unwrapped data keys (for sealing only: reads fetch
+    /// the keys of each page, so an erasure on another node is seen at once).
+    privacy: Arc<Privacy>,
 }
 
 /// The PostgreSQL store of one node. Cheap to clone; clones share the pool and committers.
@@ -146,8 +156,8 @@ impl std::fmt::Debug for PgStore {
 
 impl PgStore {
     /// Connects to `url`, applies pending migrations and checks the server is durable.
-    pub async fn connect(url: &str) -> StoreResult<PgStore> {
-        PgStore::connect_with(url, PgOptions::default()).await
+    pub async fn connect(url: &str, master_keys: MasterKeys) -> StoreResult<PgStore> {
+        PgStore::connect_with(url, PgOptions::new(master_keys)).await
     }
 
     /// [`PgStore::connect`] with options.
@@ -170,10 +180,91 @@ impl PgStore {
                 writers: Mutex::new(HashMap::new()),
                 writer_tasks: Mutex::new(Vec::new()),
                 stopped: AtomicBool::new(false),
+                privacy: Arc::new(Privacy::new(options.master_keys)),
             }),
         };
         store.check_durability().await?;
+        store.load_tenant_keys().await?;
+        let rewrapped = store.rewrap_keys().await?;
+        if rewrapped > 0 {
+            tracing::info!(rewrapped, "re-wrapped data keys under the current master key");
+        }
         Ok(store)
+    }
+
+    /// Loads every tenant's blind-index key, creating missing ones; fails when they are
+    /// wrapped under a master key that is not configured.
+    async fn load_tenant_keys(&self) -> StoreResult<()> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT t.id FROM tenants t", &[]).await.map_err(pg_error)?;
+        drop(client);
+        for row in rows {
+            let tenant: String = row.get(0);
+            let no = self.tenant_no(&tenant).await?;
+            self.ensure_blind_key(&tenant, no).await?;
+        }
+        Ok(())
+    }
+
+    /// The tenant's blind-index key: the stored one, or a new one stored if none (the first
+    /// node to insert wins; everyone uses what is stored).
+    async fn ensure_blind_key(&self, tenant: &str, tenant_no: i64) -> StoreResult<()> {
+        let privacy = &self.inner.privacy;
+        if privacy.has_blind_key(tenant) {
+            return Ok(());
+        }
+        let candidate = privacy.new_blind_key(tenant)?;
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO tenant_keys (tenant_no, blind_wrapped) VALUES ($1, $2) ON CONFLICT (tenant_no) DO NOTHING",
+                &[&tenant_no, &candidate],
+            )
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_one("SELECT blind_wrapped FROM tenant_keys WHERE tenant_no = $1", &[&tenant_no])
+            .await
+            .map_err(pg_error)?;
+        let wrapped: Vec<u8> = row.get(0);
+        privacy.remember_blind_key(tenant, &wrapped).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "cannot unwrap the blind-index key of tenant {tenant} (is the right master key configured?): {e}"
+            ))
+        })
+    }
+
+    /// Seals a batch's sidecars, loading the keys of subjects this node has not cached.
+    async fn seal(&self, tenant: &str, tenant_no: i64, events: &[PreparedEvent]) -> StoreResult<SealedBatch> {
+        let privacy = &self.inner.privacy;
+        if events.iter().any(|e| !e.personal.is_empty()) {
+            self.ensure_blind_key(tenant, tenant_no).await?;
+            let missing = privacy.missing_subjects(tenant, events);
+            if !missing.is_empty() {
+                let client = self.client().await?;
+                let rows = client
+                    .query(
+                        "SELECT key_id, subject, wrapped FROM subject_keys WHERE tenant_no = $1 AND subject = ANY($2)",
+                        &[&tenant_no, &missing],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                let rows: Vec<SubjectKeyRow> = rows
+                    .iter()
+                    .map(|row| SubjectKeyRow {
+                        key_id: row.get::<_, i64>(0) as u64,
+                        subject: row.get(1),
+                        wrapped: row.get(2),
+                    })
+                    .collect();
+                privacy.remember(tenant, &rows)?;
+            }
+        }
+        privacy.seal(tenant, events)
+    }
+
+    fn read_ctx<'a>(&'a self, tenant: &'a str, tenant_no: i64) -> reader::ReadCtx<'a> {
+        reader::ReadCtx { privacy: &self.inner.privacy, tenant, tenant_no }
     }
 
     /// Acknowledged means committed to stable storage: refuse a server that would not say so.
@@ -225,7 +316,13 @@ impl PgStore {
         }
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let no = tenant.no;
-        let task = tokio::spawn(writer::run(self.inner.pool.clone(), tenant, receiver, self.inner.stats.clone()));
+        let task = tokio::spawn(writer::run(
+            self.inner.pool.clone(),
+            tenant,
+            receiver,
+            self.inner.stats.clone(),
+            self.inner.privacy.clone(),
+        ));
         self.inner.writer_tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
         writers.insert(no, sender.clone());
         Ok(sender)
@@ -297,6 +394,10 @@ impl Store for PgStore {
                 return Err(StoreError::AlreadyExists(format!("tenant {:?}", tenant.id)));
             };
             let no: i64 = row.get(0);
+            let blind = self.inner.privacy.new_blind_key(&tenant.id)?;
+            tx.execute("INSERT INTO tenant_keys (tenant_no, blind_wrapped) VALUES ($1, $2)", &[&no, &blind])
+                .await
+                .map_err(pg_error)?;
             let root = empty_root().0.to_vec();
             tx.execute(
                 "INSERT INTO ledger_heads (tenant_no, size, root, frontier, last_received_at)
@@ -449,14 +550,23 @@ impl Store for PgStore {
             if events.is_empty() {
                 return Ok(Vec::new());
             }
-            let committer = self.committer(TenantRef { no, id: tenant })?;
-            let (reply, answer) = oneshot::channel();
-            self.inner.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-            if committer.send(AppendRequest { events, reply }).await.is_err() {
-                self.inner.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(StoreError::Unavailable("store is shut down".into()));
+            let events = Arc::new(events);
+            let committer = self.committer(TenantRef { no, id: tenant.clone() })?;
+            // Sealed under a key an erasure destroyed meanwhile: seal again under a new one.
+            let mut attempts = 0;
+            loop {
+                let sealed = self.seal(&tenant, no, &events).await?;
+                let (reply, answer) = oneshot::channel();
+                self.inner.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+                if committer.send(AppendRequest { events: events.clone(), sealed, reply }).await.is_err() {
+                    self.inner.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    return Err(StoreError::Unavailable("store is shut down".into()));
+                }
+                match answer.await.map_err(|_| StoreError::Unavailable("store committer has stopped".into()))? {
+                    Err(StoreError::Retry(_)) if attempts < 3 => attempts += 1,
+                    result => return result,
+                }
             }
-            answer.await.map_err(|_| StoreError::Unavailable("store committer has stopped".into()))?
         })
     }
 
@@ -465,7 +575,7 @@ impl Store for PgStore {
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
             let client = self.client().await?;
-            reader::event_by_id(&**client, no, &id).await
+            reader::event_by_id(&**client, &self.read_ctx(&tenant, no), &id).await
         })
     }
 
@@ -478,7 +588,7 @@ impl Store for PgStore {
         Box::pin(async move {
             let no = self.tenant_no(tenant).await?;
             let client = self.client().await?;
-            reader::query(&**client, no, query, page).await
+            reader::query(&**client, &self.read_ctx(tenant, no), query, page).await
         })
     }
 
@@ -487,7 +597,7 @@ impl Store for PgStore {
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
             let client = self.client().await?;
-            reader::records(&**client, no, from, limit).await
+            reader::records(&**client, &self.read_ctx(&tenant, no), from, limit).await
         })
     }
 
@@ -657,6 +767,86 @@ impl Store for PgStore {
                 .await
                 .map_err(pg_error)?;
             Ok(rows.iter().map(to_timestamp).collect())
+        })
+    }
+
+    fn erase_subject(&self, tenant: &str, subject: &str) -> BoxFuture<'_, StoreResult<Erasure>> {
+        let (tenant, subject) = (tenant.to_string(), subject.to_string());
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // Committers lock the keys they sealed with (FOR KEY SHARE): an append in flight
+            // either commits before this delete or finds its key gone and seals again.
+            let ids: Vec<u64> = tx
+                .query(
+                    "DELETE FROM subject_keys WHERE tenant_no = $1 AND subject = $2 RETURNING key_id",
+                    &[&no, &subject],
+                )
+                .await
+                .map_err(pg_error)?
+                .iter()
+                .map(|row| row.get::<_, i64>(0) as u64)
+                .collect();
+            let unlinked = tx
+                .execute(
+                    "UPDATE personal p SET email_bidx = NULL, ip_bidx = NULL FROM records r
+                     WHERE r.tenant_no = $1 AND r.actor_id = $2 AND p.tenant_no = r.tenant_no AND p.seq = r.seq
+                       AND (p.email_bidx IS NOT NULL OR p.ip_bidx IS NOT NULL)",
+                    &[&no, &subject],
+                )
+                .await
+                .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            self.inner.privacy.forget(&tenant, &subject, &ids);
+            Ok(Erasure { keys_destroyed: ids.len() as u64, events_unlinked: unlinked })
+        })
+    }
+
+    fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let privacy = &self.inner.privacy;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let mut count = 0;
+            let rows = tx
+                .query(
+                    "SELECT k.key_id, t.id, k.subject, k.wrapped FROM subject_keys k JOIN tenants t ON t.no = k.tenant_no
+                     FOR UPDATE OF k",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            for row in rows {
+                let key_id: i64 = row.get(0);
+                let tenant: String = row.get(1);
+                let key = SubjectKeyRow { key_id: key_id as u64, subject: row.get(2), wrapped: row.get(3) };
+                if let Some(new) = privacy.rewrap(&tenant, &key)? {
+                    tx.execute("UPDATE subject_keys SET wrapped = $2 WHERE key_id = $1", &[&key_id, &new])
+                        .await
+                        .map_err(pg_error)?;
+                    count += 1;
+                }
+            }
+            let rows = tx
+                .query(
+                    "SELECT k.tenant_no, t.id, k.blind_wrapped FROM tenant_keys k JOIN tenants t ON t.no = k.tenant_no
+                     FOR UPDATE OF k",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            for row in rows {
+                let (no, tenant, wrapped): (i64, String, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+                if let Some(new) = privacy.rewrap_blind(&tenant, &wrapped)? {
+                    tx.execute("UPDATE tenant_keys SET blind_wrapped = $2 WHERE tenant_no = $1", &[&no, &new])
+                        .await
+                        .map_err(pg_error)?;
+                    count += 1;
+                }
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(count)
         })
     }
 

@@ -15,8 +15,11 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Released ones are never edited: changes are new entries.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial schema", sql: include_str!("../migrations/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial schema", sql: include_str!("../migrations/0001_initial.sql") },
+    Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
+    Migration { version: 3, name: "encryption at rest", sql: include_str!("../migrations/0003_encryption.sql") },
+];
 
 /// Key of the transaction-scoped advisory lock migrators take (ASCII "vtmigrat").
 const MIGRATION_LOCK: i64 = 0x7674_6d69_6772_6174;

@@ -7,6 +7,10 @@ use veritrail_model::PersonalData;
 use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
 use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
 
+use std::collections::HashMap;
+
+use veritrail_store::privacy::{BLIND_EMAIL, BLIND_IP, Privacy, SubjectKeyRow};
+
 use crate::pg_error;
 
 /// Most candidate records fetched per round trip.
@@ -15,19 +19,72 @@ const MAX_CHUNK: usize = 1024;
 const RECORD_COLUMNS: &str = "SELECT r.seq, r.event_id, r.leaf_hash, r.sealed, p.data FROM records r
     LEFT JOIN personal p ON p.tenant_no = r.tenant_no AND p.seq = r.seq";
 
-fn stored_event(row: &tokio_postgres::Row) -> StoreResult<StoredEvent> {
-    let seq: i64 = row.get(0);
-    let leaf: &[u8] = row.get(2);
-    let leaf_hash: [u8; 32] =
-        leaf.try_into().map_err(|_| StoreError::Corrupt(format!("leaf hash of record {seq} is not 32 bytes")))?;
-    Ok(StoredEvent { seq: seq as u64, id: row.get(1), sealed: row.get(3), leaf_hash, personal: row.get(4) })
+/// The tenant a read is for, and the keys to decrypt its personal data with.
+pub(crate) struct ReadCtx<'a> {
+    pub(crate) privacy: &'a Privacy,
+    pub(crate) tenant: &'a str,
+    pub(crate) tenant_no: i64,
 }
 
-/// Opens a record as readers see it; a damaged personal sidecar reads as erased rather than
-/// failing the query.
-fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<serde_json::Value> {
-    let personal = personal.and_then(|bytes| PersonalData::from_bytes(bytes).ok());
-    match veritrail_model::open(sealed, personal.as_ref()) {
+impl ReadCtx<'_> {
+    /// Turns rows of [`RECORD_COLUMNS`] into events, decrypting their personal data with the
+    /// data keys fetched for these rows (never a cached key: an erasure on another node is
+    /// seen at once). Parts whose key is gone read as erased.
+    async fn stored_events(
+        &self,
+        client: &impl GenericClient,
+        rows: &[tokio_postgres::Row],
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let mut ids: Vec<i64> = Vec::new();
+        for row in rows {
+            if let Some(data) = row.get::<_, Option<&[u8]>>(4) {
+                ids.extend(Privacy::key_ids(data).into_iter().map(|id| id as i64));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut keys = HashMap::new();
+        if !ids.is_empty() {
+            let key_rows = client
+                .query(
+                    "SELECT key_id, subject, wrapped FROM subject_keys WHERE tenant_no = $1 AND key_id = ANY($2)",
+                    &[&self.tenant_no, &ids],
+                )
+                .await
+                .map_err(pg_error)?;
+            for row in key_rows {
+                let key =
+                    SubjectKeyRow { key_id: row.get::<_, i64>(0) as u64, subject: row.get(1), wrapped: row.get(2) };
+                match self.privacy.unwrap(self.tenant, &key) {
+                    Ok(unwrapped) => {
+                        keys.insert(key.key_id, unwrapped);
+                    }
+                    Err(error) => tracing::error!(%error, key_id = key.key_id, "data key does not unwrap"),
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.get(0);
+            let id: String = row.get(1);
+            let leaf: &[u8] = row.get(2);
+            let leaf_hash: [u8; 32] = leaf
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("leaf hash of record {seq} is not 32 bytes")))?;
+            let personal = match row.get::<_, Option<&[u8]>>(4) {
+                Some(data) => self.privacy.open_with(self.tenant, &id, data, &keys)?,
+                None => None,
+            };
+            out.push(StoredEvent { seq: seq as u64, id, sealed: row.get(3), leaf_hash, personal });
+        }
+        Ok(out)
+    }
+}
+
+/// Opens a record as readers see it; personal data that does not fit its commitments reads as
+/// erased rather than failing the query.
+fn open_view(sealed: &[u8], personal: Option<&PersonalData>) -> StoreResult<serde_json::Value> {
+    match veritrail_model::open(sealed, personal) {
         Ok(view) => Ok(view),
         Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
             .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
@@ -38,31 +95,35 @@ fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<serde_json::
 /// One record by event id.
 pub(crate) async fn event_by_id(
     client: &impl GenericClient,
-    tenant_no: i64,
+    ctx: &ReadCtx<'_>,
     id: &str,
 ) -> StoreResult<Option<StoredEvent>> {
     let sql = format!("{RECORD_COLUMNS} WHERE r.tenant_no = $1 AND r.event_id = $2");
-    let row = client.query_opt(&sql, &[&tenant_no, &id]).await.map_err(pg_error)?;
-    row.as_ref().map(stored_event).transpose()
+    let rows = client.query(&sql, &[&ctx.tenant_no, &id]).await.map_err(pg_error)?;
+    Ok(ctx.stored_events(client, &rows).await?.pop())
 }
 
 /// Records `seq >= from` in order, at most `limit`.
 pub(crate) async fn records(
     client: &impl GenericClient,
-    tenant_no: i64,
+    ctx: &ReadCtx<'_>,
     from: u64,
     limit: u32,
 ) -> StoreResult<Vec<StoredEvent>> {
     let Ok(from) = i64::try_from(from) else { return Ok(Vec::new()) };
     let sql = format!("{RECORD_COLUMNS} WHERE r.tenant_no = $1 AND r.seq >= $2 ORDER BY r.seq LIMIT $3");
-    let rows = client.query(&sql, &[&tenant_no, &from, &i64::from(limit)]).await.map_err(pg_error)?;
-    rows.iter().map(stored_event).collect()
+    let rows = client.query(&sql, &[&ctx.tenant_no, &from, &i64::from(limit)]).await.map_err(pg_error)?;
+    ctx.stored_events(client, &rows).await
 }
 
 /// The SQL pre-filter of a query: only conditions implied by the query's filters, so it never
 /// drops a true match. Parameters are numbered from `first`. `None` when no record can match
 /// (a value no event can hold).
-fn prefilter(query: &EventQuery, first: usize) -> Option<(String, Vec<Box<dyn ToSql + Sync + Send>>)> {
+fn prefilter(
+    ctx: &ReadCtx<'_>,
+    query: &EventQuery,
+    first: usize,
+) -> Option<(String, Vec<Box<dyn ToSql + Sync + Send>>)> {
     let mut sql = String::new();
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let next = |args: &mut Vec<Box<dyn ToSql + Sync + Send>>, value: Box<dyn ToSql + Sync + Send>| {
@@ -75,9 +136,15 @@ fn prefilter(query: &EventQuery, first: usize) -> Option<(String, Vec<Box<dyn To
         ("r.outcome", query.outcome.clone()),
         ("r.channel", query.channel.clone()),
         ("r.data_subject", query.data_subject.clone()),
-        ("p.actor_email", query.actor_email.as_ref().map(|e| e.to_lowercase())),
-        ("p.ip", query.ip.clone()),
     ];
+    // Encrypted fields are found by their blind-index tokens (no key loaded: nothing matches).
+    for (column, kind, value) in [("p.email_bidx", BLIND_EMAIL, &query.actor_email), ("p.ip_bidx", BLIND_IP, &query.ip)]
+    {
+        let Some(value) = value else { continue };
+        let token: Vec<u8> = ctx.privacy.token(ctx.tenant, kind, value).map(Vec::from).unwrap_or_default();
+        let param = next(&mut args, Box::new(token));
+        sql.push_str(&format!(" AND {column} = {param}"));
+    }
     for (column, value) in equalities {
         let Some(value) = value else { continue };
         // Events never hold NUL (the parser refuses it), and PostgreSQL text cannot.
@@ -132,10 +199,11 @@ fn prefilter(query: &EventQuery, first: usize) -> Option<(String, Vec<Box<dyn To
 /// `limit + 1` matches are found or the tenant's ledger is exhausted.
 pub(crate) async fn query(
     client: &impl GenericClient,
-    tenant_no: i64,
+    ctx: &ReadCtx<'_>,
     query: &EventQuery,
     page: &PageRequest,
 ) -> StoreResult<EventPage> {
+    let tenant_no = ctx.tenant_no;
     let empty = || EventPage { events: Vec::new(), views: Vec::new(), next: None };
     let (mut lo, mut hi) = (0i64, i64::MAX);
     match page.after {
@@ -152,7 +220,7 @@ pub(crate) async fn query(
         None => {}
     }
     // $1 tenant, $2 lo, $3 hi, $4 limit, then the filters.
-    let Some((filter_sql, filter_args)) = prefilter(query, 5) else { return Ok(empty()) };
+    let Some((filter_sql, filter_args)) = prefilter(ctx, query, 5) else { return Ok(empty()) };
     let direction = match page.order {
         Order::Desc => "DESC",
         Order::Asc => "ASC",
@@ -176,10 +244,9 @@ pub(crate) async fn query(
         let rows = client.query(&statement, &args).await.map_err(pg_error)?;
         let fetched = rows.len();
         let mut last_seq = None;
-        for row in &rows {
-            let record = stored_event(row)?;
+        for record in ctx.stored_events(client, &rows).await? {
             last_seq = Some(record.seq as i64);
-            let view = open_view(&record.sealed, record.personal.as_deref())?;
+            let view = open_view(&record.sealed, record.personal.as_ref())?;
             if query.matches(&view) {
                 found.push(record);
                 views.push(view);
@@ -214,7 +281,10 @@ mod tests {
     fn sql_of(params: &[(&str, &str)]) -> Option<String> {
         let pairs: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (query, _) = veritrail_query::parse_params(&pairs).expect("valid params");
-        prefilter(&query, 5).map(|(sql, _)| sql)
+        let keys = veritrail_crypto::MasterKeys::new(veritrail_crypto::MasterKey::from_bytes([1; 32]));
+        let privacy = Privacy::new(keys);
+        let ctx = ReadCtx { privacy: &privacy, tenant: "t", tenant_no: 1 };
+        prefilter(&ctx, &query, 5).map(|(sql, _)| sql)
     }
 
     #[test]
@@ -227,7 +297,7 @@ mod tests {
         assert_eq!(
             sql_of(&[("resource_id", "p-1"), ("actor_email", "A@B.C")]).as_deref(),
             Some(
-                " AND p.actor_email = $5 AND r.seq IN (SELECT seq FROM event_resources WHERE tenant_no = $1 AND rid = $6)"
+                " AND p.email_bidx = $5 AND r.seq IN (SELECT seq FROM event_resources WHERE tenant_no = $1 AND rid = $6)"
             )
         );
         assert_eq!(sql_of(&[("actor_id", "a\0b")]), None, "no event holds nul");

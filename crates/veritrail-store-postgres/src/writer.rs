@@ -24,6 +24,7 @@ use veritrail_ledger::hash::{Hash, leaf_hash};
 use veritrail_ledger::tree::Frontier;
 use veritrail_model::PreparedEvent;
 use veritrail_store::index_row::IndexRow;
+use veritrail_store::privacy::{Privacy, SealedBatch};
 use veritrail_store::{Appended, StoreError, StoreResult};
 
 use crate::stats::Stats;
@@ -37,9 +38,14 @@ const MAX_SEQ: u64 = (1 << 53) - 1;
 
 /// One caller's append, waiting for its group.
 pub(crate) struct AppendRequest {
-    pub(crate) events: Vec<PreparedEvent>,
+    pub(crate) events: Arc<Vec<PreparedEvent>>,
+    /// The events' encrypted sidecars and the data keys created for them.
+    pub(crate) sealed: SealedBatch,
     pub(crate) reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
 }
+
+/// One request of a group as `commit` sees it.
+type Batch<'a> = (&'a [PreparedEvent], &'a SealedBatch);
 
 /// The tenant a committer appends to.
 #[derive(Clone)]
@@ -55,6 +61,7 @@ pub(crate) async fn run(
     tenant: TenantRef,
     mut requests: mpsc::Receiver<AppendRequest>,
     stats: Arc<Stats>,
+    privacy: Arc<Privacy>,
 ) {
     while let Some(first) = requests.recv().await {
         let mut count = first.events.len();
@@ -69,17 +76,24 @@ pub(crate) async fn run(
             }
         }
         stats.queue_depth.fetch_sub(group.len() as u64, Ordering::Relaxed);
-        commit_group(&pool, &tenant, group, &stats).await;
+        commit_group(&pool, &tenant, group, &stats, &privacy).await;
     }
 }
 
-async fn commit_group(pool: &deadpool_postgres::Pool, tenant: &TenantRef, group: Vec<AppendRequest>, stats: &Stats) {
+async fn commit_group(
+    pool: &deadpool_postgres::Pool,
+    tenant: &TenantRef,
+    group: Vec<AppendRequest>,
+    stats: &Stats,
+    privacy: &Privacy,
+) {
     let started = Instant::now();
-    let batches: Vec<&[PreparedEvent]> = group.iter().map(|r| r.events.as_slice()).collect();
-    let outcome = commit(pool, tenant, &batches).await;
+    let batches: Vec<Batch<'_>> = group.iter().map(|r| (r.events.as_slice(), &r.sealed)).collect();
+    let outcome = commit(pool, tenant, &batches, privacy).await;
     match outcome {
         Ok(committed) => {
             stats.record_commit(started.elapsed(), committed.new_events);
+            remember_new_keys(privacy, tenant, &group, &committed.results);
             for (request, result) in group.into_iter().zip(committed.results) {
                 let _ = request.reply.send(result);
             }
@@ -89,9 +103,11 @@ async fn commit_group(pool: &deadpool_postgres::Pool, tenant: &TenantRef, group:
             tracing::warn!(%error, tenant = %tenant.id, requests = group.len(), "group commit failed; retrying requests one by one");
             for request in group {
                 let started = Instant::now();
-                let result = match commit(pool, tenant, &[request.events.as_slice()]).await {
+                let result = match commit(pool, tenant, &[(request.events.as_slice(), &request.sealed)], privacy).await
+                {
                     Ok(mut committed) => {
                         stats.record_commit(started.elapsed(), committed.new_events);
+                        remember_new_keys(privacy, tenant, std::slice::from_ref(&request), &committed.results);
                         committed.results.pop().unwrap_or_else(|| Err(StoreError::Backend("no result".into())))
                     }
                     Err(error) => Err(error),
@@ -108,8 +124,26 @@ async fn commit_group(pool: &deadpool_postgres::Pool, tenant: &TenantRef, group:
     }
 }
 
+/// After a commit: the data keys it created may seal this node's next events.
+fn remember_new_keys(
+    privacy: &Privacy,
+    tenant: &TenantRef,
+    requests: &[AppendRequest],
+    results: &[StoreResult<Vec<Appended>>],
+) {
+    for (request, result) in requests.iter().zip(results) {
+        if result.is_ok()
+            && !request.sealed.new_keys.is_empty()
+            && let Err(error) = privacy.committed(&tenant.id, &request.sealed.new_keys)
+        {
+            tracing::error!(%error, "cannot cache new data keys");
+        }
+    }
+}
+
 fn clone_error(error: &StoreError) -> StoreError {
     match error {
+        StoreError::Retry(why) => StoreError::Retry(why.clone()),
         StoreError::TenantNotFound(t) => StoreError::TenantNotFound(t.clone()),
         StoreError::AlreadyExists(what) => StoreError::AlreadyExists(what.clone()),
         StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
@@ -147,14 +181,22 @@ struct Rows {
     data_subject: Vec<Option<String>>,
     personal_seq: Vec<i64>,
     personal_data: Vec<Vec<u8>>,
-    personal_email: Vec<Option<String>>,
-    personal_ip: Vec<Option<String>>,
+    personal_email: Vec<Option<Vec<u8>>>,
+    personal_ip: Vec<Option<Vec<u8>>>,
     resource_seq: Vec<i64>,
     resource_id: Vec<String>,
     resource_type: Vec<String>,
     node_level: Vec<i32>,
     node_index: Vec<i64>,
     node_hash: Vec<Vec<u8>>,
+}
+
+/// Data keys created for a group, column by column.
+#[derive(Default)]
+struct NewKeys {
+    key_id: Vec<i64>,
+    subject: Vec<String>,
+    wrapped: Vec<Vec<u8>>,
 }
 
 impl Rows {
@@ -189,8 +231,12 @@ const INSERT_RECORDS: &str = "INSERT INTO records (tenant_no, seq, event_id, lea
         actor_id, actor_type, outcome, channel, data_subject)
     SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::timestamptz[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])";
-const INSERT_PERSONAL: &str = "INSERT INTO personal (tenant_no, seq, data, actor_email, ip)
-    SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::text[])";
+const INSERT_PERSONAL: &str = "INSERT INTO personal (tenant_no, seq, data, email_bidx, ip_bidx)
+    SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[])";
+/// The existing keys a group was sealed under, locked against a concurrent erasure's DELETE.
+const LOCK_KEYS: &str = "SELECT key_id FROM subject_keys WHERE tenant_no = $1 AND key_id = ANY($2) FOR KEY SHARE";
+const INSERT_KEYS: &str = "INSERT INTO subject_keys (key_id, tenant_no, subject, wrapped)
+    SELECT unnest($1::bigint[]), $2, unnest($3::text[]), unnest($4::bytea[])";
 const INSERT_RESOURCES: &str = "INSERT INTO event_resources (tenant_no, seq, rid, rtype)
     SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])";
 const INSERT_NODES: &str = "INSERT INTO merkle_nodes (tenant_no, level, idx, hash)
@@ -203,7 +249,8 @@ const UPDATE_HEAD: &str =
 async fn commit(
     pool: &deadpool_postgres::Pool,
     tenant: &TenantRef,
-    batches: &[&[PreparedEvent]],
+    batches: &[Batch<'_>],
+    privacy: &Privacy,
 ) -> StoreResult<Committed> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(pg_error)?;
@@ -215,7 +262,24 @@ async fn commit(
     let size: i64 = row.get(0);
     let mut head = Head { frontier: decode_frontier(size, row.get(1))?, last_received_at: row.get(2) };
 
-    let ids: Vec<&str> = batches.iter().flat_map(|batch| batch.iter().map(|e| e.id.as_str())).collect();
+    // A key destroyed by an erasure (on any node) after this node sealed with it: that request
+    // is refused with Retry and this node forgets the key, so the retry seals under a new one.
+    let used: Vec<i64> = batches.iter().flat_map(|(_, sealed)| sealed.used_keys.iter().map(|id| *id as i64)).collect();
+    let mut destroyed: Vec<u64> = Vec::new();
+    if !used.is_empty() {
+        let live: std::collections::HashSet<i64> = tx
+            .query(&tx.prepare_cached(LOCK_KEYS).await.map_err(pg_error)?, &[&tenant.no, &used])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        destroyed = used.iter().filter(|id| !live.contains(id)).map(|id| *id as u64).collect();
+        if !destroyed.is_empty() {
+            privacy.forget_keys(&tenant.id, &destroyed);
+        }
+    }
+    let ids: Vec<&str> = batches.iter().flat_map(|(batch, _)| batch.iter().map(|e| e.id.as_str())).collect();
     let mut known: HashMap<String, u64> = HashMap::new();
     for row in
         tx.query(&tx.prepare_cached(KNOWN_IDS).await.map_err(pg_error)?, &[&tenant.no, &ids]).await.map_err(pg_error)?
@@ -229,15 +293,25 @@ async fn commit(
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(batches.len());
     let mut new_events = 0u64;
-    for batch in batches {
+    let mut new_keys = NewKeys::default();
+    for (batch, sealed) in batches {
+        if sealed.used_keys.iter().any(|id| destroyed.contains(id)) {
+            results.push(Err(StoreError::Retry("a data key it was sealed under was destroyed".into())));
+            continue;
+        }
         let mut staged = Rows::default();
         let mut staged_head = head.clone();
         let mut staged_ids = Vec::new();
-        match stage(tenant, batch, received_at, &mut staged_head, &mut staged, &mut known, &mut staged_ids) {
+        match stage(tenant, batch, sealed, received_at, &mut staged_head, &mut staged, &mut known, &mut staged_ids) {
             Ok(appended) => {
                 new_events += appended.iter().filter(|a| !a.duplicate).count() as u64;
                 head = staged_head;
                 rows.extend(staged);
+                for key in &sealed.new_keys {
+                    new_keys.key_id.push(key.key_id as i64);
+                    new_keys.subject.push(key.subject.clone());
+                    new_keys.wrapped.push(key.wrapped.clone());
+                }
                 results.push(Ok(appended));
             }
             Err(error) => {
@@ -254,6 +328,10 @@ async fn commit(
         return Ok(Committed { results, new_events });
     }
     head.last_received_at = received_at;
+    if !new_keys.key_id.is_empty() {
+        let params: [&(dyn ToSql + Sync); 4] = [&new_keys.key_id, &tenant.no, &new_keys.subject, &new_keys.wrapped];
+        tx.execute(&tx.prepare_cached(INSERT_KEYS).await.map_err(pg_error)?, &params).await.map_err(pg_error)?;
+    }
     write_rows(&tx, tenant.no, &rows, &head).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok(Committed { results, new_events })
@@ -261,9 +339,11 @@ async fn commit(
 
 /// Seals one request's new events onto `head`, collecting their rows; ids seen for the first
 /// time are added to `known` (and to `added`, so the caller can take them back on failure).
+#[allow(clippy::too_many_arguments)]
 fn stage(
     tenant: &TenantRef,
     events: &[PreparedEvent],
+    sealed_batch: &SealedBatch,
     received_at: Timestamp,
     head: &mut Head,
     rows: &mut Rows,
@@ -271,7 +351,7 @@ fn stage(
     added: &mut Vec<String>,
 ) -> StoreResult<Vec<Appended>> {
     let mut appended = Vec::with_capacity(events.len());
-    for event in events {
+    for (index, event) in events.iter().enumerate() {
         if let Some(&seq) = known.get(&event.id) {
             appended.push(Appended { id: event.id.clone(), seq, duplicate: true });
             continue;
@@ -283,8 +363,7 @@ fn stage(
         let sealed = veritrail_model::seal(event, &tenant.id, seq, received_at)
             .map_err(|e| StoreError::Backend(format!("cannot seal event {}: {e}", event.id)))?;
         let leaf = leaf_hash(&sealed);
-        let personal = event.personal_bytes();
-        let fields = IndexRow::of(&sealed, (!personal.is_empty()).then_some(personal))?;
+        let fields = IndexRow::of(&sealed)?;
         let seq_sql = seq as i64;
         head.frontier
             .push_with(leaf, |node| {
@@ -305,11 +384,11 @@ fn stage(
         rows.outcome.push(fields.outcome);
         rows.channel.push(fields.channel);
         rows.data_subject.push(fields.data_subject);
-        if !personal.is_empty() {
+        if let Some(Some(sidecar)) = sealed_batch.sidecars.get(index) {
             rows.personal_seq.push(seq_sql);
-            rows.personal_data.push(personal.to_vec());
-            rows.personal_email.push(fields.actor_email);
-            rows.personal_ip.push(fields.ip);
+            rows.personal_data.push(sidecar.data.clone());
+            rows.personal_email.push(sidecar.email.map(Vec::from));
+            rows.personal_ip.push(sidecar.ip.map(Vec::from));
         }
         let mut resources = fields.resources;
         resources.sort();

@@ -40,7 +40,7 @@ fn events(count: usize) -> Vec<PreparedEvent> {
 
 async fn round(events: &[PreparedEvent], merkle_tree: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_with(dir.path(), OpenOptions { merkle_tree }).unwrap();
+    let store = SqliteStore::open_with(dir.path(), OpenOptions { merkle_tree, ..OpenOptions::default() }).unwrap();
     store
         .create_tenant(Tenant { id: "tn_bench".into(), name: "bench".into(), created_at: Timestamp::now() })
         .await

@@ -34,9 +34,12 @@ pub(crate) struct Indexer {
     batch: BatchRows,
 }
 
+/// Record key, indexed fields, blind-index tokens of e-mail and IP.
+type IndexedEvent = (i64, IndexRow, [Option<Vec<u8>>; 2]);
+
 #[derive(Default)]
 struct BatchRows {
-    events: Vec<(i64, IndexRow)>,
+    events: Vec<IndexedEvent>,
     ids: Vec<(String, u64)>,
     resources: Vec<(String, String, i64)>,
 }
@@ -161,7 +164,7 @@ impl Indexer {
         {
             let mut select = tx
                 .prepare_cached(
-                    "SELECT r.key, r.sealed, p.data, r.event_id FROM ledger.records r LEFT JOIN ledger.personal p ON p.key = r.key
+                    "SELECT r.key, r.sealed, p.email_bidx, r.event_id, p.ip_bidx FROM ledger.records r LEFT JOIN ledger.personal p ON p.key = r.key
                      WHERE r.key BETWEEN ?1 AND ?2 ORDER BY r.key LIMIT ?3",
                 )
                 .map_err(sql_error)?;
@@ -178,14 +181,15 @@ impl Indexer {
                     )));
                 }
                 let sealed = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(column_type)?;
-                let personal = row.get_ref(2).map_err(sql_error)?.as_blob_or_null().map_err(column_type)?;
-                let fields = IndexRow::of(sealed, personal)?;
+                let fields = IndexRow::of(sealed)?;
+                let email: Option<Vec<u8>> = row.get(2).map_err(sql_error)?;
+                let ip: Option<Vec<u8>> = row.get(4).map_err(sql_error)?;
                 let event_id: String = row.get(3).map_err(sql_error)?;
                 ids.push((event_id, key_seq(key)));
                 for (rtype, rid) in &fields.resources {
                     resources.push((rid.clone(), rtype.clone(), key));
                 }
-                events.push((key, fields));
+                events.push((key, fields, [email, ip]));
             }
         }
         ids.sort_unstable();
@@ -198,7 +202,7 @@ impl Indexer {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(sql_error)?;
-            for (key, fields) in events.iter() {
+            for (key, fields, [email, ip]) in events.iter() {
                 insert_event
                     .execute(params![
                         key,
@@ -206,9 +210,9 @@ impl Indexer {
                         fields.action,
                         fields.actor_id,
                         fields.actor_type,
-                        fields.actor_email,
+                        email,
                         fields.outcome,
-                        fields.ip,
+                        ip,
                         fields.channel,
                         fields.data_subject
                     ])

@@ -16,6 +16,7 @@
 
 mod alerts;
 mod indexer;
+mod keys;
 mod reader;
 mod schema;
 mod shared;
@@ -34,14 +35,17 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
+use veritrail_crypto::MasterKeys;
 use veritrail_model::PreparedEvent;
 use veritrail_query::{EventQuery, PageRequest};
+use veritrail_store::privacy::{Privacy, SealedBatch};
 use veritrail_store::{
-    ApiKeyRecord, Appended, BoxFuture, CheckpointTimestamp, EventPage, IndexStatus, Store, StoreError, StoreResult,
-    StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
+    ApiKeyRecord, Appended, BoxFuture, CheckpointTimestamp, Erasure, EventPage, IndexStatus, Store, StoreError,
+    StoreResult, StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
 pub use crate::alerts::{ALERTS_FILE, SqliteAlertStore};
+pub use crate::keys::{MASTER_KEY_FILE, PREVIOUS_MASTER_KEY_FILE, write_key_file};
 use crate::shared::Shared;
 use crate::writer::{Job, Writer};
 
@@ -68,6 +72,8 @@ struct Inner {
     indexer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// `alerts.sqlite`: the [`veritrail_store::AlertStore`] half.
     alerts: SqliteAlertStore,
+    /// Master keys and the cache of unwrapped data keys.
+    privacy: Arc<Privacy>,
 }
 
 /// The embedded store. Cheap to clone; all clones share the same threads.
@@ -83,18 +89,22 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// How to open a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// Maintain the RFC 6962 tree (leaf hashes, Merkle nodes). Always true in Veritrail; false
     /// exists only so the ledger-cost benchmark can measure what tamper evidence costs. A store
     /// written with it false is not verifiable.
     #[doc(hidden)]
     pub merkle_tree: bool,
+    /// The master keys (e.g. from `VERITRAIL_MASTER_KEY`). `None`: `master.key` in the data
+    /// directory, generated (mode 0600) on first start, plus `master.key.previous` while a
+    /// rotation completes.
+    pub master_keys: Option<MasterKeys>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { merkle_tree: true }
+        OpenOptions { merkle_tree: true, master_keys: None }
     }
 }
 
@@ -115,7 +125,21 @@ impl SqliteStore {
         let writer_conn = Connection::open(&ledger_path).map_err(sql_error)?;
         restrict_permissions(&ledger_path, 0o600)?;
         schema::configure(&writer_conn, true, schema::Checkpointing::Background).map_err(sql_error)?;
+        // Erasure deletes key rows: overwrite their bytes rather than leave them in free pages.
+        writer_conn.pragma_update(None, "secure_delete", "ON").map_err(sql_error)?;
         schema::migrate_ledger(&writer_conn).map_err(StoreError::Corrupt)?;
+        let privacy = Arc::new(Privacy::new(keys::resolve_master_keys(dir, options.master_keys.clone())?));
+        let mut writer_conn = writer_conn;
+        keys::load_tenant_keys(&writer_conn, &privacy)?;
+        let rewrapped = keys::rewrap_all(&mut writer_conn, &privacy)?;
+        if rewrapped > 0 {
+            tracing::info!(rewrapped, key_id = %privacy.master_keys().current().id(), "re-wrapped data keys under the current master key");
+        }
+        let encrypted = keys::encrypt_clear_sidecars(&mut writer_conn, &privacy, to_micros(Timestamp::now()))?;
+        if encrypted > 0 {
+            tracing::info!(encrypted, "encrypted personal data stored before encryption at rest");
+            let _ = writer_conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
 
         let shared = Arc::new(Shared::default());
         let committed = total_records(&writer_conn)?;
@@ -146,7 +170,7 @@ impl SqliteStore {
         ids_conn.pragma_update(None, "busy_timeout", 5000).map_err(sql_error)?;
         ids_conn.pragma_update(None, "mmap_size", 1i64 << 34).map_err(sql_error)?;
         ids_conn.pragma_update(None, "cache_size", -65536).map_err(sql_error)?;
-        let writer = Writer::new(writer_conn, ids_conn, shared.clone(), options.merkle_tree);
+        let writer = Writer::new(writer_conn, ids_conn, shared.clone(), privacy.clone(), options.merkle_tree);
         std::thread::Builder::new()
             .name("veritrail-writer".into())
             .spawn(move || writer.run(job_rx))
@@ -172,6 +196,7 @@ impl SqliteStore {
             tenant_nos: RwLock::new(HashMap::new()),
             indexer_thread: Mutex::new(Some(indexer_thread)),
             alerts: SqliteAlertStore::open(dir)?,
+            privacy,
         };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
@@ -254,6 +279,40 @@ impl SqliteStore {
         if readers.len() < READERS {
             readers.push(conn);
         }
+    }
+
+    /// Seals a batch's sidecars (blocking: may load keys on a pooled connection).
+    fn seal(&self, tenant: &str, tenant_no: i64, events: &[PreparedEvent]) -> StoreResult<SealedBatch> {
+        let privacy = &self.inner.privacy;
+        if events.iter().all(|e| e.personal.is_empty()) {
+            return privacy.seal(tenant, events);
+        }
+        let missing = privacy.missing_subjects(tenant, events);
+        if !missing.is_empty() || !privacy.has_blind_key(tenant) {
+            let conn = self.take_reader()?;
+            let loaded = (|| {
+                if !privacy.has_blind_key(tenant) {
+                    let wrapped = keys::tenant_key(&conn, tenant_no)?
+                        .ok_or_else(|| StoreError::Corrupt(format!("tenant {tenant} has no blind-index key")))?;
+                    privacy.remember_blind_key(tenant, &wrapped)?;
+                }
+                privacy.remember(tenant, &keys::keys_by_subject(&conn, tenant_no, &missing)?)
+            })();
+            self.return_reader(conn);
+            loaded?;
+        }
+        privacy.seal(tenant, events)
+    }
+
+    /// A read for one tenant, with what it needs to decrypt personal data.
+    async fn read_tenant<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        work: impl FnOnce(&Connection, &reader::ReadCtx<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let tenant_no = self.tenant_no(tenant).await?;
+        let (tenant, privacy) = (tenant.to_string(), self.inner.privacy.clone());
+        self.read(move |conn| work(conn, &reader::ReadCtx { privacy: &privacy, tenant: &tenant, tenant_no })).await
     }
 
     /// The internal number of a tenant, cached (tenants are never renumbered or deleted).
@@ -478,6 +537,7 @@ const API_KEY_COLUMNS: &str =
 
 impl Store for SqliteStore {
     fn create_tenant(&self, tenant: Tenant) -> BoxFuture<'_, StoreResult<()>> {
+        let privacy = self.inner.privacy.clone();
         Box::pin(self.write(move |conn| {
             let exists: Option<i64> = conn
                 .query_row("SELECT no FROM tenants WHERE id = ?1", [&tenant.id], |row| row.get(0))
@@ -492,12 +552,15 @@ impl Store for SqliteStore {
             if next > schema::MAX_TENANT_NO {
                 return Err(StoreError::Backend("the maximum number of tenants is reached".into()));
             }
-            conn.execute(
+            let tx = conn.transaction().map_err(sql_error)?;
+            tx.execute(
                 "INSERT INTO tenants (no, id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![next, tenant.id, tenant.name, to_micros(tenant.created_at)],
             )
             .map_err(sql_error)?;
-            Ok(())
+            let wrapped = keys::create_tenant_key(&tx, &privacy, next, &tenant.id)?;
+            tx.commit().map_err(sql_error)?;
+            privacy.remember_blind_key(&tenant.id, &wrapped)
         }))
     }
 
@@ -639,21 +702,34 @@ impl Store for SqliteStore {
             if events.is_empty() {
                 return Ok(Vec::new());
             }
-            let (reply, answer) = oneshot::channel();
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || this.submit(Job::Append { tenant, events, reply }))
+            let tenant_no = self.tenant_no(&tenant).await?;
+            let events = Arc::new(events);
+            // Sealed before an erasure and queued behind it: seal again under a fresh key.
+            let mut attempts = 0;
+            loop {
+                let (reply, answer) = oneshot::channel();
+                let this = self.clone();
+                let (tenant, batch) = (tenant.clone(), events.clone());
+                tokio::task::spawn_blocking(move || {
+                    // Sealing (AES-GCM per owner, blind-index HMACs) runs here, off the writer.
+                    let sealed = this.seal(&tenant, tenant_no, &batch)?;
+                    this.submit(Job::Append { tenant, events: batch, sealed, reply })
+                })
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("writer hand-off failed: {e}")))??;
-            answer.await.map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+                match answer.await.map_err(|_| StoreError::Unavailable("store writer has stopped".into()))? {
+                    Err(StoreError::Retry(_)) if attempts < 3 => attempts += 1,
+                    result => return result,
+                }
+            }
         })
     }
 
     fn event_by_id(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredEvent>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
-            let no = self.tenant_no(&tenant).await?;
             let shared = self.inner.shared.clone();
-            self.read(move |conn| reader::event_by_id(conn, &shared.recent, no, &id)).await
+            self.read_tenant(&tenant, move |conn, ctx| reader::event_by_id(conn, &shared.recent, ctx, &id)).await
         })
     }
 
@@ -664,18 +740,16 @@ impl Store for SqliteStore {
         page: &'a PageRequest,
     ) -> BoxFuture<'a, StoreResult<EventPage>> {
         Box::pin(async move {
-            let no = self.tenant_no(tenant).await?;
             let (query, page) = (query.clone(), page.clone());
-            self.read(move |conn| reader::query(conn, no, &query, &page)).await
+            self.read_tenant(tenant, move |conn, ctx| reader::query(conn, ctx, &query, &page)).await
         })
     }
 
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
         let tenant = tenant.to_string();
-        Box::pin(async move {
-            let no = self.tenant_no(&tenant).await?;
-            self.read(move |conn| reader::records(conn, no, from, limit)).await
-        })
+        Box::pin(
+            async move { self.read_tenant(&tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await },
+        )
     }
 
     fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>> {
@@ -804,6 +878,35 @@ impl Store for SqliteStore {
             let no = self.tenant_no(&tenant).await?;
             self.read(move |conn| timestamps::up_to(conn, no, max_size, limit)).await
         })
+    }
+
+    fn erase_subject(&self, tenant: &str, subject: &str) -> BoxFuture<'_, StoreResult<Erasure>> {
+        let (tenant, subject) = (tenant.to_string(), subject.to_string());
+        Box::pin(async move {
+            let tenant_no = self.tenant_no(&tenant).await?;
+            // Every event committed so far is in the index, so its events as actor are found.
+            self.wait_indexed().await?;
+            let who = subject.clone();
+            let actor_keys = self.read(move |conn| keys::actor_record_keys(conn, tenant_no, &who)).await?;
+            let (reply, answer) = oneshot::channel();
+            let job = Job::Erase { tenant, tenant_no, subject, actor_keys: actor_keys.clone(), reply };
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.submit(job))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("writer hand-off failed: {e}")))??;
+            let erasure = answer.await.map_err(|_| StoreError::Unavailable("store writer has stopped".into()))??;
+            // The derived index holds the same tokens: clear them there too.
+            let index_path = self.inner.dir.join(INDEX_FILE);
+            tokio::task::spawn_blocking(move || keys::unlink_index(&index_path, &actor_keys))
+                .await
+                .map_err(|e| StoreError::Backend(format!("index unlink task failed: {e}")))??;
+            Ok(erasure)
+        })
+    }
+
+    fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        let privacy = self.inner.privacy.clone();
+        Box::pin(self.write(move |conn| keys::rewrap_all(conn, &privacy)))
     }
 
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>> {

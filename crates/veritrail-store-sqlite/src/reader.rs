@@ -7,24 +7,39 @@ use veritrail_model::PersonalData;
 use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
 use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
 
+use veritrail_store::privacy::{BLIND_EMAIL, BLIND_IP, Privacy};
+
+use crate::keys;
 use crate::schema::{MAX_SEQ, key_seq, record_key};
 use crate::sql_error;
 
 /// Most candidate records fetched per round trip.
 const MAX_CHUNK: usize = 1024;
 
-fn stored_event(
-    key: i64,
-    id: String,
-    leaf: Vec<u8>,
-    sealed: Vec<u8>,
-    personal: Option<Vec<u8>>,
-) -> StoreResult<StoredEvent> {
-    let leaf_hash: [u8; 32] = leaf
-        .as_slice()
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("leaf hash of record {key} is not 32 bytes")))?;
-    Ok(StoredEvent { seq: key_seq(key), id, sealed, leaf_hash, personal })
+/// The tenant a read is for, and the keys to decrypt its personal data with.
+pub(crate) struct ReadCtx<'a> {
+    pub(crate) privacy: &'a Privacy,
+    pub(crate) tenant: &'a str,
+    pub(crate) tenant_no: i64,
+}
+
+impl ReadCtx<'_> {
+    /// Decrypts a stored sidecar; parts whose key was destroyed are left out (erased).
+    fn personal(&self, conn: &Connection, event_id: &str, data: Option<Vec<u8>>) -> StoreResult<Option<PersonalData>> {
+        let Some(data) = data else { return Ok(None) };
+        let mut load = |ids: &[u64]| keys::keys_by_id(conn, self.tenant_no, ids);
+        self.privacy.open_cached(self.tenant, event_id, &data, &mut load)
+    }
+
+    fn stored_event(&self, conn: &Connection, row: RecordRow) -> StoreResult<StoredEvent> {
+        let (key, id, leaf, sealed, personal) = row;
+        let leaf_hash: [u8; 32] = leaf
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("leaf hash of record {key} is not 32 bytes")))?;
+        let personal = self.personal(conn, &id, personal)?;
+        Ok(StoredEvent { seq: key_seq(key), id, sealed, leaf_hash, personal })
+    }
 }
 
 const RECORD_COLUMNS: &str =
@@ -36,11 +51,10 @@ fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-/// Opens a record as readers see it; a damaged personal sidecar reads as erased rather than
-/// failing the query.
-fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<serde_json::Value> {
-    let personal = personal.and_then(|bytes| PersonalData::from_bytes(bytes).ok());
-    match veritrail_model::open(sealed, personal.as_ref()) {
+/// Opens a record as readers see it; personal data that does not fit its commitments reads as
+/// erased rather than failing the query.
+fn open_view(sealed: &[u8], personal: Option<&PersonalData>) -> StoreResult<serde_json::Value> {
+    match veritrail_model::open(sealed, personal) {
         Ok(view) => Ok(view),
         Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
             .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
@@ -52,9 +66,10 @@ fn open_view(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<serde_json::
 pub(crate) fn event_by_id(
     conn: &Connection,
     recent: &crate::shared::RecentIds,
-    tenant_no: i64,
+    ctx: &ReadCtx<'_>,
     id: &str,
 ) -> StoreResult<Option<StoredEvent>> {
+    let tenant_no = ctx.tenant_no;
     let seq = match recent.get(tenant_no, id) {
         Some(seq) => Some(seq),
         None => {
@@ -67,19 +82,20 @@ pub(crate) fn event_by_id(
         }
     };
     match seq {
-        Some(seq) => record_by_key(conn, record_key(tenant_no, seq)),
+        Some(seq) => record_by_key(conn, ctx, record_key(tenant_no, seq)),
         None => Ok(None),
     }
 }
 
-fn record_by_key(conn: &Connection, key: i64) -> StoreResult<Option<StoredEvent>> {
+fn record_by_key(conn: &Connection, ctx: &ReadCtx<'_>, key: i64) -> StoreResult<Option<StoredEvent>> {
     let mut stmt = conn.prepare_cached(&format!("{RECORD_COLUMNS} WHERE r.key = ?1")).map_err(sql_error)?;
     let row = stmt.query_row(params![key], record_row).optional().map_err(sql_error)?;
-    row.map(|(key, id, leaf, sealed, personal)| stored_event(key, id, leaf, sealed, personal)).transpose()
+    row.map(|row| ctx.stored_event(conn, row)).transpose()
 }
 
 /// Records `seq >= from` in order, at most `limit`.
-pub(crate) fn records(conn: &Connection, tenant_no: i64, from: u64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+pub(crate) fn records(conn: &Connection, ctx: &ReadCtx<'_>, from: u64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+    let tenant_no = ctx.tenant_no;
     if from > MAX_SEQ {
         return Ok(Vec::new());
     }
@@ -90,16 +106,16 @@ pub(crate) fn records(conn: &Connection, tenant_no: i64, from: u64, limit: u32) 
         .query_map(params![record_key(tenant_no, from), record_key(tenant_no, MAX_SEQ), limit], record_row)
         .map_err(sql_error)?;
     let mut out = Vec::new();
+    let rows: Vec<RecordRow> = rows.collect::<Result<_, _>>().map_err(sql_error)?;
     for row in rows {
-        let (key, id, leaf, sealed, personal) = row.map_err(sql_error)?;
-        out.push(stored_event(key, id, leaf, sealed, personal)?);
+        out.push(ctx.stored_event(conn, row)?);
     }
     Ok(out)
 }
 
 /// The SQL pre-filter of a query: only conditions implied by the query's filters, so it never
 /// drops a true match; `EventQuery::matches` decides.
-fn prefilter(query: &EventQuery) -> (String, Vec<SqlValue>) {
+fn prefilter(ctx: &ReadCtx<'_>, query: &EventQuery) -> (String, Vec<SqlValue>) {
     let mut sql = String::new();
     let mut args: Vec<SqlValue> = Vec::new();
     let eq = |column: &str, value: &Option<String>, sql: &mut String, args: &mut Vec<SqlValue>| {
@@ -109,10 +125,18 @@ fn prefilter(query: &EventQuery) -> (String, Vec<SqlValue>) {
         }
     };
     eq("actor_id", &query.actor_id, &mut sql, &mut args);
-    eq("actor_email", &query.actor_email.as_ref().map(|e| e.to_lowercase()), &mut sql, &mut args);
+    // Encrypted fields are found by their blind-index tokens (no key loaded: nothing matches).
+    let token = |column: &str, kind: &str, value: &Option<String>, sql: &mut String, args: &mut Vec<SqlValue>| {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND e.{column} = ?"));
+            let token = ctx.privacy.token(ctx.tenant, kind, value).map(Vec::from).unwrap_or_default();
+            args.push(SqlValue::Blob(token));
+        }
+    };
+    token("actor_email", BLIND_EMAIL, &query.actor_email, &mut sql, &mut args);
     eq("actor_type", &query.actor_type, &mut sql, &mut args);
     eq("outcome", &query.outcome, &mut sql, &mut args);
-    eq("ip", &query.ip, &mut sql, &mut args);
+    token("ip", BLIND_IP, &query.ip, &mut sql, &mut args);
     eq("channel", &query.channel, &mut sql, &mut args);
     eq("data_subject", &query.data_subject, &mut sql, &mut args);
     if !query.actions.is_empty() {
@@ -155,10 +179,11 @@ fn prefilter(query: &EventQuery) -> (String, Vec<SqlValue>) {
 /// matching each, until `limit + 1` matches are found or the tenant's range is exhausted.
 pub(crate) fn query(
     conn: &Connection,
-    tenant_no: i64,
+    ctx: &ReadCtx<'_>,
     query: &EventQuery,
     page: &PageRequest,
 ) -> StoreResult<EventPage> {
+    let tenant_no = ctx.tenant_no;
     let (mut lo, mut hi) = (record_key(tenant_no, 0), record_key(tenant_no, MAX_SEQ));
     match page.after {
         Some(Cursor { seq, order: Order::Desc }) => {
@@ -175,7 +200,7 @@ pub(crate) fn query(
         }
         None => {}
     }
-    let (filter_sql, filter_args) = prefilter(query);
+    let (filter_sql, filter_args) = prefilter(ctx, query);
     let direction = match page.order {
         Order::Desc => "DESC",
         Order::Asc => "ASC",
@@ -203,9 +228,9 @@ pub(crate) fn query(
             .map_err(sql_error)?;
         let fetched = rows.len();
         let last_key = rows.last().map(|row| row.0);
-        for (key, id, leaf, sealed, personal) in rows {
-            let record = stored_event(key, id, leaf, sealed, personal)?;
-            let view = open_view(&record.sealed, record.personal.as_deref())?;
+        for row in rows {
+            let record = ctx.stored_event(conn, row)?;
+            let view = open_view(&record.sealed, record.personal.as_ref())?;
             if query.matches(&view) {
                 found.push(record);
                 views.push(view);

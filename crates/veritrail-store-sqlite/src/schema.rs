@@ -27,8 +27,8 @@ pub(crate) fn key_seq(key: i64) -> u64 {
     (key as u64) & MAX_SEQ
 }
 
-const LEDGER_SCHEMA_VERSION: i64 = 1;
-const INDEX_SCHEMA_VERSION: i64 = 2;
+const LEDGER_SCHEMA_VERSION: i64 = 2;
+const INDEX_SCHEMA_VERSION: i64 = 3;
 
 const LEDGER_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settings (
@@ -61,10 +61,28 @@ CREATE TABLE IF NOT EXISTS records (
     leaf_hash BLOB NOT NULL,
     sealed    BLOB NOT NULL
 ) STRICT;
--- Personal data of a record, kept apart so that erasure never touches `records`.
+-- Personal data of a record, kept apart so that erasure never touches `records`: `data` is the
+-- encrypted sidecar (veritrail_crypto::encode_sidecar; parts sealed under subject_keys), the
+-- bidx columns the blind-index tokens of actor.email and context.ip (cleared by erasure).
 CREATE TABLE IF NOT EXISTS personal (
-    key  INTEGER PRIMARY KEY,
-    data BLOB NOT NULL
+    key        INTEGER PRIMARY KEY,
+    data       BLOB NOT NULL,
+    email_bidx BLOB,
+    ip_bidx    BLOB
+) STRICT;
+-- Per-subject data keys, wrapped under the master key. Erasure deletes a subject's rows.
+CREATE TABLE IF NOT EXISTS subject_keys (
+    key_id     INTEGER PRIMARY KEY,
+    tenant_no  INTEGER NOT NULL,
+    subject    TEXT NOT NULL,
+    wrapped    BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS subject_keys_subject ON subject_keys(tenant_no, subject);
+-- Per-tenant blind-index key, wrapped under the master key.
+CREATE TABLE IF NOT EXISTS tenant_keys (
+    tenant_no     INTEGER PRIMARY KEY,
+    blind_wrapped BLOB NOT NULL
 ) STRICT;
 -- Hashes of complete perfect subtrees at levels 4, 8, 12, ...; other levels are folded from these.
 CREATE TABLE IF NOT EXISTS merkle_nodes (
@@ -108,15 +126,16 @@ CREATE TABLE IF NOT EXISTS events (
     action       TEXT NOT NULL,
     actor_id     TEXT NOT NULL,
     actor_type   TEXT NOT NULL,
-    actor_email  TEXT,
+    actor_email  BLOB,
     outcome      TEXT NOT NULL,
-    ip           TEXT,
+    ip           BLOB,
     channel      TEXT,
     data_subject TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor_id, key);
 CREATE INDEX IF NOT EXISTS events_action ON events(action, key);
 CREATE INDEX IF NOT EXISTS events_subject ON events(data_subject, key) WHERE data_subject IS NOT NULL;
+-- actor_email and ip hold blind-index tokens (HMAC under the tenant's key), never clear values.
 -- Event id -> seq, for idempotent ingest and reads by id.
 CREATE TABLE IF NOT EXISTS event_ids (
     tenant_no INTEGER NOT NULL,
@@ -166,9 +185,21 @@ pub(crate) fn configure(
     Ok(())
 }
 
-/// Creates or checks the ledger schema.
+/// Creates or checks the ledger schema. Version 1 had clear sidecars and no key tables: the
+/// new tables are created and the blind-index columns added; the store encrypts the old
+/// sidecars when it opens.
 pub(crate) fn migrate_ledger(conn: &Connection) -> Result<(), String> {
-    migrate(conn, LEDGER_SCHEMA, LEDGER_SCHEMA_VERSION, "ledger")
+    migrate(conn, LEDGER_SCHEMA, LEDGER_SCHEMA_VERSION, "ledger")?;
+    let has_bidx: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('personal') WHERE name = 'email_bidx'", [], |row| row.get(0))
+        .map_err(|e| format!("cannot inspect the ledger schema: {e}"))?;
+    if has_bidx == 0 {
+        conn.execute_batch(
+            "ALTER TABLE personal ADD COLUMN email_bidx BLOB; ALTER TABLE personal ADD COLUMN ip_bidx BLOB;",
+        )
+        .map_err(|e| format!("cannot add blind-index columns: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Creates or checks the index schema. An index of an older layout is derived data: its tables

@@ -2,7 +2,7 @@
 //! group-committed: whatever queued up while the previous commit was in fsync goes into the next
 //! transaction, and no caller hears back before that transaction is durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
@@ -14,19 +14,34 @@ use tokio::sync::oneshot;
 use veritrail_ledger::hash::leaf_hash;
 use veritrail_ledger::tree::Frontier;
 use veritrail_model::PreparedEvent;
-use veritrail_store::{Appended, StoreError, StoreResult, TreeHead};
+use veritrail_store::privacy::{Privacy, SealedBatch};
+use veritrail_store::{Appended, Erasure, StoreError, StoreResult, TreeHead};
 
 use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, record_key};
 use crate::shared::Shared;
-use crate::{sql_error, tree};
+use crate::{keys, sql_error, tree};
 
 /// Most events put into one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
 
 /// Work for the writer thread.
 pub(crate) enum Job {
-    /// Append events to a tenant's ledger.
-    Append { tenant: String, events: Vec<PreparedEvent>, reply: oneshot::Sender<StoreResult<Vec<Appended>>> },
+    /// Append events to a tenant's ledger, with their encrypted sidecars and new data keys.
+    Append {
+        tenant: String,
+        events: Arc<Vec<PreparedEvent>>,
+        sealed: SealedBatch,
+        reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
+    },
+    /// Destroy a data subject's keys and blind-index tokens (`actor_keys`: the record keys of
+    /// the subject's events as actor, from the index).
+    Erase {
+        tenant: String,
+        tenant_no: i64,
+        subject: String,
+        actor_keys: Vec<i64>,
+        reply: oneshot::Sender<StoreResult<Erasure>>,
+    },
     /// Any other write; the closure answers its caller itself.
     Exec(Box<dyn FnOnce(&mut Connection) + Send>),
     /// Stop after everything queued before it.
@@ -51,17 +66,42 @@ pub(crate) struct Writer {
     ids: Connection,
     tenants: HashMap<String, TenantLedger>,
     shared: Arc<Shared>,
+    privacy: Arc<Privacy>,
+    /// Data keys destroyed by erasures since start: an append sealed under one of them (it
+    /// was sealed before the erasure and queued behind it) is refused with `Retry`, so the
+    /// caller seals it again under a new key instead of writing data nobody can read.
+    destroyed: HashSet<u64>,
 }
 
 struct PendingAppend {
     tenant: String,
-    events: Vec<PreparedEvent>,
+    events: Arc<Vec<PreparedEvent>>,
+    sealed: SealedBatch,
     reply: oneshot::Sender<StoreResult<Vec<Appended>>>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, ids: Connection, shared: Arc<Shared>, merkle_tree: bool) -> Writer {
-        Writer { conn, merkle_tree, ids, tenants: HashMap::new(), shared }
+    pub(crate) fn new(
+        conn: Connection,
+        ids: Connection,
+        shared: Arc<Shared>,
+        privacy: Arc<Privacy>,
+        merkle_tree: bool,
+    ) -> Writer {
+        Writer { conn, merkle_tree, ids, tenants: HashMap::new(), shared, privacy, destroyed: HashSet::new() }
+    }
+
+    fn erase(&mut self, tenant: &str, tenant_no: i64, subject: &str, actor_keys: &[i64]) -> StoreResult<Erasure> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+        let (ids, unlinked) = keys::erase(&tx, tenant_no, subject, actor_keys)?;
+        tx.commit().map_err(sql_error)?;
+        self.destroyed.extend(ids.iter().copied());
+        self.privacy.forget(tenant, subject, &ids);
+        // Best effort: drop the WAL frames that still hold the deleted rows' old pages.
+        if let Err(error) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "wal checkpoint after erasure failed; the ledger WAL is rewritten later");
+        }
+        Ok(Erasure { keys_destroyed: ids.len() as u64, events_unlinked: unlinked })
     }
 
     pub(crate) fn run(mut self, jobs: Receiver<Job>) {
@@ -74,9 +114,17 @@ impl Writer {
             while let Some(job) = next.take() {
                 self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 match job {
-                    Job::Append { tenant, events, reply } => {
+                    Job::Append { tenant, events, sealed, reply } => {
                         event_count += events.len();
-                        appends.push(PendingAppend { tenant, events, reply });
+                        appends.push(PendingAppend { tenant, events, sealed, reply });
+                    }
+                    Job::Erase { tenant, tenant_no, subject, actor_keys, reply } => {
+                        // Appends queued before the erasure commit first.
+                        if !appends.is_empty() {
+                            self.commit_group(std::mem::take(&mut appends));
+                            event_count = 0;
+                        }
+                        let _ = reply.send(self.erase(&tenant, tenant_no, &subject, &actor_keys));
                     }
                     Job::Exec(write) => write(&mut self.conn),
                     Job::Shutdown(reply) => {
@@ -95,8 +143,14 @@ impl Writer {
         }
         // Whatever is still queued after a shutdown request is refused, never half-written.
         while let Ok(job) = jobs.try_recv() {
-            if let Job::Append { reply, .. } = job {
-                let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
+            match job {
+                Job::Append { reply, .. } => {
+                    let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
+                }
+                Job::Erase { reply, .. } => {
+                    let _ = reply.send(Err(StoreError::Unavailable("store is shutting down".into())));
+                }
+                Job::Exec(_) | Job::Shutdown(_) => {}
             }
         }
         self.shared.writer_stopped.store(true, Ordering::SeqCst);
@@ -116,6 +170,10 @@ impl Writer {
         let outcome = (|| -> StoreResult<()> {
             let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
             for append in &appends {
+                if append.sealed.used_keys.iter().any(|id| self.destroyed.contains(id)) {
+                    results.push(Err(StoreError::Retry("a data key it was sealed under was destroyed".into())));
+                    continue;
+                }
                 let lookup = IdLookup { batch: &mut batch_ids, recent: &self.shared.recent, index: &self.ids };
                 let result = append_request(&mut tx, &mut self.tenants, append, now, lookup, self.merkle_tree);
                 if let Ok(appended) = &result
@@ -162,6 +220,14 @@ impl Writer {
             }
         }
         self.shared.record_commit(started.elapsed(), new_events, &touched);
+        for (append, result) in appends.iter().zip(&results) {
+            if result.is_ok()
+                && !append.sealed.new_keys.is_empty()
+                && let Err(error) = self.privacy.committed(&append.tenant, &append.sealed.new_keys)
+            {
+                tracing::error!(%error, "cannot cache new data keys");
+            }
+        }
         for (append, result) in appends.into_iter().zip(results) {
             let _ = append.reply.send(result);
         }
@@ -215,7 +281,9 @@ fn append_request(
     let saved = ledger.clone();
     let mut added_ids = Vec::new();
     let sp = tx.savepoint().map_err(sql_error)?;
-    let result = append_events(&sp, ledger, &append.events, now, &mut ids, &mut added_ids, merkle_tree);
+    let result = keys::insert_keys(&sp, ledger.no, &append.sealed.new_keys, now.as_microsecond()).and_then(|()| {
+        append_events(&sp, ledger, &append.events, &append.sealed, now, &mut ids, &mut added_ids, merkle_tree)
+    });
     match result {
         Ok(appended) => {
             sp.commit().map_err(sql_error)?;
@@ -232,10 +300,12 @@ fn append_request(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn append_events(
     conn: &Connection,
     ledger: &mut TenantLedger,
     events: &[PreparedEvent],
+    sealed_batch: &SealedBatch,
     now: Timestamp,
     ids: &mut IdLookup<'_>,
     added_ids: &mut Vec<(i64, String)>,
@@ -244,14 +314,15 @@ fn append_events(
     let mut insert_record = conn
         .prepare_cached("INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(sql_error)?;
-    let mut insert_personal =
-        conn.prepare_cached("INSERT INTO personal (key, data) VALUES (?1, ?2)").map_err(sql_error)?;
+    let mut insert_personal = conn
+        .prepare_cached("INSERT INTO personal (key, data, email_bidx, ip_bidx) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(sql_error)?;
     let mut insert_node = conn
         .prepare_cached("INSERT INTO merkle_nodes (tenant_no, level, idx, hash) VALUES (?1, ?2, ?3, ?4)")
         .map_err(sql_error)?;
     let received_at = now.max(ledger.last_received_at);
     let mut appended = Vec::with_capacity(events.len());
-    for event in events {
+    for (index, event) in events.iter().enumerate() {
         if let Some(seq) = ids.find(ledger.no, &event.id)? {
             appended.push(Appended { id: event.id.clone(), seq, duplicate: true });
             continue;
@@ -265,8 +336,10 @@ fn append_events(
         let leaf = if merkle_tree { leaf_hash(&sealed) } else { veritrail_ledger::hash::Hash([0; 32]) };
         let key = record_key(ledger.no, seq);
         insert_record.execute(params![key, ledger.no, event.id, leaf.0.as_slice(), sealed]).map_err(sql_error)?;
-        if !event.personal_bytes().is_empty() {
-            insert_personal.execute(params![key, event.personal_bytes()]).map_err(sql_error)?;
+        if let Some(Some(sidecar)) = sealed_batch.sidecars.get(index) {
+            let email = sidecar.email.as_ref().map(|t| t.as_slice());
+            let ip = sidecar.ip.as_ref().map(|t| t.as_slice());
+            insert_personal.execute(params![key, sidecar.data, email, ip]).map_err(sql_error)?;
         }
         let completed = match merkle_tree {
             true => ledger

@@ -5,12 +5,9 @@
 //! exactly the same values.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crate::{StoreError, StoreResult};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 
 /// The indexed columns of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +20,8 @@ pub struct IndexRow {
     pub actor_id: String,
     /// `actor.type`.
     pub actor_type: String,
-    /// `actor.email`, lowercased; `"[erased]"` when committed but not in the sidecar.
-    pub actor_email: Option<String>,
     /// `outcome`.
     pub outcome: String,
-    /// `context.ip`; `"[erased]"` when committed but not in the sidecar.
-    pub ip: Option<String>,
     /// `context.channel`.
     pub channel: Option<String>,
     /// `data_subject`.
@@ -63,16 +56,12 @@ struct Actor<'a> {
     id: Cow<'a, str>,
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
-    #[serde(default)]
-    email: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
 struct Context<'a> {
     #[serde(borrow, default)]
     channel: Option<Cow<'a, str>>,
-    #[serde(default)]
-    ip: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -83,53 +72,23 @@ struct Resource<'a> {
     id: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
-struct Sidecar<'a> {
-    #[serde(borrow)]
-    fields: HashMap<Cow<'a, str>, Field<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Field<'a> {
-    #[serde(borrow)]
-    value: &'a RawValue,
-}
-
-/// A personal string field: its clear value from the sidecar, `"[erased]"` when the sealed
-/// record commits to one that the sidecar no longer holds (as readers see it), `None` when the
-/// event had none.
-fn personal_text(present: bool, sidecar: Option<&Sidecar<'_>>, path: &str) -> Option<String> {
-    if !present {
-        return None;
-    }
-    let value = sidecar
-        .and_then(|s| s.fields.get(path))
-        .and_then(|field| serde_json::from_str::<String>(field.value.get()).ok());
-    Some(value.unwrap_or_else(|| veritrail_model::ERASED.to_string()))
-}
-
 impl IndexRow {
-    /// Extracts the index columns of a sealed record and its personal sidecar. A sidecar that
-    /// does not parse is treated as erased.
-    pub fn of(sealed: &[u8], personal: Option<&[u8]>) -> StoreResult<IndexRow> {
+    /// Extracts the index columns of a sealed record. (Personal fields are indexed by their
+    /// blind-index tokens, which the backends keep beside the encrypted sidecar.)
+    pub fn of(sealed: &[u8]) -> StoreResult<IndexRow> {
         let record: Sealed<'_> = serde_json::from_slice(sealed)
             .map_err(|e| StoreError::Corrupt(format!("sealed record lacks an index field: {e}")))?;
-        let sidecar: Option<Sidecar<'_>> = personal.and_then(|bytes| serde_json::from_slice(bytes).ok());
         let occurred_at = record.occurred_at.parse::<jiff::Timestamp>().map(|t| t.as_microsecond()).unwrap_or(0);
         let mut resources = Vec::with_capacity(1 + record.targets.len());
         for object in record.resource.iter().chain(&record.targets) {
             resources.push((object.kind.to_string(), object.id.to_string()));
         }
-        let ip_present = record.context.as_ref().is_some_and(|c| c.ip.is_some());
         Ok(IndexRow {
             occurred_at,
             action: record.action.into_owned(),
             actor_id: record.actor.id.into_owned(),
             actor_type: record.actor.kind.into_owned(),
-            actor_email: personal_text(record.actor.email.is_some(), sidecar.as_ref(), "actor.email")
-                .map(|e| e.to_lowercase()),
             outcome: record.outcome.into_owned(),
-            ip: personal_text(ip_present, sidecar.as_ref(), "context.ip"),
             channel: record.context.and_then(|c| c.channel).map(Cow::into_owned),
             data_subject: record.data_subject.map(Cow::into_owned),
             resources,

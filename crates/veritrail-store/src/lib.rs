@@ -24,6 +24,7 @@ use veritrail_query::{Cursor, EventQuery, PageRequest};
 pub mod alert_suite;
 mod alerts;
 pub mod index_row;
+pub mod privacy;
 #[cfg(feature = "test-suite")]
 pub mod suite;
 
@@ -53,6 +54,10 @@ pub enum StoreError {
     /// Stored data is inconsistent with itself (a failed invariant, damaged file).
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    /// A concurrent change (an erasure destroyed a key the request was sealed under) made the
+    /// request stale; nothing was written and repeating it is safe. Backends retry themselves.
+    #[error("request conflicts with a concurrent change: {0}")]
+    Retry(String),
     /// Any other backend failure (I/O, disk full, database error).
     #[error("storage error: {0}")]
     Backend(String),
@@ -112,9 +117,18 @@ pub struct StoredEvent {
     pub sealed: Vec<u8>,
     /// `SHA-256(0x00 || sealed)`.
     pub leaf_hash: [u8; 32],
-    /// The personal-data sidecar ([`veritrail_model::PersonalData`] bytes), absent when the event
-    /// carried none or it was erased.
-    pub personal: Option<Vec<u8>>,
+    /// The personal data, decrypted: absent when the event carried none or all of it was
+    /// erased; an erased owner's fields are missing (they read as `"[erased]"`).
+    pub personal: Option<veritrail_model::PersonalData>,
+}
+
+/// What [`Store::erase_subject`] destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Erasure {
+    /// Data keys of the subject destroyed (every ciphertext under them is now unreadable).
+    pub keys_destroyed: u64,
+    /// Events whose blind-index tokens (e-mail, IP) were cleared.
+    pub events_unlinked: u64,
 }
 
 /// A page of query results.
@@ -271,6 +285,16 @@ pub trait Store: Send + Sync + 'static {
         max_size: u64,
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<Vec<CheckpointTimestamp>>>;
+
+    /// Crypto-shreds a data subject (GDPR Art. 17): destroys every data key of `subject` in the
+    /// tenant — its personal data, as actor and as data subject, then reads as `"[erased]"`
+    /// everywhere — and clears the blind-index tokens of the events `subject` acted in. Sealed
+    /// records and the Merkle tree are untouched. Data written for `subject` afterwards is
+    /// sealed under a new key.
+    fn erase_subject(&self, tenant: &str, subject: &str) -> BoxFuture<'_, StoreResult<Erasure>>;
+    /// Re-wraps every stored data key that is not under the current master key (after a
+    /// master-key rotation); returns how many were re-wrapped. Sealed records are untouched.
+    fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Waits until every event committed before the call is visible to [`Store::query`].
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>>;

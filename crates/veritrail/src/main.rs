@@ -12,9 +12,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use veritrail_server::{AlertingConfig, Server, ServerConfig, TsaConfig};
 use veritrail_store::{AlertStore, Store};
-use veritrail_store_postgres::PgStore;
-use veritrail_store_sqlite::{SqliteAlertStore, SqliteStore};
+use veritrail_store_postgres::{PgAlertStore, PgStore};
 
+mod keys;
 mod verify;
 
 /// mimalloc: ingest allocates and frees many small strings per event, where glibc malloc took a
@@ -46,6 +46,9 @@ enum Command {
     Reindex(DataDirArgs),
     /// Verify a ledger: an exported bundle offline, a data directory, or a running server.
     Verify(verify::VerifyArgs),
+    /// Replace the data directory's master key (server stopped): every data key is re-wrapped
+    /// under a new one; sealed records are untouched.
+    RotateMasterKey(keys::RotateArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,7 +68,7 @@ struct MigrateArgs {
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
     /// Directory holding the ledger and index files [default: ./veritrail-data]; with
-    /// --database-url only this node's own files (a generated bootstrap token, alerts.sqlite)
+    /// --database-url only this node's own files (a generated bootstrap token)
     #[arg(long, env = "VERITRAIL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Store everything in this PostgreSQL database instead of the data directory,
@@ -129,6 +132,7 @@ fn main() -> Result<std::process::ExitCode> {
         Command::Migrate(args) => runtime()?.block_on(migrate(&args.database_url))?,
         Command::Reindex(args) => runtime()?.block_on(reindex(&args.data_dir))?,
         Command::Verify(args) => return verify::run(args),
+        Command::RotateMasterKey(args) => runtime()?.block_on(keys::rotate(&args))?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -179,25 +183,33 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
 
     // The backend is chosen here and nowhere else: the server only sees `dyn Store`.
-    // Monitoring (rules, alerts, webhooks) lives in `alerts.sqlite` of the data directory; on
-    // PostgreSQL too, for now (node-local: see README, "Alerts and webhooks").
+    // Monitoring (rules, alerts, webhooks) lives beside the ledger: `alerts.sqlite` of the data
+    // directory, or the PostgreSQL database that every node shares.
     let (store, alerts): (Arc<dyn Store>, Arc<dyn AlertStore>) = match &database_url {
         Some(url) => (
-            Arc::new(PgStore::connect(url).await.context("cannot open the postgresql database")?),
             Arc::new(
-                SqliteAlertStore::open(&data_dir)
-                    .with_context(|| format!("cannot open alerts in data directory {}", data_dir.display()))?,
+                PgStore::connect(
+                    url,
+                    keys::from_env()?.context(
+                        "PostgreSQL needs VERITRAIL_MASTER_KEY (base64 of 32 random bytes, the same on every node; \
+                         e.g. `openssl rand -base64 32`)",
+                    )?,
+                )
+                .await
+                .context("cannot open the postgresql database")?,
             ),
+            Arc::new(PgAlertStore::connect(url).await.context("cannot open alerts in the postgresql database")?),
         ),
         None => {
-            let sqlite = SqliteStore::open(&data_dir)
-                .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+            let sqlite = keys::open_store(&data_dir)?;
             (Arc::new(sqlite.clone()), Arc::new(sqlite.alert_store()))
         }
     };
     let server =
         Server::start(store, alerts, config).await.map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
     if let Some(token) = &server.new_bootstrap_token {
+        // With --database-url nothing else creates the data directory.
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join("bootstrap-token");
         write_secret_file(&path, token)?;
         println!("bootstrap token (shown once, also saved to {}):\n{token}", path.display());
@@ -315,8 +327,7 @@ async fn reindex(data_dir: &Path) -> Result<()> {
     if !data_dir.join(veritrail_store_sqlite::LEDGER_FILE).exists() {
         bail!("{} holds no veritrail ledger", data_dir.display());
     }
-    let store =
-        SqliteStore::open(data_dir).with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+    let store = keys::open_store(data_dir)?;
     println!("rebuilding the query index of {} from its ledger...", data_dir.display());
     store.rebuild_indexes().await.context("reindex failed")?;
     store.wait_indexed().await.context("reindex failed")?;

@@ -12,6 +12,8 @@ use veritrail_store::{Appended, Store, StoreError, Tenant};
 use veritrail_store_postgres::PgStore;
 use veritrail_test_support::postgres::TestDatabase;
 
+use crate::test_keys;
+
 async fn database() -> TestDatabase {
     tokio::task::spawn_blocking(TestDatabase::create).await.unwrap()
 }
@@ -62,7 +64,10 @@ async fn assert_one_valid_ledger(store: &PgStore, tenant: &str) -> BTreeMap<Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_appending_to_one_tenant_make_one_dense_ledger() {
     let database = database().await;
-    let (a, b) = (PgStore::connect(&database.url).await.unwrap(), PgStore::connect(&database.url).await.unwrap());
+    let (a, b) = (
+        PgStore::connect(&database.url, test_keys()).await.unwrap(),
+        PgStore::connect(&database.url, test_keys()).await.unwrap(),
+    );
     tenant(&a, "tn_shared").await;
     let mut tasks = Vec::new();
     for (node, store) in [("a", &a), ("b", &b)] {
@@ -112,7 +117,10 @@ async fn two_nodes_appending_to_one_tenant_make_one_dense_ledger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_are_initialised_once_across_nodes() {
     let database = database().await;
-    let (a, b) = (PgStore::connect(&database.url).await.unwrap(), PgStore::connect(&database.url).await.unwrap());
+    let (a, b) = (
+        PgStore::connect(&database.url, test_keys()).await.unwrap(),
+        PgStore::connect(&database.url, test_keys()).await.unwrap(),
+    );
     let mut tasks = Vec::new();
     for i in 0..16u8 {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -144,24 +152,25 @@ async fn migrations_run_once_when_nodes_start_together() {
     let mut starts = Vec::new();
     for _ in 0..4 {
         let url = database.url.clone();
-        starts.push(tokio::spawn(async move { PgStore::connect(&url).await }));
+        starts.push(tokio::spawn(async move { PgStore::connect(&url, test_keys()).await }));
     }
     for start in starts {
         start.await.unwrap().unwrap();
     }
-    let versions = database.execute("SELECT string_agg(version::text, ',') FROM schema_migrations");
-    assert_eq!(versions.trim(), veritrail_store_postgres::latest_version().to_string());
+    let versions = database.execute("SELECT count(*) || ',' || max(version) FROM schema_migrations");
+    let latest = veritrail_store_postgres::latest_version();
+    assert_eq!(versions.trim(), format!("{latest},{latest}"), "every migration applied once");
     assert!(veritrail_store_postgres::migrate(&database.url).await.unwrap().is_empty(), "nothing left to apply");
     // A database migrated by a newer binary is refused, not written to.
     database.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from the future')");
-    let refused = PgStore::connect(&database.url).await.unwrap_err();
+    let refused = PgStore::connect(&database.url, test_keys()).await.unwrap_err();
     assert!(refused.to_string().contains("newer than this binary"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_mid_commit_leaves_nothing_behind() {
     let database = database().await;
-    let store = PgStore::connect(&database.url).await.unwrap();
+    let store = PgStore::connect(&database.url, test_keys()).await.unwrap();
     tenant(&store, "tn_a").await;
     store.append("tn_a", vec![event("before")]).await.unwrap();
     // Another "node" takes the tenant's lock and writes half a commit, then dies.
@@ -196,7 +205,7 @@ async fn a_node_cut_off_mid_commit_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_is_append_only_in_the_database_too() {
     let database = database().await;
-    let store = PgStore::connect(&database.url).await.unwrap();
+    let store = PgStore::connect(&database.url, test_keys()).await.unwrap();
     tenant(&store, "tn_a").await;
     // Sixteen leaves complete a stored level-4 node.
     store.append("tn_a", (0..16).map(|i| event(&format!("e{i}"))).collect()).await.unwrap();

@@ -10,6 +10,7 @@ mod bad_input;
 mod crash;
 mod ledger;
 mod postgres;
+mod privacy;
 mod proofs;
 mod property;
 mod tsa;

@@ -19,8 +19,11 @@ use veritrail_test_support::{ChildServer, Client, event};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
 
+/// The master key every node of the test installation is given.
+const MASTER_KEY: &str = "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=";
+
 fn node(database: &TestDatabase, dir: &Path) -> ChildServer {
-    ChildServer::start_with(BINARY, dir, &["--database-url", &database.url], &[])
+    ChildServer::start_with(BINARY, dir, &["--database-url", &database.url], &[("VERITRAIL_MASTER_KEY", MASTER_KEY)])
 }
 
 /// Starts `count` nodes on the database at the same moment (they race to migrate the schema

@@ -1,0 +1,131 @@
+//! What readers may see of personal data (issue 5, item 8): callers without `pii:read` get
+//! personal fields masked; every unmasked read of sensitive events is itself recorded as
+//! `data.sensitive.accessed`; personal filter values never reach the ledger in clear.
+
+use serde_json::{Value, json};
+use veritrail_crypto::mask;
+use veritrail_model::ERASED;
+
+use crate::AppState;
+use crate::audit::{self, RequestContext};
+use crate::auth::{KeyPrincipal, Scope};
+use crate::error::ApiError;
+
+/// Query parameters whose values are personal data: recorded in self-audit events only as
+/// withheld, never in clear (they would land in sealed records, which erasure cannot touch).
+const PERSONAL_FILTERS: &[&str] = &["actor_email", "ip", "q"];
+/// What a withheld filter value reads as in self-audit metadata.
+pub(crate) const WITHHELD: &str = "[personal data withheld]";
+/// Event ids listed in one `data.sensitive.accessed` event at most (the count is exact).
+const MAX_LISTED: usize = 100;
+
+/// Query parameters as self-audit metadata: personal values withheld.
+pub(crate) fn audit_filters(pairs: &[(String, String)]) -> serde_json::Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let value = if PERSONAL_FILTERS.contains(&name.as_str()) { WITHHELD } else { value.as_str() };
+            (name.clone(), json!(value))
+        })
+        .collect()
+}
+
+/// How one field is masked.
+type Mask = fn(&str) -> String;
+
+/// Masks the personal fields of an event as API readers see it (erased values stay erased).
+pub(crate) fn mask_view(view: &mut Value) {
+    const FIELDS: [(&str, &str, Mask); 5] = [
+        ("actor", "name", mask::text),
+        ("actor", "email", mask::email),
+        ("context", "ip", mask::ip),
+        ("context", "user_agent", |_| "[masked]".to_string()),
+        ("context", "location", mask::text),
+    ];
+    for (parent, field, how) in FIELDS {
+        if let Some(value) = view.get_mut(parent).and_then(|p| p.get_mut(field))
+            && let Some(text) = value.as_str()
+            && text != ERASED
+        {
+            *value = json!(how(text));
+        }
+    }
+    if is_sensitive(view)
+        && let Some(changes) = view.get_mut("changes")
+        && changes.as_str() != Some(ERASED)
+    {
+        *changes = json!("[masked]");
+    }
+}
+
+/// True for events with a sensitivity label.
+pub(crate) fn is_sensitive(view: &Value) -> bool {
+    view.get("sensitivity").and_then(Value::as_array).is_some_and(|labels| !labels.is_empty())
+}
+
+/// Prepares events for a reader: masked without `pii:read`; with it, the read of any sensitive
+/// event among them is recorded first (`data.sensitive.accessed`, durable before the data leaves).
+pub(crate) async fn present(
+    state: &AppState,
+    key: &KeyPrincipal,
+    request: &RequestContext,
+    views: &mut [Value],
+) -> Result<(), ApiError> {
+    if !key.has(Scope::PiiRead) {
+        views.iter_mut().for_each(mask_view);
+        return Ok(());
+    }
+    let sensitive: Vec<&Value> = views.iter().filter(|view| is_sensitive(view)).collect();
+    if sensitive.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&Value> = sensitive.iter().filter_map(|view| view.get("id")).take(MAX_LISTED).collect();
+    let mut subjects: Vec<&str> = sensitive.iter().filter_map(|view| view["data_subject"].as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    subjects.truncate(MAX_LISTED);
+    let metadata = json!({
+        "event_count": sensitive.len(),
+        "event_ids": ids,
+        "data_subjects": subjects,
+        "endpoint": request.endpoint,
+    });
+    audit::record(state, &key.tenant, "data.sensitive.accessed", key.actor_json(), metadata, request).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_personal_fields_only() {
+        let mut view = json!({
+            "actor": {"id": "u-1", "name": "Jane Smith", "email": "jane@acme.com"},
+            "context": {"ip": "203.0.113.7", "user_agent": "curl/8", "location": "Berlin, DE", "channel": "api"},
+            "changes": {"before": {"dx": "A"}},
+            "sensitivity": ["phi"],
+            "data_subject": "patient-7",
+        });
+        mask_view(&mut view);
+        assert_eq!(view["actor"]["name"], "J*** S***");
+        assert_eq!(view["actor"]["email"], "j***@a***.com");
+        assert_eq!(view["actor"]["id"], "u-1");
+        assert_eq!(view["context"]["ip"], "203.0.113.x");
+        assert_eq!(view["context"]["user_agent"], "[masked]");
+        assert_eq!(view["context"]["channel"], "api");
+        assert_eq!(view["changes"], "[masked]");
+        assert_eq!(view["data_subject"], "patient-7");
+        let mut erased = json!({"actor": {"id": "u", "email": ERASED}});
+        mask_view(&mut erased);
+        assert_eq!(erased["actor"]["email"], ERASED);
+    }
+
+    #[test]
+    fn personal_filters_are_withheld() {
+        let pairs = vec![("actor_email".to_string(), "a@b.c".to_string()), ("actor_id".to_string(), "u".to_string())];
+        let map = audit_filters(&pairs);
+        assert_eq!(map["actor_email"], WITHHELD);
+        assert_eq!(map["actor_id"], "u");
+    }
+}

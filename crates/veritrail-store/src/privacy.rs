@@ -1,0 +1,441 @@
+//! Encryption at rest of the personal-data sidecars (issue 5), shared by every backend so they
+//! write and read exactly the same bytes.
+//!
+//! Each event's personal data is split by owner ([`veritrail_model::PersonalData::split_by_owner`]):
+//! the actor's own fields are sealed under the actor's data key, the fields about the event's
+//! `data_subject` under the subject's. Data keys are random, one per (tenant, subject) — a
+//! subject may have several after concurrent first writes; erasure destroys all of them — and
+//! stored only wrapped under the master key, bound to tenant and subject. Equality filters on
+//! `actor.email` and `context.ip` use blind-index tokens under a random per-tenant key.
+//!
+//! Backends keep the wrapped keys beside the records, insert new keys in the same transaction
+//! as the first event sealed under them, and call [`Privacy::committed`] afterwards. The cache
+//! here is per process: a backend shared by several processes must not trust it for reads after
+//! an erasure elsewhere (PostgreSQL reads fetch the page's keys with the page).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use veritrail_crypto::{BlindKey, DataKey, MasterKeys, Part, decode_sidecar, encode_sidecar, part_aad};
+use veritrail_model::{PersonalData, PreparedEvent};
+
+use crate::{StoreError, StoreResult};
+
+/// Owner byte of the actor's part.
+pub const OWNER_ACTOR: u8 = 0;
+/// Owner byte of the data subject's part.
+pub const OWNER_SUBJECT: u8 = 1;
+/// Blind-index kind of `actor.email` (lowercased).
+pub const BLIND_EMAIL: &str = "actor.email";
+/// Blind-index kind of `context.ip`.
+pub const BLIND_IP: &str = "context.ip";
+/// Cached data keys before the cache is emptied and refilled on demand.
+const CACHE_LIMIT: usize = 1_000_000;
+
+/// A wrapped data key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKeyRow {
+    /// Random id, unique across the store, referenced by sidecar parts.
+    pub key_id: u64,
+    /// The data subject (an `actor.id` or `data_subject` value).
+    pub subject: String,
+    /// The key wrapped under the master key ([`veritrail_crypto::MasterKeys::wrap`]).
+    pub wrapped: Vec<u8>,
+}
+
+/// One event's encrypted sidecar and its blind-index tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSidecar {
+    /// [`veritrail_crypto::encode_sidecar`] bytes.
+    pub data: Vec<u8>,
+    /// Token of the lowercased `actor.email`.
+    pub email: Option<[u8; 16]>,
+    /// Token of `context.ip`.
+    pub ip: Option<[u8; 16]>,
+}
+
+/// The sidecars of a batch of events and the keys created for it.
+#[derive(Debug, Default)]
+pub struct SealedBatch {
+    /// One per event, `None` when the event has no personal data.
+    pub sidecars: Vec<Option<SealedSidecar>>,
+    /// Keys created for this batch: insert them in the same transaction as the events.
+    pub new_keys: Vec<SubjectKeyRow>,
+    /// Ids of the existing keys the batch used (a backend may check they were not destroyed).
+    pub used_keys: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Cache {
+    subjects: HashMap<(String, String), (u64, DataKey)>,
+    by_id: HashMap<u64, DataKey>,
+    blind: HashMap<String, BlindKey>,
+}
+
+/// The master keys and the per-process cache of unwrapped data keys.
+pub struct Privacy {
+    keys: MasterKeys,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privacy").field("master_key", &self.keys.current().id()).finish_non_exhaustive()
+    }
+}
+
+fn crypto(error: veritrail_crypto::CryptoError) -> StoreError {
+    StoreError::Backend(format!("encryption: {error}"))
+}
+
+/// The wrap context of a subject's data key.
+pub fn subject_context(tenant: &str, subject: &str) -> Vec<u8> {
+    [b"subject\0".as_slice(), tenant.as_bytes(), b"\0", subject.as_bytes()].concat()
+}
+
+/// The wrap context of a tenant's blind-index key.
+pub fn blind_context(tenant: &str) -> Vec<u8> {
+    [b"blind-index\0".as_slice(), tenant.as_bytes()].concat()
+}
+
+fn owner_subject(event: &PreparedEvent, owner: u8) -> &str {
+    match (owner, &event.data_subject) {
+        (OWNER_SUBJECT, Some(subject)) => subject,
+        _ => &event.actor_id,
+    }
+}
+
+/// Whose data an event's personal fields are.
+#[derive(Clone, Copy)]
+struct Owned<'a> {
+    event_id: &'a str,
+    actor_id: &'a str,
+    data_subject: Option<&'a str>,
+}
+
+impl Privacy {
+    /// With these master keys.
+    pub fn new(keys: MasterKeys) -> Privacy {
+        Privacy { keys, cache: RwLock::new(Cache::default()) }
+    }
+
+    /// The configured master keys.
+    pub fn master_keys(&self) -> &MasterKeys {
+        &self.keys
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subjects of `events` whose key is not cached: load their stored keys with
+    /// [`Privacy::remember`] before [`Privacy::seal`], or new keys get created.
+    pub fn missing_subjects(&self, tenant: &str, events: &[PreparedEvent]) -> Vec<String> {
+        let cache = self.read();
+        let mut missing: Vec<String> = Vec::new();
+        let mut probe = (tenant.to_string(), String::new());
+        for event in events.iter().filter(|e| !e.personal.is_empty()) {
+            let [actor, subject] = event.personal.split_by_owner(event.data_subject.is_some());
+            for (owner, half) in [(OWNER_ACTOR, actor), (OWNER_SUBJECT, subject)] {
+                if half.is_empty() {
+                    continue;
+                }
+                owner_subject(event, owner).clone_into(&mut probe.1);
+                if !cache.subjects.contains_key(&probe) && !missing.contains(&probe.1) {
+                    missing.push(probe.1.clone());
+                }
+            }
+        }
+        missing
+    }
+
+    /// Unwraps stored keys into the cache. The first key seen for a subject seals its new data.
+    pub fn remember(&self, tenant: &str, rows: &[SubjectKeyRow]) -> StoreResult<()> {
+        let mut unwrapped = Vec::with_capacity(rows.len());
+        for row in rows {
+            unwrapped.push((row, self.unwrap(tenant, row)?));
+        }
+        let mut cache = self.write();
+        if cache.by_id.len() + unwrapped.len() > CACHE_LIMIT {
+            cache.subjects.clear();
+            cache.by_id.clear();
+        }
+        for (row, key) in unwrapped {
+            cache
+                .subjects
+                .entry((tenant.to_string(), row.subject.clone()))
+                .or_insert_with(|| (row.key_id, key.clone()));
+            cache.by_id.insert(row.key_id, key);
+        }
+        Ok(())
+    }
+
+    /// Unwraps one stored key (no caching).
+    pub fn unwrap(&self, tenant: &str, row: &SubjectKeyRow) -> StoreResult<DataKey> {
+        self.keys.unwrap(&row.wrapped, &subject_context(tenant, &row.subject)).map_err(crypto)
+    }
+
+    /// After a commit: the batch's new keys may seal later events too.
+    pub fn committed(&self, tenant: &str, new_keys: &[SubjectKeyRow]) -> StoreResult<()> {
+        self.remember(tenant, new_keys)
+    }
+
+    /// Forgets a subject's keys (after erasure destroyed them).
+    pub fn forget(&self, tenant: &str, subject: &str, key_ids: &[u64]) {
+        let mut cache = self.write();
+        cache.subjects.remove(&(tenant.to_string(), subject.to_string()));
+        for id in key_ids {
+            cache.by_id.remove(id);
+        }
+    }
+
+    /// Forgets keys by id (found destroyed by another node's erasure).
+    pub fn forget_keys(&self, tenant: &str, key_ids: &[u64]) {
+        let mut cache = self.write();
+        cache.subjects.retain(|(t, _), (id, _)| t != tenant || !key_ids.contains(id));
+        for id in key_ids {
+            cache.by_id.remove(id);
+        }
+    }
+
+    /// True when the tenant's blind-index key is loaded.
+    pub fn has_blind_key(&self, tenant: &str) -> bool {
+        self.read().blind.contains_key(tenant)
+    }
+
+    /// A new random blind-index key for `tenant`, wrapped (store it if none exists yet, then
+    /// [`Privacy::remember_blind_key`] whichever is stored).
+    pub fn new_blind_key(&self, tenant: &str) -> StoreResult<Vec<u8>> {
+        let key = DataKey::generate().map_err(crypto)?;
+        self.keys.wrap(&key, &blind_context(tenant)).map_err(crypto)
+    }
+
+    /// Loads the tenant's stored blind-index key.
+    pub fn remember_blind_key(&self, tenant: &str, wrapped: &[u8]) -> StoreResult<()> {
+        let key = self.keys.unwrap(wrapped, &blind_context(tenant)).map_err(crypto)?;
+        self.write().blind.insert(tenant.to_string(), BlindKey::new(&key));
+        Ok(())
+    }
+
+    /// The blind-index token of `value` (`kind` is [`BLIND_EMAIL`] or [`BLIND_IP`]); `None` when
+    /// the tenant's key is not loaded. E-mails are lowercased here.
+    pub fn token(&self, tenant: &str, kind: &str, value: &str) -> Option<[u8; 16]> {
+        let cache = self.read();
+        let key = cache.blind.get(tenant)?;
+        Some(match kind {
+            BLIND_EMAIL => key.token(kind, &value.to_lowercase()).0,
+            _ => key.token(kind, value).0,
+        })
+    }
+
+    /// Seals the sidecars of `events` for `tenant`, creating keys for subjects without one.
+    /// Needs the tenant's blind-index key loaded.
+    pub fn seal(&self, tenant: &str, events: &[PreparedEvent]) -> StoreResult<SealedBatch> {
+        let mut batch = SealedBatch { sidecars: Vec::with_capacity(events.len()), ..SealedBatch::default() };
+        if events.iter().all(|e| e.personal.is_empty()) {
+            batch.sidecars.resize(events.len(), None);
+            return Ok(batch);
+        }
+        let mut created = HashMap::new();
+        for event in events {
+            let sidecar = self.seal_one(
+                tenant,
+                Owned { event_id: &event.id, actor_id: &event.actor_id, data_subject: event.data_subject.as_deref() },
+                &event.personal,
+                &mut created,
+                &mut batch,
+            )?;
+            batch.sidecars.push(sidecar);
+        }
+        Ok(batch)
+    }
+
+    /// Seals one event's personal data (for re-encrypting stored data); returns the sidecar and
+    /// the keys created for it.
+    pub fn seal_personal(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        actor_id: &str,
+        data_subject: Option<&str>,
+        personal: &PersonalData,
+    ) -> StoreResult<(Option<SealedSidecar>, Vec<SubjectKeyRow>)> {
+        let mut batch = SealedBatch::default();
+        let owned = Owned { event_id, actor_id, data_subject };
+        let sidecar = self.seal_one(tenant, owned, personal, &mut HashMap::new(), &mut batch)?;
+        Ok((sidecar, batch.new_keys))
+    }
+
+    fn seal_one(
+        &self,
+        tenant: &str,
+        owned: Owned<'_>,
+        personal: &PersonalData,
+        created: &mut HashMap<String, (u64, DataKey)>,
+        batch: &mut SealedBatch,
+    ) -> StoreResult<Option<SealedSidecar>> {
+        if personal.is_empty() {
+            return Ok(None);
+        }
+        let cache = self.read();
+        let blind = cache
+            .blind
+            .get(tenant)
+            .ok_or_else(|| StoreError::Backend(format!("blind-index key of tenant {tenant} is not loaded")))?;
+        let halves = personal.split_by_owner(owned.data_subject.is_some());
+        let mut sealed: Vec<(u8, u64, Vec<u8>)> = Vec::with_capacity(2);
+        let mut probe = (tenant.to_string(), String::new());
+        for (owner, half) in [OWNER_ACTOR, OWNER_SUBJECT].into_iter().zip(&halves) {
+            if half.is_empty() {
+                continue;
+            }
+            let subject = match (owner, owned.data_subject) {
+                (OWNER_SUBJECT, Some(subject)) => subject,
+                _ => owned.actor_id,
+            };
+            subject.clone_into(&mut probe.1);
+            let (key_id, key) = match cache.subjects.get(&probe) {
+                Some((id, key)) => {
+                    if !batch.used_keys.contains(id) {
+                        batch.used_keys.push(*id);
+                    }
+                    (*id, key)
+                }
+                None => {
+                    if !created.contains_key(subject) {
+                        let key = DataKey::generate().map_err(crypto)?;
+                        let key_id = new_key_id()?;
+                        let wrapped = self.keys.wrap(&key, &subject_context(tenant, subject)).map_err(crypto)?;
+                        batch.new_keys.push(SubjectKeyRow { key_id, subject: subject.to_string(), wrapped });
+                        created.insert(subject.to_string(), (key_id, key));
+                    }
+                    let (id, key) = &created[subject];
+                    (*id, key)
+                }
+            };
+            let plain = zeroize::Zeroizing::new(half.to_bytes());
+            let mut out = Vec::new();
+            key.seal_into(&part_aad(tenant, owned.event_id, owner, key_id), &plain, &mut out).map_err(crypto)?;
+            sealed.push((owner, key_id, out));
+        }
+        let parts: Vec<Part<'_>> = sealed
+            .iter()
+            .map(|(owner, key_id, bytes)| Part { owner: *owner, key_id: *key_id, sealed: bytes })
+            .collect();
+        let data = encode_sidecar(&parts).map_err(crypto)?;
+        let text = |path: &str| personal.get(path).and_then(|v| v.value.as_str());
+        let email = text("actor.email").map(|email| blind.token(BLIND_EMAIL, &email.to_lowercase()).0);
+        let ip = text("context.ip").map(|ip| blind.token(BLIND_IP, ip).0);
+        Ok(Some(SealedSidecar { data, email, ip }))
+    }
+
+    /// Opens a stored sidecar with the cached keys, loading missing ones with `load` (by key
+    /// id). Parts whose key is gone (erased) are left out: their fields read as `"[erased]"`.
+    /// Sidecars written before encryption (clear JSON) are read as they are.
+    pub fn open_cached(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        data: &[u8],
+        load: &mut dyn FnMut(&[u64]) -> StoreResult<Vec<SubjectKeyRow>>,
+    ) -> StoreResult<Option<PersonalData>> {
+        if data.first() == Some(&b'{') {
+            return Ok(PersonalData::from_bytes(data).ok());
+        }
+        let parts = match decode_sidecar(data) {
+            Ok(parts) => parts,
+            Err(error) => {
+                tracing::error!(%error, event_id, "personal data sidecar unreadable; read as erased");
+                return Ok(None);
+            }
+        };
+        let missing: Vec<u64> = {
+            let cache = self.read();
+            parts.iter().map(|p| p.key_id).filter(|id| !cache.by_id.contains_key(id)).collect()
+        };
+        if !missing.is_empty() {
+            for row in load(&missing)? {
+                // A key that does not unwrap is treated like a destroyed one.
+                match self.remember(tenant, std::slice::from_ref(&row)) {
+                    Ok(()) => {}
+                    Err(error) => tracing::error!(%error, key_id = row.key_id, "data key does not unwrap"),
+                }
+            }
+        }
+        let cache = self.read();
+        Ok(open_parts(tenant, event_id, &parts, |id| cache.by_id.get(&id).cloned()))
+    }
+
+    /// Opens a stored sidecar with the given keys only (no cache).
+    pub fn open_with(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        data: &[u8],
+        keys: &HashMap<u64, DataKey>,
+    ) -> StoreResult<Option<PersonalData>> {
+        if data.first() == Some(&b'{') {
+            return Ok(PersonalData::from_bytes(data).ok());
+        }
+        match decode_sidecar(data) {
+            Ok(parts) => Ok(open_parts(tenant, event_id, &parts, |id| keys.get(&id).cloned())),
+            Err(error) => {
+                tracing::error!(%error, event_id, "personal data sidecar unreadable; read as erased");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The key ids a stored sidecar refers to.
+    pub fn key_ids(data: &[u8]) -> Vec<u64> {
+        decode_sidecar(data).map(|parts| parts.iter().map(|p| p.key_id).collect()).unwrap_or_default()
+    }
+
+    /// `row` re-wrapped under the current master key, or `None` if it already is.
+    pub fn rewrap(&self, tenant: &str, row: &SubjectKeyRow) -> StoreResult<Option<Vec<u8>>> {
+        if !self.keys.needs_rewrap(&row.wrapped) {
+            return Ok(None);
+        }
+        self.keys.rewrap(&row.wrapped, &subject_context(tenant, &row.subject)).map(Some).map_err(crypto)
+    }
+
+    /// A tenant blind-index key re-wrapped under the current master key, or `None`.
+    pub fn rewrap_blind(&self, tenant: &str, wrapped: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if !self.keys.needs_rewrap(wrapped) {
+            return Ok(None);
+        }
+        self.keys.rewrap(wrapped, &blind_context(tenant)).map(Some).map_err(crypto)
+    }
+}
+
+fn open_parts(
+    tenant: &str,
+    event_id: &str,
+    parts: &[Part<'_>],
+    key: impl Fn(u64) -> Option<DataKey>,
+) -> Option<PersonalData> {
+    let mut personal = PersonalData::default();
+    for part in parts {
+        let Some(key) = key(part.key_id) else { continue };
+        let aad = part_aad(tenant, event_id, part.owner, part.key_id);
+        match key.open(&aad, part.sealed).map_err(crypto).and_then(|plain| {
+            PersonalData::from_bytes(&plain).map_err(|e| StoreError::Corrupt(format!("personal data: {e}")))
+        }) {
+            Ok(half) => personal.merge(half),
+            // A part that does not open under its own key is treated like an erased one.
+            Err(error) => tracing::error!(%error, event_id, "personal data part does not open"),
+        }
+    }
+    (!personal.is_empty()).then_some(personal)
+}
+
+fn new_key_id() -> StoreResult<u64> {
+    let mut bytes = [0u8; 8];
+    veritrail_crypto::fill_random(&mut bytes).map_err(crypto)?;
+    // Positive as a signed 64-bit integer, and never 0.
+    Ok((u64::from_be_bytes(bytes) >> 1).max(1))
+}

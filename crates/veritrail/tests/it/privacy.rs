@@ -1,0 +1,358 @@
+//! Privacy by design (issue 5) against the real binary: personal data never on disk in clear,
+//! blind-index lookups, masking without `pii:read`, erasure by crypto-shredding with the ledger
+//! verifying unchanged, subject access and consents, legal holds, master-key rotation.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use veritrail_test_support::{ChildServer, Client};
+
+use crate::ledger::{Run, verify};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
+
+/// Personal values the tests write; none may appear in clear in any file.
+const SECRETS: &[&str] = &[
+    "alice.liddell@wonder.example",
+    "Alice Liddell",
+    "198.51.100.23",
+    "AliceBrowser/7.1",
+    "Oxford, Rabbit Hole",
+    "bob.baker@clinic.example",
+    "Bob Baker",
+    "203.0.113.99",
+    "Diagnosis: chronic teapot",
+];
+
+fn alice_event(id: &str) -> Value {
+    json!({
+        "id": id, "action": "auth.login.success",
+        "actor": {"id": "alice", "type": "user", "name": "Alice Liddell", "email": "Alice.Liddell@wonder.example"},
+        "context": {"ip": "198.51.100.23", "user_agent": "AliceBrowser/7.1", "location": "Oxford, Rabbit Hole"},
+    })
+}
+
+fn bob_updates_patient(id: &str) -> Value {
+    json!({
+        "id": id, "action": "data.updated",
+        "actor": {"id": "bob", "type": "user", "name": "Bob Baker", "email": "bob.baker@clinic.example"},
+        "resource": {"type": "record", "id": "r-1"},
+        "context": {"ip": "203.0.113.99"},
+        "data_subject": "patient-7",
+        "sensitivity": ["phi"],
+        "changes": {"before": {"note": "none"}, "after": {"note": "Diagnosis: chronic teapot"}},
+    })
+}
+
+fn ingest(client: &Client, key: &str, events: Value) {
+    let reply = client.ingest(key, &events);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
+/// Waits until `path` returns `count` events.
+fn events_eventually(client: &Client, key: &str, path: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = client.get(Some(key), path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        let events = reply.json()["events"].as_array().unwrap().clone();
+        if events.len() == count {
+            return events;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {} events, wanted {count}", events.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn assert_verified(run: Run) {
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(run.stdout.starts_with("ok: "), "{run:#?}");
+}
+
+#[test]
+fn personal_data_is_never_written_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    ingest(c, &key, json!([alice_event("a1"), alice_event("a2"), bob_updates_patient("b1")]));
+    // Reads of every kind, filters by personal values included (they are not logged in clear).
+    events_eventually(c, &key, "/v1/events?actor_email=alice.liddell@wonder.example", 2);
+    events_eventually(c, &key, "/v1/events?ip=203.0.113.99", 1);
+    assert_eq!(c.get(Some(&key), "/v1/events?q=teapot").status, 200);
+    assert_eq!(c.get(Some(&key), "/v1/events/a1").status, 200);
+    assert_eq!(c.get(Some(&key), "/v1/export?format=csv").status, 200);
+    assert_eq!(c.get(Some(&key), "/v1/subjects/alice/export").status, 200);
+    let status = server.signal_and_wait("TERM");
+    assert!(status.success(), "{status:?}");
+    for secret in SECRETS {
+        for needle in [secret.to_string(), secret.to_lowercase()] {
+            let found = files_containing(dir.path(), needle.as_bytes());
+            assert!(found.is_empty(), "{needle:?} is in clear in {found:?}");
+        }
+    }
+}
+
+#[test]
+fn blind_index_finds_exactly_the_right_events_and_only_in_the_right_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let (_, other) = c.create_tenant("globex");
+    ingest(c, &key, json!([alice_event("a1"), bob_updates_patient("b1"), alice_event("a2")]));
+    ingest(c, &other, json!([alice_event("g1")]));
+    // Case-insensitive on e-mail, as before encryption; exact on IP.
+    let found = events_eventually(c, &key, "/v1/events?actor_email=ALICE.liddell@wonder.example&order=asc", 2);
+    let ids: Vec<&str> = found.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a1", "a2"]);
+    assert_eq!(found[0]["actor"]["email"], "Alice.Liddell@wonder.example");
+    let found = events_eventually(c, &key, "/v1/events?ip=203.0.113.99", 1);
+    assert_eq!(found[0]["id"], "b1");
+    events_eventually(c, &key, "/v1/events?actor_email=nobody@wonder.example", 0);
+    // The other tenant's index is keyed differently: it finds its own event, never acme's.
+    let found = events_eventually(c, &other, "/v1/events?actor_email=alice.liddell@wonder.example", 1);
+    assert_eq!(found[0]["id"], "g1");
+}
+
+#[test]
+fn readers_without_pii_read_see_masked_values_and_unmasked_sensitive_reads_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (_, admin) = c.create_tenant("acme");
+    let reader = c.create_key(&admin, &["events:read"]);
+    let trusted = c.create_key(&admin, &["events:read", "pii:read"]);
+    ingest(c, &admin, json!([alice_event("a1"), bob_updates_patient("b1")]));
+    let masked = events_eventually(c, &reader, "/v1/events?order=asc&action=auth.*,data.*", 2);
+    assert_eq!(masked[0]["actor"]["email"], "A***@w***.example");
+    assert_eq!(masked[0]["actor"]["name"], "A*** L***");
+    assert_eq!(masked[0]["context"]["ip"], "198.51.100.x");
+    assert_eq!(masked[0]["actor"]["id"], "alice", "identifiers stay readable");
+    assert_eq!(masked[1]["changes"], "[masked]");
+    let csv = c.get(Some(&reader), "/v1/export?format=csv").text();
+    assert!(!csv.contains("Alice Liddell") && csv.contains("A*** L***"), "{csv}");
+    let one = c.get(Some(&reader), "/v1/events/b1").json();
+    assert_eq!(one["actor"]["email"], "b***@c***.example");
+
+    let clear = events_eventually(c, &trusted, "/v1/events?order=asc&action=auth.*,data.*", 2);
+    assert_eq!(clear[0]["actor"]["email"], "Alice.Liddell@wonder.example");
+    assert_eq!(clear[1]["changes"]["after"]["note"], "Diagnosis: chronic teapot");
+    let logged = events_eventually(c, &admin, "/v1/events?action=data.sensitive.accessed", 1);
+    assert_eq!(logged[0]["metadata"]["event_ids"], json!(["b1"]));
+    assert_eq!(logged[0]["metadata"]["data_subjects"], json!(["patient-7"]));
+    // Personal filter values are withheld from the self-audit trail.
+    c.get(Some(&trusted), "/v1/events?actor_email=alice.liddell@wonder.example");
+    let reads = c.get(Some(&admin), "/v1/events?action=audit.read&limit=1").json();
+    assert_eq!(reads["events"][0]["metadata"]["query"]["actor_email"], "[personal data withheld]");
+}
+
+#[test]
+fn erasure_shreds_one_subject_everywhere_and_the_ledger_verifies_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (tenant, key) = c.create_tenant("acme");
+    ingest(c, &key, json!([alice_event("a1"), bob_updates_patient("b1"), alice_event("a2")]));
+    events_eventually(c, &key, "/v1/events?actor_email=alice.liddell@wonder.example", 2);
+    let checkpoint_before = c.post_json(Some(&key), "/v1/ledger/checkpoint", &json!({})).text();
+    let records_before = c.get(Some(&key), "/v1/ledger/records?from=0&limit=1000").body;
+
+    // A legal hold blocks erasure with a clear 409 until released.
+    let hold = c.put_json(Some(&key), "/v1/subjects/alice/legal-hold", &json!({"reason": "litigation 42"}));
+    assert_eq!(hold.status, 200, "{}", hold.text());
+    let refused = c.delete(Some(&key), "/v1/subjects/alice");
+    assert_eq!((refused.status, refused.error_code()), (409, "legal_hold".to_string()), "{}", refused.text());
+    assert_eq!(c.delete(Some(&key), "/v1/subjects/alice/legal-hold").status, 200);
+
+    let erased = c.delete(Some(&key), "/v1/subjects/alice");
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    let erased = erased.json();
+    assert!(erased["keys_destroyed"].as_u64().unwrap() >= 1, "{erased}");
+    assert_eq!(erased["events_affected"], 2);
+
+    // Alice's personal fields read as erased through every endpoint; bob's are untouched.
+    let a1 = c.get(Some(&key), "/v1/events/a1").json();
+    assert_eq!(a1["actor"]["email"], "[erased]");
+    assert_eq!(a1["actor"]["name"], "[erased]");
+    assert_eq!(a1["context"]["ip"], "[erased]");
+    assert_eq!(a1["actor"]["id"], "alice");
+    let b1 = c.get(Some(&key), "/v1/events/b1").json();
+    assert_eq!(b1["actor"]["email"], "bob.baker@clinic.example");
+    assert_eq!(b1["changes"]["after"]["note"], "Diagnosis: chronic teapot");
+    events_eventually(c, &key, "/v1/events?actor_email=alice.liddell@wonder.example", 0);
+    for path in ["/v1/export?format=csv", "/v1/export?format=jsonl", "/v1/subjects/alice/export", "/v1/events?q=Alice"]
+    {
+        let body = c.get(Some(&key), path).text();
+        assert!(!body.contains("Liddell") && !body.contains("198.51.100.23"), "{path}: {body}");
+    }
+    let performed = events_eventually(c, &key, "/v1/events?action=audit.erasure.performed", 1);
+    assert_eq!(performed[0]["metadata"]["subject"], "alice");
+
+    // Erasing the patient removes the data about them, not the doctor's own data.
+    let erased = c.delete(Some(&key), "/v1/subjects/patient-7").json();
+    assert_eq!(erased["retention_conflicts"][0]["framework"], "HIPAA", "{erased}");
+    let b1 = c.get(Some(&key), "/v1/events/b1").json();
+    assert_eq!(b1["changes"], "[erased]");
+    assert_eq!(b1["actor"]["email"], "bob.baker@clinic.example");
+
+    // The ledger is byte for byte what it was, proofs still hold, and it verifies.
+    let records_after = c.get(Some(&key), "/v1/ledger/records?from=0&limit=1000").body;
+    assert!(records_after.starts_with(&records_before), "sealed records changed");
+    let size: u64 = checkpoint_before.lines().nth(1).unwrap().parse().unwrap();
+    let consistency = c.get(Some(&key), &format!("/v1/ledger/proof/consistency?first={size}&second={size}"));
+    assert_eq!(consistency.status, 200, "{}", consistency.text());
+    let url = c.base().to_string();
+    assert_verified(verify(&["--url", &url, "--token", &key]));
+    let bundle = c.get(Some(&key), "/v1/export?format=ledger");
+    let verifier_key = c.get(None, "/v1/ledger/key").text().trim().to_string();
+    drop(server);
+    let file = dir.path().join("bundle.jsonl");
+    std::fs::write(&file, &bundle.body).unwrap();
+    assert_verified(verify(&["--bundle", file.to_str().unwrap(), "--key", &verifier_key]));
+    std::fs::remove_file(&file).unwrap();
+    assert_verified(verify(&["--data-dir", dir.path().to_str().unwrap()]));
+    assert!(!tenant.is_empty());
+}
+
+#[test]
+fn subject_access_report_and_consents_fold_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let consent = |id: &str, action: &str, purposes: Value| {
+        json!({"id": id, "action": action, "actor": {"id": "patient-7", "type": "user"}, "data_subject": "patient-7",
+               "metadata": {"consent": {"consent_id": "c-1", "purposes": purposes, "legal_basis": "consent",
+                                        "notice_version": "v3", "method": "web_form"}}})
+    };
+    ingest(
+        c,
+        &key,
+        json!([
+            bob_updates_patient("b1"),
+            consent("c1", "consent.granted", json!(["marketing", "research"])),
+            consent("c2", "consent.revoked", json!(["marketing"])),
+            {"id": "r1", "action": "data.read", "actor": {"id": "bob", "type": "user", "roles": ["doctor"]},
+             "data_subject": "patient-7", "reason": "treatment"},
+        ]),
+    );
+    events_eventually(c, &key, "/v1/events?data_subject=patient-7", 4);
+    let report = c.get(Some(&key), "/v1/subjects/patient-7/export");
+    assert_eq!(report.status, 200, "{}", report.text());
+    let report = report.json();
+    assert_eq!(report["confirmation"]["processed"], true);
+    assert_eq!(report["personal_data"].as_array().unwrap().len(), 4);
+    assert!(!report.to_string().contains("bob.baker@clinic.example"), "other people's data: {report}");
+    assert_eq!(report["consultation_log"][0]["operation"], "data.read");
+    assert_eq!(report["consultation_log"][0]["purpose"], "treatment");
+    assert!(report["consultation_log"][0].get("accessor").is_none(), "accessors withheld by default");
+    assert!(report["purposes"].as_array().unwrap().contains(&json!("treatment")));
+    events_eventually(c, &key, "/v1/events?action=audit.dsar.completed", 1);
+
+    // Disclosing accessors needs a recorded justification.
+    let refused = c.put_json(Some(&key), "/v1/privacy/settings", &json!({"dsar_include_accessors": true}));
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let settings = json!({"dsar_include_accessors": true, "justification": "works council agreement 2026-4"});
+    assert_eq!(c.put_json(Some(&key), "/v1/privacy/settings", &settings).status, 200);
+    let report = c.get(Some(&key), "/v1/subjects/patient-7/export").json();
+    assert_eq!(report["consultation_log"][0]["accessor"]["id"], "bob");
+
+    let consents = c.get(Some(&key), "/v1/subjects/patient-7/consents");
+    assert_eq!(consents.status, 200, "{}", consents.text());
+    let consents = consents.json();
+    let state: Vec<(&str, &str)> = consents["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["purpose"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(state, [("marketing", "revoked"), ("research", "granted")]);
+    let proof = &consents["consents"][1]["event"]["inclusion_proof"];
+    assert!(proof["tree_size"].as_u64().unwrap() > 0 && proof["hashes"].is_array(), "{consents}");
+    assert!(consents["checkpoint"].as_str().unwrap().contains("\n\n— "), "{consents}");
+}
+
+#[test]
+fn master_key_rotation_rewraps_keys_and_changes_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let server = ChildServer::start(BINARY, data);
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    ingest(c, &key, json!([alice_event("a1"), bob_updates_patient("b1")]));
+    let records = c.get(Some(&key), "/v1/ledger/records?from=0&limit=1000").body;
+    drop(server);
+    let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+
+    let rotate = std::process::Command::new(BINARY)
+        .args(["rotate-master-key", "--data-dir"])
+        .arg(data)
+        .env("VERITRAIL_LOG", "warn")
+        .env_remove("VERITRAIL_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(rotate.status.success(), "{rotate:?}");
+    let new_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(!data.join("master.key.previous").exists());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("master.key")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let server = ChildServer::start(BINARY, data);
+    let c = &server.client;
+    let a1 = c.get(Some(&key), "/v1/events/a1").json();
+    assert_eq!(a1["actor"]["email"], "Alice.Liddell@wonder.example");
+    assert_eq!(c.get(Some(&key), "/v1/ledger/records?from=0&limit=1000").body[..records.len()], records[..]);
+    drop(server);
+    assert_verified(verify(&["--data-dir", data.to_str().unwrap()]));
+
+    // The old key alone no longer opens anything: the data keys are wrapped under the new one.
+    std::fs::write(data.join("master.key"), &old_key).unwrap();
+    let refused = std::process::Command::new(BINARY)
+        .args(["reindex", "--data-dir"])
+        .arg(data)
+        .env("VERITRAIL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("master key"), "{stderr}");
+}
+
+#[test]
+fn a_key_from_the_environment_rotates_by_restart_with_the_previous_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (old, new) = ("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=");
+    let server = ChildServer::start_with(BINARY, data, &[], &[("VERITRAIL_MASTER_KEY", old)]);
+    let (_, key) = server.client.create_tenant("acme");
+    ingest(&server.client, &key, json!([alice_event("a1")]));
+    drop(server);
+    assert!(!data.join("master.key").exists(), "no key file when the key is configured");
+    let env = [("VERITRAIL_MASTER_KEY", new), ("VERITRAIL_MASTER_KEY_PREVIOUS", old)];
+    let server = ChildServer::start_with(BINARY, data, &[], &env);
+    assert_eq!(server.client.get(Some(&key), "/v1/events/a1").json()["actor"]["name"], "Alice Liddell");
+    drop(server);
+    // Re-wrapped at that start: the new key alone now reads everything.
+    let server = ChildServer::start_with(BINARY, data, &[], &[("VERITRAIL_MASTER_KEY", new)]);
+    assert_eq!(server.client.get(Some(&key), "/v1/events/a1").json()["actor"]["name"], "Alice Liddell");
+}
