@@ -79,11 +79,31 @@ impl PersonalData {
     /// `{"v":1,"fields":{"<path>":{"salt":"<base64 std>","value":<json>},...}}`
     /// (member order unspecified; this blob is never hashed).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.write_bytes(|_| true)
+    }
+
+    /// Whether the event has personal data of each owner (indexed by [`Owner`]).
+    pub fn owners(&self, has_data_subject: bool) -> [bool; 2] {
+        let mut owners = [false, false];
+        for path in self.fields.keys() {
+            owners[owner_of(path, has_data_subject) as usize] = true;
+        }
+        owners
+    }
+
+    /// [`PersonalData::to_bytes`] of only `owner`'s fields (what [`PersonalData::split_by_owner`]
+    /// would give, without copying the values).
+    pub fn owner_bytes(&self, owner: Owner, has_data_subject: bool) -> Vec<u8> {
+        self.write_bytes(|path| owner_of(path, has_data_subject) == owner)
+    }
+
+    fn write_bytes(&self, include: impl Fn(&str) -> bool) -> Vec<u8> {
         // Written directly (this runs for every ingested event), same JSON as building a `Value`.
         let mut out = Vec::with_capacity(64 + 96 * self.fields.len());
         out.extend_from_slice(b"{\"fields\":{");
-        for (i, (path, field)) in self.fields.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for (path, field) in self.fields.iter().filter(|(path, _)| include(path)) {
+            if !std::mem::take(&mut first) {
                 out.push(b',');
             }
             write_json(&mut out, &Value::String(path.clone()));

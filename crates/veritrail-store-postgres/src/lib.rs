@@ -587,6 +587,10 @@ impl Store for PgStore {
     ) -> BoxFuture<'a, StoreResult<EventPage>> {
         Box::pin(async move {
             let no = self.tenant_no(tenant).await?;
+            if query.actor_email.is_some() || query.ip.is_some() {
+                // Blind-index filters need the tenant's key (another node may have created it).
+                self.ensure_blind_key(tenant, no).await?;
+            }
             let client = self.client().await?;
             reader::query(&**client, &self.read_ctx(tenant, no), query, page).await
         })

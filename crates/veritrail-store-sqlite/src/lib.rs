@@ -74,6 +74,8 @@ struct Inner {
     alerts: SqliteAlertStore,
     /// Master keys and the cache of unwrapped data keys.
     privacy: Arc<Privacy>,
+    /// See [`OpenOptions::encrypt_personal`].
+    encrypt_personal: bool,
 }
 
 /// The embedded store. Cheap to clone; all clones share the same threads.
@@ -96,6 +98,11 @@ pub struct OpenOptions {
     /// written with it false is not verifiable.
     #[doc(hidden)]
     pub merkle_tree: bool,
+    /// Encrypt personal-data sidecars. Always true in Veritrail; false exists only so the
+    /// encryption benchmark can measure what it costs (sidecars are then stored in clear, as
+    /// before encryption at rest, and encrypted at the next normal open).
+    #[doc(hidden)]
+    pub encrypt_personal: bool,
     /// The master keys (e.g. from `VERITRAIL_MASTER_KEY`). `None`: `master.key` in the data
     /// directory, generated (mode 0600) on first start, plus `master.key.previous` while a
     /// rotation completes.
@@ -104,7 +111,7 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { merkle_tree: true, master_keys: None }
+        OpenOptions { merkle_tree: true, encrypt_personal: true, master_keys: None }
     }
 }
 
@@ -135,7 +142,10 @@ impl SqliteStore {
         if rewrapped > 0 {
             tracing::info!(rewrapped, key_id = %privacy.master_keys().current().id(), "re-wrapped data keys under the current master key");
         }
-        let encrypted = keys::encrypt_clear_sidecars(&mut writer_conn, &privacy, to_micros(Timestamp::now()))?;
+        let encrypted = match options.encrypt_personal {
+            true => keys::encrypt_clear_sidecars(&mut writer_conn, &privacy, to_micros(Timestamp::now()))?,
+            false => 0,
+        };
         if encrypted > 0 {
             tracing::info!(encrypted, "encrypted personal data stored before encryption at rest");
             let _ = writer_conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -197,6 +207,7 @@ impl SqliteStore {
             indexer_thread: Mutex::new(Some(indexer_thread)),
             alerts: SqliteAlertStore::open(dir)?,
             privacy,
+            encrypt_personal: options.encrypt_personal,
         };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
@@ -286,6 +297,9 @@ impl SqliteStore {
         let privacy = &self.inner.privacy;
         if events.iter().all(|e| e.personal.is_empty()) {
             return privacy.seal(tenant, events);
+        }
+        if !self.inner.encrypt_personal {
+            return Ok(Privacy::clear_batch(events));
         }
         let missing = privacy.missing_subjects(tenant, events);
         if !missing.is_empty() || !privacy.has_blind_key(tenant) {

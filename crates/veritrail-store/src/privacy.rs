@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use veritrail_crypto::{BlindKey, DataKey, MasterKeys, Part, decode_sidecar, encode_sidecar, part_aad};
-use veritrail_model::{PersonalData, PreparedEvent};
+use veritrail_model::{Owner, PersonalData, PreparedEvent};
 
 use crate::{StoreError, StoreResult};
 
@@ -139,9 +139,9 @@ impl Privacy {
         let mut missing: Vec<String> = Vec::new();
         let mut probe = (tenant.to_string(), String::new());
         for event in events.iter().filter(|e| !e.personal.is_empty()) {
-            let [actor, subject] = event.personal.split_by_owner(event.data_subject.is_some());
-            for (owner, half) in [(OWNER_ACTOR, actor), (OWNER_SUBJECT, subject)] {
-                if half.is_empty() {
+            let owners = event.personal.owners(event.data_subject.is_some());
+            for (owner, present) in [OWNER_ACTOR, OWNER_SUBJECT].into_iter().zip(owners) {
+                if !present {
                     continue;
                 }
                 owner_subject(event, owner).clone_into(&mut probe.1);
@@ -254,6 +254,23 @@ impl Privacy {
         Ok(batch)
     }
 
+    /// The sidecars in clear (the format before encryption at rest), without tokens: only for
+    /// measuring what encryption costs.
+    #[doc(hidden)]
+    pub fn clear_batch(events: &[PreparedEvent]) -> SealedBatch {
+        let sidecars = events
+            .iter()
+            .map(|event| {
+                (!event.personal.is_empty()).then(|| SealedSidecar {
+                    data: event.personal.to_bytes(),
+                    email: None,
+                    ip: None,
+                })
+            })
+            .collect();
+        SealedBatch { sidecars, ..SealedBatch::default() }
+    }
+
     /// Seals one event's personal data (for re-encrypting stored data); returns the sidecar and
     /// the keys created for it.
     pub fn seal_personal(
@@ -286,11 +303,14 @@ impl Privacy {
             .blind
             .get(tenant)
             .ok_or_else(|| StoreError::Backend(format!("blind-index key of tenant {tenant} is not loaded")))?;
-        let halves = personal.split_by_owner(owned.data_subject.is_some());
+        let has_subject = owned.data_subject.is_some();
+        let owners = personal.owners(has_subject);
         let mut sealed: Vec<(u8, u64, Vec<u8>)> = Vec::with_capacity(2);
         let mut probe = (tenant.to_string(), String::new());
-        for (owner, half) in [OWNER_ACTOR, OWNER_SUBJECT].into_iter().zip(&halves) {
-            if half.is_empty() {
+        for ((owner, model_owner), present) in
+            [(OWNER_ACTOR, Owner::Actor), (OWNER_SUBJECT, Owner::Subject)].into_iter().zip(owners)
+        {
+            if !present {
                 continue;
             }
             let subject = match (owner, owned.data_subject) {
@@ -317,7 +337,7 @@ impl Privacy {
                     (*id, key)
                 }
             };
-            let plain = zeroize::Zeroizing::new(half.to_bytes());
+            let plain = zeroize::Zeroizing::new(personal.owner_bytes(model_owner, has_subject));
             let mut out = Vec::new();
             key.seal_into(&part_aad(tenant, owned.event_id, owner, key_id), &plain, &mut out).map_err(crypto)?;
             sealed.push((owner, key_id, out));
@@ -438,4 +458,87 @@ fn new_key_id() -> StoreResult<u64> {
     veritrail_crypto::fill_random(&mut bytes).map_err(crypto)?;
     // Positive as a signed 64-bit integer, and never 0.
     Ok((u64::from_be_bytes(bytes) >> 1).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+    use veritrail_crypto::{MasterKey, MasterKeys};
+    use veritrail_model::{Limits, PrepareContext};
+
+    use super::*;
+
+    fn privacy() -> Privacy {
+        let privacy = Privacy::new(MasterKeys::new(MasterKey::from_bytes([3; 32])));
+        for tenant in ["t1", "t2"] {
+            privacy.remember_blind_key(tenant, &privacy.new_blind_key(tenant).unwrap()).unwrap();
+        }
+        privacy
+    }
+
+    fn event(json: serde_json::Value) -> PreparedEvent {
+        let parsed = veritrail_model::parse_event(json.to_string().as_bytes(), &Limits::default()).unwrap();
+        let mut salt = || [9u8; 32];
+        parsed.prepare(PrepareContext { id_if_missing: "e".into(), now: Timestamp::now(), salt: &mut salt }).unwrap()
+    }
+
+    fn by_alice_about_bob() -> PreparedEvent {
+        event(serde_json::json!({
+            "id": "e1", "action": "data.updated",
+            "actor": {"id": "alice", "email": "Alice@X.org", "name": "Alice"}, "context": {"ip": "10.1.2.3"},
+            "data_subject": "bob", "sensitivity": ["pii"], "changes": {"after": {"address": "1 Main St"}},
+        }))
+    }
+
+    fn open(privacy: &Privacy, tenant: &str, data: &[u8]) -> Option<PersonalData> {
+        privacy.open_cached(tenant, "e1", data, &mut |_| Ok(Vec::new())).unwrap()
+    }
+
+    #[test]
+    fn seals_per_owner_and_opens_what_was_sealed() {
+        let privacy = privacy();
+        let prepared = by_alice_about_bob();
+        let batch = privacy.seal("t1", std::slice::from_ref(&prepared)).unwrap();
+        assert_eq!(batch.new_keys.len(), 2, "one key for alice, one for bob");
+        privacy.committed("t1", &batch.new_keys).unwrap();
+        let sidecar = batch.sidecars[0].clone().unwrap();
+        for clear in ["Alice@X.org", "10.1.2.3", "1 Main St"] {
+            assert!(!sidecar.data.windows(clear.len()).any(|w| w == clear.as_bytes()), "{clear} in clear");
+        }
+        assert_eq!(open(&privacy, "t1", &sidecar.data), Some(prepared.personal.clone()));
+        assert_eq!(sidecar.email, privacy.token("t1", BLIND_EMAIL, "alice@x.ORG"));
+        assert_ne!(sidecar.email, privacy.token("t2", BLIND_EMAIL, "alice@x.org"), "tenant-keyed tokens");
+        assert_eq!(sidecar.ip, privacy.token("t1", BLIND_IP, "10.1.2.3"));
+        // The same sidecar under another tenant's or event's identity does not open.
+        assert_eq!(open(&privacy, "t2", &sidecar.data), None);
+        assert_eq!(privacy.open_cached("t1", "e2", &sidecar.data, &mut |_| Ok(Vec::new())).unwrap(), None);
+        // A second batch reuses the cached keys.
+        let again = privacy.seal("t1", &[prepared]).unwrap();
+        assert!(again.new_keys.is_empty());
+        assert_eq!(again.used_keys.len(), 2);
+    }
+
+    #[test]
+    fn forgetting_a_subject_erases_only_its_part() {
+        let privacy = privacy();
+        let prepared = by_alice_about_bob();
+        let batch = privacy.seal("t1", std::slice::from_ref(&prepared)).unwrap();
+        privacy.committed("t1", &batch.new_keys).unwrap();
+        let bob: Vec<u64> = batch.new_keys.iter().filter(|k| k.subject == "bob").map(|k| k.key_id).collect();
+        privacy.forget("t1", "bob", &bob);
+        let left = open(&privacy, "t1", &batch.sidecars[0].as_ref().unwrap().data).unwrap();
+        assert!(left.get("changes").is_none(), "bob's data is gone");
+        assert!(left.get("actor.email").is_some(), "alice's data stays");
+        // New data about bob gets a new key.
+        let fresh = privacy.seal("t1", &[prepared]).unwrap();
+        assert_eq!(fresh.new_keys.iter().map(|k| k.subject.as_str()).collect::<Vec<_>>(), ["bob"]);
+    }
+
+    #[test]
+    fn hostile_sidecars_read_as_erased() {
+        let privacy = privacy();
+        assert_eq!(open(&privacy, "t1", &[2, 1, 0]), None);
+        assert_eq!(open(&privacy, "t1", b""), None);
+        assert_eq!(open(&privacy, "t1", b"{not json"), None);
+    }
 }

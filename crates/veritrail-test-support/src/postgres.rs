@@ -215,6 +215,11 @@ impl PgCluster {
         cluster
     }
 
+    /// The cluster's data directory (tables, WAL).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data
+    }
+
     fn data_str(&self) -> String {
         self.data.to_string_lossy().into_owned()
     }

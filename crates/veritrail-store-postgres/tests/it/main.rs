@@ -7,6 +7,7 @@
 
 mod alerts;
 mod nodes;
+mod privacy;
 
 use veritrail_store_postgres::PgStore;
 use veritrail_test_support::postgres::TestDatabase;
