@@ -43,6 +43,15 @@ impl BlindKey {
         BlindKey { mac }
     }
 
+    /// A data key derived from this key for `label` (HMAC-SHA-256 of the label): a second key
+    /// per tenant without storing one, e.g. for the tenant's own records at rest.
+    pub fn derive(&self, label: &str) -> DataKey {
+        let mut mac = self.mac.clone();
+        mac.update(b"veritrail.derive.v1\0");
+        mac.update(label.as_bytes());
+        DataKey::from_bytes(mac.finalize().into_bytes().into())
+    }
+
     /// The token of `value` in the index `kind` (e.g. `"actor.email"`, `"context.ip"`).
     /// Callers normalise the value first (e-mails are lowercased).
     pub fn token(&self, kind: &str, value: &str) -> BlindToken {

@@ -214,7 +214,7 @@ impl DataKey {
         Ok(DataKey::from_bytes(*bytes))
     }
 
-    fn from_bytes(bytes: [u8; 32]) -> DataKey {
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> DataKey {
         let raw = Zeroizing::new(bytes);
         DataKey { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*raw)), raw }
     }

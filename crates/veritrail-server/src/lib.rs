@@ -18,6 +18,7 @@ mod openapi;
 mod privacy;
 mod routes;
 mod routes_alerts;
+mod sealed_alerts;
 mod subjects;
 mod webhooks;
 mod witness;
@@ -134,6 +135,8 @@ impl Server {
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
         let alerting = Arc::new(alerting::Alerting::new(config.alerting.clone(), &pepper));
+        // Alert details, webhook payloads and secrets are sealed under the tenant's key at rest.
+        let alerts: Arc<dyn AlertStore> = Arc::new(sealed_alerts::SealedAlertStore::new(alerts, store.clone()));
         let state = AppState {
             store: store.clone(),
             alerts,

@@ -854,6 +854,26 @@ impl Store for PgStore {
         })
     }
 
+    fn seal_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>> {
+        let (tenant, context, text) = (tenant.to_string(), context.to_string(), text.to_string());
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            self.ensure_blind_key(&tenant, no).await?;
+            self.inner.privacy.seal_tenant_text(&tenant, &context, &text)
+        })
+    }
+
+    fn open_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>> {
+        let (tenant, context, text) = (tenant.to_string(), context.to_string(), text.to_string());
+        Box::pin(async move {
+            if text.starts_with(veritrail_store::privacy::SEALED_TEXT_PREFIX) {
+                let no = self.tenant_no(&tenant).await?;
+                self.ensure_blind_key(&tenant, no).await?;
+            }
+            self.inner.privacy.open_tenant_text(&tenant, &context, &text)
+        })
+    }
+
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>> {
         // Query columns are written in the appending transaction: nothing ever lags.
         Box::pin(async { Ok(()) })

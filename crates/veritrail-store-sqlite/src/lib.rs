@@ -923,6 +923,17 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |conn| keys::rewrap_all(conn, &privacy)))
     }
 
+    fn seal_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>> {
+        // Every tenant's key is loaded at open and at creation.
+        let sealed = self.inner.privacy.seal_tenant_text(tenant, context, text);
+        Box::pin(async move { sealed })
+    }
+
+    fn open_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>> {
+        let opened = self.inner.privacy.open_tenant_text(tenant, context, text);
+        Box::pin(async move { opened })
+    }
+
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             let target = self.inner.shared.committed_total.load(Ordering::SeqCst);

@@ -296,6 +296,13 @@ pub trait Store: Send + Sync + 'static {
     /// master-key rotation); returns how many were re-wrapped. Sealed records are untouched.
     fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>>;
 
+    /// Encrypts a tenant's server-side text at rest (alert details, webhook payloads and
+    /// secrets kept by the [`AlertStore`]) under a key of the tenant's, bound to `context`
+    /// ([`privacy::Privacy::seal_tenant_text`]).
+    fn seal_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>>;
+    /// Opens [`Store::seal_tenant_text`]'s output (text stored before encryption: as it is).
+    fn open_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>>;
+
     /// Waits until every event committed before the call is visible to [`Store::query`].
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>>;
     /// Drops and rebuilds the derived query indexes from the ledger.

@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use veritrail_crypto::{BlindKey, DataKey, MasterKeys, Part, decode_sidecar, encode_sidecar, part_aad};
 use veritrail_model::{Owner, PersonalData, PreparedEvent};
 
@@ -219,6 +221,35 @@ impl Privacy {
         let key = self.keys.unwrap(wrapped, &blind_context(tenant)).map_err(crypto)?;
         self.write().blind.insert(tenant.to_string(), BlindKey::new(&key));
         Ok(())
+    }
+
+    /// Encrypts a tenant's own server-side text at rest (alert details, webhook payloads and
+    /// secrets) under a key derived from the tenant's blind-index key, bound to `context`:
+    /// `"vt1:" + base64(nonce || ciphertext || tag)`.
+    pub fn seal_tenant_text(&self, tenant: &str, context: &str, text: &str) -> StoreResult<String> {
+        let key = self.tenant_data_key(tenant)?;
+        let mut sealed = Vec::new();
+        key.seal_into(&tenant_aad(tenant, context), text.as_bytes(), &mut sealed).map_err(crypto)?;
+        Ok(format!("{SEALED_TEXT_PREFIX}{}", BASE64.encode(sealed)))
+    }
+
+    /// Opens [`Privacy::seal_tenant_text`]'s output; text without the prefix (stored before
+    /// encryption at rest) is returned as it is.
+    pub fn open_tenant_text(&self, tenant: &str, context: &str, text: &str) -> StoreResult<String> {
+        let Some(encoded) = text.strip_prefix(SEALED_TEXT_PREFIX) else { return Ok(text.to_string()) };
+        let sealed =
+            BASE64.decode(encoded).map_err(|_| StoreError::Corrupt(format!("sealed {context} is not valid base64")))?;
+        let plain = self.tenant_data_key(tenant)?.open(&tenant_aad(tenant, context), &sealed).map_err(crypto)?;
+        String::from_utf8(plain).map_err(|_| StoreError::Corrupt(format!("sealed {context} is not utf-8")))
+    }
+
+    fn tenant_data_key(&self, tenant: &str) -> StoreResult<DataKey> {
+        let cache = self.read();
+        let blind = cache
+            .blind
+            .get(tenant)
+            .ok_or_else(|| StoreError::Backend(format!("blind-index key of tenant {tenant} is not loaded")))?;
+        Ok(blind.derive("tenant-data"))
     }
 
     /// The blind-index token of `value` (`kind` is [`BLIND_EMAIL`] or [`BLIND_IP`]); `None` when
@@ -451,6 +482,13 @@ fn open_parts(
         }
     }
     (!personal.is_empty()).then_some(personal)
+}
+
+/// Prefix of text sealed by [`Privacy::seal_tenant_text`].
+pub const SEALED_TEXT_PREFIX: &str = "vt1:";
+
+fn tenant_aad(tenant: &str, context: &str) -> Vec<u8> {
+    [b"veritrail.tenant-data.v1\0".as_slice(), tenant.as_bytes(), b"\0", context.as_bytes()].concat()
 }
 
 fn new_key_id() -> StoreResult<u64> {

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use veritrail_test_support::webhook::WebhookReceiver;
 use veritrail_test_support::{ChildServer, Client};
 
 use crate::ledger::{Run, verify};
@@ -89,12 +90,44 @@ fn assert_verified(run: Run) {
 #[test]
 fn personal_data_is_never_written_in_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ChildServer::start(BINARY, dir.path());
+    let receiver = WebhookReceiver::start();
+    let server = ChildServer::start_with(BINARY, dir.path(), &["--webhook-allow-private"], &[]);
     let c = &server.client;
     let (_, key) = c.create_tenant("acme");
+    let webhook = c.post_json(Some(&key), "/v1/webhooks", &json!({"url": receiver.url}));
+    assert_eq!(webhook.status, 201, "{}", webhook.text());
+    let secret = webhook.json()["secret"].as_str().unwrap().to_string();
     ingest(c, &key, json!([alice_event("a1"), alice_event("a2"), bob_updates_patient("b1")]));
+    // Failed logins from alice's address: the brute-force alert is grouped by actor and IP.
+    let failures: Vec<Value> = (0..6)
+        .map(|i| {
+            let mut failed = alice_event(&format!("f{i}"));
+            failed["action"] = json!("auth.login.failed");
+            failed["outcome"] = json!("failure");
+            failed
+        })
+        .collect();
+    ingest(c, &key, json!(failures));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let alert = loop {
+        let alerts = c.get(Some(&key), "/v1/alerts?rule=brute_force").json();
+        if let Some(alert) = alerts["alerts"].as_array().and_then(|a| a.first()) {
+            break alert.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no brute-force alert: {alerts}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(alert["group_key"]["context.ip"], "198.51.100.23", "readable through the API: {alert}");
+    while receiver.received().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the webhook was not delivered");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        String::from_utf8_lossy(&receiver.received()[0].body).contains("198.51.100.23"),
+        "the receiver gets the clear alert"
+    );
     // Reads of every kind, filters by personal values included (they are not logged in clear).
-    events_eventually(c, &key, "/v1/events?actor_email=alice.liddell@wonder.example", 2);
+    events_eventually(c, &key, "/v1/events?actor_email=alice.liddell@wonder.example", 8);
     events_eventually(c, &key, "/v1/events?ip=203.0.113.99", 1);
     assert_eq!(c.get(Some(&key), "/v1/events?q=teapot").status, 200);
     assert_eq!(c.get(Some(&key), "/v1/events/a1").status, 200);
@@ -102,7 +135,8 @@ fn personal_data_is_never_written_in_clear() {
     assert_eq!(c.get(Some(&key), "/v1/subjects/alice/export").status, 200);
     let status = server.signal_and_wait("TERM");
     assert!(status.success(), "{status:?}");
-    for secret in SECRETS {
+    let webhook_secret = [secret.as_str()];
+    for secret in SECRETS.iter().chain(&webhook_secret) {
         for needle in [secret.to_string(), secret.to_lowercase()] {
             let found = files_containing(dir.path(), needle.as_bytes());
             assert!(found.is_empty(), "{needle:?} is in clear in {found:?}");
