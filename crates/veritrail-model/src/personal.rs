@@ -56,7 +56,8 @@ impl PersonalData {
     }
 
     /// Splits into the actor's own data (`actor.*`, `context.*`) and the data about the event's
-    /// data subject (`changes`, when the event has a `data_subject`; otherwise the actor's).
+    /// data subject (`changes` and fields the tenant classified under `metadata`, when the event
+    /// has a `data_subject`; otherwise the actor's).
     /// Each half is sealed under its owner's key, so erasing one person leaves the other's data.
     pub fn split_by_owner(&self, has_data_subject: bool) -> [PersonalData; 2] {
         let mut halves = [PersonalData::default(), PersonalData::default()];
@@ -146,7 +147,8 @@ pub enum Owner {
 
 /// The owner of the personal field at `path`.
 pub fn owner_of(path: &str, has_data_subject: bool) -> Owner {
-    if has_data_subject && (path == "changes" || path.starts_with("changes.")) { Owner::Subject } else { Owner::Actor }
+    let about_subject = path == "changes" || path.starts_with("metadata.");
+    if has_data_subject && about_subject { Owner::Subject } else { Owner::Actor }
 }
 
 fn decode_field(path: &str, entry: &Value) -> Result<PersonalValue, OpenError> {

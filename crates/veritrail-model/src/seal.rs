@@ -37,6 +37,33 @@ pub const ERASED: &str = "[erased]";
 pub const PERSONAL_FIELDS: &[&str] =
     &["actor.name", "actor.email", "context.ip", "context.user_agent", "context.location", "changes"];
 
+/// The sealed-record member listing the paths a tenant's classification committed.
+pub const PERSONAL_FIELDS_MEMBER: &str = "personal_fields";
+
+/// Longest classified path, and most keys in one.
+const MAX_PERSONAL_PATH: usize = 256;
+const MAX_PERSONAL_PATH_KEYS: usize = 8;
+
+/// Checks a path a tenant declares personal: `metadata.<key>[.<key>...]`, at most 8 keys and
+/// 256 bytes, no empty key, not under a reserved metadata key (the server reads those).
+pub fn validate_personal_path(path: &str) -> Result<(), String> {
+    let Some(rest) = path.strip_prefix("metadata.") else {
+        return Err(format!("{path:?} must start with \"metadata.\""));
+    };
+    if path.len() > MAX_PERSONAL_PATH {
+        return Err(format!("{path:?} is longer than {MAX_PERSONAL_PATH} bytes"));
+    }
+    let keys: Vec<&str> = rest.split('.').collect();
+    if keys.len() > MAX_PERSONAL_PATH_KEYS || keys.iter().any(|key| key.is_empty() || key.chars().any(char::is_control))
+    {
+        return Err(format!("{path:?} must be 1 to {MAX_PERSONAL_PATH_KEYS} non-empty keys separated by dots"));
+    }
+    if crate::metadata::RESERVED_METADATA_KEYS.contains(&keys[0]) {
+        return Err(format!("{path:?} is under the reserved metadata key {:?}", keys[0]));
+    }
+    Ok(())
+}
+
 /// The personal string fields as (parent object, key).
 const PERSONAL_STRING_FIELDS: &[(&str, &str)] =
     &[("actor", "name"), ("actor", "email"), ("context", "ip"), ("context", "user_agent"), ("context", "location")];
@@ -92,6 +119,19 @@ impl Event {
     ///
     /// Never fails for an event from the validating parsers (see [`SealError`]).
     pub fn prepare(self, ctx: PrepareContext<'_>) -> Result<PreparedEvent, SealError> {
+        self.prepare_classified(ctx, &[])
+    }
+
+    /// [`Event::prepare`] with the tenant's own personal fields (`personal_paths`, checked by
+    /// [`validate_personal_path`]) committed too: each value present at one of those paths
+    /// under `metadata` is replaced by a commitment like the built-in personal fields (salts
+    /// drawn after theirs, in path order), and the record lists the paths it committed in
+    /// `personal_fields`. Paths the event does not have are ignored.
+    pub fn prepare_classified(
+        self,
+        ctx: PrepareContext<'_>,
+        personal_paths: &[String],
+    ) -> Result<PreparedEvent, SealError> {
         let id = self.id.clone().unwrap_or(ctx.id_if_missing);
         let (occurred_at, occurred_at_source) = match self.occurred_at {
             Some(occurred_at) => (occurred_at, "client"),
@@ -99,7 +139,7 @@ impl Event {
         };
         let actor_id = self.actor.id.clone();
         let data_subject = self.data_subject.clone();
-        let written = members::write(self, &id, occurred_at, occurred_at_source, ctx.salt)?;
+        let written = members::write(self, &id, occurred_at, occurred_at_source, ctx.salt, personal_paths)?;
         Ok(PreparedEvent {
             id,
             personal: written.personal,
@@ -193,6 +233,28 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
         && reveal(slot, "changes", personal)?
     {
         revealed.insert("changes".to_owned());
+    }
+    // Fields the tenant classified as personal, under `metadata`.
+    let classified: Vec<String> = match record.get(PERSONAL_FIELDS_MEMBER) {
+        None => Vec::new(),
+        Some(Value::Array(paths)) => paths
+            .iter()
+            .map(|p| p.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| malformed(format!("\"{PERSONAL_FIELDS_MEMBER}\" must hold strings")))?,
+        Some(_) => return Err(malformed(format!("\"{PERSONAL_FIELDS_MEMBER}\" must be an array"))),
+    };
+    for path in classified {
+        let slot = path
+            .strip_prefix("metadata.")
+            .and_then(|rest| {
+                rest.split('.').try_fold(record.get_mut("metadata")?, |value, key| value.as_object_mut()?.get_mut(key))
+            })
+            .ok_or_else(|| malformed(format!("personal field \"{path}\" is not in the record")))?;
+        if !reveal(slot, &path, personal)? {
+            return Err(malformed(format!("\"{path}\" is not a commitment")));
+        }
+        revealed.insert(path);
     }
 
     if let Some(personal) = personal {

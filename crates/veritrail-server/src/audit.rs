@@ -65,12 +65,21 @@ pub fn prepare_with(
     event: veritrail_model::Event,
     random: &mut ids::RandomStream,
 ) -> Result<veritrail_model::PreparedEvent, ApiError> {
+    prepare_classified(event, random, &[])
+}
+
+/// [`prepare_with`], also committing the tenant's classified personal fields.
+pub fn prepare_classified(
+    event: veritrail_model::Event,
+    random: &mut ids::RandomStream,
+    personal_paths: &[String],
+) -> Result<veritrail_model::PreparedEvent, ApiError> {
     let now = Timestamp::now();
     let mut id_random = [0u8; 10];
     id_random.copy_from_slice(&random.next_block()[..10]);
     let id = veritrail_model::new_event_id(now.as_millisecond().max(0) as u64, id_random);
     let mut salt = || random.next_block();
-    event.prepare(PrepareContext { id_if_missing: id, now, salt: &mut salt }).map_err(|e| {
+    event.prepare_classified(PrepareContext { id_if_missing: id, now, salt: &mut salt }, personal_paths).map_err(|e| {
         tracing::error!(error = %e, "cannot prepare a validated event");
         ApiError::new(Code::InvalidValue, format!("event cannot be sealed: {e}"))
     })

@@ -79,6 +79,8 @@ pub struct AppState {
     pub(crate) ledger: Arc<ledger::Ledger>,
     /// The RFC 3161 witness, when a TSA is configured.
     pub(crate) witness: Option<Arc<witness::Witness>>,
+    /// Each tenant's classified personal fields, cached for ingest.
+    pub(crate) classification: Arc<privacy::ClassificationCache>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -147,6 +149,7 @@ impl Server {
             metrics: Arc::new(metrics::ServerMetrics::default()),
             ledger: Arc::new(ledger::Ledger::new(keys, origin)),
             witness,
+            classification: Arc::default(),
         };
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));
         Ok(Server { router, new_bootstrap_token, state })

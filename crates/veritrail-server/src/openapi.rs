@@ -323,6 +323,22 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/v1/privacy/classification",
+        summary: "The tenant's own personal fields",
+        auth: "admin",
+        query: &[],
+        success: (200, "`{\"fields\": {\"metadata.<path>\": \"pii|phi|pci\"}}`"),
+    },
+    Operation {
+        method: "put",
+        path: "/v1/privacy/classification",
+        summary: "Declare fields under metadata personal `{\"fields\": {\"metadata.<path>\": \"pii|phi|pci\"}}` (at most 100; not under reserved metadata keys): committed in the sealed record, encrypted under the data subject's key, masked without pii:read, erased with the subject — for events ingested from then on; recorded as config.updated",
+        auth: "admin",
+        query: &[],
+        success: (200, "the classification"),
+    },
+    Operation {
+        method: "get",
         path: "/v1/openapi.json",
         summary: "This document",
         auth: "",

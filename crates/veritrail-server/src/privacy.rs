@@ -2,6 +2,10 @@
 //! personal fields masked; every unmasked read of sensitive events is itself recorded as
 //! `data.sensitive.accessed`; personal filter values never reach the ledger in clear.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use veritrail_crypto::mask;
 use veritrail_model::ERASED;
@@ -33,6 +37,60 @@ pub(crate) fn audit_filters(pairs: &[(String, String)]) -> serde_json::Map<Strin
 /// How one field is masked.
 type Mask = fn(&str) -> String;
 
+/// Store setting holding a tenant's classification `{"fields": {"<path>": "pii|phi|pci"}}`.
+pub(crate) fn classification_setting(tenant: &str) -> String {
+    format!("privacy.classification/{tenant}")
+}
+
+/// How long a node trusts its cached copy of a tenant's classification (another node may change
+/// it; the node taking the change drops its copy at once).
+const CLASSIFICATION_TTL: Duration = Duration::from_secs(5);
+
+/// When a tenant's paths were read, and the paths.
+type CachedPaths = (Instant, Arc<Vec<String>>);
+
+/// Per-tenant cache of the classified personal paths ingest commits.
+#[derive(Default)]
+pub(crate) struct ClassificationCache {
+    entries: Mutex<HashMap<String, CachedPaths>>,
+}
+
+impl ClassificationCache {
+    pub(crate) fn forget(&self, tenant: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
+    }
+}
+
+/// The paths `tenant` declared personal, in the order ingest commits them.
+pub(crate) async fn classified_paths(state: &AppState, tenant: &str) -> Result<Arc<Vec<String>>, ApiError> {
+    if let Some((at, paths)) = state.classification.entries.lock().unwrap_or_else(|p| p.into_inner()).get(tenant)
+        && at.elapsed() < CLASSIFICATION_TTL
+    {
+        return Ok(paths.clone());
+    }
+    let setting = state.store.setting(&classification_setting(tenant)).await?;
+    let fields: Value = setting.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or(Value::Null);
+    let mut paths: Vec<String> =
+        fields["fields"].as_object().map(|fields| fields.keys().cloned().collect()).unwrap_or_default();
+    paths.sort_unstable();
+    let paths = Arc::new(paths);
+    state
+        .classification
+        .entries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(tenant.to_string(), (Instant::now(), paths.clone()));
+    Ok(paths)
+}
+
+/// The classified paths of an opened event (its `personal_fields` member).
+fn classified_in(view: &Value) -> Vec<String> {
+    view[veritrail_model::PERSONAL_FIELDS_MEMBER]
+        .as_array()
+        .map(|paths| paths.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// Masks the personal fields of an event as API readers see it (erased values stay erased).
 pub(crate) fn mask_view(view: &mut Value) {
     const FIELDS: [(&str, &str, Mask); 5] = [
@@ -50,17 +108,30 @@ pub(crate) fn mask_view(view: &mut Value) {
             *value = json!(how(text));
         }
     }
-    if is_sensitive(view)
+    if view.get("sensitivity").and_then(Value::as_array).is_some_and(|labels| !labels.is_empty())
         && let Some(changes) = view.get_mut("changes")
         && changes.as_str() != Some(ERASED)
     {
         *changes = json!("[masked]");
     }
+    for path in classified_in(view) {
+        let Some(rest) = path.strip_prefix("metadata.") else { continue };
+        let slot = rest.split('.').try_fold(&mut view["metadata"], |value, key| value.get_mut(key));
+        if let Some(slot) = slot
+            && slot.as_str() != Some(ERASED)
+        {
+            *slot = match slot.as_str() {
+                Some(text) => json!(mask::text(text)),
+                None => json!("[masked]"),
+            };
+        }
+    }
 }
 
-/// True for events with a sensitivity label.
+/// True for events with a sensitivity label or fields the tenant classified as personal.
 pub(crate) fn is_sensitive(view: &Value) -> bool {
     view.get("sensitivity").and_then(Value::as_array).is_some_and(|labels| !labels.is_empty())
+        || !classified_in(view).is_empty()
 }
 
 /// Prepares events for a reader: masked without `pii:read`; with it, the read of any sensitive

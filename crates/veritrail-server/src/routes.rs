@@ -63,6 +63,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/subjects/{subject_id}/consents", get(subjects::consents))
         .route("/v1/subjects/{subject_id}/legal-hold", put(subjects::place_hold).delete(subjects::release_hold))
         .route("/v1/privacy/settings", get(subjects::get_settings).put(subjects::put_settings))
+        .route("/v1/privacy/classification", get(subjects::get_classification).put(subjects::put_classification))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -370,7 +371,8 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
     // Parsing, validating and sealing-preparation of a large batch takes milliseconds of CPU:
     // off the async workers.
     let limits = state.config.limits.clone();
-    let prepared = tokio::task::spawn_blocking(move || parse_and_prepare(&body, format, &limits))
+    let classified = crate::privacy::classified_paths(&state, &key.tenant).await?;
+    let prepared = tokio::task::spawn_blocking(move || parse_and_prepare(&body, format, &limits, &classified))
         .await
         .map_err(|e| ApiError::new(Code::Internal, format!("ingest task failed: {e}")))??;
     let appended = state.store.append(&key.tenant, prepared).await?;
@@ -399,6 +401,7 @@ fn parse_and_prepare(
     body: &[u8],
     format: BodyFormat,
     limits: &veritrail_model::Limits,
+    classified: &[String],
 ) -> Result<Vec<veritrail_model::PreparedEvent>, ApiError> {
     let events = veritrail_model::parse_batch(body, format, limits)?;
     let mut prepared = Vec::with_capacity(events.len());
@@ -414,7 +417,7 @@ fn parse_and_prepare(
                 ),
             ));
         }
-        prepared.push(audit::prepare_with(event, &mut random)?);
+        prepared.push(audit::prepare_classified(event, &mut random, classified)?);
     }
     Ok(prepared)
 }

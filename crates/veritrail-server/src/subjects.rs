@@ -198,6 +198,11 @@ fn subject_copy(view: &Value, subject: &str, include_accessors: bool) -> Value {
     if view["data_subject"] == subject && !view["changes"].is_null() {
         copy["changes"] = view["changes"].clone();
     }
+    let about_subject = view["data_subject"] == subject || (as_actor && view["data_subject"].is_null());
+    if about_subject && !view[veritrail_model::PERSONAL_FIELDS_MEMBER].is_null() {
+        copy["metadata"] = view["metadata"].clone();
+        copy[veritrail_model::PERSONAL_FIELDS_MEMBER] = view[veritrail_model::PERSONAL_FIELDS_MEMBER].clone();
+    }
     copy
 }
 
@@ -261,6 +266,11 @@ pub(crate) async fn export(
         }
         for label in labels(view) {
             categories.insert(format!("sensitivity: {label}"));
+        }
+        if let Some(paths) = view[veritrail_model::PERSONAL_FIELDS_MEMBER].as_array() {
+            for path in paths.iter().filter_map(Value::as_str) {
+                categories.insert(format!("declared by the tenant: {path}"));
+            }
         }
         let as_actor = view["actor"]["id"] == subject.as_str();
         if as_actor {
@@ -487,6 +497,58 @@ pub(crate) async fn put_settings(
     audit::record(&state, &key.tenant, "config.updated", key.actor_json(), metadata, &request).await?;
     put_json_setting(&state, &setting_name("settings", &key.tenant, None), &settings).await?;
     Ok(Json(settings))
+}
+
+/// Most fields a tenant may classify.
+const MAX_CLASSIFIED: usize = 100;
+
+/// `GET /v1/privacy/classification`.
+pub(crate) async fn get_classification(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::Admin)?;
+    let stored = json_setting(&state, &crate::privacy::classification_setting(&key.tenant)).await?;
+    Ok(Json(json!({"fields": stored.get("fields").cloned().unwrap_or_else(|| json!({}))})))
+}
+
+/// `PUT /v1/privacy/classification` `{"fields": {"metadata.<path>": "pii"|"phi"|"pci"}}`: the
+/// tenant's own personal fields, committed and encrypted like the built-in ones in every event
+/// ingested from now on (events already sealed keep their form).
+pub(crate) async fn put_classification(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+    headers: axum::http::HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let key = principal.tenant_key()?;
+    key.require(Scope::Admin)?;
+    require_json(&headers)?;
+    let fields = JsonObject::parse(&body, &["fields"])?;
+    let Some(Value::Object(map)) = fields.present("fields") else {
+        return Err(ApiError::new(Code::WrongType, "field \"fields\" must be an object of path: category"));
+    };
+    if map.len() > MAX_CLASSIFIED {
+        return Err(ApiError::new(Code::TooMany, format!("at most {MAX_CLASSIFIED} classified fields")));
+    }
+    for (path, category) in map {
+        veritrail_model::validate_personal_path(path)
+            .map_err(|e| ApiError::new(Code::InvalidValue, format!("field \"fields\": {e}")))?;
+        if !matches!(category.as_str(), Some("pii" | "phi" | "pci")) {
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                format!("field \"fields\": category of {path:?} must be \"pii\", \"phi\" or \"pci\""),
+            ));
+        }
+    }
+    let classification = json!({"fields": map});
+    let metadata = json!({"setting": "privacy.classification", "new": classification});
+    audit::record(&state, &key.tenant, "config.updated", key.actor_json(), metadata, &request).await?;
+    put_json_setting(&state, &crate::privacy::classification_setting(&key.tenant), &classification).await?;
+    state.classification.forget(&key.tenant);
+    Ok(Json(classification))
 }
 
 #[cfg(test)]

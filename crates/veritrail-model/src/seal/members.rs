@@ -38,6 +38,7 @@ pub(super) fn write(
     occurred_at: Timestamp,
     occurred_at_source: &str,
     salt: &mut dyn FnMut() -> [u8; 32],
+    personal_paths: &[String],
 ) -> Result<Written, SealError> {
     let Event {
         id: _,
@@ -88,6 +89,28 @@ pub(super) fn write(
         Some(value) => Some(Member::Clear(value)),
         None => None,
     };
+
+    // The tenant's own personal fields under metadata, in path order.
+    let mut metadata = metadata.map(Value::Object);
+    let mut classified: Vec<&str> = Vec::new();
+    if let Some(metadata) = metadata.as_mut() {
+        let mut paths: Vec<&String> = personal_paths.iter().collect();
+        paths.sort_unstable();
+        paths.dedup();
+        for path in paths {
+            let Some(slot) = path.strip_prefix("metadata.").and_then(|rest| {
+                rest.split('.').try_fold(&mut *metadata, |value, key| value.as_object_mut()?.get_mut(key))
+            }) else {
+                continue;
+            };
+            let value = slot.take();
+            let salt = salt();
+            let digest = commitment(&salt, &value).map_err(|source| sealing("metadata", source))?;
+            *slot = serde_json::json!({"commitment": digest});
+            personal.insert(path, PersonalValue { salt, value });
+            classified.push(path);
+        }
+    }
 
     let mut out = Vec::with_capacity(768);
     key(&mut out, 0, "action");
@@ -144,9 +167,9 @@ pub(super) fn write(
     optional_text(&mut out, 0, "data_subject", data_subject.as_deref());
     key(&mut out, 0, "id");
     write_string(id, &mut out);
-    if let Some(metadata) = metadata {
+    if let Some(metadata) = &metadata {
         key(&mut out, 0, "metadata");
-        canonicalize_to(&Value::Object(metadata), &mut out).map_err(|source| sealing("metadata", source))?;
+        canonicalize_to(metadata, &mut out).map_err(|source| sealing("metadata", source))?;
     }
     key(&mut out, 0, "occurred_at");
     write_string(&time::format_exact(occurred_at), &mut out);
@@ -154,6 +177,10 @@ pub(super) fn write(
     write_string(occurred_at_source, &mut out);
     key(&mut out, 0, "outcome");
     write_string(outcome.as_str(), &mut out);
+    if !classified.is_empty() {
+        key(&mut out, 0, super::PERSONAL_FIELDS_MEMBER);
+        write_strings(classified.iter().copied(), &mut out);
+    }
     optional_text(&mut out, 0, "reason", reason.as_deref());
 
     // Between `received_at` and `seq`.

@@ -368,3 +368,79 @@ fn the_full_event_seals_like_the_reference() {
         assert_eq!(seal(&prepare(&event), "acme", 41, received_at()).unwrap(), reference_sealed(&event, "acme", 41));
     }
 }
+
+mod classified {
+    use super::*;
+    use crate::{owner_of, validate_personal_path};
+
+    const PATIENT: &str = "Quincy Patientname-5521";
+
+    fn classified_event() -> Value {
+        let mut event = event_json();
+        event["metadata"] = json!({"patient": {"name": PATIENT, "ward": 7}, "cost": 1, "card": "4111-x"});
+        event
+    }
+
+    fn prepare_with(event: &Value, paths: &[&str]) -> PreparedEvent {
+        let event = parse_event(event.to_string().as_bytes(), &Limits::default()).unwrap();
+        let mut next = 0_u8;
+        let mut salt = move || {
+            next += 1;
+            [next; 32]
+        };
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let ctx =
+            PrepareContext { id_if_missing: "evt_01KF0000000000000000000000".to_owned(), now: now(), salt: &mut salt };
+        event.prepare_classified(ctx, &paths).unwrap()
+    }
+
+    #[test]
+    fn tenant_paths_are_committed_listed_and_revealed() {
+        let paths = ["metadata.patient.name", "metadata.card", "metadata.absent.field"];
+        let prepared = prepare_with(&classified_event(), &paths);
+        let sealed = sealed_text(&prepared);
+        assert!(!sealed.contains(PATIENT) && !sealed.contains("4111-x"), "{sealed}");
+        assert!(sealed.contains(r#""personal_fields":["metadata.card","metadata.patient.name"]"#), "{sealed}");
+        assert!(sealed.contains(r#""ward":7"#), "unclassified metadata stays in clear: {sealed}");
+        // Canonical: what a verifier recomputes from the parsed record.
+        let reparsed: Value = serde_json::from_str(&sealed).unwrap();
+        assert_eq!(crate::jcs::canonical_bytes(&reparsed).unwrap(), sealed.as_bytes());
+
+        let view = open(sealed.as_bytes(), Some(&prepared.personal)).unwrap();
+        assert_eq!(view["metadata"]["patient"]["name"], PATIENT);
+        assert_eq!(view["metadata"]["card"], "4111-x");
+        let erased = open(sealed.as_bytes(), None).unwrap();
+        assert_eq!(erased["metadata"]["patient"]["name"], ERASED);
+        assert_eq!(erased["metadata"]["patient"]["ward"], 7);
+
+        // The classified values belong to the data subject; the actor's own fields stay the actor's.
+        assert_eq!(owner_of("metadata.patient.name", true), crate::Owner::Subject);
+        assert_eq!(owner_of("metadata.patient.name", false), crate::Owner::Actor);
+        assert_eq!(owner_of("actor.email", true), crate::Owner::Actor);
+    }
+
+    #[test]
+    fn without_classification_nothing_changes() {
+        let plain = sealed_text(&prepare(&classified_event()));
+        let none = sealed_text(&prepare_with(&classified_event(), &[]));
+        assert_eq!(plain, none);
+        assert!(!plain.contains("personal_fields"));
+    }
+
+    #[test]
+    fn a_forged_personal_fields_member_fails_to_open() {
+        let prepared = prepare_with(&classified_event(), &["metadata.card"]);
+        let sealed = sealed_text(&prepared).replace(r#"["metadata.card"]"#, r#"["metadata.cost"]"#);
+        assert!(matches!(open(sealed.as_bytes(), Some(&prepared.personal)), Err(OpenError::MalformedRecord(_))));
+    }
+
+    #[test]
+    fn personal_paths_are_validated() {
+        assert!(validate_personal_path("metadata.patient.name").is_ok());
+        for bad in
+            ["actor.email", "metadata.", "metadata..x", "metadata.consent.purposes", "metadata.a.b.c.d.e.f.g.h.i"]
+        {
+            assert!(validate_personal_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -390,3 +390,42 @@ fn a_key_from_the_environment_rotates_by_restart_with_the_previous_key() {
     let server = ChildServer::start_with(BINARY, data, &[], &[("VERITRAIL_MASTER_KEY", new)]);
     assert_eq!(server.client.get(Some(&key), "/v1/events/a1").json()["actor"]["name"], "Alice Liddell");
 }
+
+#[test]
+fn fields_a_tenant_declares_personal_are_sealed_masked_and_erased_like_the_built_in_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let reader = c.create_key(&key, &["events:read"]);
+    let bad = c.put_json(Some(&key), "/v1/privacy/classification", &json!({"fields": {"actor.id": "pii"}}));
+    assert_eq!((bad.status, bad.error_code()), (400, "invalid_value".to_string()), "{}", bad.text());
+    let bad = c.put_json(Some(&key), "/v1/privacy/classification", &json!({"fields": {"metadata.x": "secret"}}));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let fields = json!({"fields": {"metadata.patient.name": "phi", "metadata.card_holder": "pci"}});
+    let set = c.put_json(Some(&key), "/v1/privacy/classification", &fields);
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!(c.get(Some(&key), "/v1/privacy/classification").json(), fields);
+    let event = json!({
+        "id": "m1", "action": "data.read", "actor": {"id": "nurse-1", "type": "user"}, "data_subject": "p-9",
+        "metadata": {"patient": {"name": "Quincy Patientname", "ward": 7}, "card_holder": "Q PATIENTNAME"},
+    });
+    ingest(c, &key, event);
+    let view = c.get(Some(&key), "/v1/events/m1").json();
+    assert_eq!(view["metadata"]["patient"]["name"], "Quincy Patientname");
+    assert_eq!(view["metadata"]["patient"]["ward"], 7);
+    assert_eq!(view["personal_fields"], json!(["metadata.card_holder", "metadata.patient.name"]));
+    let masked = c.get(Some(&reader), "/v1/events/m1").json();
+    assert_eq!(masked["metadata"]["patient"]["name"], "Q*** P***");
+    assert_eq!(masked["metadata"]["patient"]["ward"], 7);
+    assert_eq!(c.delete(Some(&key), "/v1/subjects/p-9").status, 200);
+    let erased = c.get(Some(&key), "/v1/events/m1").json();
+    assert_eq!(erased["metadata"]["patient"]["name"], "[erased]");
+    assert_eq!(erased["metadata"]["card_holder"], "[erased]");
+    drop(server);
+    for needle in ["Quincy Patientname", "PATIENTNAME"] {
+        let found = files_containing(dir.path(), needle.as_bytes());
+        assert!(found.is_empty(), "{needle:?} is in clear in {found:?}");
+    }
+    assert_verified(verify(&["--data-dir", dir.path().to_str().unwrap()]));
+}
