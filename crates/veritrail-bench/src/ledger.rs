@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use veritrail_model::{PrepareContext, PreparedEvent};
-use veritrail_store::Store;
 use veritrail_server::{AlertingConfig, ServerConfig};
+use veritrail_store::Store;
 use veritrail_store_sqlite::SqliteStore;
 
 use crate::events::Generator;
@@ -397,10 +397,15 @@ fn append_generated(
 
 /// Mints an admin API key for `tenant` straight into the store, as `POST /v1/api-keys` would.
 fn mint_key(runtime: &tokio::runtime::Runtime, store: &SqliteStore, tenant: &str) -> Result<String> {
-    let pepper = runtime
+    let sealed = runtime
         .block_on(store.setting("auth.pepper"))
         .map_err(store_error("pepper"))?
         .ok_or_else(|| anyhow::anyhow!("the data dir has no API-key pepper"))?;
+    let pepper = match store.privacy().open_secret("auth.pepper", &String::from_utf8_lossy(&sealed)) {
+        Ok(Some(clear)) => clear.to_vec(),
+        Ok(None) => sealed,
+        Err(error) => anyhow::bail!("cannot open the API-key pepper: {error}"),
+    };
     let minted = veritrail_server::auth::mint_key(&pepper).map_err(|e| anyhow::anyhow!("mint key: {}", e.message))?;
     let record = veritrail_store::ApiKeyRecord {
         id: minted.id.clone(),
@@ -569,7 +574,10 @@ pub fn run_proofs(
 ) -> Result<Vec<(ProofRound, ProofRound)>> {
     // The rule engine off: on every start it replays the events received within its horizon of
     // the last one, which for a directly loaded ledger is all of them (minutes of both cores).
-    let config = ServerConfig { alerting: AlertingConfig { enabled: false, ..AlertingConfig::default() }, ..ServerConfig::default() };
+    let config = ServerConfig {
+        alerting: AlertingConfig { enabled: false, ..AlertingConfig::default() },
+        ..ServerConfig::default()
+    };
     let server = VtServer::start_with(dir, config)?;
     server.wait_indexed(Duration::from_secs(3600))?;
     wait_quiet(Duration::from_secs(3600))?;

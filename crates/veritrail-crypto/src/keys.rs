@@ -128,15 +128,21 @@ impl MasterKeys {
 
     /// Wraps `key` under the current master key, bound to `context`.
     pub fn wrap(&self, key: &DataKey, context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.seal(&key.raw[..], context)
+    }
+
+    /// Seals any secret (a signing key, a pepper) under the current master key, bound to
+    /// `context`: the wrapped-key format with a ciphertext of the secret's length.
+    pub fn seal(&self, secret: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let master = &self.current;
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        let mut out = Vec::with_capacity(WRAPPED_KEY_LEN);
+        let mut out = Vec::with_capacity(1 + 8 + NONCE_LEN + secret.len() + TAG_LEN);
         out.push(WRAP_VERSION);
         out.extend_from_slice(&master.id.0);
         out.extend_from_slice(&nonce);
-        let mut buffer = Zeroizing::new(Vec::with_capacity(32 + TAG_LEN));
-        buffer.extend_from_slice(&key.raw[..]);
+        let mut buffer = Zeroizing::new(Vec::with_capacity(secret.len() + TAG_LEN));
+        buffer.extend_from_slice(secret);
         master
             .cipher
             .encrypt_in_place(&Nonce::from(nonce), &wrap_aad(context), &mut *buffer)
@@ -145,14 +151,39 @@ impl MasterKeys {
         Ok(out)
     }
 
-    /// The id of the master key `wrapped` is under.
-    pub fn wrapped_under(wrapped: &[u8]) -> Result<KekId, CryptoError> {
-        if wrapped.len() != WRAPPED_KEY_LEN || wrapped[0] != WRAP_VERSION {
-            return Err(CryptoError::Malformed { what: "wrapped key", detail: "wrong length or version" });
+    /// Opens what [`MasterKeys::seal`] wrote with the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let id = MasterKeys::sealed_under(sealed)?;
+        let master = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|key| key.id == id)
+            .ok_or_else(|| CryptoError::UnknownMasterKey(id.to_string()))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[9..21]);
+        let mut buffer = Zeroizing::new(sealed[21..].to_vec());
+        master
+            .cipher
+            .decrypt_in_place(&Nonce::from(nonce), &wrap_aad(context), &mut *buffer)
+            .map_err(|_| CryptoError::Decrypt)?;
+        Ok(buffer)
+    }
+
+    /// The id of the master key a sealed secret is under.
+    pub fn sealed_under(sealed: &[u8]) -> Result<KekId, CryptoError> {
+        if sealed.len() < 1 + 8 + NONCE_LEN + TAG_LEN || sealed[0] != WRAP_VERSION {
+            return Err(CryptoError::Malformed { what: "sealed secret", detail: "too short or wrong version" });
         }
         let mut id = [0u8; 8];
-        id.copy_from_slice(&wrapped[1..9]);
+        id.copy_from_slice(&sealed[1..9]);
         Ok(KekId(id))
+    }
+
+    /// The id of the master key `wrapped` is under.
+    pub fn wrapped_under(wrapped: &[u8]) -> Result<KekId, CryptoError> {
+        if wrapped.len() != WRAPPED_KEY_LEN {
+            return Err(CryptoError::Malformed { what: "wrapped key", detail: "wrong length or version" });
+        }
+        MasterKeys::sealed_under(wrapped)
     }
 
     /// True when `wrapped` is under a master key other than the current one.
@@ -162,20 +193,15 @@ impl MasterKeys {
 
     /// Unwraps a data key wrapped by [`MasterKeys::wrap`] with the same `context`.
     pub fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey, CryptoError> {
-        let id = MasterKeys::wrapped_under(wrapped)?;
-        let master = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|key| key.id == id)
-            .ok_or_else(|| CryptoError::UnknownMasterKey(id.to_string()))?;
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&wrapped[9..21]);
-        let mut buffer = Zeroizing::new(wrapped[21..].to_vec());
-        master
-            .cipher
-            .decrypt_in_place(&Nonce::from(nonce), &wrap_aad(context), &mut *buffer)
-            .map_err(|_| CryptoError::Decrypt)?;
+        MasterKeys::wrapped_under(wrapped)?;
+        let buffer = self.open(wrapped, context)?;
         let bytes: [u8; 32] = buffer.as_slice().try_into().map_err(|_| CryptoError::Decrypt)?;
         Ok(DataKey::from_bytes(bytes))
+    }
+
+    /// True when `sealed` (a wrapped key or sealed secret) is under the current master key.
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        MasterKeys::sealed_under(sealed).is_ok_and(|id| id == self.current.id)
     }
 
     /// Re-wraps under the current master key (for rotation); the data key is unchanged.
@@ -289,6 +315,22 @@ mod tests {
         let only_new = MasterKeys::new(new_master);
         assert_eq!(only_new.unwrap(&rewrapped, b"ctx").unwrap().raw(), key.raw());
         assert!(matches!(only_new.unwrap(&wrapped, b"ctx"), Err(CryptoError::UnknownMasterKey(_))));
+    }
+
+    #[test]
+    fn secrets_of_any_length_seal_and_rotate() {
+        let keys = keys();
+        for secret in [&b""[..], b"x", &[7u8; 200]] {
+            let sealed = keys.seal(secret, b"ledger.signing_keys").unwrap();
+            assert_eq!(&keys.open(&sealed, b"ledger.signing_keys").unwrap()[..], secret);
+            assert_eq!(keys.open(&sealed, b"auth.pepper").unwrap_err(), CryptoError::Decrypt);
+            assert!(keys.is_current(&sealed));
+            let rotated =
+                MasterKeys::with_previous(MasterKey::from_bytes([8; 32]), vec![MasterKey::from_bytes([7; 32])]);
+            assert!(!rotated.is_current(&sealed));
+            assert_eq!(&rotated.open(&sealed, b"ledger.signing_keys").unwrap()[..], secret);
+        }
+        assert!(keys.open(&[1, 2, 3], b"x").is_err());
     }
 
     #[test]

@@ -43,10 +43,19 @@ pub(crate) struct LedgerKeys {
 impl LedgerKeys {
     /// Loads the signing keys, generating the first one on first start.
     pub(crate) async fn load(store: &dyn Store, key_name: &str) -> Result<LedgerKeys, ApiError> {
-        let (entry, _) = new_entry(key_name)?;
+        let (entry, _) = new_entry(store, key_name)?;
         let initial = serde_json::to_vec(&vec![entry]).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
         let stored = store.init_setting(SIGNING_KEYS_SETTING, initial).await?;
-        LedgerKeys::parse(&stored)
+        // Seeds stored in clear (before sealing existed) or under a previous master key are
+        // sealed again under the current one; the verifier keys stay readable for verifiers.
+        let mut entries = parse_entries(&stored)?;
+        if reseal_seeds(store, &mut entries)? {
+            let updated = serde_json::to_vec(&entries).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+            if store.swap_setting(SIGNING_KEYS_SETTING, stored.clone(), updated.clone()).await? {
+                return LedgerKeys::parse(store, &updated);
+            }
+        }
+        LedgerKeys::parse(store, &stored)
     }
 
     /// Retires the current key and makes a new one current; old checkpoints stay verifiable
@@ -64,16 +73,16 @@ impl LedgerKeys {
                     entry.retired_at = Some(now.clone());
                 }
             }
-            entries.push(new_entry(key_name)?.0);
+            entries.push(new_entry(store, key_name)?.0);
             let updated = serde_json::to_vec(&entries).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
             if store.swap_setting(SIGNING_KEYS_SETTING, current, updated.clone()).await? {
-                return LedgerKeys::parse(&updated);
+                return LedgerKeys::parse(store, &updated);
             }
         }
         Err(ApiError::new(Code::Unavailable, "signing keys changed concurrently; retry"))
     }
 
-    fn parse(stored: &[u8]) -> Result<LedgerKeys, ApiError> {
+    fn parse(store: &dyn Store, stored: &[u8]) -> Result<LedgerKeys, ApiError> {
         let entries = parse_entries(stored)?;
         let damaged = |what: &str| ApiError::new(Code::Internal, format!("stored ledger signing key: {what}"));
         let mut all = Vec::new();
@@ -81,11 +90,7 @@ impl LedgerKeys {
         for entry in &entries {
             let key: VerifierKey = entry.verifier_key.parse().map_err(|_| damaged("bad verifier key"))?;
             if entry.retired_at.is_none() {
-                let seed: [u8; 32] = STANDARD
-                    .decode(&entry.seed)
-                    .ok()
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .ok_or_else(|| damaged("bad seed"))?;
+                let seed = open_seed(store, &entry.seed)?.ok_or_else(|| damaged("bad seed"))?;
                 let candidate = NoteSigner::from_seed(key.name(), seed).map_err(|_| damaged("bad seed"))?;
                 if candidate.verifier_key().to_string() != entry.verifier_key {
                     return Err(damaged("seed does not match its verifier key"));
@@ -104,14 +109,42 @@ fn parse_entries(stored: &[u8]) -> Result<Vec<SigningKeyEntry>, ApiError> {
         .map_err(|e| ApiError::new(Code::Internal, format!("stored ledger signing keys are damaged: {e}")))
 }
 
-/// A fresh random signing key as a setting entry.
-fn new_entry(key_name: &str) -> Result<(SigningKeyEntry, NoteSigner), ApiError> {
+/// What a signing-key seed is sealed against (the setting's name).
+const SEED_CONTEXT: &str = SIGNING_KEYS_SETTING;
+
+/// A stored seed: sealed under the master key, or (written before sealing) base64 in clear.
+fn open_seed(store: &dyn Store, text: &str) -> Result<Option<[u8; 32]>, ApiError> {
+    let bytes = match store.privacy().open_secret(SEED_CONTEXT, text)? {
+        Some(clear) => clear.to_vec(),
+        None => match STANDARD.decode(text) {
+            Ok(bytes) => bytes,
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(bytes.try_into().ok())
+}
+
+/// Seals every seed not sealed under the current master key; true when one changed.
+fn reseal_seeds(store: &dyn Store, entries: &mut [SigningKeyEntry]) -> Result<bool, ApiError> {
+    let privacy = store.privacy();
+    let mut changed = false;
+    for entry in entries.iter_mut().filter(|entry| !privacy.secret_is_current(&entry.seed)) {
+        let seed = open_seed(store, &entry.seed)?
+            .ok_or_else(|| ApiError::new(Code::Internal, "stored ledger signing key: bad seed"))?;
+        entry.seed = privacy.seal_secret(SEED_CONTEXT, &seed)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// A fresh random signing key as a setting entry, its seed sealed under the master key.
+fn new_entry(store: &dyn Store, key_name: &str) -> Result<(SigningKeyEntry, NoteSigner), ApiError> {
     let seed: [u8; 32] = ids::random_bytes()?;
     let signer = NoteSigner::from_seed(key_name, seed)
         .map_err(|e| ApiError::new(Code::Internal, format!("invalid ledger key name {key_name:?}: {e}")))?;
     let entry = SigningKeyEntry {
         verifier_key: signer.verifier_key().to_string(),
-        seed: STANDARD.encode(seed),
+        seed: store.privacy().seal_secret(SEED_CONTEXT, &seed)?,
         created_at: Timestamp::now().to_string(),
         retired_at: None,
     };
@@ -128,8 +161,9 @@ pub(crate) struct Ledger {
     issuing: tokio::sync::Mutex<()>,
     /// Tenants whose self-check failed: no further checkpoint is signed for them.
     failed: std::sync::Mutex<HashSet<String>>,
-    /// The newest checkpoint signed per tenant, served before its write reaches the store (it is
-    /// a valid signed statement about already durable records either way).
+    /// The newest checkpoint known per tenant: signed here, served before its write reaches the
+    /// store (it is a valid signed statement about already durable records either way), or found
+    /// stored at the tree's current size.
     latest: std::sync::Mutex<HashMap<String, StoredCheckpoint>>,
 }
 
@@ -162,6 +196,20 @@ impl Ledger {
     /// The checkpoint origin of a tenant.
     pub(crate) fn tenant_origin(&self, tenant: &str) -> String {
         format!("{}/{tenant}", self.origin)
+    }
+
+    /// The tree size of the newest checkpoint known here for the tenant (signed by this
+    /// process, or found stored at the current size): the ledger has at least that many records.
+    pub(crate) fn checkpointed_size(&self, tenant: &str) -> Option<u64> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).map(|checkpoint| checkpoint.size)
+    }
+
+    /// Keeps `checkpoint` as the tenant's newest known, unless a newer one is known already.
+    fn remember(&self, tenant: &str, checkpoint: &StoredCheckpoint) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.get(tenant).is_none_or(|known| known.size < checkpoint.size) {
+            latest.insert(tenant.to_string(), checkpoint.clone());
+        }
     }
 }
 
@@ -212,6 +260,9 @@ async fn issue_checkpoint_at(
             drop(issuing);
             return Err(control_failed(state, tenant, previous.size, "root at an already signed size changed").await);
         }
+        // After a restart the tree may not grow for a while: without this, every pass of the
+        // checkpointer would read the stored checkpoint again, and every proof the tree size.
+        ledger.remember(tenant, previous);
         return Ok(previous.clone());
     }
     if let Some(previous) = &previous {

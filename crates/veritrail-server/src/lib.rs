@@ -93,6 +93,25 @@ pub struct Server {
     state: AppState,
 }
 
+/// An installation secret kept in a store setting, sealed under the master key: `fresh` is
+/// stored on first start (or another node's, if it won the race); a value stored in clear
+/// before sealing existed, or sealed under a previous master key, is sealed again.
+async fn secret_setting(store: &dyn Store, name: &str, fresh: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let privacy = store.privacy();
+    let stored = store.init_setting(name, privacy.seal_secret(name, fresh)?.into_bytes()).await?;
+    let text = String::from_utf8_lossy(&stored).into_owned();
+    let clear = match privacy.open_secret(name, &text)? {
+        Some(clear) => clear.to_vec(),
+        None => stored.clone(),
+    };
+    if !privacy.secret_is_current(&text) {
+        let resealed = privacy.seal_secret(name, &clear)?.into_bytes();
+        // Losing this race is fine: the other node stored the same secret, sealed.
+        store.swap_setting(name, stored, resealed).await?;
+    }
+    Ok(clear)
+}
+
 impl Server {
     /// Loads or initialises the platform secrets and builds the router. `alerts` keeps
     /// monitoring (often the same backend object as `store`).
@@ -101,7 +120,7 @@ impl Server {
         alerts: Arc<dyn AlertStore>,
         config: ServerConfig,
     ) -> Result<Server, ApiError> {
-        let pepper = store.init_setting(PEPPER_SETTING, ids::random_bytes::<32>()?.to_vec()).await?;
+        let pepper = secret_setting(store.as_ref(), PEPPER_SETTING, &ids::random_bytes::<32>()?).await?;
         let mut new_bootstrap_token = None;
         let bootstrap_hash = match store.setting(BOOTSTRAP_SETTING).await? {
             Some(hash) => hash,

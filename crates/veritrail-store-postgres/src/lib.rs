@@ -849,9 +849,24 @@ impl Store for PgStore {
                     count += 1;
                 }
             }
+            // Installation secrets (signing-key seeds, the API-key pepper) in settings.
+            let rows = tx.query("SELECT name, value FROM settings FOR UPDATE", &[]).await.map_err(pg_error)?;
+            for row in rows {
+                let (name, value): (String, Vec<u8>) = (row.get(0), row.get(1));
+                if let Some(new) = privacy.reseal_setting(&name, &value)? {
+                    tx.execute("UPDATE settings SET value = $2 WHERE name = $1", &[&name, &new])
+                        .await
+                        .map_err(pg_error)?;
+                    count += 1;
+                }
+            }
             tx.commit().await.map_err(pg_error)?;
             Ok(count)
         })
+    }
+
+    fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
     }
 
     fn seal_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>> {

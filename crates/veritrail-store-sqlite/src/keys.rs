@@ -237,6 +237,20 @@ pub(crate) fn rewrap_all(conn: &mut Connection, privacy: &Privacy) -> StoreResul
                 count += 1;
             }
         }
+        // Installation secrets (signing-key seeds, the API-key pepper) in settings.
+        let settings: Vec<(String, Vec<u8>)> = tx
+            .prepare("SELECT name, value FROM settings")
+            .map_err(sql_error)?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql_error)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_error)?;
+        for (name, value) in settings {
+            if let Some(new) = privacy.reseal_setting(&name, &value)? {
+                tx.execute("UPDATE settings SET value = ?2 WHERE name = ?1", params![name, new]).map_err(sql_error)?;
+                count += 1;
+            }
+        }
     }
     tx.commit().map_err(sql_error)?;
     Ok(count)

@@ -770,12 +770,28 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
+            // The writer publishes a tenant's head after every commit that grew it, before
+            // answering anyone: current, and no frontier to rebuild from storage.
+            if let Some(head) = self.inner.shared.heads.lock().unwrap_or_else(|p| p.into_inner()).get(&no) {
+                return Ok(*head);
+            }
             self.read(move |conn| {
                 let size = tree::tree_size(conn, no)?;
                 let root = tree::load_frontier(conn, no, size)?.root();
                 Ok(TreeHead { size, root: root.0 })
             })
             .await
+        })
+    }
+
+    fn tree_size(&self, tenant: &str) -> BoxFuture<'_, StoreResult<u64>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let no = self.tenant_no(&tenant).await?;
+            if let Some(head) = self.inner.shared.heads.lock().unwrap_or_else(|p| p.into_inner()).get(&no) {
+                return Ok(head.size);
+            }
+            self.read(move |conn| tree::tree_size(conn, no)).await
         })
     }
 
@@ -810,13 +826,7 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
-            self.read(move |conn| {
-                let mut hashes = Vec::with_capacity(nodes.len());
-                for (level, index) in nodes {
-                    hashes.push(tree::subtree_hash(conn, no, level, index)?.0);
-                }
-                Ok(hashes)
-            })
+            self.read(move |conn| Ok(tree::subtree_hashes(conn, no, &nodes)?.into_iter().map(|hash| hash.0).collect()))
             .await
         })
     }
@@ -921,6 +931,10 @@ impl Store for SqliteStore {
     fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>> {
         let privacy = self.inner.privacy.clone();
         Box::pin(self.write(move |conn| keys::rewrap_all(conn, &privacy)))
+    }
+
+    fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
     }
 
     fn seal_tenant_text(&self, tenant: &str, context: &str, text: &str) -> BoxFuture<'_, StoreResult<String>> {

@@ -1,66 +1,162 @@
 //! Reading stored Merkle subtree hashes: leaf hashes from `records`, internal nodes at every
 //! [`NODE_LEVEL_STEP`]-th level from `merkle_nodes`, anything in between folded on the fly (at
-//! most 2^(STEP-1) hashes read per node).
+//! most 2^(STEP-1) hashes per node, one range read per aligned block of 2^STEP stored entries
+//! however many requested subtrees it holds).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use veritrail_ledger::hash::{Hash, node_hash};
-use veritrail_ledger::tree::{Frontier, NodeSource};
+use veritrail_ledger::tree::{Frontier, subtrees_for_size};
 use veritrail_store::{StoreError, StoreResult};
 
-use crate::schema::{NODE_LEVEL_STEP, record_key};
+use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, key_seq, record_key};
 use crate::sql_error;
 
-/// Hash of the perfect subtree at `level`, `index` of a tenant's tree.
-pub(crate) fn subtree_hash(conn: &Connection, tenant_no: i64, level: u32, index: u64) -> StoreResult<Hash> {
-    if level >= 40 {
-        return Err(StoreError::Corrupt(format!("subtree level {level} is out of range")));
-    }
-    let base = level - level % NODE_LEVEL_STEP;
-    let width = 1u64 << (level - base);
-    let first = index
-        .checked_mul(width)
-        .ok_or_else(|| StoreError::Corrupt(format!("subtree index {index} is out of range")))?;
-    let mut hashes = if base == 0 {
-        read_leaf_hashes(conn, tenant_no, first, width)?
-    } else {
-        read_nodes(conn, tenant_no, base, first, width)?
-    };
-    if hashes.len() as u64 != width {
-        return Err(StoreError::Corrupt(format!(
-            "missing merkle hashes for subtree level {level} index {index} of tenant {tenant_no}"
-        )));
-    }
-    while hashes.len() > 1 {
-        hashes = hashes.chunks(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
-    }
-    Ok(hashes[0])
+/// Stored entries (leaf hashes, or nodes of one stored level) folded into one requested subtree:
+/// below the next stored level, at most 2^(STEP-1) of them.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    /// The stored level the subtree is folded from (0: leaf hashes in `records`).
+    base: u32,
+    /// Its first entry at that level, and how many.
+    first: u64,
+    width: u64,
 }
 
-fn read_leaf_hashes(conn: &Connection, tenant_no: i64, first: u64, count: u64) -> StoreResult<Vec<Hash>> {
+impl Span {
+    fn of(tenant_no: i64, level: u32, index: u64) -> StoreResult<Span> {
+        if level >= 40 {
+            return Err(StoreError::Corrupt(format!("subtree level {level} is out of range")));
+        }
+        let base = level - level % NODE_LEVEL_STEP;
+        let width = 1u64 << (level - base);
+        let first = index.checked_mul(width).filter(|first| first.saturating_add(width) <= MAX_SEQ + 1).ok_or_else(|| {
+            StoreError::Corrupt(format!("subtree index {index} of tenant {tenant_no} is out of range"))
+        })?;
+        Ok(Span { base, first, width })
+    }
+
+    /// The aligned block of 2^STEP entries it lies in: the entries one stored node covers, and
+    /// what one read fetches for every requested subtree inside it.
+    fn block(&self) -> (u32, u64) {
+        (self.base, self.first >> NODE_LEVEL_STEP)
+    }
+}
+
+/// Hashes of the perfect subtrees `(level, index)` of a tenant's tree, in the order asked.
+///
+/// Subtrees folded from the same aligned block of 2^STEP stored entries share one range read: an
+/// inclusion proof asks for a sibling at every level, i.e. for four subtrees of the same block
+/// at each stored level, which is one read per stored level instead of four (and, for the leaf
+/// hashes spread over fat `records` rows, the same few pages once).
+pub(crate) fn subtree_hashes(conn: &Connection, tenant_no: i64, nodes: &[(u32, u64)]) -> StoreResult<Vec<Hash>> {
+    let mut spans = Vec::with_capacity(nodes.len());
+    for &(level, index) in nodes {
+        spans.push(Span::of(tenant_no, level, index)?);
+    }
+    // Per block: the entries from the first needed to the last needed, read once.
+    let mut blocks: Vec<Block> = Vec::new();
+    for span in &spans {
+        let end = span.first + span.width;
+        match blocks.iter_mut().find(|block| block.id == span.block()) {
+            Some(block) => {
+                block.first = block.first.min(span.first);
+                block.end = block.end.max(end);
+            }
+            None => blocks.push(Block { id: span.block(), first: span.first, end, entries: Vec::new() }),
+        }
+    }
+    for block in &mut blocks {
+        block.read(conn, tenant_no)?;
+    }
+    let mut folded = Vec::with_capacity(spans.len());
+    for (span, &(level, index)) in spans.iter().zip(nodes) {
+        let entries = blocks.iter().find(|block| block.id == span.block()).and_then(|block| block.entries_of(span));
+        let Some(entries) = entries else {
+            return Err(StoreError::Corrupt(format!(
+                "missing merkle hashes for subtree level {level} index {index} of tenant {tenant_no}"
+            )));
+        };
+        folded.push(fold(&entries));
+    }
+    Ok(folded)
+}
+
+/// One aligned block of stored entries and the part of it read.
+struct Block {
+    /// `(stored level, index of the block)`, as [`Span::block`].
+    id: (u32, u64),
+    /// The entries `first..end` at that level; `entries[i]` is entry `first + i`, if stored.
+    first: u64,
+    end: u64,
+    entries: Vec<Option<Hash>>,
+}
+
+impl Block {
+    fn read(&mut self, conn: &Connection, tenant_no: i64) -> StoreResult<()> {
+        self.entries = vec![None; (self.end - self.first) as usize];
+        let rows = if self.id.0 == 0 {
+            read_leaf_hashes(conn, tenant_no, self.first, self.end)?
+        } else {
+            read_nodes(conn, tenant_no, self.id.0, self.first, self.end)?
+        };
+        for (at, hash) in rows {
+            if let Some(slot) = at.checked_sub(self.first).and_then(|i| self.entries.get_mut(i as usize)) {
+                *slot = Some(hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of a span inside this block, if all are stored.
+    fn entries_of(&self, span: &Span) -> Option<Vec<Hash>> {
+        let offset = usize::try_from(span.first.checked_sub(self.first)?).ok()?;
+        self.entries.get(offset..offset + span.width as usize)?.iter().copied().collect()
+    }
+}
+
+/// The root of a perfect subtree from its 2^k entries at one level.
+fn fold(entries: &[Hash]) -> Hash {
+    debug_assert!(entries.len().is_power_of_two());
+    let mut level = entries.to_vec();
+    while level.len() > 1 {
+        level = level.chunks(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+    }
+    level[0]
+}
+
+/// `(seq, leaf hash)` of the records with seqs `first..end` that exist, in seq order.
+fn read_leaf_hashes(conn: &Connection, tenant_no: i64, first: u64, end: u64) -> StoreResult<Vec<(u64, Hash)>> {
     let mut stmt = conn
-        .prepare_cached("SELECT leaf_hash FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key")
+        .prepare_cached("SELECT key, leaf_hash FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key")
         .map_err(sql_error)?;
-    let lo = record_key(tenant_no, first);
-    let rows = stmt.query_map(params![lo, lo + count as i64 - 1], |row| row.get::<_, Vec<u8>>(0)).map_err(sql_error)?;
+    let rows = stmt
+        .query_map(params![record_key(tenant_no, first), record_key(tenant_no, end - 1)], |row| {
+            Ok((key_seq(row.get(0)?), row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(sql_error)?;
     collect_hashes(rows)
 }
 
-fn read_nodes(conn: &Connection, tenant_no: i64, level: u32, first: u64, count: u64) -> StoreResult<Vec<Hash>> {
+/// `(index, hash)` of the stored nodes `first..end` of one level that exist, in index order.
+fn read_nodes(conn: &Connection, tenant_no: i64, level: u32, first: u64, end: u64) -> StoreResult<Vec<(u64, Hash)>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT hash FROM merkle_nodes WHERE tenant_no = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx",
+            "SELECT idx, hash FROM merkle_nodes WHERE tenant_no = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx",
         )
         .map_err(sql_error)?;
     let rows = stmt
-        .query_map(params![tenant_no, level, first as i64, (first + count - 1) as i64], |row| row.get::<_, Vec<u8>>(0))
+        .query_map(params![tenant_no, level, first as i64, (end - 1) as i64], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+        })
         .map_err(sql_error)?;
     collect_hashes(rows)
 }
 
-fn collect_hashes(rows: impl Iterator<Item = rusqlite::Result<Vec<u8>>>) -> StoreResult<Vec<Hash>> {
+fn collect_hashes(rows: impl Iterator<Item = rusqlite::Result<(u64, Vec<u8>)>>) -> StoreResult<Vec<(u64, Hash)>> {
     let mut hashes = Vec::new();
     for row in rows {
-        hashes.push(to_hash(&row.map_err(sql_error)?)?);
+        let (at, bytes) = row.map_err(sql_error)?;
+        hashes.push((at, to_hash(&bytes)?));
     }
     Ok(hashes)
 }
@@ -77,7 +173,7 @@ pub(crate) fn tree_size(conn: &Connection, tenant_no: i64) -> StoreResult<u64> {
     let max: Option<i64> = conn
         .query_row(
             "SELECT max(key) FROM records WHERE key BETWEEN ?1 AND ?2",
-            params![record_key(tenant_no, 0), record_key(tenant_no, crate::schema::MAX_SEQ)],
+            params![record_key(tenant_no, 0), record_key(tenant_no, MAX_SEQ)],
             |row| row.get(0),
         )
         .optional()
@@ -88,18 +184,6 @@ pub(crate) fn tree_size(conn: &Connection, tenant_no: i64) -> StoreResult<u64> {
 
 /// The tenant's frontier (compact range) at `size`, rebuilt from stored hashes.
 pub(crate) fn load_frontier(conn: &Connection, tenant_no: i64, size: u64) -> StoreResult<Frontier> {
-    Frontier::from_source(size, &StoredTree { conn, tenant_no })
-}
-
-/// A tenant's stored tree as the ledger crate's [`NodeSource`].
-struct StoredTree<'a> {
-    conn: &'a Connection,
-    tenant_no: i64,
-}
-
-impl NodeSource for StoredTree<'_> {
-    type Error = StoreError;
-    fn perfect_subtree(&self, level: u32, index: u64) -> StoreResult<Hash> {
-        subtree_hash(self.conn, self.tenant_no, level, index)
-    }
+    let hashes = subtree_hashes(conn, tenant_no, &subtrees_for_size(size))?;
+    Frontier::from_subtrees(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

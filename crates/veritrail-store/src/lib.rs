@@ -247,6 +247,12 @@ pub trait Store: Send + Sync + 'static {
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>>;
     /// The tenant's current tree size and root.
     fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>>;
+    /// The tenant's current tree size (its next `seq`), for callers that need no root: backends
+    /// whose root costs reads answer it more cheaply.
+    fn tree_size(&self, tenant: &str) -> BoxFuture<'_, StoreResult<u64>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move { Ok(self.tree_head(&tenant).await?.size) })
+    }
     /// Hashes of perfect subtrees, each `(level, index)` covering leaves
     /// `[index * 2^level, (index + 1) * 2^level)`, read in one consistent snapshot. Fails with
     /// [`StoreError::Corrupt`] if a requested subtree is not complete.
@@ -296,6 +302,9 @@ pub trait Store: Send + Sync + 'static {
     /// master-key rotation); returns how many were re-wrapped. Sealed records are untouched.
     fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>>;
 
+    /// The master keys and data-key cache: installation secrets (signing keys, the API-key
+    /// pepper) are sealed with [`privacy::Privacy::seal_secret`] before they are stored.
+    fn privacy(&self) -> &privacy::Privacy;
     /// Encrypts a tenant's server-side text at rest (alert details, webhook payloads and
     /// secrets kept by the [`AlertStore`]) under a key of the tenant's, bound to `context`
     /// ([`privacy::Privacy::seal_tenant_text`]).

@@ -223,6 +223,71 @@ impl Privacy {
         Ok(())
     }
 
+    /// Seals an installation secret (a checkpoint signing key, the API-key pepper) under the
+    /// master key, bound to `context`: `"vtk1:" + base64(sealed)`.
+    pub fn seal_secret(&self, context: &str, secret: &[u8]) -> StoreResult<String> {
+        let sealed = self.keys.seal(secret, context.as_bytes()).map_err(crypto)?;
+        Ok(format!("{SEALED_SECRET_PREFIX}{}", BASE64.encode(sealed)))
+    }
+
+    /// Opens [`Privacy::seal_secret`]'s output; `None` for text that is not a sealed secret
+    /// (stored before secrets were sealed).
+    pub fn open_secret(&self, context: &str, text: &str) -> StoreResult<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        let Some(encoded) = text.strip_prefix(SEALED_SECRET_PREFIX) else { return Ok(None) };
+        let sealed =
+            BASE64.decode(encoded).map_err(|_| StoreError::Corrupt(format!("sealed {context} is not base64")))?;
+        self.keys.open(&sealed, context.as_bytes()).map(Some).map_err(|e| {
+            StoreError::Corrupt(format!("cannot open {context} (is the right master key configured?): {e}"))
+        })
+    }
+
+    /// True when `text` is a secret sealed under the current master key (otherwise: re-seal it).
+    pub fn secret_is_current(&self, text: &str) -> bool {
+        text.strip_prefix(SEALED_SECRET_PREFIX)
+            .and_then(|encoded| BASE64.decode(encoded).ok())
+            .is_some_and(|sealed| self.keys.is_current(&sealed))
+    }
+
+    /// A setting's value with every secret in it sealed under the current master key (the
+    /// value itself, or JSON strings inside it, sealed by [`Privacy::seal_secret`] with the
+    /// setting's name as context); `None` when nothing needed re-sealing. For master-key rotation.
+    pub fn reseal_setting(&self, name: &str, value: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let Ok(text) = std::str::from_utf8(value) else { return Ok(None) };
+        if text.starts_with(SEALED_SECRET_PREFIX) {
+            return self.reseal_text(name, text).map(|t| t.map(String::into_bytes));
+        }
+        let Ok(mut json) = serde_json::from_str::<serde_json::Value>(text) else { return Ok(None) };
+        let mut changed = false;
+        let mut pending = vec![&mut json];
+        while let Some(value) = pending.pop() {
+            match value {
+                serde_json::Value::String(text) => {
+                    if let Some(resealed) = self.reseal_text(name, text)? {
+                        *text = resealed;
+                        changed = true;
+                    }
+                }
+                serde_json::Value::Array(items) => pending.extend(items.iter_mut()),
+                serde_json::Value::Object(members) => pending.extend(members.values_mut()),
+                _ => {}
+            }
+        }
+        match changed {
+            true => serde_json::to_vec(&json).map(Some).map_err(|e| StoreError::Backend(e.to_string())),
+            false => Ok(None),
+        }
+    }
+
+    fn reseal_text(&self, context: &str, text: &str) -> StoreResult<Option<String>> {
+        if !text.starts_with(SEALED_SECRET_PREFIX) || self.secret_is_current(text) {
+            return Ok(None);
+        }
+        match self.open_secret(context, text)? {
+            Some(clear) => self.seal_secret(context, &clear).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Encrypts a tenant's own server-side text at rest (alert details, webhook payloads and
     /// secrets) under a key derived from the tenant's blind-index key, bound to `context`:
     /// `"vt1:" + base64(nonce || ciphertext || tag)`.
@@ -484,6 +549,9 @@ fn open_parts(
     (!personal.is_empty()).then_some(personal)
 }
 
+/// Prefix of secrets sealed by [`Privacy::seal_secret`].
+pub const SEALED_SECRET_PREFIX: &str = "vtk1:";
+
 /// Prefix of text sealed by [`Privacy::seal_tenant_text`].
 pub const SEALED_TEXT_PREFIX: &str = "vt1:";
 
@@ -570,6 +638,34 @@ mod tests {
         // New data about bob gets a new key.
         let fresh = privacy.seal("t1", &[prepared]).unwrap();
         assert_eq!(fresh.new_keys.iter().map(|k| k.subject.as_str()).collect::<Vec<_>>(), ["bob"]);
+    }
+
+    #[test]
+    fn installation_secrets_are_sealed_and_resealed_after_rotation() {
+        let old = privacy();
+        let pepper = old.seal_secret("auth.pepper", &[5; 32]).unwrap();
+        assert!(pepper.starts_with(SEALED_SECRET_PREFIX) && old.secret_is_current(&pepper));
+        assert_eq!(&old.open_secret("auth.pepper", &pepper).unwrap().unwrap()[..], &[5; 32]);
+        assert!(old.open_secret("ledger.signing_keys", &pepper).is_err(), "bound to its setting");
+        assert!(old.open_secret("auth.pepper", "clear text").unwrap().is_none());
+        let seeds = serde_json::json!([{"verifier_key": "k", "seed": old.seal_secret("ledger.signing_keys", b"seed").unwrap()}]);
+
+        let rotated = Privacy::new(MasterKeys::with_previous(
+            MasterKey::from_bytes([4; 32]),
+            vec![MasterKey::from_bytes([3; 32])],
+        ));
+        let new_pepper = rotated.reseal_setting("auth.pepper", pepper.as_bytes()).unwrap().unwrap();
+        let new_pepper = String::from_utf8(new_pepper).unwrap();
+        assert!(rotated.secret_is_current(&new_pepper));
+        let new_seeds = rotated.reseal_setting("ledger.signing_keys", seeds.to_string().as_bytes()).unwrap().unwrap();
+        let new_seeds: serde_json::Value = serde_json::from_slice(&new_seeds).unwrap();
+        assert_eq!(new_seeds[0]["verifier_key"], "k");
+        let only_new = Privacy::new(MasterKeys::new(MasterKey::from_bytes([4; 32])));
+        assert_eq!(&only_new.open_secret("auth.pepper", &new_pepper).unwrap().unwrap()[..], &[5; 32]);
+        let seed = new_seeds[0]["seed"].as_str().unwrap();
+        assert_eq!(&only_new.open_secret("ledger.signing_keys", seed).unwrap().unwrap()[..], b"seed");
+        assert!(rotated.reseal_setting("other", b"\x00\x01 not json").unwrap().is_none());
+        assert!(rotated.reseal_setting("auth.pepper", new_pepper.as_bytes()).unwrap().is_none(), "already current");
     }
 
     #[test]

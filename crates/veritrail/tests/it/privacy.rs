@@ -346,6 +346,19 @@ fn master_key_rotation_rewraps_keys_and_changes_no_record() {
     assert!(rotate.status.success(), "{rotate:?}");
     let new_key = std::fs::read_to_string(data.join("master.key")).unwrap();
     assert_ne!(old_key, new_key);
+    // Installation secrets are sealed too: the pepper, and every signing-key seed (the verifier
+    // keys beside them stay readable for `verify --data-dir`).
+    let ledger = rusqlite::Connection::open(data.join("ledger.sqlite")).unwrap();
+    let setting = |name: &str| -> String {
+        let value: Vec<u8> =
+            ledger.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| r.get(0)).unwrap();
+        String::from_utf8(value).unwrap()
+    };
+    assert!(setting("auth.pepper").starts_with("vtk1:"));
+    let keys: Value = serde_json::from_str(&setting("ledger.signing_keys")).unwrap();
+    assert!(keys[0]["seed"].as_str().unwrap().starts_with("vtk1:"), "{keys}");
+    assert!(keys[0]["verifier_key"].as_str().unwrap().starts_with("veritrail.local+"));
+    drop(ledger);
     assert!(!data.join("master.key.previous").exists());
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("master.key")).unwrap().permissions());
