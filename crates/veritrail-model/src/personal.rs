@@ -107,14 +107,18 @@ impl PersonalData {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            write_json(&mut out, &Value::String(path.clone()));
+            write_json(&mut out, path);
             out.extend_from_slice(b":{\"salt\":\"");
-            out.extend_from_slice(BASE64.encode(field.salt).as_bytes());
+            let start = out.len();
+            out.resize(start + 44, 0);
+            let written = BASE64.encode_slice(field.salt, &mut out[start..]).unwrap_or(0);
+            out.truncate(start + written);
             out.extend_from_slice(b"\",\"value\":");
             write_json(&mut out, &field.value);
             out.push(b'}');
         }
-        out.extend_from_slice(format!("}},\"v\":{PERSONAL_DATA_VERSION}}}").as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = std::io::Write::write_fmt(&mut out, format_args!("}},\"v\":{PERSONAL_DATA_VERSION}}}"));
         out
     }
 
@@ -171,7 +175,7 @@ fn malformed(message: String) -> OpenError {
 }
 
 /// Appends compact JSON; serialising a `Value` into a `Vec` cannot fail.
-fn write_json(out: &mut Vec<u8>, value: &Value) {
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
     if serde_json::to_writer(&mut *out, value).is_err() {
         debug_assert!(false, "serialising a json value into memory failed");
     }

@@ -69,7 +69,8 @@ pub struct SealedBatch {
 
 #[derive(Default)]
 struct Cache {
-    subjects: HashMap<(String, String), (u64, DataKey)>,
+    /// tenant → subject → the key that seals the subject's new data.
+    subjects: HashMap<String, HashMap<String, (u64, DataKey)>>,
     by_id: HashMap<u64, DataKey>,
     blind: HashMap<String, BlindKey>,
 }
@@ -138,17 +139,17 @@ impl Privacy {
     /// [`Privacy::remember`] before [`Privacy::seal`], or new keys get created.
     pub fn missing_subjects(&self, tenant: &str, events: &[PreparedEvent]) -> Vec<String> {
         let cache = self.read();
+        let known = cache.subjects.get(tenant);
         let mut missing: Vec<String> = Vec::new();
-        let mut probe = (tenant.to_string(), String::new());
         for event in events.iter().filter(|e| !e.personal.is_empty()) {
             let owners = event.personal.owners(event.data_subject.is_some());
             for (owner, present) in [OWNER_ACTOR, OWNER_SUBJECT].into_iter().zip(owners) {
-                if !present {
-                    continue;
-                }
-                owner_subject(event, owner).clone_into(&mut probe.1);
-                if !cache.subjects.contains_key(&probe) && !missing.contains(&probe.1) {
-                    missing.push(probe.1.clone());
+                let subject = owner_subject(event, owner);
+                if present
+                    && !known.is_some_and(|known| known.contains_key(subject))
+                    && !missing.iter().any(|m| m == subject)
+                {
+                    missing.push(subject.to_string());
                 }
             }
         }
@@ -167,10 +168,11 @@ impl Privacy {
             cache.by_id.clear();
         }
         for (row, key) in unwrapped {
-            cache
-                .subjects
-                .entry((tenant.to_string(), row.subject.clone()))
-                .or_insert_with(|| (row.key_id, key.clone()));
+            let subjects = match cache.subjects.get_mut(tenant) {
+                Some(subjects) => subjects,
+                None => cache.subjects.entry(tenant.to_string()).or_default(),
+            };
+            subjects.entry(row.subject.clone()).or_insert_with(|| (row.key_id, key.clone()));
             cache.by_id.insert(row.key_id, key);
         }
         Ok(())
@@ -189,7 +191,9 @@ impl Privacy {
     /// Forgets a subject's keys (after erasure destroyed them).
     pub fn forget(&self, tenant: &str, subject: &str, key_ids: &[u64]) {
         let mut cache = self.write();
-        cache.subjects.remove(&(tenant.to_string(), subject.to_string()));
+        if let Some(subjects) = cache.subjects.get_mut(tenant) {
+            subjects.remove(subject);
+        }
         for id in key_ids {
             cache.by_id.remove(id);
         }
@@ -198,7 +202,9 @@ impl Privacy {
     /// Forgets keys by id (found destroyed by another node's erasure).
     pub fn forget_keys(&self, tenant: &str, key_ids: &[u64]) {
         let mut cache = self.write();
-        cache.subjects.retain(|(t, _), (id, _)| t != tenant || !key_ids.contains(id));
+        if let Some(subjects) = cache.subjects.get_mut(tenant) {
+            subjects.retain(|_, (id, _)| !key_ids.contains(id));
+        }
         for id in key_ids {
             cache.by_id.remove(id);
         }
@@ -402,7 +408,7 @@ impl Privacy {
         let has_subject = owned.data_subject.is_some();
         let owners = personal.owners(has_subject);
         let mut sealed: Vec<(u8, u64, Vec<u8>)> = Vec::with_capacity(2);
-        let mut probe = (tenant.to_string(), String::new());
+        let known = cache.subjects.get(tenant);
         for ((owner, model_owner), present) in
             [(OWNER_ACTOR, Owner::Actor), (OWNER_SUBJECT, Owner::Subject)].into_iter().zip(owners)
         {
@@ -413,8 +419,7 @@ impl Privacy {
                 (OWNER_SUBJECT, Some(subject)) => subject,
                 _ => owned.actor_id,
             };
-            subject.clone_into(&mut probe.1);
-            let (key_id, key) = match cache.subjects.get(&probe) {
+            let (key_id, key) = match known.and_then(|known| known.get(subject)) {
                 Some((id, key)) => {
                     if !batch.used_keys.contains(id) {
                         batch.used_keys.push(*id);
