@@ -412,7 +412,7 @@ fn mint_key(runtime: &tokio::runtime::Runtime, store: &SqliteStore, tenant: &str
         tenant: tenant.to_string(),
         name: "bench".into(),
         secret_hash: minted.secret_hash,
-        scopes: vec![veritrail_server::auth::Scope::Admin.name().to_string()],
+        scopes: vec!["admin".to_string()],
         created_at: jiff::Timestamp::now(),
         expires_at: None,
         revoked_at: None,

@@ -30,6 +30,19 @@ pub async fn record(
     metadata: Value,
     request: &RequestContext,
 ) -> Result<u64, ApiError> {
+    record_outcome(state, tenant, action, actor, metadata, request, "success").await
+}
+
+/// [`record`] with another outcome (`failure`, `denied`).
+pub async fn record_outcome(
+    state: &AppState,
+    tenant: &str,
+    action: &str,
+    actor: Value,
+    metadata: Value,
+    request: &RequestContext,
+    outcome: &str,
+) -> Result<u64, ApiError> {
     let mut context = json!({"channel": "api", "endpoint": request.endpoint});
     if let Some(ip) = &request.ip {
         context["ip"] = json!(ip);
@@ -40,7 +53,7 @@ pub async fn record(
     let event = json!({
         "action": action,
         "actor": actor,
-        "outcome": "success",
+        "outcome": outcome,
         "context": context,
         "metadata": metadata,
     });

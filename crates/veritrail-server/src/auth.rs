@@ -11,41 +11,17 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::error::{ApiError, Code};
+use crate::error::{ApiError, Code, Denied};
 use crate::ids;
 
-/// A scope an API key may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Ingest events.
-    EventsWrite,
-    /// Query, read and export events.
-    EventsRead,
-    /// See personal fields (names, e-mails, IPs, sensitive changes) unmasked; every such read of
-    /// sensitive events is itself recorded (`data.sensitive.accessed`).
-    PiiRead,
-    /// Everything in the tenant, key management and data-subject requests included.
-    Admin,
-}
+pub use veritrail_access::Permission;
+use veritrail_access::PermissionSet;
 
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::EventsWrite, Scope::EventsRead, Scope::PiiRead, Scope::Admin];
-
-    /// Wire name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::EventsWrite => "events:write",
-            Scope::EventsRead => "events:read",
-            Scope::PiiRead => "pii:read",
-            Scope::Admin => "admin",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(text: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.name() == text)
-    }
+/// The scopes an API key may be created with: the legacy `events:write`, `events:read`,
+/// `admin`, or any permission name (`pii:read`, `rules:manage`, ...); see
+/// `veritrail_access::scope_permissions` for what each grants.
+pub fn valid_scope(scope: &str) -> bool {
+    veritrail_access::scope_permissions(scope).is_ok()
 }
 
 /// Who is calling.
@@ -66,22 +42,38 @@ pub struct KeyPrincipal {
     pub key_id: String,
     /// Key label.
     pub name: String,
-    /// Granted scopes.
-    pub scopes: Vec<Scope>,
+    /// What the key's scopes grant.
+    pub permissions: PermissionSet,
 }
 
 impl KeyPrincipal {
-    /// True when the key has `scope` (or `admin`).
-    pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    /// True when the key has `permission`.
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.allows(permission)
     }
 
-    /// Fails with 403 unless the key has `scope` (or `admin`).
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.has(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::new(Code::Forbidden, format!("this api key lacks the {} scope", scope.name())))
+    /// Fails with 403 unless the key has `permission`; the refusal is recorded in the tenant's
+    /// ledger as `permission.denied` before the answer leaves (see `routes::record_denials`).
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.has(permission) {
+            return Ok(());
+        }
+        let mut error =
+            ApiError::new(Code::Forbidden, format!("this credential lacks the {} permission", permission.name()));
+        error.denied = Some(Box::new(Denied {
+            tenant: self.tenant.clone(),
+            actor: self.actor_json(),
+            permission: permission.name(),
+        }));
+        Err(error)
+    }
+
+    /// Fails with 403 unless the key has at least one of `permissions` (e.g. `events:read` or
+    /// `events:read:own`).
+    pub fn require_any(&self, permissions: &[Permission]) -> Result<(), ApiError> {
+        match permissions.iter().find(|p| self.has(**p)) {
+            Some(_) => Ok(()),
+            None => self.require(permissions[0]),
         }
     }
 
@@ -164,8 +156,18 @@ impl FromRequestParts<AppState> for Principal {
             if key.revoked_at.is_some() || key.expires_at.is_some_and(|at| at <= now) {
                 return Err(invalid());
             }
-            let scopes = key.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
-            return Ok(Principal::Key(KeyPrincipal { tenant: key.tenant, key_id: key.id, name: key.name, scopes }));
+            if let Err(retry) = state.key_rate_limit.check(&key.id, std::time::Instant::now()) {
+                let mut error = ApiError::new(Code::RateLimited, "this api key exceeded its request rate; slow down");
+                error.retry_after = Some(retry.retry_after_secs().max(1).try_into().unwrap_or(u32::MAX));
+                return Err(error);
+            }
+            let permissions = veritrail_access::scopes_permissions(key.scopes.iter().map(String::as_str));
+            return Ok(Principal::Key(KeyPrincipal {
+                tenant: key.tenant,
+                key_id: key.id,
+                name: key.name,
+                permissions,
+            }));
         }
         let presented = hash_secret(&state.pepper, token);
         if bool::from(presented.ct_eq(&state.bootstrap_hash)) {

@@ -56,7 +56,7 @@ codes! {
     InvalidQuery => "invalid_query", BAD_REQUEST, "A query parameter is unknown, repeated or invalid.";
     InvalidRequest => "invalid_request", BAD_REQUEST, "The request is malformed in another way (path, body shape).";
     Unauthorized => "unauthorized", UNAUTHORIZED, "No valid credential was presented.";
-    Forbidden => "forbidden", FORBIDDEN, "The credential lacks the scope this request needs.";
+    Forbidden => "forbidden", FORBIDDEN, "The credential lacks the permission this request needs (recorded as permission.denied).";
     NotFound => "not_found", NOT_FOUND, "No such resource for this tenant.";
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "The path exists but not with this method.";
     Conflict => "conflict", CONFLICT, "The resource exists already.";
@@ -64,6 +64,7 @@ codes! {
     LegalHold => "legal_hold", CONFLICT, "A legal hold on the data subject blocks erasure; release the hold first.";
     InvalidState => "invalid_state", CONFLICT, "The resource's current state does not allow this change (e.g. acknowledging a resolved alert).";
     UrlNotAllowed => "url_not_allowed", BAD_REQUEST, "A webhook URL is refused: not http://, malformed, or aimed at a loopback, private, link-local or cloud-metadata address (allowed only by configuration).";
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS, "This API key sent more requests than its rate limit allows; retry after the given delay.";
     Overloaded => "overloaded", SERVICE_UNAVAILABLE, "The ingest queue is full; retry after the given delay.";
     Unavailable => "unavailable", SERVICE_UNAVAILABLE, "The server is starting, shutting down or cannot reach its storage.";
     Internal => "internal", INTERNAL_SERVER_ERROR, "An unexpected server error; nothing was changed by it.";
@@ -92,12 +93,22 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait, sent as `Retry-After`.
     pub retry_after: Option<u32>,
+    /// A refused permission, recorded as `permission.denied` before the answer leaves.
+    pub(crate) denied: Option<Box<Denied>>,
+}
+
+/// Who was refused which permission (a response extension the self-audit layer records).
+#[derive(Debug, Clone)]
+pub(crate) struct Denied {
+    pub(crate) tenant: String,
+    pub(crate) actor: serde_json::Value,
+    pub(crate) permission: &'static str,
 }
 
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), retry_after: None }
+        ApiError { code, message: message.into(), retry_after: None, denied: None }
     }
 
     /// 404 with a message naming what was not found.
@@ -112,6 +123,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.code.status(), Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(denied) = self.denied {
+            response.extensions_mut().insert(*denied);
         }
         response
     }
@@ -152,6 +166,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::TenantNotFound(_) => ApiError::new(Code::NotFound, "tenant not found"),
             StoreError::AlreadyExists(what) => ApiError::new(Code::Conflict, format!("{what} already exists")),
+            StoreError::Conflict(why) => ApiError::new(Code::Conflict, why),
             StoreError::Retry(why) => ApiError::new(Code::Unavailable, format!("please retry: {why}")),
             StoreError::Unavailable(why) => {
                 tracing::warn!(%why, "storage unavailable");

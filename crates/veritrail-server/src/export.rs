@@ -11,7 +11,7 @@ use veritrail_query::{EventQuery, Order, PageRequest, parse_params};
 
 use crate::AppState;
 use crate::audit::{self, RequestContext};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, Code};
 use crate::routes::query_pairs;
 
@@ -64,7 +64,7 @@ pub(crate) async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require_any(&[Permission::EventsExport, Permission::LedgerRead])?;
     let mut pairs = query_pairs(raw.as_deref());
     let mut format = None;
     let mut filters = Vec::new();
@@ -96,6 +96,7 @@ pub(crate) async fn export(
         }
     }
     let format = format.ok_or_else(|| ApiError::new(Code::InvalidQuery, "format is required: csv, jsonl or ledger"))?;
+    key.require(if format == Format::Ledger { Permission::LedgerRead } else { Permission::EventsExport })?;
     if format == Format::Ledger {
         if !filters.is_empty() {
             return Err(ApiError::new(
@@ -118,7 +119,7 @@ pub(crate) async fn export(
     debug_assert!(format != Format::Ledger);
     // Without pii:read personal fields are masked; with it, the unmasked export is recorded as
     // an access to sensitive data before a byte leaves.
-    let masked = !key.has(Scope::PiiRead);
+    let masked = !key.has(Permission::PiiRead);
     let personal = if masked { "masked" } else { "unmasked" };
     let metadata = json!({"format": format_name, "query": filter_map, "personal_data": personal});
     audit::record(&state, &key.tenant, "audit.exported", key.actor_json(), metadata, &request).await?;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::audit::{self, RequestContext};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, Code};
 use crate::ledger::{self, encode_hashes};
 use crate::routes::query_pairs;
@@ -54,7 +54,7 @@ pub(crate) async fn get_checkpoint(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::LedgerRead)?;
     let checkpoint = match numbers(raw.as_deref(), &["size"])?[0] {
         Some(size) => state
             .store
@@ -76,7 +76,7 @@ pub(crate) async fn get_checkpoint_timestamp(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::LedgerRead)?;
     let size = match numbers(raw.as_deref(), &["size"])?[0] {
         Some(size) => size,
         None => match state.store.latest_checkpoint(&key.tenant).await? {
@@ -96,7 +96,7 @@ pub(crate) async fn get_checkpoint_timestamp(
 
 pub(crate) async fn post_checkpoint(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsWrite)?;
+    key.require_any(&[Permission::LedgerRead, Permission::EventsWrite])?;
     let checkpoint = ledger::issue_checkpoint(&state, &key.tenant).await?;
     Ok((StatusCode::CREATED, text(checkpoint.note)).into_response())
 }
@@ -148,7 +148,7 @@ pub(crate) async fn get_records(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::LedgerRead)?;
     let values = numbers(raw.as_deref(), &["from", "limit"])?;
     let from = values[0].unwrap_or(0);
     let limit = values[1].unwrap_or(1000);
@@ -169,7 +169,7 @@ pub(crate) async fn get_inclusion(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::LedgerRead)?;
     let values = numbers(raw.as_deref(), &["seq", "tree_size"])?;
     let seq = values[0].ok_or_else(|| ApiError::new(Code::InvalidQuery, "seq is required"))?;
     let tree_size = match values[1] {
@@ -190,7 +190,7 @@ pub(crate) async fn get_consistency(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::LedgerRead)?;
     let values = numbers(raw.as_deref(), &["first", "second"])?;
     let first = values[0].ok_or_else(|| ApiError::new(Code::InvalidQuery, "first is required"))?;
     let second = match values[1] {
@@ -224,7 +224,10 @@ async fn check_size(state: &AppState, tenant: &str, size: u64) -> Result<(), Api
     }
     let current = state.store.tree_size(tenant).await?;
     if size > current {
-        return Err(ApiError::new(Code::InvalidQuery, format!("tree size {size} is larger than the ledger ({current})")));
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            format!("tree size {size} is larger than the ledger ({current})"),
+        ));
     }
     Ok(())
 }
@@ -239,7 +242,7 @@ pub(crate) async fn post_verification(
     crate::routes::Body(body): crate::routes::Body,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::LedgerRead)?;
     crate::routes::require_json(&headers)?;
     let fields = crate::routes::JsonObject::parse(&body, &["tree_size", "root", "result", "detail"])?;
     let (tree_size, root, result) = (fields.unsigned("tree_size")?, fields.string("root")?, fields.string("result")?);

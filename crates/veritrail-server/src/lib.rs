@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub tsa: Option<TsaConfig>,
     /// The rule engine and webhook delivery.
     pub alerting: AlertingConfig,
+    /// Requests per second each API key may send, sustained, and in a burst (429
+    /// `rate_limited` with `Retry-After` beyond). `None`: 2,000/s with bursts of 4,000.
+    pub key_rate_limit: Option<(f64, u32)>,
 }
 
 /// The server origin when none is configured.
@@ -81,6 +84,8 @@ pub struct AppState {
     pub(crate) witness: Option<Arc<witness::Witness>>,
     /// Each tenant's classified personal fields, cached for ingest.
     pub(crate) classification: Arc<privacy::ClassificationCache>,
+    /// Per-API-key request rate limit.
+    pub(crate) key_rate_limit: Arc<veritrail_access::RateLimiter>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -153,6 +158,9 @@ impl Server {
                 format!("origin {origin:?} must be non-empty without spaces or '+'"),
             ));
         }
+        let (per_second, burst) = config.key_rate_limit.unwrap_or((2000.0, 4000));
+        let key_rate_limit = veritrail_access::RateLimiter::new(veritrail_access::RateLimit::new(per_second, burst))
+            .map_err(|e| ApiError::new(Code::Internal, format!("invalid key rate limit: {e}")))?;
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
         let alerting = Arc::new(alerting::Alerting::new(config.alerting.clone(), &pepper));
@@ -169,6 +177,7 @@ impl Server {
             ledger: Arc::new(ledger::Ledger::new(keys, origin)),
             witness,
             classification: Arc::default(),
+            key_rate_limit: Arc::new(key_rate_limit),
         };
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));
         Ok(Server { router, new_bootstrap_token, state })

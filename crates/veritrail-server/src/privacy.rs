@@ -12,7 +12,7 @@ use veritrail_model::ERASED;
 
 use crate::AppState;
 use crate::audit::{self, RequestContext};
-use crate::auth::{KeyPrincipal, Scope};
+use crate::auth::{KeyPrincipal, Permission};
 use crate::error::ApiError;
 
 /// Query parameters whose values are personal data: recorded in self-audit events only as
@@ -142,7 +142,7 @@ pub(crate) async fn present(
     request: &RequestContext,
     views: &mut [Value],
 ) -> Result<(), ApiError> {
-    if !key.has(Scope::PiiRead) {
+    if !key.has(Permission::PiiRead) {
         views.iter_mut().for_each(mask_view);
         return Ok(());
     }

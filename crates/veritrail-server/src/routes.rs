@@ -19,7 +19,7 @@ use veritrail_store::{ApiKeyRecord, StoredEvent, Tenant};
 
 use crate::AppState;
 use crate::audit::{self, RequestContext};
-use crate::auth::{self, Principal, Scope};
+use crate::auth::{self, Permission, Principal};
 use crate::error::{ApiError, Code};
 use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts, subjects};
 
@@ -70,12 +70,36 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record_denials))
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_whole_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::new(Code::Internal, "unexpected server error").into_response()
         }))
         .with_state(state)
+}
+
+/// Records every refused permission in the tenant's ledger (`permission.denied`, outcome
+/// `denied`, PCI DSS 10.2.1.x) before the 403 leaves; when that record cannot be written the
+/// caller gets 503 rather than an unrecorded refusal.
+async fn record_denials(State(state): State<AppState>, request: Request, next: axum::middleware::Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let context = RequestContext::from_request_parts(&mut parts, &state).await.unwrap_or_default();
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let Some(denied) = response.extensions().get::<crate::error::Denied>().cloned() else {
+        return response;
+    };
+    let metadata = json!({"permission": denied.permission, "endpoint": context.endpoint});
+    let recorded =
+        audit::record_outcome(&state, &denied.tenant, "permission.denied", denied.actor, metadata, &context, "denied")
+            .await;
+    match recorded {
+        Ok(_) => response,
+        Err(error) => {
+            tracing::error!(error = %error.message, "cannot record permission.denied");
+            ApiError::new(Code::Unavailable, "the refusal could not be recorded; retry").into_response()
+        }
+    }
 }
 
 /// Reads every request body (up to the limit) before routing, so that an early refusal (bad
@@ -294,7 +318,7 @@ async fn create_tenant(
         &request,
     )
     .await?;
-    let scopes = vec![Scope::Admin.name().to_string()];
+    let scopes = vec!["admin".to_string()];
     let key = store_new_key(&state, &tenant.id, "admin", scopes.clone(), None).await?;
     audit::record(
         &state,
@@ -362,7 +386,7 @@ async fn ingest(State(state): State<AppState>, principal: Principal, request: Re
     // An authenticated caller's body is read before refusing it, so the answer is not lost to a
     // connection closed under a client still sending.
     let Body(body) = Body::from_request(request, &state).await?;
-    key.require(Scope::EventsWrite)?;
+    key.require(Permission::EventsWrite)?;
     if state.store.stats().queue_depth >= MAX_QUEUE_DEPTH {
         let mut error = ApiError::new(Code::Overloaded, "ingest queue is full; retry shortly");
         error.retry_after = Some(1);
@@ -461,7 +485,7 @@ async fn query_events(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::EventsRead)?;
     let pairs = query_pairs(raw.as_deref());
     let (query, page) = parse_params(&pairs)?;
     let result = state.store.query(&key.tenant, &query, &page).await?;
@@ -480,7 +504,7 @@ async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::EventsRead)?;
     if id.is_empty() || id.len() > 128 {
         return Err(ApiError::not_found("no event with this id"));
     }
@@ -502,7 +526,7 @@ async fn create_api_key(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::KeysManage)?;
     require_json(&headers)?;
     let fields = JsonObject::parse(&body, &["name", "scopes", "expires_at"])?;
     let (name, scopes, expires_at) =
@@ -510,16 +534,25 @@ async fn create_api_key(
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::new(Code::InvalidValue, "name must be 1 to 200 printable characters"));
     }
-    if scopes.is_empty() || scopes.len() > Scope::ALL.len() {
-        return Err(ApiError::new(Code::InvalidValue, "scopes must list at least one scope"));
+    if scopes.is_empty() || scopes.len() > veritrail_access::Permission::ALL.len() + 3 {
+        return Err(ApiError::new(Code::InvalidValue, "scopes must list 1 to 20 scopes"));
     }
     for scope in &scopes {
-        if Scope::parse(scope).is_none() {
+        if !auth::valid_scope(scope) {
             return Err(ApiError::new(
                 Code::InvalidValue,
-                format!("unknown scope {scope:?}; known: events:write, events:read, admin"),
+                format!("unknown scope {scope:?}; known: events:write, events:read, admin, or a permission name"),
             ));
         }
+    }
+    // A key never grants more than the credential creating it holds.
+    let granted = veritrail_access::scopes_permissions(scopes.iter().map(String::as_str));
+    if !key.permissions.contains_all(granted) {
+        let missing: Vec<&str> = granted.iter().filter(|p| !key.has(*p)).map(|p| p.name()).collect();
+        return Err(ApiError::new(
+            Code::Forbidden,
+            format!("a key cannot grant permissions its creator lacks: {}", missing.join(", ")),
+        ));
     }
     let expires_at = match expires_at {
         Some(text) => Some(
@@ -539,7 +572,7 @@ async fn create_api_key(
 
 async fn list_api_keys(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::KeysManage)?;
     let keys = state.store.api_keys(&key.tenant).await?;
     let keys: Vec<Value> = keys
         .into_iter()
@@ -562,7 +595,7 @@ async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::KeysManage)?;
     if !state.store.revoke_api_key(&key.tenant, &id, Timestamp::now()).await? {
         return Err(ApiError::not_found("no api key with this id"));
     }

@@ -19,7 +19,7 @@ use veritrail_store::{
 use crate::AppState;
 use crate::alerting::{self, RuleChange, RuleChanged};
 use crate::audit::{self, RequestContext};
-use crate::auth::{KeyPrincipal, Principal, Scope};
+use crate::auth::{KeyPrincipal, Permission, Principal};
 use crate::error::{ApiError, Code};
 use crate::ids;
 use crate::routes::{Body, JsonObject, query_pairs, require_json};
@@ -129,7 +129,7 @@ pub(crate) async fn list_alerts(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::AlertsRead)?;
     let params = params(raw.as_deref(), &["status", "severity", "rule", "since", "until", "limit", "cursor"])?;
     let filter = AlertFilter {
         statuses: list_param(&params, "status", AlertStatus::parse, "open, acknowledged, resolved")?,
@@ -168,7 +168,7 @@ pub(crate) async fn get_alert(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::AlertsRead)?;
     let alert = find_alert(&state, &key.tenant, &id).await?;
     let mut body = alerting::alert_json(&alert);
     if let Some(rule) = state.alerts.rule_version(&key.tenant, &alert.rule_id, alert.rule_version).await? {
@@ -212,7 +212,7 @@ async fn change_status(
     to: AlertStatus,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::AlertsManage)?;
     require_json(&headers)?;
     let note = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -319,7 +319,7 @@ fn rule_id(id: &str) -> Result<RuleId, ApiError> {
 
 pub(crate) async fn list_rules(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::RulesRead)?;
     let rules = state.alerts.rules(&key.tenant).await?;
     let rules: Vec<Value> = rules.iter().map(stored_rule_json).collect::<Result<_, _>>()?;
     Ok(Json(json!({"rules": rules})))
@@ -331,7 +331,7 @@ pub(crate) async fn get_rule(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::RulesRead)?;
     let id = rule_id(&id)?;
     let stored = state.alerts.rule(&key.tenant, id.as_str()).await?.ok_or_else(alerting::no_such_rule)?;
     Ok(Json(stored_rule_json(&stored)?))
@@ -364,7 +364,7 @@ pub(crate) async fn create_rule(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::RulesManage)?;
     require_json(&headers)?;
     let spec = parse_spec(&json_body(&body, MAX_RULE_BYTES)?)?;
     let changed = state.alerting.change_rules(&state, &key.tenant, RuleChange::Create(spec)).await?;
@@ -381,7 +381,7 @@ pub(crate) async fn update_rule(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::RulesManage)?;
     require_json(&headers)?;
     let id = rule_id(&id)?;
     let mut value = json_body(&body, MAX_RULE_BYTES)?;
@@ -407,7 +407,7 @@ pub(crate) async fn delete_rule(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::RulesManage)?;
     let id = rule_id(&id)?;
     let changed = state.alerting.change_rules(&state, &key.tenant, RuleChange::Delete(id)).await?;
     record_rule_change(&state, key, &request, "audit.rule.deleted", &changed).await?;
@@ -423,7 +423,7 @@ pub(crate) async fn dry_run_draft(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::RulesManage)?;
     require_json(&headers)?;
     let value = json_body(&body, MAX_RULE_BYTES)?;
     let options = DryRunOptions::parse(&value, &["rule", "since", "max_events", "max_firings"])?;
@@ -452,7 +452,7 @@ pub(crate) async fn dry_run_rule(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::RulesManage)?;
     require_json(&headers)?;
     let id = rule_id(&id)?;
     let value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { json_body(&body, MAX_RULE_BYTES)? };
@@ -555,7 +555,7 @@ pub(crate) async fn create_webhook(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::StreamsManage)?;
     require_json(&headers)?;
     let fields = JsonObject::parse(&body, &["url", "events"])?;
     let url = fields.string("url")?;
@@ -606,7 +606,7 @@ pub(crate) async fn list_webhooks(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::StreamsManage)?;
     let endpoints = state.alerts.webhooks(&key.tenant).await?;
     Ok(Json(json!({"webhooks": endpoints.iter().map(webhook_json).collect::<Vec<_>>()})))
 }
@@ -624,7 +624,7 @@ pub(crate) async fn get_webhook(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::StreamsManage)?;
     Ok(Json(webhook_json(&find_webhook(&state, &key.tenant, &id).await?)))
 }
 
@@ -635,7 +635,7 @@ pub(crate) async fn delete_webhook(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::StreamsManage)?;
     let endpoint = find_webhook(&state, &key.tenant, &id).await?;
     if !state.alerts.delete_webhook(&key.tenant, &id).await? {
         return Err(ApiError::not_found("no webhook with this id"));
@@ -671,7 +671,7 @@ pub(crate) async fn list_deliveries(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::StreamsManage)?;
     let params = params(raw.as_deref(), &["status", "limit", "cursor"])?;
     let status = match param(&params, "status") {
         None => None,
@@ -701,7 +701,7 @@ pub(crate) async fn redeliver(
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::StreamsManage)?;
     find_webhook(&state, &key.tenant, &id).await?;
     let missing = || ApiError::not_found("no delivery with this id for this webhook");
     if !plausible_id(&delivery_id) {

@@ -13,7 +13,7 @@ use veritrail_query::{Order, PageRequest, parse_params};
 
 use crate::AppState;
 use crate::audit::{self, RequestContext};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, Code};
 use crate::routes::{Body, JsonObject, event_json, require_json};
 
@@ -100,7 +100,7 @@ pub(crate) async fn erase(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     validate_subject(&subject)?;
     require_json(&headers)?;
     let reason = match body.is_empty() {
@@ -247,7 +247,7 @@ pub(crate) async fn export(
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     validate_subject(&subject)?;
     let settings = json_setting(&state, &setting_name("settings", &key.tenant, None)).await?;
     let include_accessors = settings["dsar_include_accessors"] == json!(true);
@@ -370,7 +370,7 @@ pub(crate) async fn consents(
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::EventsRead)?;
+    key.require(Permission::EventsRead)?;
     validate_subject(&subject)?;
     let mut events: Vec<(u64, Value)> = Vec::new();
     for filter in ["data_subject", "actor_id"] {
@@ -416,7 +416,7 @@ pub(crate) async fn place_hold(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     validate_subject(&subject)?;
     require_json(&headers)?;
     let reason = JsonObject::parse(&body, &["reason"])?.string("reason")?;
@@ -443,7 +443,7 @@ pub(crate) async fn release_hold(
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     validate_subject(&subject)?;
     if legal_hold(&state, &key.tenant, &subject).await?.is_none() {
         return Err(ApiError::not_found("no legal hold on this subject"));
@@ -458,7 +458,7 @@ pub(crate) async fn release_hold(
 /// `GET /v1/privacy/settings`.
 pub(crate) async fn get_settings(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     let settings = json_setting(&state, &setting_name("settings", &key.tenant, None)).await?;
     Ok(Json(json!({
         "dsar_include_accessors": settings["dsar_include_accessors"] == json!(true),
@@ -477,7 +477,7 @@ pub(crate) async fn put_settings(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     require_json(&headers)?;
     let fields = JsonObject::parse(&body, &["dsar_include_accessors", "justification"])?;
     let include = match fields.present("dsar_include_accessors") {
@@ -508,7 +508,7 @@ pub(crate) async fn get_classification(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     let stored = json_setting(&state, &crate::privacy::classification_setting(&key.tenant)).await?;
     Ok(Json(json!({"fields": stored.get("fields").cloned().unwrap_or_else(|| json!({}))})))
 }
@@ -524,7 +524,7 @@ pub(crate) async fn put_classification(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Scope::Admin)?;
+    key.require(Permission::SubjectsManage)?;
     require_json(&headers)?;
     let fields = JsonObject::parse(&body, &["fields"])?;
     let Some(Value::Object(map)) = fields.present("fields") else {

@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod alerts;
 mod migrate;
 mod reader;
@@ -45,6 +46,7 @@ use veritrail_store::{
     StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
+pub use crate::access::PgAccessStore;
 pub use crate::alerts::PgAlertStore;
 pub use crate::migrate::{Applied, latest_version};
 use crate::stats::Stats;

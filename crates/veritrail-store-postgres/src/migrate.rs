@@ -19,6 +19,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial schema", sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
     Migration { version: 3, name: "encryption at rest", sql: include_str!("../migrations/0003_encryption.sql") },
+    Migration { version: 4, name: "access control", sql: include_str!("../migrations/0004_access.sql") },
 ];
 
 /// Key of the transaction-scoped advisory lock migrators take (ASCII "vtmigrat").

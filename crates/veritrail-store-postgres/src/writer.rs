@@ -146,6 +146,7 @@ fn clone_error(error: &StoreError) -> StoreError {
         StoreError::Retry(why) => StoreError::Retry(why.clone()),
         StoreError::TenantNotFound(t) => StoreError::TenantNotFound(t.clone()),
         StoreError::AlreadyExists(what) => StoreError::AlreadyExists(what.clone()),
+        StoreError::Conflict(why) => StoreError::Conflict(why.clone()),
         StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
         StoreError::Corrupt(why) => StoreError::Corrupt(why.clone()),
         StoreError::Backend(why) => StoreError::Backend(format!("commit failed: {why}")),

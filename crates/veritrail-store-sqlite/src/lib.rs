@@ -9,11 +9,14 @@
 //! - `alerts.sqlite` — monitoring (rules, alerts, webhook deliveries, the rule engine's cursors):
 //!   [`SqliteAlertStore`], the [`veritrail_store::AlertStore`] implementation, neither ledger
 //!   nor derived.
+//! - `access.sqlite` — access control (users, sessions, custom roles, identity providers):
+//!   [`SqliteAccessStore`], the [`veritrail_store::AccessStore`] implementation, likewise.
 //!
 //! Reads run on a small pool of connections (both files attached) via `spawn_blocking`.
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod alerts;
 mod indexer;
 mod keys;
@@ -44,6 +47,7 @@ use veritrail_store::{
     StoreResult, StoreStats, StoredCheckpoint, StoredEvent, Tenant, TreeHead,
 };
 
+pub use crate::access::{ACCESS_FILE, SqliteAccessStore};
 pub use crate::alerts::{ALERTS_FILE, SqliteAlertStore};
 pub use crate::keys::{MASTER_KEY_FILE, PREVIOUS_MASTER_KEY_FILE, write_key_file};
 use crate::shared::Shared;
@@ -72,6 +76,8 @@ struct Inner {
     indexer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// `alerts.sqlite`: the [`veritrail_store::AlertStore`] half.
     alerts: SqliteAlertStore,
+    /// `access.sqlite`: the [`veritrail_store::AccessStore`] half.
+    access: SqliteAccessStore,
     /// Master keys and the cache of unwrapped data keys.
     privacy: Arc<Privacy>,
     /// See [`OpenOptions::encrypt_personal`].
@@ -206,6 +212,7 @@ impl SqliteStore {
             tenant_nos: RwLock::new(HashMap::new()),
             indexer_thread: Mutex::new(Some(indexer_thread)),
             alerts: SqliteAlertStore::open(dir)?,
+            access: SqliteAccessStore::open(dir)?,
             privacy,
             encrypt_personal: options.encrypt_personal,
         };
@@ -827,7 +834,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
             self.read(move |conn| Ok(tree::subtree_hashes(conn, no, &nodes)?.into_iter().map(|hash| hash.0).collect()))
-            .await
+                .await
         })
     }
 

@@ -29,9 +29,10 @@ impl Span {
         }
         let base = level - level % NODE_LEVEL_STEP;
         let width = 1u64 << (level - base);
-        let first = index.checked_mul(width).filter(|first| first.saturating_add(width) <= MAX_SEQ + 1).ok_or_else(|| {
-            StoreError::Corrupt(format!("subtree index {index} of tenant {tenant_no} is out of range"))
-        })?;
+        let first =
+            index.checked_mul(width).filter(|first| first.saturating_add(width) <= MAX_SEQ + 1).ok_or_else(|| {
+                StoreError::Corrupt(format!("subtree index {index} of tenant {tenant_no} is out of range"))
+            })?;
         Ok(Span { base, first, width })
     }
 
@@ -186,4 +187,114 @@ pub(crate) fn tree_size(conn: &Connection, tenant_no: i64) -> StoreResult<u64> {
 pub(crate) fn load_frontier(conn: &Connection, tenant_no: i64, size: u64) -> StoreResult<Frontier> {
     let hashes = subtree_hashes(conn, tenant_no, &subtrees_for_size(size))?;
     Frontier::from_subtrees(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rusqlite::{Connection, params};
+    use veritrail_ledger::hash::{Hash, leaf_hash};
+    use veritrail_ledger::tree::{self, Frontier, MemoryTree, NodeSource};
+    use veritrail_store::StoreError;
+
+    use super::{load_frontier, subtree_hashes};
+    use crate::schema::{NODE_LEVEL_STEP, migrate_ledger, record_key};
+
+    const TENANT: i64 = 3;
+
+    /// A ledger of `size` records stored as the writer stores them, and the same tree in memory.
+    fn ledger(size: u64) -> (Connection, MemoryTree) {
+        let conn = Connection::open_in_memory().expect("open");
+        migrate_ledger(&conn).expect("schema");
+        let mut frontier = Frontier::new();
+        let mut leaves = Vec::new();
+        for seq in 0..size {
+            let leaf = leaf_hash(format!("record {seq}").as_bytes());
+            leaves.push(leaf);
+            conn.execute(
+                "INSERT INTO records (key, tenant_no, event_id, leaf_hash, sealed) VALUES (?1, ?2, ?3, ?4, x'00')",
+                params![record_key(TENANT, seq), TENANT, format!("evt_{seq}"), leaf.as_bytes().as_slice()],
+            )
+            .expect("record");
+            let mut completed = Vec::new();
+            frontier.push_with(leaf, |node| completed.push(node)).expect("room");
+            for node in completed.into_iter().filter(|node| node.level % NODE_LEVEL_STEP == 0) {
+                conn.execute(
+                    "INSERT INTO merkle_nodes (tenant_no, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+                    params![TENANT, node.level, node.index as i64, node.hash.as_bytes().as_slice()],
+                )
+                .expect("node");
+            }
+        }
+        (conn, MemoryTree::from_leaves(leaves))
+    }
+
+    /// Answers from hashes read in one batch, as the server's proofs do.
+    struct Fetched(HashMap<(u32, u64), Hash>);
+
+    impl NodeSource for Fetched {
+        type Error = String;
+        fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
+            self.0.get(&(level, index)).copied().ok_or_else(|| format!("({level}, {index}) not fetched"))
+        }
+    }
+
+    /// The nodes a proof generator asks for.
+    struct Recorder(std::cell::RefCell<Vec<(u32, u64)>>);
+
+    impl NodeSource for Recorder {
+        type Error = String;
+        fn perfect_subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
+            self.0.borrow_mut().push((level, index));
+            Ok(Hash([0; 32]))
+        }
+    }
+
+    fn fetch(conn: &Connection, nodes: Vec<(u32, u64)>) -> Fetched {
+        let hashes = subtree_hashes(conn, TENANT, &nodes).expect("stored tree");
+        Fetched(nodes.into_iter().zip(hashes).collect())
+    }
+
+    #[test]
+    fn batched_reads_give_the_proofs_and_roots_of_the_tree() {
+        let (conn, memory) = ledger(300);
+        for size in [1, 2, 15, 16, 17, 31, 255, 256, 257, 300] {
+            let frontier = load_frontier(&conn, TENANT, size).expect("frontier");
+            assert_eq!(frontier.root(), tree::root_at(size, &memory).expect("memory"), "root at {size}");
+            for seq in (0..size).step_by(7).chain([size - 1]) {
+                let recorder = Recorder(Default::default());
+                tree::inclusion_proof(seq, size, &recorder).expect("recorded");
+                let fetched = fetch(&conn, recorder.0.into_inner());
+                let proof = tree::inclusion_proof(seq, size, &fetched).expect("proof");
+                assert_eq!(proof, tree::inclusion_proof(seq, size, &memory).expect("memory"), "seq {seq} of {size}");
+            }
+            for first in (1..size).step_by(13) {
+                let recorder = Recorder(Default::default());
+                tree::consistency_proof(first, size, &recorder).expect("recorded");
+                let fetched = fetch(&conn, recorder.0.into_inner());
+                let proof = tree::consistency_proof(first, size, &fetched).expect("proof");
+                assert_eq!(proof, tree::consistency_proof(first, size, &memory).expect("memory"), "{first} of {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_record_fails_only_the_subtrees_over_it() {
+        let (conn, memory) = ledger(40);
+        conn.execute("DELETE FROM records WHERE key = ?1", [record_key(TENANT, 21)]).expect("delete");
+        // Leaves 20..22 and 16..24 lie over seq 21; 16..20 and 22, in the same block, do not.
+        for node in [(1, 10), (3, 2), (0, 21)] {
+            let error = subtree_hashes(&conn, TENANT, &[(2, 4), node, (0, 22)]).expect_err("hole");
+            assert!(matches!(error, StoreError::Corrupt(_)), "{node:?}: {error}");
+        }
+        let hashes = subtree_hashes(&conn, TENANT, &[(0, 22), (2, 4), (4, 0)]).expect("no hole under these");
+        let expected: Vec<Hash> = [(0, 22), (2, 4), (4, 0)]
+            .map(|(level, index)| memory.perfect_subtree(level, index).expect("memory"))
+            .into();
+        assert_eq!(hashes, expected);
+        // Beyond the tree.
+        assert!(subtree_hashes(&conn, TENANT, &[(3, 5)]).is_err());
+        assert!(subtree_hashes(&conn, TENANT, &[(4, 3)]).is_err());
+    }
 }

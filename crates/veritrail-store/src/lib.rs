@@ -3,7 +3,9 @@
 //! **Architecture invariant:** this crate depends on no database crate and no async runtime.
 //! Backends (`veritrail-store-sqlite`, `veritrail-store-postgres`) implement [`Store`];
 //! the server only ever sees `Arc<dyn Store>`. Monitoring (rules, alerts, webhook deliveries)
-//! has its own trait, [`AlertStore`], with its own suite (`alert_store_test_suite!`).
+//! has its own trait, [`AlertStore`], with its own suite (`alert_store_test_suite!`); so has
+//! access control (users, sessions, custom roles, identity providers): [`AccessStore`]
+//! (`access_store_test_suite!`).
 //! Backend-specific detail (file names, SQL, pragmas, tenant numbering) never appears here.
 //!
 //! **Ledger invariant:** [`Store::append`] is the only way events enter a ledger. The backend's
@@ -20,6 +22,9 @@ use jiff::Timestamp;
 use veritrail_model::PreparedEvent;
 use veritrail_query::{Cursor, EventQuery, PageRequest};
 
+mod access;
+#[cfg(feature = "test-suite")]
+pub mod access_suite;
 #[cfg(feature = "test-suite")]
 pub mod alert_suite;
 mod alerts;
@@ -28,6 +33,10 @@ pub mod privacy;
 #[cfg(feature = "test-suite")]
 pub mod suite;
 
+pub use access::{
+    AccessStore, IdentityProviderRecord, RoleRecord, SessionRecord, UserCursor, UserRecord, UserStatus, UserUpdate,
+    is_builtin_role, normalize_email,
+};
 pub use alerts::{
     Alert, AlertFilter, AlertStatus, AlertStore, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert, OutboundMessage,
     StatusChange, StoredRule, WebhookEndpoint, event_type_matches,
@@ -58,6 +67,10 @@ pub enum StoreError {
     /// request stale; nothing was written and repeating it is safe. Backends retry themselves.
     #[error("request conflicts with a concurrent change: {0}")]
     Retry(String),
+    /// The request contradicts what is stored (deleting a role users still hold, assigning a
+    /// role that does not exist); nothing was written and repeating it fails the same way.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// Any other backend failure (I/O, disk full, database error).
     #[error("storage error: {0}")]
     Backend(String),

@@ -34,6 +34,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// `Content-Type` header.
     pub content_type: Option<String>,
+    /// `Retry-After` header.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -77,9 +79,10 @@ impl Client {
     fn finish(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
         let mut response = response.unwrap_or_else(|e| panic!("request failed: {e}"));
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (content_type, retry_after) = (header("content-type"), header("retry-after"));
         let body = response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap_or_default();
-        Reply { status, body, content_type }
+        Reply { status, body, content_type, retry_after }
     }
 
     /// GET `path` with an optional bearer token.
@@ -123,9 +126,10 @@ impl Client {
         }
         let mut response = request.send(body).map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (content_type, retry_after) = (header("content-type"), header("retry-after"));
         let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
-        Ok(Reply { status, body, content_type })
+        Ok(Reply { status, body, content_type, retry_after })
     }
 
     /// PUT a JSON value.

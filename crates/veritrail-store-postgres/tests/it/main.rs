@@ -1,10 +1,11 @@
 //! Integration tests of the PostgreSQL backend against a real throw-away cluster: the shared
 //! conformance suites unchanged (`store_test_suite!` here, `alert_store_test_suite!` in
-//! `alerts`), plus what only a shared database has (several stores — nodes —
-//! on one database, migrations, a node cut off mid-commit).
+//! `alerts`, `access_store_test_suite!` in `access`), plus what only a shared database has
+//! (several stores — nodes — on one database, migrations, a node cut off mid-commit).
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod alerts;
 mod nodes;
 mod privacy;

@@ -150,16 +150,21 @@ impl<'a, 'q> Scanner<'a, 'q> {
         Some(Self { bytes, pos: 0, quotes, ascii })
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let byte = self.peek()?;
         self.pos += 1;
         Some(byte)
     }
 
+    // Inlined into `object` and `array` (which are not), like `string`: a call per member was
+    // a fifth of the check.
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<Scanned<'a>> {
         match self.peek()? {
             b'"' => {
@@ -188,6 +193,7 @@ impl<'a, 'q> Scanner<'a, 'q> {
     /// An object whose member names are ASCII without escapes, in strictly increasing
     /// byte order (which is UTF-16 order for ASCII, and rules out duplicates). At the top
     /// level, captures the record fields.
+    #[inline(never)]
     fn object(&mut self, depth: usize, mut fields: Option<&mut Fields<'a>>) -> Option<Scanned<'a>> {
         if depth > MAX_DEPTH {
             return None;
@@ -239,6 +245,7 @@ impl<'a, 'q> Scanner<'a, 'q> {
         }
     }
 
+    #[inline(never)]
     fn array(&mut self, depth: usize) -> Option<Scanned<'a>> {
         if depth > MAX_DEPTH {
             return None;
@@ -262,6 +269,7 @@ impl<'a, 'q> Scanner<'a, 'q> {
     /// writes (`\"`, `\\`, `\b`, `\t`, `\n`, `\f`, `\r`, and `\u00xx` in lowercase hex for the
     /// other control characters). Control characters and UTF-8 were settled by [`sweep`].
     /// Returns the bytes between the quotes (escapes not decoded) and whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<(&'a [u8], bool)> {
         let bytes = self.bytes;
         let start = self.pos + 1;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod durability;
 
 use veritrail_store_sqlite::SqliteStore;

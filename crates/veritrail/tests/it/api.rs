@@ -366,3 +366,22 @@ fn clients_cannot_forge_the_servers_own_audit_events() {
     assert!(forged.json()["error"]["message"].as_str().unwrap().contains("event 1"));
     assert_eq!(c.get(Some(&key), "/v1/events/ok").status, 404, "nothing of the batch was stored");
 }
+
+#[test]
+fn each_api_key_is_rate_limited_with_retry_after() {
+    let config = veritrail_server::ServerConfig { key_rate_limit: Some((1.0, 3)), ..Default::default() };
+    let server = TestServer::start_with(config);
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let other = c.create_key(&key, &["events:read"]);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(c.get(Some(&other), "/v1/events?limit=1").status);
+    }
+    assert_eq!(statuses[..3], [200, 200, 200]);
+    let limited = c.get(Some(&other), "/v1/events?limit=1");
+    assert_eq!((limited.status, limited.error_code()), (429, "rate_limited".to_string()), "{}", limited.text());
+    assert!(limited.retry_after.as_deref().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+    // Per key: another key of the tenant is not slowed down.
+    assert_eq!(c.get(Some(&key), "/v1/events?limit=1").status, 200);
+}

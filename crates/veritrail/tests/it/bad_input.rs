@@ -70,6 +70,24 @@ impl Fixture {
         assert_alive(self.client(), case);
     }
 
+    /// A refused permission: the error shape, and exactly one record stored, the tenant's
+    /// `permission.denied` event naming the permission (PCI DSS 10.2.1.x).
+    fn denied(&mut self, case: &str, reply: &Reply, permission: &str) {
+        let shape = check_error(case, reply, 403, "forbidden", &[permission]);
+        self.record(shape);
+        let seq = self.marker();
+        let grown_by = seq - self.last_seq - 1;
+        self.last_seq = seq;
+        let last = self.client().get(Some(&self.admin), "/v1/events?action=permission.denied&limit=1").json();
+        let recorded = &last["events"][0];
+        if grown_by != 1 || recorded["metadata"]["permission"] != permission || recorded["outcome"] != "denied" {
+            self.failures
+                .push(format!("{case}: expected one permission.denied record, ledger grew by {grown_by}: {last}"));
+        }
+        self.resync(); // past the audit.read of the check itself
+        assert_alive(self.client(), case);
+    }
+
     fn record(&mut self, outcome: Result<(), String>) {
         if let Err(failure) = outcome {
             self.failures.push(failure);
@@ -841,7 +859,7 @@ fn parse_response(bytes: &[u8]) -> Option<Reply> {
     }
     let body = &bytes[end + 4..];
     let length = length?;
-    (body.len() >= length).then(|| Reply { status, body: body[..length].to_vec(), content_type })
+    (body.len() >= length).then(|| Reply { status, body: body[..length].to_vec(), content_type, retry_after: None })
 }
 
 /// Sends a raw request head (no body) and returns the reply.
@@ -878,7 +896,6 @@ fn credentials_are_checked_before_anything_else() {
         ("right key id, wrong secret", Some(&wrong_secret), 401, "unauthorized", vec!["invalid"]),
         ("300-character token", Some(&long_token), 401, "unauthorized", vec!["invalid"]),
         ("bootstrap token inside a tenant", Some(BOOTSTRAP_TOKEN), 403, "forbidden", vec!["platform"]),
-        ("read-only key ingesting", Some(&reader), 403, "forbidden", vec!["events:write"]),
     ];
     for (case, token, status, code, needles) in cases {
         let reply = fixture.client().post_json(token, "/v1/events", &body);
@@ -889,7 +906,6 @@ fn credentials_are_checked_before_anything_else() {
         ("garbage token", Some("garbage"), 401, "unauthorized", vec!["invalid"]),
         ("malformed api key", Some("vt_x_y"), 401, "unauthorized", vec!["invalid"]),
         ("bootstrap token inside a tenant", Some(BOOTSTRAP_TOKEN), 403, "forbidden", vec!["platform"]),
-        ("write-only key querying", Some(&writer), 403, "forbidden", vec!["events:read"]),
     ];
     for (case, token, status, code, needles) in cases {
         let reply = fixture.client().get(token, "/v1/events");
@@ -899,6 +915,15 @@ fn credentials_are_checked_before_anything_else() {
         let reply = fixture.client().get(token, "/v1/export?format=jsonl");
         fixture.rejected(&format!("GET /v1/export: {case}"), &reply, status, code, &needles);
     }
+    // A valid key without the permission: refused, and the refusal is recorded.
+    let reply = fixture.client().post_json(Some(&reader), "/v1/events", &body);
+    fixture.denied("POST /v1/events: read-only key ingesting", &reply, "events:write");
+    let reply = fixture.client().get(Some(&writer), "/v1/events");
+    fixture.denied("GET /v1/events: write-only key querying", &reply, "events:read");
+    let reply = fixture.client().get(Some(&writer), "/v1/events/auth-1");
+    fixture.denied("GET /v1/events/{id}: write-only key querying", &reply, "events:read");
+    let reply = fixture.client().get(Some(&writer), "/v1/export?format=jsonl");
+    fixture.denied("GET /v1/export: write-only key exporting", &reply, "events:export");
 
     // Other schemes and header shapes, sent raw.
     let addr = fixture.server.addr;
@@ -917,7 +942,13 @@ fn credentials_are_checked_before_anything_else() {
 
     // Scopes on the admin endpoints; the platform token on tenant endpoints and vice versa.
     let reply = fixture.client().post_json(Some(&writer), "/v1/api-keys", &json!({"name": "x", "scopes": ["admin"]}));
-    fixture.rejected("write key creating a key", &reply, 403, "forbidden", &["admin"]);
+    fixture.denied("write key creating a key", &reply, "keys:manage");
+    // A key cannot grant what its creator lacks.
+    let keys_only = fixture.client().create_key(&admin, &["keys:manage"]);
+    fixture.resync();
+    let reply =
+        fixture.client().post_json(Some(&keys_only), "/v1/api-keys", &json!({"name": "x", "scopes": ["pii:read"]}));
+    fixture.rejected("key manager granting pii:read", &reply, 403, "forbidden", &["pii:read"]);
     let reply = fixture.client().post_json(Some(&admin), "/v1/tenants", &json!({"name": "sneaky"}));
     fixture.rejected("tenant key creating a tenant", &reply, 403, "forbidden", &["platform"]);
     let reply = fixture.client().post_json(None, "/v1/tenants", &json!({"name": "sneaky"}));
