@@ -61,9 +61,10 @@ impl VtServer {
                     }
                 };
                 let alerts: Arc<dyn AlertStore> = Arc::new(store.alert_store());
+                let access: Arc<dyn veritrail_store::AccessStore> = Arc::new(store.access_store());
                 let store: Arc<dyn Store> = Arc::new(store);
                 let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..config };
-                let server = match Server::start(store, alerts, config).await {
+                let server = match Server::start(store, alerts, access, config).await {
                     Ok(server) => server,
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("cannot start server: {}", e.message)));

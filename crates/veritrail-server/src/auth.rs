@@ -1,4 +1,5 @@
-//! Credentials: tenant API keys (`vt_<key id>_<secret>`) and the platform bootstrap token.
+//! Credentials: tenant API keys (`vt_<key id>_<secret>`), user sessions (`vts_<session
+//! id>_<secret>`, from `POST /v1/sessions`) and the platform bootstrap token.
 //! Secrets are stored only as HMAC-SHA-256 under a server-wide pepper and compared in constant
 //! time. The tenant of a request comes from its credential only, never from the request.
 
@@ -15,7 +16,8 @@ use crate::error::{ApiError, Code, Denied};
 use crate::ids;
 
 pub use veritrail_access::Permission;
-use veritrail_access::PermissionSet;
+use veritrail_access::{PermissionSet, ReadScope};
+use veritrail_store::UserStatus;
 
 /// The scopes an API key may be created with: the legacy `events:write`, `events:read`,
 /// `admin`, or any permission name (`pii:read`, `rules:manage`, ...); see
@@ -29,11 +31,20 @@ pub fn valid_scope(scope: &str) -> bool {
 pub enum Principal {
     /// The platform operator (bootstrap token): may create tenants, sees no tenant's data.
     Platform,
-    /// A tenant API key.
+    /// A tenant API key, or a user's session.
     Key(KeyPrincipal),
 }
 
-/// An authenticated tenant API key.
+/// The signed-in user behind a session credential.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    /// The user's id (`usr_…`).
+    pub user_id: String,
+    /// The session's public id.
+    pub session_id: String,
+}
+
+/// An authenticated tenant credential: an API key or a user's session.
 #[derive(Debug, Clone)]
 pub struct KeyPrincipal {
     /// The tenant the key belongs to.
@@ -42,8 +53,13 @@ pub struct KeyPrincipal {
     pub key_id: String,
     /// Key label.
     pub name: String,
-    /// What the key's scopes grant.
+    /// What the key's scopes (or the user's role) grant.
     pub permissions: PermissionSet,
+    /// The `actor.id` this credential's own events carry (users only): what own-records-only
+    /// reads are restricted to.
+    pub actor_id: Option<String>,
+    /// The user and session, when the credential is a session.
+    pub user: Option<SessionUser>,
 }
 
 impl KeyPrincipal {
@@ -77,9 +93,43 @@ impl KeyPrincipal {
         }
     }
 
-    /// The actor recorded in self-audit events for this key.
+    /// The actor recorded in self-audit events for this key (or user).
     pub fn actor_json(&self) -> serde_json::Value {
-        serde_json::json!({"id": format!("api_key:{}", self.key_id), "type": "api_key", "name": self.name})
+        match &self.user {
+            Some(user) => serde_json::json!({"id": format!("user:{}", user.user_id), "type": "user"}),
+            None => {
+                serde_json::json!({"id": format!("api_key:{}", self.key_id), "type": "api_key", "name": self.name})
+            }
+        }
+    }
+
+    /// Who acted, as `api_key:<id>` or `user:<id>` (alert status changes).
+    pub fn actor_ref(&self) -> String {
+        match &self.user {
+            Some(user) => format!("user:{}", user.user_id),
+            None => format!("api_key:{}", self.key_id),
+        }
+    }
+
+    /// Which events this credential may read: `Ok(None)` all of the tenant's (`permission`,
+    /// e.g. `events:read`), `Ok(Some(actor))` only those whose `actor.id` is `actor`
+    /// (own-records-only, `events:read:own`); 403 otherwise, and for an own-only credential
+    /// that is linked to no actor id.
+    pub fn read_filter(&self, permission: Permission) -> Result<Option<String>, ApiError> {
+        let full = self.has(permission) && veritrail_access::read_scope(&self.permissions) != ReadScope::OwnOnly;
+        if full {
+            return Ok(None);
+        }
+        if veritrail_access::read_scope(&self.permissions) == ReadScope::OwnOnly {
+            return match &self.actor_id {
+                Some(actor) => Ok(Some(actor.clone())),
+                None => Err(ApiError::new(
+                    Code::Forbidden,
+                    "this credential may read only its own events but is linked to no actor_id",
+                )),
+            };
+        }
+        self.require(permission).map(|()| None)
     }
 }
 
@@ -143,6 +193,9 @@ impl FromRequestParts<AppState> for Principal {
         if token.len() > 256 {
             return Err(invalid());
         }
+        if token.starts_with(veritrail_access::SESSION_PREFIX) {
+            return session_principal(state, token).await;
+        }
         if let Some(rest) = token.strip_prefix("vt_") {
             let (key_id, secret) = rest.split_once('_').ok_or_else(invalid)?;
             let Some(key) = state.store.api_key(key_id).await? else {
@@ -167,6 +220,8 @@ impl FromRequestParts<AppState> for Principal {
                 key_id: key.id,
                 name: key.name,
                 permissions,
+                actor_id: None,
+                user: None,
             }));
         }
         let presented = hash_secret(&state.pepper, token);
@@ -175,4 +230,60 @@ impl FromRequestParts<AppState> for Principal {
         }
         Err(invalid())
     }
+}
+
+/// What a role grants in `tenant`: a built-in role's permissions, or a custom role's; nothing
+/// for a role that no longer exists.
+pub(crate) async fn role_permissions(state: &AppState, tenant: &str, role: &str) -> Result<PermissionSet, ApiError> {
+    if let Some(builtin) = veritrail_access::BuiltinRole::parse(role) {
+        return Ok(builtin.permissions());
+    }
+    let Some(custom) = state.access.role(tenant, role).await? else {
+        return Ok(PermissionSet::EMPTY);
+    };
+    Ok(custom
+        .permissions
+        .iter()
+        .filter_map(|name| Permission::parse(name))
+        .fold(PermissionSet::EMPTY, PermissionSet::with))
+}
+
+/// Authenticates a session token: a known session, the secret's keyed hash matching (constant
+/// time), not revoked or expired, its user active.
+async fn session_principal(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let parts = veritrail_access::split_token(veritrail_access::SESSION_PREFIX, token).map_err(|_| invalid())?;
+    let Some(session) = state.access.session(parts.id).await? else {
+        return Err(invalid());
+    };
+    if !veritrail_access::secret_matches(&state.pepper, parts.secret, &session.secret_hash) {
+        return Err(invalid());
+    }
+    let now = Timestamp::now();
+    if session.revoked_at.is_some() || session.expires_at <= now {
+        return Err(invalid());
+    }
+    let Some(user) = state.access.user(&session.tenant, &session.user_id).await? else {
+        return Err(invalid());
+    };
+    if user.status != UserStatus::Active {
+        return Err(invalid());
+    }
+    if let Err(retry) = state.key_rate_limit.check(&format!("session:{}", session.id), std::time::Instant::now()) {
+        let mut error = ApiError::new(Code::RateLimited, "this session exceeded its request rate; slow down");
+        error.retry_after = Some(retry.retry_after_secs().max(1).try_into().unwrap_or(u32::MAX));
+        return Err(error);
+    }
+    let permissions = role_permissions(state, &session.tenant, &user.role).await?;
+    // Not necessarily durable; a lost touch costs only an older last_seen_at.
+    if let Err(error) = state.access.touch_session(&session.tenant, &session.id, now).await {
+        tracing::debug!(%error, "cannot record session use");
+    }
+    Ok(Principal::Key(KeyPrincipal {
+        tenant: session.tenant,
+        key_id: session.id.clone(),
+        name: user.id.clone(),
+        permissions,
+        actor_id: user.actor_id,
+        user: Some(SessionUser { user_id: user.id, session_id: session.id }),
+    }))
 }

@@ -64,7 +64,7 @@ pub(crate) async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let key = principal.tenant_key()?;
-    key.require_any(&[Permission::EventsExport, Permission::LedgerRead])?;
+    key.require_any(&[Permission::EventsExport, Permission::LedgerRead, Permission::EventsReadOwn])?;
     let mut pairs = query_pairs(raw.as_deref());
     let mut format = None;
     let mut filters = Vec::new();
@@ -96,7 +96,9 @@ pub(crate) async fn export(
         }
     }
     let format = format.ok_or_else(|| ApiError::new(Code::InvalidQuery, "format is required: csv, jsonl or ledger"))?;
-    key.require(if format == Format::Ledger { Permission::LedgerRead } else { Permission::EventsExport })?;
+    if format == Format::Ledger {
+        key.require(Permission::LedgerRead)?;
+    }
     if format == Format::Ledger {
         if !filters.is_empty() {
             return Err(ApiError::new(
@@ -109,7 +111,16 @@ pub(crate) async fn export(
         return crate::ledger_routes::export_bundle(state, key.tenant.clone()).await;
     }
     let has_order = filters.iter().any(|(name, _)| name == "order");
-    let (query, mut page) = parse_params(&filters)?;
+    let own = key.read_filter(Permission::EventsExport)?;
+    let (mut query, mut page) = parse_params(&filters)?;
+    if let Some(actor) = own {
+        // Own records only, enforced in the storage query: another actor's id matches nothing.
+        if query.actor_id.as_ref().is_some_and(|asked| *asked != actor) {
+            query.actor_id = Some(String::new());
+        } else {
+            query.actor_id = Some(actor);
+        }
+    }
     if !has_order {
         page.order = Order::Asc;
     }

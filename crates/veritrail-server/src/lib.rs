@@ -20,6 +20,7 @@ mod routes;
 mod routes_alerts;
 mod sealed_alerts;
 mod subjects;
+mod users;
 mod webhooks;
 mod witness;
 
@@ -31,7 +32,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio_util::sync::CancellationToken;
 use veritrail_model::Limits;
-use veritrail_store::{AlertStore, Store};
+use veritrail_store::{AccessStore, AlertStore, Store};
 
 pub use crate::alerting::{AlertingConfig, RetryPolicy};
 pub use crate::error::{ApiError, Code};
@@ -62,6 +63,8 @@ pub struct ServerConfig {
     /// Requests per second each API key may send, sustained, and in a burst (429
     /// `rate_limited` with `Retry-After` beyond). `None`: 2,000/s with bursts of 4,000.
     pub key_rate_limit: Option<(f64, u32)>,
+    /// How long a signed-in session (`POST /v1/sessions`) lasts. `None`: 12 hours.
+    pub session_ttl: Option<Duration>,
 }
 
 /// The server origin when none is configured.
@@ -86,6 +89,13 @@ pub struct AppState {
     pub(crate) classification: Arc<privacy::ClassificationCache>,
     /// Per-API-key request rate limit.
     pub(crate) key_rate_limit: Arc<veritrail_access::RateLimiter>,
+    /// Users, sessions, custom roles and identity providers.
+    pub(crate) access: Arc<dyn AccessStore>,
+    /// Failed sign-ins per account and per source address.
+    pub(crate) login_throttle: Arc<veritrail_access::LoginThrottle>,
+    /// A password hash verified against when the account is unknown, so that timing does not
+    /// tell which accounts exist.
+    pub(crate) dummy_password_hash: Arc<str>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -119,10 +129,12 @@ async fn secret_setting(store: &dyn Store, name: &str, fresh: &[u8]) -> Result<V
 
 impl Server {
     /// Loads or initialises the platform secrets and builds the router. `alerts` keeps
-    /// monitoring (often the same backend object as `store`).
+    /// monitoring (often the same backend object as `store`); `access` keeps users, sessions
+    /// and custom roles.
     pub async fn start(
         store: Arc<dyn Store>,
         alerts: Arc<dyn AlertStore>,
+        access: Arc<dyn AccessStore>,
         config: ServerConfig,
     ) -> Result<Server, ApiError> {
         let pepper = secret_setting(store.as_ref(), PEPPER_SETTING, &ids::random_bytes::<32>()?).await?;
@@ -161,6 +173,7 @@ impl Server {
         let (per_second, burst) = config.key_rate_limit.unwrap_or((2000.0, 4000));
         let key_rate_limit = veritrail_access::RateLimiter::new(veritrail_access::RateLimit::new(per_second, burst))
             .map_err(|e| ApiError::new(Code::Internal, format!("invalid key rate limit: {e}")))?;
+        let dummy_password_hash = users::dummy_password_hash().await?;
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
         let alerting = Arc::new(alerting::Alerting::new(config.alerting.clone(), &pepper));
@@ -178,6 +191,9 @@ impl Server {
             witness,
             classification: Arc::default(),
             key_rate_limit: Arc::new(key_rate_limit),
+            access,
+            login_throttle: Arc::new(veritrail_access::LoginThrottle::default()),
+            dummy_password_hash,
         };
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));
         Ok(Server { router, new_bootstrap_token, state })

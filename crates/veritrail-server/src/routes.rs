@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{self, Permission, Principal};
 use crate::error::{ApiError, Code};
-use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts, subjects};
+use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts, subjects, users};
 
 /// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
 const MAX_QUEUE_DEPTH: u64 = 3000;
@@ -34,6 +34,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/export", get(export::export))
         .route("/v1/api-keys", post(create_api_key).get(list_api_keys))
         .route("/v1/api-keys/{id}", delete(revoke_api_key))
+        .route("/v1/users", post(users::create_user).get(users::list_users))
+        .route("/v1/users/{id}", get(users::get_user).patch(users::update_user).delete(users::delete_user))
+        .route("/v1/sessions", post(users::create_session))
+        .route("/v1/sessions/current", delete(users::delete_current_session))
         .route("/v1/ledger/checkpoint", get(ledger_routes::get_checkpoint).post(ledger_routes::post_checkpoint))
         .route("/v1/ledger/checkpoint/timestamp", get(ledger_routes::get_checkpoint_timestamp))
         .route("/v1/ledger/key", get(ledger_routes::get_key))
@@ -211,6 +215,11 @@ impl JsonObject {
             }
         }
         Ok(JsonObject(map))
+    }
+
+    /// Whether the field is given at all (null included).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
     }
 
     /// A field that is present and not null.
@@ -485,9 +494,16 @@ async fn query_events(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Permission::EventsRead)?;
+    let own = key.read_filter(Permission::EventsRead)?;
     let pairs = query_pairs(raw.as_deref());
-    let (query, page) = parse_params(&pairs)?;
+    let (mut query, page) = parse_params(&pairs)?;
+    if let Some(actor) = own {
+        // Own records only: enforced in the storage query. Asking for another actor finds nothing.
+        if query.actor_id.as_ref().is_some_and(|asked| *asked != actor) {
+            return Ok(Json(json!({"events": [], "next_cursor": null})));
+        }
+        query.actor_id = Some(actor);
+    }
     let result = state.store.query(&key.tenant, &query, &page).await?;
     let mut events = page_json(result.events, result.views);
     let filters = crate::privacy::audit_filters(&pairs);
@@ -504,7 +520,7 @@ async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = principal.tenant_key()?;
-    key.require(Permission::EventsRead)?;
+    let own = key.read_filter(Permission::EventsRead)?;
     if id.is_empty() || id.len() > 128 {
         return Err(ApiError::not_found("no event with this id"));
     }
@@ -512,6 +528,12 @@ async fn get_event(
         return Err(ApiError::not_found("no event with this id"));
     };
     let mut view = event_json(&stored)?;
+    // Own records only: another actor's event is answered as absent.
+    if let Some(actor) = own
+        && view.pointer("/actor/id").and_then(Value::as_str) != Some(actor.as_str())
+    {
+        return Err(ApiError::not_found("no event with this id"));
+    }
     view["proof"] = json!(format!("/v1/ledger/proof/inclusion?seq={}", stored.seq));
     audit::record(&state, &key.tenant, "audit.read", key.actor_json(), json!({"event_id": id}), &request).await?;
     crate::privacy::present(&state, key, &request, std::slice::from_mut(&mut view)).await?;

@@ -240,7 +240,7 @@ async fn change_status(
             return Err(ApiError::new(Code::InvalidState, format!("alert {id} is resolved already")));
         }
         let now = Timestamp::now();
-        let by = format!("api_key:{}", key.key_id);
+        let by = key.actor_ref();
         let change = StatusChange { status: to, by: by.clone(), at: now, note: note.clone() };
         let after = Alert {
             status: to,

@@ -141,6 +141,15 @@ impl Client {
         Client::finish(request.send(body.to_string().as_bytes()))
     }
 
+    /// PATCH a JSON value.
+    pub fn patch_json(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
+        let mut request = self.agent.patch(format!("{}{path}", self.base)).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Client::finish(request.send(body.to_string().as_bytes()))
+    }
+
     /// POST a JSON value.
     pub fn post_json(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
         self.post_raw(token, path, "application/json", body.to_string().as_bytes())
@@ -216,9 +225,10 @@ impl TestServer {
             runtime.block_on(async move {
                 let sqlite = SqliteStore::open(&dir).unwrap();
                 let alerts: Arc<dyn AlertStore> = Arc::new(sqlite.alert_store());
+                let access: Arc<dyn veritrail_store::AccessStore> = Arc::new(sqlite.access_store());
                 let store: Arc<dyn Store> = Arc::new(sqlite);
                 let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..config };
-                let server = Server::start(store, alerts, config).await.unwrap();
+                let server = Server::start(store, alerts, access, config).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready_tx.send(listener.local_addr().unwrap()).unwrap();
                 veritrail_server::serve(server, listener, token).await.unwrap();

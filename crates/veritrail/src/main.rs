@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use veritrail_server::{AlertingConfig, Server, ServerConfig, TsaConfig};
-use veritrail_store::{AlertStore, Store};
-use veritrail_store_postgres::{PgAlertStore, PgStore};
+use veritrail_store::{AccessStore, AlertStore, Store};
+use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgStore};
 
 mod keys;
 mod verify;
@@ -97,7 +97,8 @@ struct ServeArgs {
     /// TOML file with `data_dir`, `database_url`, `listen`, `origin`, `max_body_bytes`,
     /// `checkpoint_interval_ms`, `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`,
     /// `alerting`, `webhook_allow_private`, `webhook_timeout_ms`, `webhook_retry_first_ms`,
-    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`; flags and environment win over it.
+    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`, `session_ttl_ms`; flags and environment
+    /// win over it.
     #[arg(long, env = "VERITRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -122,6 +123,7 @@ struct FileConfig {
     webhook_retry_first_ms: Option<u64>,
     webhook_retry_max_ms: Option<u64>,
     webhook_retry_for_ms: Option<u64>,
+    session_ttl_ms: Option<u64>,
 }
 
 fn main() -> Result<std::process::ExitCode> {
@@ -171,6 +173,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         checkpoint_interval: file.checkpoint_interval_ms.map(|ms| std::time::Duration::from_millis(ms.max(10))),
         tsa,
         alerting,
+        session_ttl: file.session_ttl_ms.map(|ms| std::time::Duration::from_millis(ms.max(1000))),
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {
@@ -185,7 +188,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // The backend is chosen here and nowhere else: the server only sees `dyn Store`.
     // Monitoring (rules, alerts, webhooks) lives beside the ledger: `alerts.sqlite` of the data
     // directory, or the PostgreSQL database that every node shares.
-    let (store, alerts): (Arc<dyn Store>, Arc<dyn AlertStore>) = match &database_url {
+    let (store, alerts, access): (Arc<dyn Store>, Arc<dyn AlertStore>, Arc<dyn AccessStore>) = match &database_url {
         Some(url) => (
             Arc::new(
                 PgStore::connect(
@@ -199,14 +202,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .context("cannot open the postgresql database")?,
             ),
             Arc::new(PgAlertStore::connect(url).await.context("cannot open alerts in the postgresql database")?),
+            Arc::new(PgAccessStore::connect(url).await.context("cannot open users in the postgresql database")?),
         ),
         None => {
             let sqlite = keys::open_store(&data_dir)?;
-            (Arc::new(sqlite.clone()), Arc::new(sqlite.alert_store()))
+            (Arc::new(sqlite.clone()), Arc::new(sqlite.alert_store()), Arc::new(sqlite.access_store()))
         }
     };
-    let server =
-        Server::start(store, alerts, config).await.map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
+    let server = Server::start(store, alerts, access, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
     if let Some(token) = &server.new_bootstrap_token {
         // With --database-url nothing else creates the data directory.
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;

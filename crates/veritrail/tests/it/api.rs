@@ -340,6 +340,7 @@ fn the_openapi_document_lists_every_route_and_error_code() {
                 "get" => c.get(None, &concrete),
                 "delete" => c.delete(None, &concrete),
                 "put" => c.put_json(None, &concrete, &json!({})),
+                "patch" => c.patch_json(None, &concrete, &json!({})),
                 _ => c.post_raw(None, &concrete, "application/json", b"{}"),
             };
             assert!(
