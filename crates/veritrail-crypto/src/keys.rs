@@ -121,6 +121,12 @@ impl MasterKeys {
         MasterKeys { current, previous }
     }
 
+    /// These keys with `new` current and every key so far kept to unwrap (rotation).
+    pub fn rotated_to(&self, new: MasterKey) -> MasterKeys {
+        let previous = std::iter::once(self.current.clone()).chain(self.previous.iter().cloned()).collect();
+        MasterKeys::with_previous(new, previous)
+    }
+
     /// The key new wraps use.
     pub fn current(&self) -> &MasterKey {
         &self.current

@@ -397,6 +397,14 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         success: (200, "the classification"),
     },
     Operation {
+        method: "post",
+        path: "/v1/platform/master-key/rotate",
+        summary: "Rotate the master key while serving (embedded store with its key file): every data key and installation secret is re-wrapped under a new key, no record changes; recorded as audit.key.rotated; 409 conflict when the key is configured (rotate by restart with VERITRAIL_MASTER_KEY_PREVIOUS)",
+        auth: "platform",
+        query: &[],
+        success: (200, "`{\"key_id\"}`"),
+    },
+    Operation {
         method: "get",
         path: "/v1/openapi.json",
         summary: "This document",

@@ -67,6 +67,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/subjects/{subject_id}/consents", get(subjects::consents))
         .route("/v1/subjects/{subject_id}/legal-hold", put(subjects::place_hold).delete(subjects::release_hold))
         .route("/v1/privacy/settings", get(subjects::get_settings).put(subjects::put_settings))
+        .route("/v1/platform/master-key/rotate", post(subjects::rotate_master_key))
         .route("/v1/privacy/classification", get(subjects::get_classification).put(subjects::put_classification))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))

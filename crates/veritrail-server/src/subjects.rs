@@ -499,6 +499,26 @@ pub(crate) async fn put_settings(
     Ok(Json(settings))
 }
 
+/// `POST /v1/platform/master-key/rotate` (bootstrap token): a new master key while serving.
+/// Every data key and installation secret is re-wrapped under it; no record changes. Recorded
+/// in every tenant's ledger as `audit.key.rotated` (the key's public id only).
+pub(crate) async fn rotate_master_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: RequestContext,
+) -> Result<Json<Value>, ApiError> {
+    if !matches!(principal, Principal::Platform) {
+        return Err(ApiError::new(Code::Forbidden, "rotating the master key needs the platform bootstrap token"));
+    }
+    let key_id = state.store.rotate_master_key().await?;
+    let actor = json!({"id": "platform", "type": "system", "name": "platform operator"});
+    let metadata = json!({"key": "master", "key_id": key_id});
+    for tenant in state.store.tenants().await? {
+        audit::record(&state, &tenant.id, "audit.key.rotated", actor.clone(), metadata.clone(), &request).await?;
+    }
+    Ok(Json(json!({"key_id": key_id})))
+}
+
 /// Most fields a tenant may classify.
 const MAX_CLASSIFIED: usize = 100;
 

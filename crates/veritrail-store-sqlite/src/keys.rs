@@ -20,6 +20,8 @@ use crate::sql_error;
 pub const MASTER_KEY_FILE: &str = "master.key";
 /// The key being rotated out: kept until every data key is re-wrapped under the new one.
 pub const PREVIOUS_MASTER_KEY_FILE: &str = "master.key.previous";
+/// The key an online rotation is moving to, until it replaces `master.key`.
+pub const NEXT_MASTER_KEY_FILE: &str = "master.key.next";
 
 fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
     StoreError::Backend(format!("cannot {what} {}: {error}", path.display()))
@@ -65,7 +67,15 @@ pub(crate) fn resolve_master_keys(dir: &Path, configured: Option<MasterKeys>) ->
             key
         }
     };
-    let previous = read_key_file(&dir.join(PREVIOUS_MASTER_KEY_FILE))?.into_iter().collect();
+    // A rotation interrupted before its new key file replaced `master.key` left `master.key.next`:
+    // data may already be wrapped under it.
+    let previous = [PREVIOUS_MASTER_KEY_FILE, NEXT_MASTER_KEY_FILE]
+        .into_iter()
+        .map(|name| read_key_file(&dir.join(name)))
+        .collect::<StoreResult<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(MasterKeys::with_previous(current, previous))
 }
 

@@ -82,6 +82,10 @@ struct Inner {
     privacy: Arc<Privacy>,
     /// See [`OpenOptions::encrypt_personal`].
     encrypt_personal: bool,
+    /// The master key lives in `master.key` (not configured): online rotation is possible.
+    key_file: bool,
+    /// One rotation at a time.
+    rotating: tokio::sync::Mutex<()>,
 }
 
 /// The embedded store. Cheap to clone; all clones share the same threads.
@@ -215,6 +219,8 @@ impl SqliteStore {
             access: SqliteAccessStore::open(dir)?,
             privacy,
             encrypt_personal: options.encrypt_personal,
+            key_file: options.master_keys.is_none(),
+            rotating: tokio::sync::Mutex::new(()),
         };
         Ok(SqliteStore { inner: Arc::new(inner) })
     }
@@ -932,6 +938,55 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| StoreError::Backend(format!("index unlink task failed: {e}")))??;
             Ok(erasure)
+        })
+    }
+
+    fn rotate_master_key(&self) -> BoxFuture<'_, StoreResult<String>> {
+        Box::pin(async move {
+            if !self.inner.key_file {
+                return Err(StoreError::Conflict(
+                    "the master key comes from VERITRAIL_MASTER_KEY: restart with the new key there and the old \
+                     one in VERITRAIL_MASTER_KEY_PREVIOUS"
+                        .into(),
+                ));
+            }
+            let _one = self.inner.rotating.lock().await;
+            let dir = self.inner.dir.clone();
+            let new = veritrail_crypto::MasterKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
+            let (next, current) = (dir.join(keys::NEXT_MASTER_KEY_FILE), dir.join(MASTER_KEY_FILE));
+            // 1. The new key on disk first: whatever happens next, the data stays readable.
+            let written = new.clone();
+            let next_path = next.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_file(&next_path);
+                write_key_file(&next_path, &written)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("key file task failed: {e}")))??;
+            // 2. New wraps under it, then every stored key and secret re-wrapped in one transaction,
+            //    again until a pass finds nothing: an append sealed just before the switch may
+            //    commit a key wrapped under the old master key after the first pass.
+            let privacy = &self.inner.privacy;
+            privacy.set_master_keys(privacy.master_keys().rotated_to(new.clone()));
+            let mut rewrapped = self.rewrap_keys().await?;
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match self.rewrap_keys().await? {
+                    0 => break,
+                    more => rewrapped += more,
+                }
+            }
+            // 3. The new key replaces the old file (atomically); the old key is gone from disk.
+            tokio::task::spawn_blocking(move || {
+                std::fs::rename(&next, &current)?;
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("key file task failed: {e}")))?
+            .map_err(|e| StoreError::Backend(format!("cannot install the new master key file: {e}")))?;
+            privacy.set_master_keys(veritrail_crypto::MasterKeys::new(new.clone()));
+            tracing::info!(key_id = %new.id(), rewrapped, "master key rotated");
+            Ok(new.id().to_string())
         })
     }
 

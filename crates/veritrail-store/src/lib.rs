@@ -311,6 +311,19 @@ pub trait Store: Send + Sync + 'static {
     /// records and the Merkle tree are untouched. Data written for `subject` afterwards is
     /// sealed under a new key.
     fn erase_subject(&self, tenant: &str, subject: &str) -> BoxFuture<'_, StoreResult<Erasure>>;
+    /// Replaces the master key while serving: a new random key becomes current, every data key
+    /// and installation secret is re-wrapped under it, sealed records are untouched; returns the
+    /// new key's id. Only where the store keeps the key itself (the embedded store's key file);
+    /// elsewhere [`StoreError::Conflict`] explains how to rotate (restart with the previous key).
+    fn rotate_master_key(&self) -> BoxFuture<'_, StoreResult<String>> {
+        Box::pin(async {
+            Err(StoreError::Conflict(
+                "this store's master key is configured, not kept by the store: restart with the new key in \
+                 VERITRAIL_MASTER_KEY and the old one in VERITRAIL_MASTER_KEY_PREVIOUS"
+                    .into(),
+            ))
+        })
+    }
     /// Re-wraps every stored data key that is not under the current master key (after a
     /// master-key rotation); returns how many were re-wrapped. Sealed records are untouched.
     fn rewrap_keys(&self) -> BoxFuture<'_, StoreResult<u64>>;

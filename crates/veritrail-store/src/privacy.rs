@@ -77,13 +77,13 @@ struct Cache {
 
 /// The master keys and the per-process cache of unwrapped data keys.
 pub struct Privacy {
-    keys: MasterKeys,
+    keys: RwLock<MasterKeys>,
     cache: RwLock<Cache>,
 }
 
 impl std::fmt::Debug for Privacy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Privacy").field("master_key", &self.keys.current().id()).finish_non_exhaustive()
+        f.debug_struct("Privacy").field("master_key", &self.keys().current().id()).finish_non_exhaustive()
     }
 }
 
@@ -119,12 +119,22 @@ struct Owned<'a> {
 impl Privacy {
     /// With these master keys.
     pub fn new(keys: MasterKeys) -> Privacy {
-        Privacy { keys, cache: RwLock::new(Cache::default()) }
+        Privacy { keys: RwLock::new(keys), cache: RwLock::new(Cache::default()) }
     }
 
     /// The configured master keys.
-    pub fn master_keys(&self) -> &MasterKeys {
-        &self.keys
+    pub fn master_keys(&self) -> MasterKeys {
+        self.keys().clone()
+    }
+
+    /// Replaces the master keys (online rotation: the new key current, the old ones previous,
+    /// until every wrapped key is re-wrapped).
+    pub fn set_master_keys(&self, keys: MasterKeys) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, MasterKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -180,7 +190,7 @@ impl Privacy {
 
     /// Unwraps one stored key (no caching).
     pub fn unwrap(&self, tenant: &str, row: &SubjectKeyRow) -> StoreResult<DataKey> {
-        self.keys.unwrap(&row.wrapped, &subject_context(tenant, &row.subject)).map_err(crypto)
+        self.keys().unwrap(&row.wrapped, &subject_context(tenant, &row.subject)).map_err(crypto)
     }
 
     /// After a commit: the batch's new keys may seal later events too.
@@ -219,12 +229,12 @@ impl Privacy {
     /// [`Privacy::remember_blind_key`] whichever is stored).
     pub fn new_blind_key(&self, tenant: &str) -> StoreResult<Vec<u8>> {
         let key = DataKey::generate().map_err(crypto)?;
-        self.keys.wrap(&key, &blind_context(tenant)).map_err(crypto)
+        self.keys().wrap(&key, &blind_context(tenant)).map_err(crypto)
     }
 
     /// Loads the tenant's stored blind-index key.
     pub fn remember_blind_key(&self, tenant: &str, wrapped: &[u8]) -> StoreResult<()> {
-        let key = self.keys.unwrap(wrapped, &blind_context(tenant)).map_err(crypto)?;
+        let key = self.keys().unwrap(wrapped, &blind_context(tenant)).map_err(crypto)?;
         self.write().blind.insert(tenant.to_string(), BlindKey::new(&key));
         Ok(())
     }
@@ -232,7 +242,7 @@ impl Privacy {
     /// Seals an installation secret (a checkpoint signing key, the API-key pepper) under the
     /// master key, bound to `context`: `"vtk1:" + base64(sealed)`.
     pub fn seal_secret(&self, context: &str, secret: &[u8]) -> StoreResult<String> {
-        let sealed = self.keys.seal(secret, context.as_bytes()).map_err(crypto)?;
+        let sealed = self.keys().seal(secret, context.as_bytes()).map_err(crypto)?;
         Ok(format!("{SEALED_SECRET_PREFIX}{}", BASE64.encode(sealed)))
     }
 
@@ -242,7 +252,7 @@ impl Privacy {
         let Some(encoded) = text.strip_prefix(SEALED_SECRET_PREFIX) else { return Ok(None) };
         let sealed =
             BASE64.decode(encoded).map_err(|_| StoreError::Corrupt(format!("sealed {context} is not base64")))?;
-        self.keys.open(&sealed, context.as_bytes()).map(Some).map_err(|e| {
+        self.keys().open(&sealed, context.as_bytes()).map(Some).map_err(|e| {
             StoreError::Corrupt(format!("cannot open {context} (is the right master key configured?): {e}"))
         })
     }
@@ -251,7 +261,7 @@ impl Privacy {
     pub fn secret_is_current(&self, text: &str) -> bool {
         text.strip_prefix(SEALED_SECRET_PREFIX)
             .and_then(|encoded| BASE64.decode(encoded).ok())
-            .is_some_and(|sealed| self.keys.is_current(&sealed))
+            .is_some_and(|sealed| self.keys().is_current(&sealed))
     }
 
     /// A setting's value with every secret in it sealed under the current master key (the
@@ -430,7 +440,7 @@ impl Privacy {
                     if !created.contains_key(subject) {
                         let key = DataKey::generate().map_err(crypto)?;
                         let key_id = new_key_id()?;
-                        let wrapped = self.keys.wrap(&key, &subject_context(tenant, subject)).map_err(crypto)?;
+                        let wrapped = self.keys().wrap(&key, &subject_context(tenant, subject)).map_err(crypto)?;
                         batch.new_keys.push(SubjectKeyRow { key_id, subject: subject.to_string(), wrapped });
                         created.insert(subject.to_string(), (key_id, key));
                     }
@@ -518,18 +528,18 @@ impl Privacy {
 
     /// `row` re-wrapped under the current master key, or `None` if it already is.
     pub fn rewrap(&self, tenant: &str, row: &SubjectKeyRow) -> StoreResult<Option<Vec<u8>>> {
-        if !self.keys.needs_rewrap(&row.wrapped) {
+        if !self.keys().needs_rewrap(&row.wrapped) {
             return Ok(None);
         }
-        self.keys.rewrap(&row.wrapped, &subject_context(tenant, &row.subject)).map(Some).map_err(crypto)
+        self.keys().rewrap(&row.wrapped, &subject_context(tenant, &row.subject)).map(Some).map_err(crypto)
     }
 
     /// A tenant blind-index key re-wrapped under the current master key, or `None`.
     pub fn rewrap_blind(&self, tenant: &str, wrapped: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if !self.keys.needs_rewrap(wrapped) {
+        if !self.keys().needs_rewrap(wrapped) {
             return Ok(None);
         }
-        self.keys.rewrap(wrapped, &blind_context(tenant)).map(Some).map_err(crypto)
+        self.keys().rewrap(wrapped, &blind_context(tenant)).map(Some).map_err(crypto)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use veritrail_test_support::webhook::WebhookReceiver;
-use veritrail_test_support::{ChildServer, Client};
+use veritrail_test_support::{BOOTSTRAP_TOKEN, ChildServer, Client};
 
 use crate::ledger::{Run, verify};
 
@@ -441,4 +441,36 @@ fn fields_a_tenant_declares_personal_are_sealed_masked_and_erased_like_the_built
         assert!(found.is_empty(), "{needle:?} is in clear in {found:?}");
     }
     assert_verified(verify(&["--data-dir", dir.path().to_str().unwrap()]));
+}
+
+#[test]
+fn the_master_key_rotates_online_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let server = ChildServer::start(BINARY, data);
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    ingest(c, &key, json!([alice_event("a1"), bob_updates_patient("b1")]));
+    let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert_eq!(c.post_json(Some(&key), "/v1/platform/master-key/rotate", &json!({})).status, 403);
+    let rotated = c.post_json(Some(BOOTSTRAP_TOKEN), "/v1/platform/master-key/rotate", &json!({}));
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let key_id = rotated.json()["key_id"].as_str().unwrap().to_string();
+    assert_ne!(std::fs::read_to_string(data.join("master.key")).unwrap(), old_key);
+    assert!(!data.join("master.key.next").exists());
+    // Served throughout: old data readable, new data written, the rotation recorded.
+    assert_eq!(c.get(Some(&key), "/v1/events/a1").json()["actor"]["name"], "Alice Liddell");
+    ingest(c, &key, json!([alice_event("a2")]));
+    let logged = events_eventually(c, &key, "/v1/events?action=audit.key.rotated", 1);
+    assert_eq!(logged[0]["metadata"]["key_id"], key_id.as_str());
+    drop(server);
+    // After a restart with only the new key on disk, everything still opens.
+    let server = ChildServer::start(BINARY, data);
+    assert_eq!(server.client.get(Some(&key), "/v1/events/a2").json()["actor"]["email"], "Alice.Liddell@wonder.example");
+    assert_eq!(
+        server.client.get(Some(&key), "/v1/events/b1").json()["changes"]["after"]["note"],
+        "Diagnosis: chronic teapot"
+    );
+    drop(server);
+    assert_verified(verify(&["--data-dir", data.to_str().unwrap()]));
 }
