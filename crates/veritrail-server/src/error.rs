@@ -64,7 +64,7 @@ codes! {
     LegalHold => "legal_hold", CONFLICT, "A legal hold on the data subject blocks erasure; release the hold first.";
     InvalidState => "invalid_state", CONFLICT, "The resource's current state does not allow this change (e.g. acknowledging a resolved alert).";
     UrlNotAllowed => "url_not_allowed", BAD_REQUEST, "A webhook URL is refused: not http://, malformed, or aimed at a loopback, private, link-local or cloud-metadata address (allowed only by configuration).";
-    RateLimited => "rate_limited", TOO_MANY_REQUESTS, "This API key sent more requests than its rate limit allows; retry after the given delay.";
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS, "Too many requests from this credential, or too many failed sign-ins for this account or address; retry after the given delay.";
     Overloaded => "overloaded", SERVICE_UNAVAILABLE, "The ingest queue is full; retry after the given delay.";
     Unavailable => "unavailable", SERVICE_UNAVAILABLE, "The server is starting, shutting down or cannot reach its storage.";
     Internal => "internal", INTERNAL_SERVER_ERROR, "An unexpected server error; nothing was changed by it.";
