@@ -16,6 +16,7 @@ mod ledger_routes;
 mod metrics;
 mod openapi;
 mod privacy;
+mod roles;
 mod routes;
 mod routes_alerts;
 mod sealed_alerts;

@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{self, Permission, Principal};
 use crate::error::{ApiError, Code};
-use crate::{alerting, export, ids, ledger, ledger_routes, metrics, routes_alerts, subjects, users};
+use crate::{alerting, export, ids, ledger, ledger_routes, metrics, roles, routes_alerts, subjects, users};
 
 /// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
 const MAX_QUEUE_DEPTH: u64 = 3000;
@@ -68,6 +68,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/subjects/{subject_id}/legal-hold", put(subjects::place_hold).delete(subjects::release_hold))
         .route("/v1/privacy/settings", get(subjects::get_settings).put(subjects::put_settings))
         .route("/v1/platform/master-key/rotate", post(subjects::rotate_master_key))
+        .route("/v1/roles", post(roles::create_role).get(roles::list_roles))
+        .route("/v1/roles/{name}", get(roles::get_role).put(roles::replace_role).delete(roles::delete_role))
         .route("/v1/privacy/classification", get(subjects::get_classification).put(subjects::put_classification))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))

@@ -281,3 +281,43 @@ fn an_expired_session_is_refused() {
     let expired = c.get(Some(&token), "/v1/events");
     assert_eq!((expired.status, expired.error_code().as_str()), (401, "unauthorized"), "{}", expired.text());
 }
+
+#[test]
+fn custom_roles_grant_exactly_their_permissions_and_stay_within_their_authors() {
+    let server = TestServer::start();
+    let c = &server.client;
+    let mut seen = Seen::default();
+    let (tenant, admin) = c.create_tenant("acme");
+    let roles = c.get(Some(&admin), "/v1/roles").json();
+    let names: Vec<&str> = roles["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["super_admin", "compliance_officer", "auditor", "standard_user"]);
+
+    let role = json!({"name": "incident_responder", "description": "reads events and works alerts",
+                      "permissions": ["events:read", "alerts:read", "alerts:manage"]});
+    let created = c.post_json(Some(&admin), "/v1/roles", &role);
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(c.post_json(Some(&admin), "/v1/roles", &role).status, 409, "names are unique");
+    let unknown = c.post_json(Some(&admin), "/v1/roles", &json!({"name": "x_y", "permissions": ["events:delete"]}));
+    assert_eq!((unknown.status, unknown.error_code()), (400, "invalid_value".to_string()), "{}", unknown.text());
+    assert!(unknown.text().contains("events:delete"), "{}", unknown.text());
+    let builtin = c.put_json(Some(&admin), "/v1/roles/auditor", &json!({"permissions": ["events:read"]}));
+    assert_eq!(builtin.status, 409, "{}", builtin.text());
+    // A user manager cannot mint a role with more than it holds.
+    let manager = c.create_key(&admin, &["users:manage"]);
+    let escalate = c.post_json(Some(&manager), "/v1/roles", &json!({"name": "sneaky", "permissions": ["pii:read"]}));
+    assert_eq!(escalate.status, 403, "{}", escalate.text());
+
+    create_user(c, &admin, &mut seen, "rita@acme.test", "incident_responder", None);
+    let token = session(c, &mut seen, &tenant, "rita@acme.test");
+    assert_eq!(c.get(Some(&token), "/v1/events").status, 200);
+    assert_eq!(c.get(Some(&token), "/v1/alerts").status, 200);
+    assert_eq!(c.ingest(&token, &event("r-1", "data.read", "rita")).status, 403);
+    // Narrowed: the next request already has the new permissions.
+    let narrowed = json!({"permissions": ["events:read"]});
+    assert_eq!(c.put_json(Some(&admin), "/v1/roles/incident_responder", &narrowed).status, 200);
+    assert_eq!(c.get(Some(&token), "/v1/alerts").status, 403);
+    let held = c.delete(Some(&admin), "/v1/roles/incident_responder");
+    assert_eq!(held.status, 409, "a role in use stays: {}", held.text());
+    let changes = actions(c, &admin, "config.security.updated", 2);
+    assert_eq!(changes[0]["metadata"]["role"]["name"], "incident_responder");
+}
