@@ -321,3 +321,61 @@ fn custom_roles_grant_exactly_their_permissions_and_stay_within_their_authors() 
     let changes = actions(c, &admin, "config.security.updated", 2);
     assert_eq!(changes[0]["metadata"]["role"]["name"], "incident_responder");
 }
+
+#[test]
+fn no_secret_reaches_the_servers_output_or_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let output = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_veritrail"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("VERITRAIL_BOOTSTRAP_TOKEN", veritrail_test_support::BOOTSTRAP_TOKEN)
+        .env("VERITRAIL_LOG", "debug")
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .spawn()
+        .unwrap();
+    let c = Client::new(&format!("http://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.get(None, "/healthz").status, 200);
+    let mut seen = Seen::default();
+    let (tenant, admin) = c.create_tenant("acme");
+    let reader = c.create_key(&admin, &["events:read"]);
+    create_user(&c, &admin, &mut seen, "erin@acme.test", "auditor", None);
+    let token = session(&c, &mut seen, &tenant, "erin@acme.test");
+    let wrong = "not the password, but a secret too 77";
+    assert_eq!(login(&c, &mut seen, &tenant, "erin@acme.test", wrong).status, 401);
+    assert_eq!(c.get(Some(&token), "/v1/events").status, 200);
+    assert_eq!(c.get(Some(&reader), "/v1/events").status, 200);
+    let webhook = c.post_json(Some(&admin), "/v1/webhooks", &json!({"url": "http://192.0.2.1/hook"}));
+    let webhook_secret = webhook.json()["secret"].as_str().map(str::to_string);
+    let ledger = whole_ledger(&c, &admin);
+    let _ = child.kill();
+    let _ = child.wait();
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(output.contains("veritrail listening"), "the log was captured: {output}");
+    let secrets = [
+        Some(admin.clone()),
+        Some(reader.clone()),
+        Some(token.clone()),
+        Some(TENANT_PASSWORD.to_string()),
+        Some(wrong.to_string()),
+        Some(veritrail_test_support::BOOTSTRAP_TOKEN.to_string()),
+        webhook_secret,
+    ];
+    for secret in secrets.into_iter().flatten() {
+        // The whole token, and its secret part alone.
+        let tail = secret.rsplit('_').next().unwrap_or(&secret).to_string();
+        for needle in [secret.as_str(), tail.as_str()] {
+            assert!(!output.contains(needle), "a secret is in the server's output");
+            assert!(!ledger.contains(needle), "a secret is in the ledger");
+        }
+    }
+}
