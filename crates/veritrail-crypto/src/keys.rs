@@ -127,6 +127,11 @@ impl MasterKeys {
         MasterKeys::with_previous(new, previous)
     }
 
+    /// True while keys being rotated out are configured (something may still be under them).
+    pub fn has_previous(&self) -> bool {
+        !self.previous.is_empty()
+    }
+
     /// The key new wraps use.
     pub fn current(&self) -> &MasterKey {
         &self.current

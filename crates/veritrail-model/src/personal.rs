@@ -55,19 +55,7 @@ impl PersonalData {
         self.fields.iter().map(|(path, value)| (path.as_str(), value))
     }
 
-    /// Splits into the actor's own data (`actor.*`, `context.*`) and the data about the event's
-    /// data subject (`changes` and fields the tenant classified under `metadata`, when the event
-    /// has a `data_subject`; otherwise the actor's).
-    /// Each half is sealed under its owner's key, so erasing one person leaves the other's data.
-    pub fn split_by_owner(&self, has_data_subject: bool) -> [PersonalData; 2] {
-        let mut halves = [PersonalData::default(), PersonalData::default()];
-        for (path, value) in &self.fields {
-            halves[owner_of(path, has_data_subject) as usize].fields.insert(path.clone(), value.clone());
-        }
-        halves
-    }
-
-    /// Adds every field of `other` (the halves of [`PersonalData::split_by_owner`] back together).
+    /// Adds every field of `other` (the owners' parts of one event back together).
     pub fn merge(&mut self, other: PersonalData) {
         self.fields.extend(other.fields);
     }
@@ -92,8 +80,8 @@ impl PersonalData {
         owners
     }
 
-    /// [`PersonalData::to_bytes`] of only `owner`'s fields (what [`PersonalData::split_by_owner`]
-    /// would give, without copying the values).
+    /// [`PersonalData::to_bytes`] of only `owner`'s fields ([`owner_of`]): each owner's part is
+    /// sealed under that owner's key, so erasing one person leaves the other's data.
     pub fn owner_bytes(&self, owner: Owner, has_data_subject: bool) -> Vec<u8> {
         self.write_bytes(|path| owner_of(path, has_data_subject) == owner)
     }
@@ -140,7 +128,9 @@ impl PersonalData {
     }
 }
 
-/// Whose personal data a field is: the index into [`PersonalData::split_by_owner`]'s halves.
+/// Whose personal data a field is: the actor's own (`actor.*`, `context.*`) or, when the event
+/// has a `data_subject`, the subject's (`changes`, classified `metadata` fields); the index into
+/// [`PersonalData::owners`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
     /// The event's actor (`actor.id`).

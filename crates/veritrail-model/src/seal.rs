@@ -102,14 +102,6 @@ pub struct PreparedEvent {
     pub data_subject: Option<String>,
 }
 
-impl PreparedEvent {
-    /// The personal data as one clear sidecar ([`PersonalData::to_bytes`]); empty when the
-    /// event has none. Stores encrypt per owner instead (see [`PersonalData::split_by_owner`]).
-    pub fn personal_bytes(&self) -> Vec<u8> {
-        if self.personal.is_empty() { Vec::new() } else { self.personal.to_bytes() }
-    }
-}
-
 impl Event {
     /// Applies the server defaults (`id`, `occurred_at`) and replaces the personal fields by
     /// commitments, moving their clear values into [`PreparedEvent::personal`].

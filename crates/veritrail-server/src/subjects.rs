@@ -64,20 +64,29 @@ async fn legal_hold(state: &AppState, tenant: &str, subject: &str) -> Result<Opt
     Ok((hold["active"] == json!(true)).then_some(hold))
 }
 
-/// Every event by (`actor_id`) or about (`data_subject`) the subject, oldest first, opened and
-/// decrypted; the flag says whether the cap cut the list.
-async fn subject_events(state: &AppState, tenant: &str, subject: &str) -> Result<(Vec<Value>, bool), ApiError> {
+/// Every event by (`actor_id`) or about (`data_subject`) the subject matching the `also`
+/// filters, oldest first, opened and decrypted, at most `cap`; the flag says whether the cap cut
+/// the list.
+async fn subject_events(
+    state: &AppState,
+    tenant: &str,
+    subject: &str,
+    also: &[(&str, &str)],
+    cap: usize,
+) -> Result<(Vec<Value>, bool), ApiError> {
     let mut by_seq: std::collections::BTreeMap<u64, Value> = std::collections::BTreeMap::new();
     let mut truncated = false;
     for filter in ["actor_id", "data_subject"] {
-        let (query, _) = parse_params(&[(filter.to_string(), subject.to_string())])?;
+        let mut pairs = vec![(filter.to_string(), subject.to_string())];
+        pairs.extend(also.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+        let (query, _) = parse_params(&pairs)?;
         let mut page = PageRequest { limit: veritrail_query::MAX_LIMIT, after: None, order: Order::Asc };
         loop {
             let result = state.store.query(tenant, &query, &page).await?;
             for stored in &result.events {
                 by_seq.insert(stored.seq, event_json(stored)?);
             }
-            if by_seq.len() >= MAX_REPORT_EVENTS {
+            if by_seq.len() >= cap {
                 truncated = true;
                 break;
             }
@@ -87,7 +96,7 @@ async fn subject_events(state: &AppState, tenant: &str, subject: &str) -> Result
             }
         }
     }
-    Ok((by_seq.into_values().take(MAX_REPORT_EVENTS).collect(), truncated))
+    Ok((by_seq.into_values().take(cap).collect(), truncated))
 }
 
 /// `DELETE /v1/subjects/{subject_id}` `{"reason"?}`: crypto-shreds the subject.
@@ -121,7 +130,7 @@ pub(crate) async fn erase(
     // Longer retention obligations are recorded with the erasure, never resolved silently: the
     // sealed records (what happened, when, disclosure descriptions) are kept under Art. 17(3)(b)
     // and (e); only the personal values go.
-    let (events, _) = subject_events(&state, &key.tenant, &subject).await?;
+    let (events, _) = subject_events(&state, &key.tenant, &subject, &[], MAX_REPORT_EVENTS).await?;
     let phi = events.iter().filter(|e| labels(e).contains(&"phi")).count();
     let pci = events.iter().filter(|e| labels(e).contains(&"pci")).count();
     let disclosures = events.iter().filter(|e| e["action"] == "disclosure.made").count();
@@ -251,7 +260,7 @@ pub(crate) async fn export(
     validate_subject(&subject)?;
     let settings = json_setting(&state, &setting_name("settings", &key.tenant, None)).await?;
     let include_accessors = settings["dsar_include_accessors"] == json!(true);
-    let (events, truncated) = subject_events(&state, &key.tenant, &subject).await?;
+    let (events, truncated) = subject_events(&state, &key.tenant, &subject, &[], MAX_REPORT_EVENTS).await?;
     let mut purposes = std::collections::BTreeSet::new();
     let mut categories = std::collections::BTreeSet::new();
     let mut recipients = Vec::new();
@@ -372,25 +381,7 @@ pub(crate) async fn consents(
     let key = principal.tenant_key()?;
     key.require(Permission::EventsRead)?;
     validate_subject(&subject)?;
-    let mut events: Vec<(u64, Value)> = Vec::new();
-    for filter in ["data_subject", "actor_id"] {
-        let pairs = [("action".to_string(), "consent.*".to_string()), (filter.to_string(), subject.clone())];
-        let (query, _) = parse_params(&pairs)?;
-        let mut page = PageRequest { limit: veritrail_query::MAX_LIMIT, after: None, order: Order::Asc };
-        loop {
-            let result = state.store.query(&key.tenant, &query, &page).await?;
-            for stored in &result.events {
-                events.push((stored.seq, event_json(stored)?));
-            }
-            match result.next {
-                Some(next) => page.after = Some(next),
-                None => break,
-            }
-        }
-    }
-    events.sort_by_key(|(seq, _)| *seq);
-    events.dedup_by_key(|(seq, _)| *seq);
-    let views: Vec<Value> = events.into_iter().map(|(_, view)| view).collect();
+    let (views, _) = subject_events(&state, &key.tenant, &subject, &[("action", "consent.*")], usize::MAX).await?;
     let mut consents = fold_consents(&views);
     let checkpoint = crate::ledger::issue_checkpoint(&state, &key.tenant).await?;
     for consent in &mut consents {

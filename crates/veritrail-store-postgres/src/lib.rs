@@ -187,8 +187,10 @@ impl PgStore {
         };
         store.check_durability().await?;
         store.load_tenant_keys().await?;
-        let rewrapped = store.rewrap_keys().await?;
-        if rewrapped > 0 {
+        // Only while a previous key is configured can anything be under another master key: no
+        // scan (and lock) of every key row at each node's start otherwise.
+        if store.inner.privacy.master_keys().has_previous() {
+            let rewrapped = store.rewrap_keys().await?;
             tracing::info!(rewrapped, "re-wrapped data keys under the current master key");
         }
         Ok(store)

@@ -3,7 +3,6 @@
 
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
-use veritrail_model::PersonalData;
 use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
 use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
 
@@ -78,17 +77,6 @@ impl ReadCtx<'_> {
             out.push(StoredEvent { seq: seq as u64, id, sealed: row.get(3), leaf_hash, personal });
         }
         Ok(out)
-    }
-}
-
-/// Opens a record as readers see it; personal data that does not fit its commitments reads as
-/// erased rather than failing the query.
-fn open_view(sealed: &[u8], personal: Option<&PersonalData>) -> StoreResult<serde_json::Value> {
-    match veritrail_model::open(sealed, personal) {
-        Ok(view) => Ok(view),
-        Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
-            .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
-        Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
     }
 }
 
@@ -246,7 +234,7 @@ pub(crate) async fn query(
         let mut last_seq = None;
         for record in ctx.stored_events(client, &rows).await? {
             last_seq = Some(record.seq as i64);
-            let view = open_view(&record.sealed, record.personal.as_ref())?;
+            let view = veritrail_store::open_view(&record.sealed, record.personal.as_ref())?;
             if query.matches(&view) {
                 found.push(record);
                 views.push(view);

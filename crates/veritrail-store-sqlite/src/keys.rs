@@ -269,9 +269,28 @@ pub(crate) fn rewrap_all(conn: &mut Connection, privacy: &Privacy) -> StoreResul
 /// Record key, tenant number, tenant, event id, sealed record, clear sidecar.
 type ClearSidecar = (i64, i64, String, String, Vec<u8>, Vec<u8>);
 
+/// Setting present while clear sidecars may exist (set by the schema migration from v1 and by
+/// opening without encryption), so that the scan for them runs only then, not at every start.
+pub(crate) const CLEAR_SIDECARS_SETTING: &str = "ledger.clear_sidecars";
+
+/// Marks the ledger as holding clear sidecars (opened without encryption, for the benchmark).
+pub(crate) fn expect_clear_sidecars(conn: &Connection) -> StoreResult<u64> {
+    conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, X'01')", [CLEAR_SIDECARS_SETTING])
+        .map_err(sql_error)?;
+    Ok(0)
+}
+
 /// Encrypts sidecars written before encryption existed (clear JSON, first byte `{`), in
-/// batches, with their blind-index tokens. Returns how many were encrypted.
+/// batches, with their blind-index tokens, when [`CLEAR_SIDECARS_SETTING`] says there may be
+/// some; clears the setting once none is left. Returns how many were encrypted.
 pub(crate) fn encrypt_clear_sidecars(conn: &mut Connection, privacy: &Privacy, now_micros: i64) -> StoreResult<u64> {
+    let pending: Option<i64> = conn
+        .query_row("SELECT 1 FROM settings WHERE name = ?1", [CLEAR_SIDECARS_SETTING], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    if pending.is_none() {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
         let tx = conn.transaction().map_err(sql_error)?;
@@ -287,6 +306,8 @@ pub(crate) fn encrypt_clear_sidecars(conn: &mut Connection, privacy: &Privacy, n
             .collect::<Result<_, _>>()
             .map_err(sql_error)?;
         if rows.is_empty() {
+            tx.execute("DELETE FROM settings WHERE name = ?1", [CLEAR_SIDECARS_SETTING]).map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
             return Ok(total);
         }
         for (key, tenant_no, tenant, event_id, sealed, data) in rows {

@@ -148,13 +148,15 @@ impl SqliteStore {
         let privacy = Arc::new(Privacy::new(keys::resolve_master_keys(dir, options.master_keys.clone())?));
         let mut writer_conn = writer_conn;
         keys::load_tenant_keys(&writer_conn, &privacy)?;
-        let rewrapped = keys::rewrap_all(&mut writer_conn, &privacy)?;
-        if rewrapped > 0 {
+        // Nothing can be under another master key unless a previous one is configured: no scan
+        // of every key row at each start.
+        if privacy.master_keys().has_previous() {
+            let rewrapped = keys::rewrap_all(&mut writer_conn, &privacy)?;
             tracing::info!(rewrapped, key_id = %privacy.master_keys().current().id(), "re-wrapped data keys under the current master key");
         }
         let encrypted = match options.encrypt_personal {
             true => keys::encrypt_clear_sidecars(&mut writer_conn, &privacy, to_micros(Timestamp::now()))?,
-            false => 0,
+            false => keys::expect_clear_sidecars(&writer_conn)?,
         };
         if encrypted > 0 {
             tracing::info!(encrypted, "encrypted personal data stored before encryption at rest");

@@ -51,17 +51,6 @@ fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-/// Opens a record as readers see it; personal data that does not fit its commitments reads as
-/// erased rather than failing the query.
-fn open_view(sealed: &[u8], personal: Option<&PersonalData>) -> StoreResult<serde_json::Value> {
-    match veritrail_model::open(sealed, personal) {
-        Ok(view) => Ok(view),
-        Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
-            .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
-        Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
-    }
-}
-
 /// One record by event id: recent ids first, then the index (in a snapshot taken after).
 pub(crate) fn event_by_id(
     conn: &Connection,
@@ -230,7 +219,7 @@ pub(crate) fn query(
         let last_key = rows.last().map(|row| row.0);
         for row in rows {
             let record = ctx.stored_event(conn, row)?;
-            let view = open_view(&record.sealed, record.personal.as_ref())?;
+            let view = veritrail_store::open_view(&record.sealed, record.personal.as_ref())?;
             if query.matches(&view) {
                 found.push(record);
                 views.push(view);

@@ -189,7 +189,19 @@ pub(crate) fn configure(
 /// new tables are created and the blind-index columns added; the store encrypts the old
 /// sidecars when it opens.
 pub(crate) fn migrate_ledger(conn: &Connection) -> Result<(), String> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| format!("cannot read ledger schema version: {e}"))?;
     migrate(conn, LEDGER_SCHEMA, LEDGER_SCHEMA_VERSION, "ledger")?;
+    if found == 1 {
+        // Version 1 wrote sidecars in clear: the store encrypts them at this open (and the next
+        // ones, until none is left).
+        conn.execute(
+            "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, X'01')",
+            [crate::keys::CLEAR_SIDECARS_SETTING],
+        )
+        .map_err(|e| format!("cannot mark clear sidecars: {e}"))?;
+    }
     let has_bidx: i64 = conn
         .query_row("SELECT count(*) FROM pragma_table_info('personal') WHERE name = 'email_bidx'", [], |row| row.get(0))
         .map_err(|e| format!("cannot inspect the ledger schema: {e}"))?;

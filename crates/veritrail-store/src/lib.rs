@@ -42,6 +42,17 @@ pub use alerts::{
     StatusChange, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
+/// Opens a stored record as readers see it (what queries match on; both backends use it);
+/// personal data that does not fit its commitments reads as erased rather than failing.
+pub fn open_view(sealed: &[u8], personal: Option<&veritrail_model::PersonalData>) -> StoreResult<serde_json::Value> {
+    match veritrail_model::open(sealed, personal) {
+        Ok(view) => Ok(view),
+        Err(_) if personal.is_some() => veritrail_model::open(sealed, None)
+            .map_err(|e| StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
+        Err(e) => Err(StoreError::Corrupt(format!("cannot open sealed record: {e}"))),
+    }
+}
+
 /// A boxed, sendable future, so that [`Store`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

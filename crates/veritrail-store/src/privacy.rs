@@ -1,7 +1,7 @@
 //! Encryption at rest of the personal-data sidecars (issue 5), shared by every backend so they
 //! write and read exactly the same bytes.
 //!
-//! Each event's personal data is split by owner ([`veritrail_model::PersonalData::split_by_owner`]):
+//! Each event's personal data is split by owner ([`veritrail_model::owner_of`]):
 //! the actor's own fields are sealed under the actor's data key, the fields about the event's
 //! `data_subject` under the subject's. Data keys are random, one per (tenant, subject) — a
 //! subject may have several after concurrent first writes; erasure destroys all of them — and
@@ -101,19 +101,26 @@ pub fn blind_context(tenant: &str) -> Vec<u8> {
     [b"blind-index\0".as_slice(), tenant.as_bytes()].concat()
 }
 
-fn owner_subject(event: &PreparedEvent, owner: u8) -> &str {
-    match (owner, &event.data_subject) {
-        (OWNER_SUBJECT, Some(subject)) => subject,
-        _ => &event.actor_id,
-    }
-}
-
 /// Whose data an event's personal fields are.
 #[derive(Clone, Copy)]
 struct Owned<'a> {
     event_id: &'a str,
     actor_id: &'a str,
     data_subject: Option<&'a str>,
+}
+
+impl<'a> Owned<'a> {
+    fn of(event: &'a PreparedEvent) -> Owned<'a> {
+        Owned { event_id: &event.id, actor_id: &event.actor_id, data_subject: event.data_subject.as_deref() }
+    }
+
+    /// The subject whose key seals `owner`'s part.
+    fn subject(&self, owner: u8) -> &'a str {
+        match (owner, self.data_subject) {
+            (OWNER_SUBJECT, Some(subject)) => subject,
+            _ => self.actor_id,
+        }
+    }
 }
 
 impl Privacy {
@@ -154,7 +161,7 @@ impl Privacy {
         for event in events.iter().filter(|e| !e.personal.is_empty()) {
             let owners = event.personal.owners(event.data_subject.is_some());
             for (owner, present) in [OWNER_ACTOR, OWNER_SUBJECT].into_iter().zip(owners) {
-                let subject = owner_subject(event, owner);
+                let subject = Owned::of(event).subject(owner);
                 if present
                     && !known.is_some_and(|known| known.contains_key(subject))
                     && !missing.iter().any(|m| m == subject)
@@ -354,13 +361,7 @@ impl Privacy {
         }
         let mut created = HashMap::new();
         for event in events {
-            let sidecar = self.seal_one(
-                tenant,
-                Owned { event_id: &event.id, actor_id: &event.actor_id, data_subject: event.data_subject.as_deref() },
-                &event.personal,
-                &mut created,
-                &mut batch,
-            )?;
+            let sidecar = self.seal_one(tenant, Owned::of(event), &event.personal, &mut created, &mut batch)?;
             batch.sidecars.push(sidecar);
         }
         Ok(batch)
@@ -425,10 +426,7 @@ impl Privacy {
             if !present {
                 continue;
             }
-            let subject = match (owner, owned.data_subject) {
-                (OWNER_SUBJECT, Some(subject)) => subject,
-                _ => owned.actor_id,
-            };
+            let subject = owned.subject(owner);
             let (key_id, key) = match known.and_then(|known| known.get(subject)) {
                 Some((id, key)) => {
                     if !batch.used_keys.contains(id) {
@@ -474,15 +472,9 @@ impl Privacy {
         data: &[u8],
         load: &mut dyn FnMut(&[u64]) -> StoreResult<Vec<SubjectKeyRow>>,
     ) -> StoreResult<Option<PersonalData>> {
-        if data.first() == Some(&b'{') {
-            return Ok(PersonalData::from_bytes(data).ok());
-        }
-        let parts = match decode_sidecar(data) {
-            Ok(parts) => parts,
-            Err(error) => {
-                tracing::error!(%error, event_id, "personal data sidecar unreadable; read as erased");
-                return Ok(None);
-            }
+        let parts = match parse_sidecar(event_id, data) {
+            Sidecar::Clear(personal) => return Ok(personal),
+            Sidecar::Parts(parts) => parts,
         };
         let missing: Vec<u64> = {
             let cache = self.read();
@@ -509,16 +501,10 @@ impl Privacy {
         data: &[u8],
         keys: &HashMap<u64, DataKey>,
     ) -> StoreResult<Option<PersonalData>> {
-        if data.first() == Some(&b'{') {
-            return Ok(PersonalData::from_bytes(data).ok());
-        }
-        match decode_sidecar(data) {
-            Ok(parts) => Ok(open_parts(tenant, event_id, &parts, |id| keys.get(&id).cloned())),
-            Err(error) => {
-                tracing::error!(%error, event_id, "personal data sidecar unreadable; read as erased");
-                Ok(None)
-            }
-        }
+        Ok(match parse_sidecar(event_id, data) {
+            Sidecar::Clear(personal) => personal,
+            Sidecar::Parts(parts) => open_parts(tenant, event_id, &parts, |id| keys.get(&id).cloned()),
+        })
     }
 
     /// The key ids a stored sidecar refers to.
@@ -540,6 +526,26 @@ impl Privacy {
             return Ok(None);
         }
         self.keys().rewrap(wrapped, &blind_context(tenant)).map(Some).map_err(crypto)
+    }
+}
+
+/// A stored sidecar: the clear form written before encryption at rest (first byte `{`), or its
+/// encrypted parts — none when it does not decode (logged; it reads as erased).
+enum Sidecar<'a> {
+    Clear(Option<PersonalData>),
+    Parts(Vec<Part<'a>>),
+}
+
+fn parse_sidecar<'a>(event_id: &str, data: &'a [u8]) -> Sidecar<'a> {
+    if data.first() == Some(&b'{') {
+        return Sidecar::Clear(PersonalData::from_bytes(data).ok());
+    }
+    match decode_sidecar(data) {
+        Ok(parts) => Sidecar::Parts(parts),
+        Err(error) => {
+            tracing::error!(%error, event_id, "personal data sidecar unreadable; read as erased");
+            Sidecar::Parts(Vec::new())
+        }
     }
 }
 
