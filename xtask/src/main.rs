@@ -1,10 +1,22 @@
 //! Project automation in Rust (matklad's xtask pattern): `cargo xtask <task>`.
 //!
 //! - `test`  — formatting check, clippy with warnings denied, then the whole test suite
-//!   (cargo-nextest when installed, `cargo test` otherwise). `.ci/run` calls exactly this.
+//!   (cargo-nextest when installed, `cargo test` otherwise), then the API integration tests
+//!   again on PostgreSQL. `.ci/run` calls exactly this.
 //! - `bench` — the benchmarks of BENCHMARKS.md (see `cargo xtask bench --help`).
 
 use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// API integration tests (name prefixes in `veritrail`'s `it` binary) left out of the PostgreSQL
+/// pass because they are about the embedded store itself; everything else runs on both.
+const EMBEDDED_ONLY: &[(&str, &str)] = &[
+    ("postgres::", "they start their own nodes on their own database already"),
+    ("crash::reindex_command_", "`veritrail reindex` rebuilds the index files; PostgreSQL indexes with the record"),
+    ("ledger::data_dir_verification_", "`verify --data-dir` and tampering with ledger.sqlite"),
+    ("privacy::master_key_rotation_", "`rotate-master-key` rewrites master.key; PostgreSQL's key is configured"),
+    ("privacy::the_master_key_rotates_online_", "it swaps master.key; PostgreSQL's key rotates by restart"),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,7 +65,34 @@ fn test(filters: &[String]) -> Result<(), String> {
         tests.args(["test", "--workspace", "--no-fail-fast"]);
     }
     tests.args(filters);
-    run(tests, "test suite")
+    run(tests, "test suite")?;
+    if !filters.is_empty() {
+        eprintln!("xtask: filters given, so no PostgreSQL pass of the API tests (VERITRAIL_TEST_BACKEND=postgres)");
+        return Ok(());
+    }
+    let started = Instant::now();
+    run(api_tests_on_postgres(), "API tests on PostgreSQL")?;
+    eprintln!("xtask: API tests on PostgreSQL took {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// The `veritrail` API integration tests with their servers on PostgreSQL
+/// (`VERITRAIL_TEST_BACKEND`), except [`EMBEDDED_ONLY`].
+fn api_tests_on_postgres() -> Command {
+    let mut tests = cargo();
+    tests.env("VERITRAIL_TEST_BACKEND", "postgres");
+    if has_nextest() {
+        // `--workspace` like the full run, so that no dependency is rebuilt with other features.
+        let excluded: Vec<String> = EMBEDDED_ONLY.iter().map(|(prefix, _)| format!("test(/^{prefix}/)")).collect();
+        let filter = format!("binary_id(veritrail::it) & not ({})", excluded.join(" | "));
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast", "-E", &filter]);
+    } else {
+        tests.args(["test", "-p", "veritrail", "--test", "it", "--no-fail-fast", "--"]);
+        for (prefix, _) in EMBEDDED_ONLY {
+            tests.args(["--skip", prefix]);
+        }
+    }
+    tests
 }
 
 fn bench(args: &[String]) -> Result<(), String> {

@@ -360,6 +360,11 @@ pub struct IdentityProvider {
     /// caller fetches the set itself and uses [`TokenVerifier::with_jwks`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
+    /// Where the provider publishes its key set (`jwks_uri` of its OpenID configuration),
+    /// `http://` or `https://`: the server fetches it, caches it, and fetches it again when a
+    /// token names a key it does not know. Exactly one of `jwks` and `jwks_url` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
     /// Algorithms its tokens may use: a non-empty subset of RS256, ES256, EdDSA.
     pub allowed_algorithms: Vec<JwsAlgorithm>,
     /// The claim holding the user's groups or roles: a top-level claim name, or a JSON pointer
@@ -399,14 +404,34 @@ impl IdentityProvider {
         serde_json::from_str(json).map_err(|e| ProviderError::InvalidConfig { detail: crate::json_error_detail(&e) })
     }
 
+    /// Checks that the key set is given exactly one way, and `jwks_url`'s form when it is the
+    /// way: an `http` or `https` URL of at most 2048 bytes without credentials.
+    pub fn check_key_source(&self) -> Result<(), ProviderError> {
+        match (&self.jwks, &self.jwks_url) {
+            (None, None) => Err(field_error("jwks", "missing: give the provider's key set inline or a jwks_url")),
+            (Some(_), Some(_)) => Err(field_error("jwks_url", "give either jwks or jwks_url, not both")),
+            (Some(_), None) => Ok(()),
+            (None, Some(url)) => {
+                check_text("jwks_url", url, 2048)?;
+                let rest = url
+                    .strip_prefix("https://")
+                    .or_else(|| url.strip_prefix("http://"))
+                    .ok_or_else(|| field_error("jwks_url", "must be an http:// or https:// URL"))?;
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                if authority.is_empty() || authority.contains('@') || url.contains(char::is_whitespace) {
+                    return Err(field_error("jwks_url", "must name a host, without credentials or spaces"));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Checks the configuration and builds its verifier, with the inline `jwks`.
     pub fn verifier(&self) -> Result<TokenVerifier, ProviderError> {
+        self.check_key_source()?;
         let jwks = match &self.jwks {
             None => {
-                return Err(ProviderError::InvalidField {
-                    field: "jwks".into(),
-                    problem: "missing: give the provider's key set inline".into(),
-                });
+                return Err(field_error("jwks", "the key set is fetched from jwks_url: use TokenVerifier::with_jwks"));
             }
             Some(Value::String(json)) => Jwks::from_json(json)?,
             Some(value) => Jwks::from_value(value)?,
@@ -880,10 +905,21 @@ fn verify_signature(key: &PublicKey, signed: &[u8], signature: &[u8]) -> Result<
 }
 
 /// The `iss` of a token, read **without verifying anything**: only to pick which provider's
-/// [`TokenVerifier`] to use when several are configured. `None` if the token is malformed.
+/// [`TokenVerifier`] to use when several are configured. `None` if the token is not three
+/// segments with readable claims; an unsigned token still names its issuer, so that the
+/// provider it impersonates can refuse (and record) it.
 pub fn unverified_issuer(token: &str) -> Option<String> {
-    let parts = split(token).ok()?;
-    let claims = parse_object(&parts.claims, "claims").ok()?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let mut segments = token.split('.');
+    let (Some(_header), Some(claims), Some(_signature), None) =
+        (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return None;
+    };
+    let claims = URL_SAFE_NO_PAD.decode(claims).ok()?;
+    let claims = parse_object(&claims, "claims").ok()?;
     claims.get("iss")?.as_str().map(str::to_string)
 }
 

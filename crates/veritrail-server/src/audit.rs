@@ -43,6 +43,22 @@ pub async fn record_outcome(
     request: &RequestContext,
     outcome: &str,
 ) -> Result<u64, ApiError> {
+    record_with_id(state, tenant, None, action, actor, metadata, request, outcome).await
+}
+
+/// [`record_outcome`] under a given event id: recording the same fact again (another node, a
+/// retry after a crash) answers the first record's `seq` and adds nothing, as ingest does.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_with_id(
+    state: &AppState,
+    tenant: &str,
+    id: Option<&str>,
+    action: &str,
+    actor: Value,
+    metadata: Value,
+    request: &RequestContext,
+    outcome: &str,
+) -> Result<u64, ApiError> {
     let mut context = json!({"channel": "api", "endpoint": request.endpoint});
     if let Some(ip) = &request.ip {
         context["ip"] = json!(ip);
@@ -50,13 +66,16 @@ pub async fn record_outcome(
     if let Some(agent) = &request.user_agent {
         context["user_agent"] = json!(agent.chars().take(1024).collect::<String>());
     }
-    let event = json!({
+    let mut event = json!({
         "action": action,
         "actor": actor,
         "outcome": outcome,
         "context": context,
         "metadata": metadata,
     });
+    if let Some(id) = id {
+        event["id"] = json!(id);
+    }
     let bytes =
         serde_json::to_vec(&event).map_err(|e| ApiError::new(Code::Internal, format!("self-audit event: {e}")))?;
     let parsed = veritrail_model::parse_event(&bytes, &Limits::default()).map_err(|e| {
@@ -66,6 +85,32 @@ pub async fn record_outcome(
     let prepared = prepare(parsed)?;
     let appended = state.store.append(tenant, vec![prepared]).await?;
     appended.first().map(|a| a.seq).ok_or_else(|| ApiError::new(Code::Internal, "self-audit event was not appended"))
+}
+
+/// The platform operator as the actor of server-wide records.
+pub fn platform_actor() -> Value {
+    json!({"id": "platform", "type": "system", "name": "platform operator"})
+}
+
+/// Creates the platform ledger on the installation's first start (the tenant
+/// [`PLATFORM_TENANT`](crate::auth::PLATFORM_TENANT), opened by `audit.log.initialized`). Nodes
+/// starting together on one database create it once.
+pub(crate) async fn ensure_platform_ledger(state: &AppState) -> Result<(), ApiError> {
+    use crate::auth::PLATFORM_TENANT;
+    if state.store.tenant(PLATFORM_TENANT).await?.is_some() {
+        return Ok(());
+    }
+    let tenant =
+        veritrail_store::Tenant { id: PLATFORM_TENANT.into(), name: "platform".into(), created_at: Timestamp::now() };
+    match state.store.create_tenant(tenant).await {
+        Ok(()) => {}
+        Err(veritrail_store::StoreError::AlreadyExists(_)) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    }
+    let request = RequestContext { endpoint: "server start".into(), ..RequestContext::default() };
+    let metadata = json!({"ledger": "platform"});
+    record(state, PLATFORM_TENANT, "audit.log.initialized", platform_actor(), metadata, &request).await?;
+    Ok(())
 }
 
 /// Prepares a validated event: a fresh id when it has none, server time, unpredictable salts.

@@ -26,13 +26,34 @@ pub fn valid_scope(scope: &str) -> bool {
     veritrail_access::scope_permissions(scope).is_ok()
 }
 
+/// The tenant id of the platform ledger: server-wide activity (tenants created, platform keys
+/// rotated, the operator's own reads) is recorded there (SPEC §6), readable and verifiable
+/// with the bootstrap token through the ordinary read endpoints.
+pub const PLATFORM_TENANT: &str = "platform";
+
+/// What the bootstrap token may do inside the platform ledger: read, export and verify it.
+const PLATFORM_LEDGER_PERMISSIONS: PermissionSet =
+    PermissionSet::of(&[Permission::EventsRead, Permission::EventsExport, Permission::LedgerRead, Permission::PiiRead]);
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// The platform operator (bootstrap token): may create tenants, sees no tenant's data.
-    Platform,
-    /// A tenant API key, or a user's session.
+    /// The platform operator (bootstrap token): may create tenants and rotate platform keys,
+    /// sees no tenant's data; inside the API it acts on the platform ledger only, read-only.
+    Platform(KeyPrincipal),
+    /// A tenant API key, a user's session, or an identity provider's token.
     Key(KeyPrincipal),
+}
+
+/// The user behind an identity provider's token.
+#[derive(Debug, Clone)]
+pub struct SsoIdentity {
+    /// The tenant's provider that verified the token (`idp_…`).
+    pub provider_id: String,
+    /// The token's subject: the user's `actor.id`.
+    pub subject: String,
+    /// The user's email, when the provider's email claim gave one.
+    pub email: Option<String>,
 }
 
 /// The signed-in user behind a session credential.
@@ -60,6 +81,8 @@ pub struct KeyPrincipal {
     pub actor_id: Option<String>,
     /// The user and session, when the credential is a session.
     pub user: Option<SessionUser>,
+    /// The user, when the credential is an identity provider's token.
+    pub sso: Option<SsoIdentity>,
 }
 
 impl KeyPrincipal {
@@ -74,8 +97,12 @@ impl KeyPrincipal {
         if self.has(permission) {
             return Ok(());
         }
-        let mut error =
-            ApiError::new(Code::Forbidden, format!("this credential lacks the {} permission", permission.name()));
+        let message = if self.tenant == PLATFORM_TENANT && self.key_id == PLATFORM_TENANT {
+            format!("the platform bootstrap token only reads the platform ledger (no {} permission)", permission.name())
+        } else {
+            format!("this credential lacks the {} permission", permission.name())
+        };
+        let mut error = ApiError::new(Code::Forbidden, message);
         error.denied = Some(Box::new(Denied {
             tenant: self.tenant.clone(),
             actor: self.actor_json(),
@@ -95,19 +122,31 @@ impl KeyPrincipal {
 
     /// The actor recorded in self-audit events for this key (or user).
     pub fn actor_json(&self) -> serde_json::Value {
-        match &self.user {
-            Some(user) => serde_json::json!({"id": format!("user:{}", user.user_id), "type": "user"}),
-            None => {
+        if self.tenant == PLATFORM_TENANT && self.key_id == PLATFORM_TENANT {
+            return crate::audit::platform_actor();
+        }
+        match (&self.user, &self.sso) {
+            (Some(user), _) => serde_json::json!({"id": format!("user:{}", user.user_id), "type": "user"}),
+            (None, Some(sso)) => {
+                let mut actor = serde_json::json!({"id": sso.subject, "type": "user"});
+                if let Some(email) = &sso.email {
+                    actor["email"] = serde_json::json!(email);
+                }
+                actor
+            }
+            (None, None) => {
                 serde_json::json!({"id": format!("api_key:{}", self.key_id), "type": "api_key", "name": self.name})
             }
         }
     }
 
-    /// Who acted, as `api_key:<id>` or `user:<id>` (alert status changes).
+    /// Who acted, as `api_key:<id>`, `user:<id>` or `sso:<provider id>:<subject>` (alert
+    /// status changes).
     pub fn actor_ref(&self) -> String {
-        match &self.user {
-            Some(user) => format!("user:{}", user.user_id),
-            None => format!("api_key:{}", self.key_id),
+        match (&self.user, &self.sso) {
+            (Some(user), _) => format!("user:{}", user.user_id),
+            (None, Some(sso)) => format!("sso:{}:{}", sso.provider_id, sso.subject),
+            (None, None) => format!("api_key:{}", self.key_id),
         }
     }
 
@@ -134,15 +173,47 @@ impl KeyPrincipal {
 }
 
 impl Principal {
-    /// The tenant key, or 403 for the platform token (which reads no tenant's data).
+    /// The credential inside its tenant: for the platform token, a read-only credential on the
+    /// platform ledger (so any tenant endpoint answers it 403, recorded there).
     pub fn tenant_key(&self) -> Result<&KeyPrincipal, ApiError> {
         match self {
-            Principal::Key(key) => Ok(key),
-            Principal::Platform => Err(ApiError::new(
-                Code::Forbidden,
-                "the platform token cannot act inside a tenant; use a tenant api key",
-            )),
+            Principal::Key(key) | Principal::Platform(key) => Ok(key),
         }
+    }
+
+    /// True for the platform bootstrap token.
+    pub fn is_platform(&self) -> bool {
+        matches!(self, Principal::Platform(_))
+    }
+
+    /// Fails with 403 `what` unless this is the platform bootstrap token; a tenant credential's
+    /// attempt is recorded in its tenant's ledger as `permission.denied` (permission
+    /// `platform`), like any other refusal.
+    pub fn require_platform(&self, what: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Platform(_) => Ok(()),
+            Principal::Key(key) => {
+                let mut error = ApiError::new(Code::Forbidden, format!("{what} needs the platform bootstrap token"));
+                error.denied = Some(Box::new(Denied {
+                    tenant: key.tenant.clone(),
+                    actor: key.actor_json(),
+                    permission: "platform",
+                }));
+                Err(error)
+            }
+        }
+    }
+
+    fn platform() -> Principal {
+        Principal::Platform(KeyPrincipal {
+            tenant: PLATFORM_TENANT.into(),
+            key_id: PLATFORM_TENANT.into(),
+            name: "platform operator".into(),
+            permissions: PLATFORM_LEDGER_PERMISSIONS,
+            actor_id: None,
+            user: None,
+            sso: None,
+        })
     }
 }
 
@@ -189,12 +260,17 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
-        let token = bearer(parts)?;
-        if token.len() > 256 {
+        let token = bearer(parts)?.to_string();
+        let token = token.as_str();
+        if token.len() > veritrail_access::MAX_TOKEN_BYTES {
             return Err(invalid());
         }
         if token.starts_with(veritrail_access::SESSION_PREFIX) {
             return session_principal(state, token).await;
+        }
+        if crate::sso::looks_like_jwt(token) {
+            let request = crate::audit::RequestContext::from_request_parts(parts, state).await?;
+            return crate::sso::authenticate(state, token, &request).await;
         }
         if let Some(rest) = token.strip_prefix("vt_") {
             let (key_id, secret) = rest.split_once('_').ok_or_else(invalid)?;
@@ -222,11 +298,12 @@ impl FromRequestParts<AppState> for Principal {
                 permissions,
                 actor_id: None,
                 user: None,
+                sso: None,
             }));
         }
         let presented = hash_secret(&state.pepper, token);
         if bool::from(presented.ct_eq(&state.bootstrap_hash)) {
-            return Ok(Principal::Platform);
+            return Ok(Principal::platform());
         }
         Err(invalid())
     }
@@ -285,5 +362,6 @@ async fn session_principal(state: &AppState, token: &str) -> Result<Principal, A
         permissions,
         actor_id: user.actor_id,
         user: Some(SessionUser { user_id: user.id, session_id: session.id }),
+        sso: None,
     }))
 }

@@ -113,15 +113,10 @@ pub(crate) async fn rotate_key(
     principal: Principal,
     request: RequestContext,
 ) -> Result<Response, ApiError> {
-    if !matches!(principal, Principal::Platform) {
-        return Err(ApiError::new(
-            Code::Forbidden,
-            "rotating the ledger signing key needs the platform bootstrap token",
-        ));
-    }
+    principal.require_platform("rotating the ledger signing key")?;
     let previous = state.ledger.keys().current.to_string();
     let keys = state.ledger.rotate(state.store.as_ref()).await?;
-    let actor = json!({"id": "platform", "type": "system", "name": "platform operator"});
+    let actor = audit::platform_actor();
     let metadata =
         json!({"key": "ledger.signing", "previous_verifier_key": previous, "verifier_key": keys.current.to_string()});
     for tenant in state.store.tenants().await? {

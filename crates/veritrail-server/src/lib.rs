@@ -10,6 +10,7 @@ mod audit;
 pub mod auth;
 pub mod error;
 mod export;
+mod http_client;
 mod ids;
 mod ledger;
 mod ledger_routes;
@@ -20,12 +21,13 @@ mod roles;
 mod routes;
 mod routes_alerts;
 mod sealed_alerts;
+mod sso;
 mod subjects;
+mod tls;
 mod users;
 mod webhooks;
 mod witness;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ use veritrail_store::{AccessStore, AlertStore, Store};
 
 pub use crate::alerting::{AlertingConfig, RetryPolicy};
 pub use crate::error::{ApiError, Code};
+pub use crate::tls::{Listener, TlsError, TlsIdentity, TlsListener};
 pub use crate::witness::TsaConfig;
 
 /// Name of the store setting holding the pepper API-key secrets are hashed under.
@@ -66,6 +69,9 @@ pub struct ServerConfig {
     pub key_rate_limit: Option<(f64, u32)>,
     /// How long a signed-in session (`POST /v1/sessions`) lasts. `None`: 12 hours.
     pub session_ttl: Option<Duration>,
+    /// PEM CA certificates trusted for outbound HTTPS (webhooks, identity providers' key sets)
+    /// besides the system's (`outbound_ca_file`), for a private PKI.
+    pub outbound_ca_pem: Option<Vec<u8>>,
 }
 
 /// The server origin when none is configured.
@@ -97,6 +103,10 @@ pub struct AppState {
     /// A password hash verified against when the account is unknown, so that timing does not
     /// tell which accounts exist.
     pub(crate) dummy_password_hash: Arc<str>,
+    /// Identity providers' verifiers and the tokens whose first use was recorded.
+    pub(crate) sso: Arc<sso::SsoState>,
+    /// The guarded HTTP(S) client of requests to URLs users chose (webhooks, key sets).
+    pub(crate) outbound: Arc<http_client::HttpClient>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -177,6 +187,7 @@ impl Server {
         let dummy_password_hash = users::dummy_password_hash().await?;
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
+        let outbound = Arc::new(webhooks::client(&config)?);
         let alerting = Arc::new(alerting::Alerting::new(config.alerting.clone(), &pepper));
         // Alert details, webhook payloads and secrets are sealed under the tenant's key at rest.
         let alerts: Arc<dyn AlertStore> = Arc::new(sealed_alerts::SealedAlertStore::new(alerts, store.clone()));
@@ -195,19 +206,19 @@ impl Server {
             access,
             login_throttle: Arc::new(veritrail_access::LoginThrottle::default()),
             dummy_password_hash,
+            sso: Arc::default(),
+            outbound,
         };
+        audit::ensure_platform_ledger(&state).await?;
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));
         Ok(Server { router, new_bootstrap_token, state })
     }
 }
 
-/// Serves `server` on `listener` until `shutdown` is cancelled, then lets in-flight requests
-/// finish (at most 30 s) and shuts the store down so that everything acknowledged is committed.
-pub async fn serve(
-    server: Server,
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// Serves `server` on `listener` (a `TcpListener` for HTTP, a [`TlsListener`] for HTTPS) until
+/// `shutdown` is cancelled, then lets in-flight requests finish (at most 30 s) and shuts the
+/// store down so that everything acknowledged is committed.
+pub async fn serve(server: Server, listener: impl Into<Listener>, shutdown: CancellationToken) -> std::io::Result<()> {
     let Server { router, state, .. } = server;
     let interval = state.config.checkpoint_interval.unwrap_or(Duration::from_secs(1));
     let checkpointer_stop = CancellationToken::new();
@@ -219,9 +230,9 @@ pub async fn serve(
     let engine =
         state.config.alerting.enabled.then(|| tokio::spawn(alerting::run(state.clone(), alerting_stop.clone())));
     let deliverer = tokio::spawn(webhooks::run(state.clone(), alerting_stop.clone()));
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let sweeper = tokio::spawn(users::run_session_sweeper(state.clone(), alerting_stop.clone()));
     let signal = shutdown.clone();
-    let serving = axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
+    let serving = listener.into().serve(router, async move { signal.cancelled().await });
     let result = tokio::select! {
         result = serving => result,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(Duration::from_secs(30)).await } => {
@@ -237,6 +248,7 @@ pub async fn serve(
         let _ = engine.await;
     }
     let _ = deliverer.await;
+    let _ = sweeper.await;
     // Everything acknowledged gets covered by a signed checkpoint before the store closes.
     ledger::checkpoint_all(&state).await;
     // Time-stamps under way may still be stored; the last checkpoint is witnessed at next start.

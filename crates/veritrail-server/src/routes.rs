@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::audit::{self, RequestContext};
 use crate::auth::{self, Permission, Principal};
 use crate::error::{ApiError, Code};
-use crate::{alerting, export, ids, ledger, ledger_routes, metrics, roles, routes_alerts, subjects, users};
+use crate::{alerting, export, ids, ledger, ledger_routes, metrics, roles, routes_alerts, sso, subjects, users};
 
 /// Appends waiting for the writer beyond which ingest answers 503 instead of queueing.
 const MAX_QUEUE_DEPTH: u64 = 3000;
@@ -71,6 +71,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/roles", post(roles::create_role).get(roles::list_roles))
         .route("/v1/roles/{name}", get(roles::get_role).put(roles::replace_role).delete(roles::delete_role))
         .route("/v1/privacy/classification", get(subjects::get_classification).put(subjects::put_classification))
+        .route("/v1/identity-providers", post(sso::create_provider).get(sso::list_providers))
+        .route(
+            "/v1/identity-providers/{id}",
+            get(sso::get_provider).put(sso::replace_provider).delete(sso::delete_provider),
+        )
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -307,9 +312,7 @@ async fn create_tenant(
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    if !matches!(principal, Principal::Platform) {
-        return Err(ApiError::new(Code::Forbidden, "creating tenants needs the platform bootstrap token"));
-    }
+    principal.require_platform("creating tenants")?;
     require_json(&headers)?;
     let name = JsonObject::parse(&body, &["name"])?.string("name")?.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
@@ -320,27 +323,23 @@ async fn create_tenant(
     state.store.create_tenant(tenant.clone()).await?;
     // Monitoring starts with the tenant's first event, under the default rule pack.
     state.alerts.install_rules(&tenant.id, alerting::default_rules(0, tenant.created_at), 0).await?;
-    let platform = json!({"id": "platform", "type": "system", "name": "platform operator"});
+    let platform = audit::platform_actor();
     audit::record(
         &state,
         &tenant.id,
         "audit.log.initialized",
         platform.clone(),
-        json!({"tenant_name": name}),
+        json!({"tenant_name": name, "verifier_key": state.ledger.keys().current.to_string()}),
         &request,
     )
     .await?;
     let scopes = vec!["admin".to_string()];
     let key = store_new_key(&state, &tenant.id, "admin", scopes.clone(), None).await?;
-    audit::record(
-        &state,
-        &tenant.id,
-        "audit.key.created",
-        platform,
-        json!({"key_id": key.id, "scopes": scopes}),
-        &request,
-    )
-    .await?;
+    let metadata = json!({"token_type": "api_key", "key_id": key.id, "name": "admin", "scopes": scopes});
+    audit::record(&state, &tenant.id, "auth.token.created", platform, metadata, &request).await?;
+    let metadata = json!({"tenant": tenant.id, "tenant_name": name});
+    let actor = audit::platform_actor();
+    audit::record(&state, auth::PLATFORM_TENANT, "admin.tenant.created", actor, metadata, &request).await?;
     Ok((StatusCode::CREATED, Json(json!({"tenant": tenant.id, "name": name, "api_key": key.token}))).into_response())
 }
 
@@ -527,16 +526,15 @@ async fn get_event(
     if id.is_empty() || id.len() > 128 {
         return Err(ApiError::not_found("no event with this id"));
     }
-    let Some(stored) = state.store.event_by_id(&key.tenant, &id).await? else {
+    // Own records only: the store answers another actor's event as absent.
+    let found = match &own {
+        Some(actor) => state.store.own_event_by_id(&key.tenant, &id, actor).await?,
+        None => state.store.event_by_id(&key.tenant, &id).await?,
+    };
+    let Some(stored) = found else {
         return Err(ApiError::not_found("no event with this id"));
     };
     let mut view = event_json(&stored)?;
-    // Own records only: another actor's event is answered as absent.
-    if let Some(actor) = own
-        && view.pointer("/actor/id").and_then(Value::as_str) != Some(actor.as_str())
-    {
-        return Err(ApiError::not_found("no event with this id"));
-    }
     view["proof"] = json!(format!("/v1/ledger/proof/inclusion?seq={}", stored.seq));
     audit::record(&state, &key.tenant, "audit.read", key.actor_json(), json!({"event_id": id}), &request).await?;
     crate::privacy::present(&state, key, &request, std::slice::from_mut(&mut view)).await?;
@@ -590,8 +588,14 @@ async fn create_api_key(
         return Err(ApiError::new(Code::InvalidValue, "expires_at must be in the future"));
     }
     let new_key = store_new_key(&state, &key.tenant, name.trim(), scopes.clone(), expires_at).await?;
-    let metadata = json!({"key_id": new_key.id, "scopes": scopes});
-    audit::record(&state, &key.tenant, "audit.key.created", key.actor_json(), metadata, &request).await?;
+    let metadata = json!({
+        "token_type": "api_key",
+        "key_id": new_key.id,
+        "name": name.trim(),
+        "scopes": scopes,
+        "expires_at": expires_at.map(|at| at.to_string()),
+    });
+    audit::record(&state, &key.tenant, "auth.token.created", key.actor_json(), metadata, &request).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": new_key.id, "api_key": new_key.token}))).into_response())
 }
 
@@ -624,7 +628,8 @@ async fn revoke_api_key(
     if !state.store.revoke_api_key(&key.tenant, &id, Timestamp::now()).await? {
         return Err(ApiError::not_found("no api key with this id"));
     }
-    audit::record(&state, &key.tenant, "audit.key.revoked", key.actor_json(), json!({"key_id": id}), &request).await?;
+    let metadata = json!({"token_type": "api_key", "key_id": id});
+    audit::record(&state, &key.tenant, "auth.token.revoked", key.actor_json(), metadata, &request).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -498,11 +498,9 @@ pub(crate) async fn rotate_master_key(
     principal: Principal,
     request: RequestContext,
 ) -> Result<Json<Value>, ApiError> {
-    if !matches!(principal, Principal::Platform) {
-        return Err(ApiError::new(Code::Forbidden, "rotating the master key needs the platform bootstrap token"));
-    }
+    principal.require_platform("rotating the master key")?;
     let key_id = state.store.rotate_master_key().await?;
-    let actor = json!({"id": "platform", "type": "system", "name": "platform operator"});
+    let actor = audit::platform_actor();
     let metadata = json!({"key": "master", "key_id": key_id});
     for tenant in state.store.tenants().await? {
         audit::record(&state, &tenant.id, "audit.key.rotated", actor.clone(), metadata.clone(), &request).await?;

@@ -416,3 +416,74 @@ pub(crate) async fn delete_current_session(
     audit::record(&state, &key.tenant, "auth.logout", key.actor_json(), metadata, &request).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// How often expired sessions are looked for: a quarter of the session lifetime, between 100 ms
+/// and one minute.
+pub(crate) fn session_sweep_interval(state: &AppState) -> Duration {
+    let ttl = state.config.session_ttl.unwrap_or(DEFAULT_SESSION_TTL);
+    (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+/// Sessions that ended longer ago than this are deleted.
+const ENDED_SESSION_KEPT: SignedDuration = SignedDuration::from_hours(24);
+/// Expired sessions recorded per store call.
+const EXPIRY_BATCH: u32 = 200;
+
+/// Records every session that expired unused since the last sweep as `auth.session.expired`
+/// in its tenant's ledger (under an event id derived from the session, so nodes sweeping
+/// together record it once), marks it ended, and deletes sessions ended a day ago. Returns how
+/// many expiries were recorded.
+pub(crate) async fn sweep_sessions(state: &AppState) -> Result<u64, ApiError> {
+    let now = Timestamp::now();
+    let mut recorded = 0;
+    loop {
+        let batch = state.access.expired_sessions(now, EXPIRY_BATCH).await?;
+        for session in &batch {
+            let request = RequestContext {
+                ip: session.ip.clone(),
+                user_agent: session.user_agent.clone(),
+                endpoint: "session expiry".into(),
+            };
+            let actor = json!({"id": format!("user:{}", session.user_id), "type": "user"});
+            let metadata = json!({
+                "user_id": session.user_id,
+                "session_id": session.id,
+                "created_at": session.created_at.to_string(),
+                "expires_at": session.expires_at.to_string(),
+                "last_seen_at": session.last_seen_at.to_string(),
+            });
+            let id = format!("auth.session.expired:{}", session.id);
+            let action = "auth.session.expired";
+            match audit::record_with_id(state, &session.tenant, Some(&id), action, actor, metadata, &request, "success")
+                .await
+            {
+                Ok(_) => recorded += 1,
+                // The tenant is gone; nothing to record in.
+                Err(error) if error.code == Code::NotFound => {}
+                Err(error) => return Err(error),
+            }
+            state.access.revoke_session(&session.tenant, &session.id, session.expires_at).await?;
+        }
+        if batch.len() < EXPIRY_BATCH as usize {
+            break;
+        }
+    }
+    if let Ok(cutoff) = now.checked_sub(ENDED_SESSION_KEPT) {
+        state.access.purge_sessions(cutoff).await?;
+    }
+    Ok(recorded)
+}
+
+/// Runs [`sweep_sessions`] every [`session_sweep_interval`] until `stop`.
+pub(crate) async fn run_session_sweeper(state: AppState, stop: tokio_util::sync::CancellationToken) {
+    let interval = session_sweep_interval(&state);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if let Err(error) = sweep_sessions(&state).await {
+            tracing::warn!(error = %error.message, "cannot record expired sessions");
+        }
+    }
+}

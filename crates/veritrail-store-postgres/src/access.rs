@@ -447,6 +447,18 @@ impl AccessStore for PgAccessStore {
         })
     }
 
+    fn expired_sessions(&self, at: Timestamp, limit: u32) -> BoxFuture<'_, StoreResult<Vec<SessionRecord>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at <= $1 AND revoked_at IS NULL
+                 ORDER BY expires_at, id LIMIT $2"
+            );
+            let rows = client.query(&sql, &[&at, &i64::from(limit)]).await.map_err(pg_error)?;
+            rows.iter().map(to_session).collect()
+        })
+    }
+
     fn purge_sessions(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(async move {
             let client = self.client().await?;

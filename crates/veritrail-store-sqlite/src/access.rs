@@ -587,6 +587,18 @@ impl AccessStore for SqliteAccessStore {
         Box::pin(self.run(move |tx| revoke_open_sessions(tx, &tenant, &user_id, at)))
     }
 
+    fn expired_sessions(&self, at: Timestamp, limit: u32) -> BoxFuture<'_, StoreResult<Vec<SessionRecord>>> {
+        Box::pin(self.run(move |tx| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at <= ?1 AND revoked_at IS NULL
+                 ORDER BY expires_at, id LIMIT ?2"
+            );
+            let mut stmt = tx.prepare(&sql).map_err(sql_error)?;
+            let rows = stmt.query_map(params![to_micros(at), limit], session_row).map_err(sql_error)?;
+            rows.map(|row| row.map_err(sql_error).and_then(to_session)).collect()
+        }))
+    }
+
     fn purge_sessions(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(self.run(move |tx| {
             let purged = tx

@@ -261,6 +261,10 @@ pub trait AccessStore: Send + Sync + 'static {
     fn revoke_session(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
     /// Revokes every open session of a user at `at`; returns how many.
     fn revoke_user_sessions(&self, tenant: &str, user_id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
+    /// Sessions of every tenant that expired at or before `at` and were never revoked, earliest
+    /// expiry first, at most `limit`: the ones whose expiry is still to be recorded
+    /// (`auth.session.expired`), after which the caller marks them revoked.
+    fn expired_sessions(&self, at: Timestamp, limit: u32) -> BoxFuture<'_, StoreResult<Vec<SessionRecord>>>;
     /// Deletes, in every tenant, the sessions that expired or were revoked before `before`;
     /// returns how many.
     fn purge_sessions(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;

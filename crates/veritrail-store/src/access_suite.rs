@@ -310,6 +310,14 @@ pub async fn old_sessions_are_purged(store: &impl AccessStore) {
     store.revoke_session("tn_a", "ses_revoked", at(50)).await.unwrap();
     store.revoke_session("tn_a", "ses_revoked_late", at(250)).await.unwrap();
 
+    // Expired and never revoked, earliest expiry first, across tenants, at most `limit`.
+    let expired = |list: Vec<SessionRecord>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(expired(store.expired_sessions(at(200), 10).await.unwrap()), ["ses_old", "ses_old_b", "ses_edge"]);
+    assert_eq!(expired(store.expired_sessions(at(200), 2).await.unwrap()), ["ses_old", "ses_old_b"]);
+    assert_eq!(expired(store.expired_sessions(at(99), 10).await.unwrap()), Vec::<String>::new());
+    let first = store.expired_sessions(at(100), 10).await.unwrap();
+    assert_eq!(first[0], SessionRecord { expires_at: at(100), ..session("tn_a", "ses_old", "usr_1") });
+
     assert_eq!(store.purge_sessions(at(200)).await.unwrap(), 3);
     for (id, kept) in [
         ("ses_old", false),

@@ -260,6 +260,25 @@ pub trait Store: Send + Sync + 'static {
     fn append(&self, tenant: &str, events: Vec<PreparedEvent>) -> BoxFuture<'_, StoreResult<Vec<Appended>>>;
     /// One event by id, straight from the ledger (never lags).
     fn event_by_id(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredEvent>>>;
+    /// [`Store::event_by_id`] for an own-records-only reader: the event only when its
+    /// `actor.id` is `actor`, otherwise (and when the actor was erased) answered as absent, so
+    /// the caller never holds another actor's event.
+    fn own_event_by_id<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: &'a str,
+        actor: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
+        Box::pin(async move {
+            let Some(stored) = self.event_by_id(tenant, id).await? else {
+                return Ok(None);
+            };
+            let view = veritrail_model::open(&stored.sealed, stored.personal.as_ref())
+                .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
+            let own = view.pointer("/actor/id").and_then(serde_json::Value::as_str) == Some(actor);
+            Ok(own.then_some(stored))
+        })
+    }
     /// Events matching `query`, from the indexed part of the ledger.
     fn query<'a>(
         &'a self,

@@ -172,6 +172,10 @@ pub async fn event_by_id_is_isolated_per_tenant(store: &impl Store) {
     store.append("tn_a", vec![event("secret", "data.read", "u1")]).await.expect("append");
     assert!(store.event_by_id("tn_a", "secret").await.expect("read").is_some());
     assert!(store.event_by_id("tn_b", "secret").await.expect("read").is_none());
+    // Own-records-only reads find an event only under its own actor, and in its own tenant.
+    assert!(store.own_event_by_id("tn_a", "secret", "u1").await.expect("read").is_some());
+    assert!(store.own_event_by_id("tn_a", "secret", "u2").await.expect("read").is_none());
+    assert!(store.own_event_by_id("tn_b", "secret", "u1").await.expect("read").is_none());
 }
 
 fn ids(events: &[crate::StoredEvent]) -> Vec<String> {

@@ -4,26 +4,79 @@
 //!
 //! Tests using it are plain `#[test]` functions: the server runs on its own runtime thread, so a
 //! blocking client never stalls it.
+//!
+//! [`TestServer`] and [`ChildServer`] run on the backend [`Backend::from_env`] names:
+//! `VERITRAIL_TEST_BACKEND=postgres` gives each data directory its own database on the shared
+//! throw-away cluster, so the same API tests run against both backends.
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use veritrail_crypto::{MasterKey, MasterKeys};
 use veritrail_server::{Server, ServerConfig};
-use veritrail_store::{AlertStore, Store};
+use veritrail_store::{AccessStore, AlertStore, Store};
+use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgStore};
 use veritrail_store_sqlite::SqliteStore;
 
+use crate::postgres::TestDatabase;
+
 pub mod postgres;
+pub mod tls;
 pub mod tsa;
 pub mod webhook;
 
 /// The bootstrap token every test server is started with.
 pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
+
+/// The master key (base64 of 32 bytes) of test servers on PostgreSQL, which has no key file.
+pub const TEST_MASTER_KEY: &str = "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=";
+
+/// The storage backend test servers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store in the server's data directory.
+    Sqlite,
+    /// A database of its own on the shared throw-away PostgreSQL cluster, per data directory.
+    Postgres,
+}
+
+impl Backend {
+    /// `VERITRAIL_TEST_BACKEND`: unset or `sqlite`, or `postgres`. Anything else panics, so a
+    /// typo never runs a pass on the wrong backend.
+    pub fn from_env() -> Backend {
+        match std::env::var("VERITRAIL_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Backend::Sqlite,
+            Ok("postgres") => Backend::Postgres,
+            Ok(other) => panic!("VERITRAIL_TEST_BACKEND={other:?}: expected sqlite or postgres"),
+        }
+    }
+
+    /// The database a server over `data_dir` uses on this backend (none on SQLite). A server
+    /// restarted over the same directory gets the same database back, and so does a test that
+    /// looks at what a server stored or tampers with it.
+    pub fn database_for(self, data_dir: &Path) -> Option<Arc<TestDatabase>> {
+        static DATABASES: Mutex<BTreeMap<PathBuf, Arc<TestDatabase>>> = Mutex::new(BTreeMap::new());
+        if self == Backend::Sqlite {
+            return None;
+        }
+        let mut databases = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(database) = databases.get(data_dir) {
+            return Some(database.clone());
+        }
+        // Created before older entries are let go, so the shared cluster stays up meanwhile.
+        let database = Arc::new(TestDatabase::create());
+        databases.retain(|dir, _| dir.exists());
+        databases.insert(data_dir.to_path_buf(), database.clone());
+        Some(database)
+    }
+}
 
 /// A response: status, raw body and headers of interest.
 #[derive(Debug, Clone)]
@@ -184,6 +237,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
+    database: Option<Arc<TestDatabase>>,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<()>>,
 }
@@ -208,7 +262,8 @@ impl TestServer {
         server
     }
 
-    /// Starts a server over `data_dir` (kept after the server stops).
+    /// Starts a server over `data_dir` (kept after the server stops; on PostgreSQL, the
+    /// directory's database is kept with it).
     pub fn start_in(data_dir: &Path) -> TestServer {
         TestServer::start_in_with(data_dir, ServerConfig::default())
     }
@@ -219,14 +274,13 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let dir = data_dir.to_path_buf();
+        let database = Backend::from_env().database_for(data_dir);
+        let url = database.as_ref().map(|database| database.url.clone());
         let token = shutdown.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
-                let sqlite = SqliteStore::open(&dir).unwrap();
-                let alerts: Arc<dyn AlertStore> = Arc::new(sqlite.alert_store());
-                let access: Arc<dyn veritrail_store::AccessStore> = Arc::new(sqlite.access_store());
-                let store: Arc<dyn Store> = Arc::new(sqlite);
+                let (store, alerts, access) = open_stores(&dir, url.as_deref()).await;
                 let config = ServerConfig { bootstrap_token: Some(BOOTSTRAP_TOKEN.into()), ..config };
                 let server = Server::start(store, alerts, access, config).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -240,6 +294,7 @@ impl TestServer {
             addr,
             dir: None,
             data_dir: data_dir.to_path_buf(),
+            database,
             shutdown,
             thread: Some(thread),
         }
@@ -248,6 +303,11 @@ impl TestServer {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The PostgreSQL database it runs on (`None` on the embedded store).
+    pub fn database(&self) -> Option<&TestDatabase> {
+        self.database.as_deref()
     }
 
     /// Stops the server gracefully and waits for it (the data directory stays).
@@ -270,30 +330,61 @@ impl Drop for TestServer {
     }
 }
 
+/// The stores of a server over `dir`: the embedded ones, or those of the database at `url`
+/// (wired like `veritrail serve --database-url`).
+async fn open_stores(dir: &Path, url: Option<&str>) -> (Arc<dyn Store>, Arc<dyn AlertStore>, Arc<dyn AccessStore>) {
+    match url {
+        None => {
+            let sqlite = SqliteStore::open(dir).unwrap();
+            let (alerts, access) = (Arc::new(sqlite.alert_store()), Arc::new(sqlite.access_store()));
+            (Arc::new(sqlite), alerts, access)
+        }
+        Some(url) => {
+            let keys = MasterKeys::new(MasterKey::from_base64(TEST_MASTER_KEY).unwrap());
+            (
+                Arc::new(PgStore::connect(url, keys).await.unwrap()),
+                Arc::new(PgAlertStore::connect(url).await.unwrap()),
+                Arc::new(PgAccessStore::connect(url).await.unwrap()),
+            )
+        }
+    }
+}
+
 /// A `veritrail` binary running as a child process (for crash and signal tests).
 pub struct ChildServer {
     /// The process.
     pub child: std::process::Child,
     /// Client for it.
     pub client: Client,
+    _database: Option<Arc<TestDatabase>>,
 }
 
 impl ChildServer {
     /// Starts `binary serve` over `data_dir` on a free loopback port and waits until it answers.
+    /// On PostgreSQL it also gets `--database-url` of the directory's database and
+    /// [`TEST_MASTER_KEY`].
     pub fn start(binary: &str, data_dir: &Path) -> ChildServer {
         ChildServer::start_with(binary, data_dir, &[], &[])
     }
 
-    /// [`ChildServer::start`] with more `serve` arguments and environment variables.
+    /// [`ChildServer::start`] with more `serve` arguments and environment variables (a
+    /// `--database-url` among them replaces the backend's).
     pub fn start_with(binary: &str, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ChildServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(binary)
+        let mut command = std::process::Command::new(binary);
+        command
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
             .env("VERITRAIL_BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN)
-            .env("VERITRAIL_LOG", "warn")
+            .env("VERITRAIL_LOG", "warn");
+        let database =
+            if args.contains(&"--database-url") { None } else { Backend::from_env().database_for(data_dir) };
+        if let Some(database) = &database {
+            command.args(["--database-url", &database.url]).env("VERITRAIL_MASTER_KEY", TEST_MASTER_KEY);
+        }
+        let child = command
+            .args(args)
             .envs(envs.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
@@ -309,7 +400,7 @@ impl ChildServer {
             assert!(std::time::Instant::now() < deadline, "veritrail did not start within 30 s");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        ChildServer { child, client }
+        ChildServer { child, client, _database: database }
     }
 
     /// Sends a signal by name (`KILL`, `TERM`) and waits for the exit status.

@@ -3,8 +3,9 @@
 //! deleted on drop. Used by the PostgreSQL store's tests, the multi-node tests and the benchmark.
 //!
 //! Tests get a fresh database on a cluster shared by the whole test process with
-//! [`TestDatabase::create`]; the cluster stops when the last of them is dropped. A missing
-//! PostgreSQL fails the test with instructions, never skips it (`.ci/run` installs it).
+//! [`TestDatabase::create`]; the cluster stops when the last of them is dropped, or at the
+//! latest once the process has exited. A missing PostgreSQL fails the test with instructions,
+//! never skips it (`.ci/run` installs it).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -115,7 +116,8 @@ pub struct PgCluster {
     as_postgres: bool,
     stop_mode: StopMode,
     running: Mutex<bool>,
-    _root: tempfile::TempDir,
+    /// The temporary directory holding `data`, deleted on drop.
+    root: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -166,7 +168,7 @@ impl PgCluster {
             as_postgres,
             stop_mode: options.stop_mode,
             running: Mutex::new(false),
-            _root: root,
+            root,
         };
         let data = cluster.data_str();
         cluster.run(
@@ -188,6 +190,7 @@ impl PgCluster {
                 Ok(()) => {
                     cluster.port = port;
                     *cluster.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                    cluster.spawn_reaper();
                     return Ok(cluster);
                 }
                 Err(error) => {
@@ -224,7 +227,8 @@ impl PgCluster {
         self.data.to_string_lossy().into_owned()
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+    /// `program` of the server binaries with `args`, run as the user owning the cluster.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
         let exe = self.bin.join(program);
         let mut command = if self.as_postgres {
             let mut c = Command::new("runuser");
@@ -234,6 +238,11 @@ impl PgCluster {
             Command::new(&exe)
         };
         command.args(args).current_dir("/");
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let mut command = self.command(program, args);
         let output = command.output().map_err(|e| format!("cannot run {program}: {e}"))?;
         if !output.status.success() {
             return Err(format!(
@@ -244,6 +253,31 @@ impl PgCluster {
             ));
         }
         Ok(())
+    }
+
+    /// Starts a watcher that stops the cluster and deletes its directory once this process has
+    /// exited, however it exits: statics (a server shared by a test's cases, the databases kept
+    /// per data directory) are never dropped, and a timed-out test is killed.
+    fn spawn_reaper(&self) {
+        let stop = self.command("pg_ctl", &["-D", &self.data_str(), "-m", "immediate", "-w", "-t", "60", "stop"]);
+        let mut reaper = Command::new("sh");
+        reaper
+            .arg("-c")
+            .arg(r#"pid=$1 root=$2; shift 2; while kill -0 "$pid" 2>/dev/null; do sleep 1; done; "$@"; rm -rf "$root""#)
+            .arg("veritrail-pg-reaper")
+            .arg(std::process::id().to_string())
+            .arg(self.root.path())
+            .arg(stop.get_program())
+            .args(stop.get_args())
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // Its own process group: the test runner's kill of a timed-out test spares it.
+        std::os::unix::process::CommandExt::process_group(&mut reaper, 0);
+        if let Err(error) = reaper.spawn() {
+            eprintln!("postgresql: cannot start the cluster's reaper (it may outlive the tests): {error}");
+        }
     }
 
     /// The loopback port it listens on.
@@ -344,5 +378,31 @@ impl TestDatabase {
     /// tuples-only output.
     pub fn execute(&self, sql: &str) -> String {
         self.cluster.execute(&self.name, sql).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every row of every table of this database, as text: what a test searches for values
+    /// that must never be stored in clear.
+    pub fn table_dump(&self) -> TableDump {
+        let tables = self.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
+        let mut text = String::new();
+        for table in tables.lines().filter(|t| !t.is_empty()) {
+            text.push_str(&self.execute(&format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t")));
+        }
+        TableDump { text }
+    }
+}
+
+/// The rows of a database's tables as text ([`TestDatabase::table_dump`]); `bytea` is in hex.
+#[derive(Debug, Clone)]
+pub struct TableDump {
+    /// One row a line, `(col1,col2,...)`.
+    pub text: String,
+}
+
+impl TableDump {
+    /// Whether `needle` is in some row, as text or as the hex of `bytea`.
+    pub fn contains(&self, needle: &str) -> bool {
+        let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+        self.text.contains(needle) || self.text.contains(&hex)
     }
 }

@@ -1,18 +1,19 @@
 //! A webhook receiver on a loopback port, for delivery tests: records every request it gets
 //! (headers of the Standard Webhooks signature and the body) and can be told to fail the next
-//! ones. It checks nothing itself: tests verify signatures with their own code.
+//! ones. It checks nothing itself: tests verify signatures with their own code. Over HTTP, or
+//! over HTTPS with a certificate of a [`TestPki`].
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use tokio_util::sync::CancellationToken;
+use veritrail_server::TlsIdentity;
+
+use crate::tls::{ServerThread, TestPki};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -35,37 +36,32 @@ struct ReceiverState {
     fail_next: AtomicU64,
 }
 
-/// An HTTP endpoint on a loopback port: `POST /hook` answers 204, or 500 while
+/// An HTTP(S) endpoint on a loopback port: `POST /hook` answers 204, or 500 while
 /// [`WebhookReceiver::fail_next`] has failures left.
 pub struct WebhookReceiver {
-    /// `http://127.0.0.1:<port>/hook`.
+    /// `http://127.0.0.1:<port>/hook`, or `https://` for [`WebhookReceiver::start_https`].
     pub url: String,
     state: Arc<ReceiverState>,
-    shutdown: CancellationToken,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl WebhookReceiver {
-    /// Starts the receiver on its own runtime thread.
+    /// Starts an HTTP receiver on its own runtime thread.
     pub fn start() -> WebhookReceiver {
+        WebhookReceiver::start_on(None)
+    }
+
+    /// Starts an HTTPS receiver with `pki`'s server certificate on its own runtime thread.
+    pub fn start_https(pki: &TestPki) -> WebhookReceiver {
+        WebhookReceiver::start_on(Some(pki.identity()))
+    }
+
+    fn start_on(tls: Option<TlsIdentity>) -> WebhookReceiver {
         let state = Arc::new(ReceiverState::default());
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let (app_state, token) = (state.clone(), shutdown.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let app = Router::new().route("/hook", post(receive)).with_state(app_state);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap()).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { token.cancelled().await })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = ready_rx.recv().expect("the webhook receiver failed to start");
-        WebhookReceiver { url: format!("http://{addr}/hook"), state, shutdown, thread: Some(thread) }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let app = Router::new().route("/hook", post(receive)).with_state(state.clone());
+        let server = ServerThread::start(app, tls);
+        WebhookReceiver { url: format!("{scheme}://{}/hook", server.addr), state, _server: server }
     }
 
     /// Every request so far, in arrival order (failed ones included).
@@ -87,15 +83,6 @@ impl WebhookReceiver {
     /// The next `count` requests are answered 500.
     pub fn fail_next(&self, count: u64) {
         self.state.fail_next.store(count, Ordering::SeqCst);
-    }
-}
-
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

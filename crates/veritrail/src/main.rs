@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use veritrail_server::{AlertingConfig, Server, ServerConfig, TsaConfig};
+use veritrail_server::{AlertingConfig, Server, ServerConfig, TlsIdentity, TlsListener, TsaConfig};
 use veritrail_store::{AccessStore, AlertStore, Store};
 use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgStore};
 
@@ -94,11 +94,22 @@ struct ServeArgs {
     /// refused]
     #[arg(long, env = "VERITRAIL_WEBHOOK_ALLOW_PRIVATE")]
     webhook_allow_private: bool,
+    /// PEM file of CA certificates trusted for outbound HTTPS (webhooks, identity providers'
+    /// key sets) besides the system's [default: the system's only]
+    #[arg(long, env = "VERITRAIL_OUTBOUND_CA_FILE")]
+    outbound_ca_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then any
+    /// intermediates); needs --tls-key [default: plain HTTP]
+    #[arg(long, env = "VERITRAIL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or SEC1 EC); needs --tls-cert
+    #[arg(long, env = "VERITRAIL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// TOML file with `data_dir`, `database_url`, `listen`, `origin`, `max_body_bytes`,
     /// `checkpoint_interval_ms`, `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`,
     /// `alerting`, `webhook_allow_private`, `webhook_timeout_ms`, `webhook_retry_first_ms`,
-    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`, `session_ttl_ms`; flags and environment
-    /// win over it.
+    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`, `session_ttl_ms`, `outbound_ca_file`, `tls_cert`, `tls_key`; flags and
+    /// environment win over it.
     #[arg(long, env = "VERITRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -124,6 +135,9 @@ struct FileConfig {
     webhook_retry_max_ms: Option<u64>,
     webhook_retry_for_ms: Option<u64>,
     session_ttl_ms: Option<u64>,
+    outbound_ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> Result<std::process::ExitCode> {
@@ -162,8 +176,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         None => FileConfig::default(),
     };
+    // Before the store opens: a bad certificate or key stops the start at once.
+    let tls = tls_identity(args.tls_cert.or(file.tls_cert.clone()), args.tls_key.or(file.tls_key.clone()))?;
     let tsa = tsa_config(&args.tsa_url, &args.tsa_ca_file, &file)?;
     let alerting = alerting_config(args.webhook_allow_private, &file);
+    let outbound_ca_pem = match args.outbound_ca_file.or(file.outbound_ca_file) {
+        Some(path) => Some(std::fs::read(&path).with_context(|| format!("cannot read outbound_ca_file {}", path.display()))?),
+        None => None,
+    };
     let database_url = args.database_url.or(file.database_url).filter(|url| !url.is_empty());
     let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./veritrail-data"));
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -174,6 +194,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tsa,
         alerting,
         session_ttl: file.session_ttl_ms.map(|ms| std::time::Duration::from_millis(ms.max(1000))),
+        outbound_ca_pem,
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {
@@ -223,16 +244,37 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // Before announcing the server: a stop sent right after the announcement must not be lost.
     let shutdown = shutdown_on_signal()?;
     let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     match database_url {
-        Some(_) => tracing::info!(address = %local, store = "postgresql", "veritrail listening"),
-        None => tracing::info!(address = %local, data_dir = %data_dir.display(), "veritrail listening"),
+        Some(_) => tracing::info!(address = %local, scheme, store = "postgresql", "veritrail listening"),
+        None => tracing::info!(address = %local, scheme, data_dir = %data_dir.display(), "veritrail listening"),
     }
-    println!("veritrail listening on http://{local}");
+    let listener: veritrail_server::Listener = match &tls {
+        Some(identity) => TlsListener::new(listener, identity).context("cannot listen for https")?.into(),
+        None => listener.into(),
+    };
+    println!("veritrail listening on {scheme}://{local}");
     let _ = std::io::stdout().flush();
 
     veritrail_server::serve(server, listener, shutdown).await.context("server failed")?;
     tracing::info!("veritrail stopped; everything acknowledged is committed");
     Ok(())
+}
+
+/// The HTTPS certificate chain and key (`tls_cert`, `tls_key`), loaded once; `None` for plain
+/// HTTP.
+fn tls_identity(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsIdentity>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => bail!("--tls-cert needs --tls-key (VERITRAIL_TLS_KEY, tls_key): give both or neither"),
+        (None, Some(_)) => bail!("--tls-key needs --tls-cert (VERITRAIL_TLS_CERT, tls_cert): give both or neither"),
+    };
+    let cert_pem = std::fs::read(&cert).with_context(|| format!("cannot read tls_cert {}", cert.display()))?;
+    let key_pem = std::fs::read(&key).with_context(|| format!("cannot read tls_key {}", key.display()))?;
+    let identity = TlsIdentity::from_pem(&cert_pem, &key_pem)
+        .with_context(|| format!("cannot serve https with {} and {}", cert.display(), key.display()))?;
+    Ok(Some(identity))
 }
 
 /// The rule engine and webhook settings (the flag or environment over the file).

@@ -195,6 +195,15 @@ fn provider_fields_are_checked() {
         (json!({"subject_claim": ""}), "idp_field_invalid", "subject_claim"),
         (json!({"email_claim": ""}), "idp_field_invalid", "email_claim"),
         (json!({"jwks": null}), "idp_field_invalid", "jwks: missing"),
+        (json!({"jwks_url": "https://idp.example.com/keys"}), "idp_field_invalid", "not both"),
+        (json!({"jwks": null, "jwks_url": "ftp://idp.example.com/k"}), "idp_field_invalid", "http:// or https://"),
+        (json!({"jwks": null, "jwks_url": "https://u:p@idp/k"}), "idp_field_invalid", "without credentials"),
+        (json!({"jwks": null, "jwks_url": "https:///k"}), "idp_field_invalid", "must name a host"),
+        (
+            json!({"jwks": null, "jwks_url": "https://idp.example.com/keys"}),
+            "idp_field_invalid",
+            "TokenVerifier::with_jwks",
+        ),
         (
             json!({"allowed_algorithms": ["ES256"], "jwks": {"keys": [keys().rsa.jwk("r")]}}),
             "idp_field_invalid",
@@ -212,6 +221,17 @@ fn provider_fields_are_checked() {
         assert!(error.to_string().contains(fragment), "{overrides}: {error}");
         assert!(!error.to_string().contains("s3cret"));
     }
+}
+
+#[test]
+fn provider_with_a_jwks_url_checks_its_key_source() {
+    let provider = IdentityProvider::from_json(
+        &config(json!({"jwks": null, "jwks_url": "https://idp.example.com/keys"})).to_string(),
+    )
+    .unwrap();
+    provider.check_key_source().unwrap();
+    let keys = Jwks::from_value(&jwks()).unwrap();
+    assert!(veritrail_access::TokenVerifier::with_jwks(&provider, keys).is_ok());
 }
 
 #[test]

@@ -536,4 +536,10 @@ fn unverified_issuer_routes_only() {
     let forged = token(other_rsa(), &header(rsa, "rsa-1"), &with(claims(), "iss", json!("https://other")));
     assert_eq!(unverified_issuer(&forged).as_deref(), Some("https://other"), "read, not trusted");
     assert_eq!(unverified_issuer("garbage"), None);
+    let (head, rest) = good.split_once('.').unwrap_or_default();
+    let payload = rest.split_once('.').unwrap_or_default().0;
+    let unsigned = format!("{head}.{payload}.");
+    assert_eq!(unverified_issuer(&unsigned).as_deref(), Some(ISSUER), "an unsigned token is routed, then refused");
+    assert_eq!(unverified_issuer(&format!("{unsigned}.x")), None, "four segments");
+    assert_eq!(unverified_issuer(&format!("{head}.!!.sig")), None, "claims not base64url");
 }

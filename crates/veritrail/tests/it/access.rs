@@ -354,6 +354,12 @@ fn no_secret_reaches_the_servers_output_or_the_ledger() {
     assert_eq!(login(&c, &mut seen, &tenant, "erin@acme.test", wrong).status, 401);
     assert_eq!(c.get(Some(&token), "/v1/events").status, 200);
     assert_eq!(c.get(Some(&reader), "/v1/events").status, 200);
+    let idp = crate::sso::Idp::new(9, "k1");
+    assert_eq!(c.post_json(Some(&admin), "/v1/identity-providers", &crate::sso::provider(&idp)).status, 201);
+    let jwt = idp.token(&crate::sso::claims("frank", &["auditors"]));
+    assert_eq!(c.get(Some(&jwt), "/v1/events").status, 200);
+    let forged = crate::sso::Idp::new(10, "k1").token(&crate::sso::claims("frank", &["audit-admins"]));
+    assert_eq!(c.get(Some(&forged), "/v1/events").status, 401);
     let webhook = c.post_json(Some(&admin), "/v1/webhooks", &json!({"url": "http://192.0.2.1/hook"}));
     let webhook_secret = webhook.json()["secret"].as_str().map(str::to_string);
     let ledger = whole_ledger(&c, &admin);
@@ -370,6 +376,14 @@ fn no_secret_reaches_the_servers_output_or_the_ledger() {
         Some(veritrail_test_support::BOOTSTRAP_TOKEN.to_string()),
         webhook_secret,
     ];
+    // Bearer JWTs whole and by signature (their `_`-separated tail can be a few characters).
+    for token in [&jwt, &forged] {
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        for needle in [token.as_str(), signature] {
+            assert!(!output.contains(needle), "a bearer JWT is in the server's output");
+            assert!(!ledger.contains(needle), "a bearer JWT is in the ledger");
+        }
+    }
     for secret in secrets.into_iter().flatten() {
         // The whole token, and its secret part alone.
         let tail = secret.rsplit('_').next().unwrap_or(&secret).to_string();

@@ -465,7 +465,7 @@ fn monitoring_endpoints_refuse_hostile_input_and_other_tenants() {
 
     // Webhooks: only http:// to public addresses here; bad filters and fields refused.
     for (url, code) in [
-        ("https://siem.example.com/hook", "url_not_allowed"),
+        ("https://10.0.0.8/hook", "url_not_allowed"),
         ("http://127.0.0.1:9/hook", "url_not_allowed"),
         ("http://169.254.169.254/latest/meta-data/", "url_not_allowed"),
         ("http://[::1]/hook", "url_not_allowed"),

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use rusqlite::{Connection, params};
 use serde_json::Value;
 use veritrail_test_support::tsa::{OpensslTsa, TsaResponder};
-use veritrail_test_support::{ChildServer, Client, Reply, event};
+use veritrail_test_support::{Backend, ChildServer, Client, Reply, event};
 use veritrail_tsa::{Expected, TrustAnchors};
 
 use crate::ledger::{Run, verify};
@@ -104,7 +104,7 @@ fn checkpoints_are_witnessed_by_a_tsa_and_verified() {
 
     // The first checkpoint gets its time-stamp after two failed attempts.
     ingest(client, &key, "a", 40);
-    // audit.log.initialized, audit.key.created and the 40 events.
+    // audit.log.initialized, auth.token.created and the 40 events.
     let Witnessed { size: first_size, note, timestamp: first } = witnessed_latest(client, &key, 42);
     assert_eq!(first.content_type.as_deref(), Some("application/timestamp-reply"));
     assert!(metric(client, "veritrail_tsa_failures_total") >= 2);
@@ -143,21 +143,26 @@ fn checkpoints_are_witnessed_by_a_tsa_and_verified() {
     assert!(stamped.contains(&first_size) && stamped.contains(&second_size), "{stamped:?}");
     let verifier_key = client.get(None, "/v1/ledger/key").text().trim().to_string();
     assert!(server.signal_and_wait("TERM").success());
+    // The embedded store's files, checked and tampered with; PostgreSQL has no --data-dir.
+    let database = Backend::from_env().database_for(data.path());
 
-    // --data-dir: every stored time-stamp checked, chained to the CA when asked.
-    let summary = assert_verified(verify(&["--data-dir", data_dir, "--tsa-ca", ca]));
-    assert!(summary.contains("checkpoints time-stamped, the latest (size "), "{summary}");
-    assert!(summary.contains("by CN=Test TSA,O=Veritrail Test (chained to --tsa-ca)"), "{summary}");
-    let stamped_count: u64 = summary.split(" of ").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(stamped_count >= 2, "{summary}");
-    assert_verified(verify(&["--data-dir", data_dir]));
-    let stranger = OpensslTsa::new();
-    let run = verify(&["--data-dir", data_dir, "--tsa-ca", stranger.ca_file().to_str().unwrap()]);
-    assert_failed(&run, &format!("tenant {tenant}: checkpoint at size "));
-    assert!(run.stdout.contains("does not chain to a trusted CA"), "{run:#?}");
-    let run = verify(&["--data-dir", data_dir, "--tsa-ca", config.to_str().unwrap()]);
-    assert_eq!(run.code, Some(2), "{run:#?}");
-    assert!(run.stderr.starts_with("error: --tsa-ca file"), "{run:#?}");
+    if database.is_none() {
+        // --data-dir: every stored time-stamp checked, chained to the CA when asked.
+        let summary = assert_verified(verify(&["--data-dir", data_dir, "--tsa-ca", ca]));
+        assert!(summary.contains("checkpoints time-stamped, the latest (size "), "{summary}");
+        assert!(summary.contains("by CN=Test TSA,O=Veritrail Test (chained to --tsa-ca)"), "{summary}");
+        let stamped_count: u64 = summary.split(" of ").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(stamped_count >= 2, "{summary}");
+        assert_verified(verify(&["--data-dir", data_dir]));
+        let stranger = OpensslTsa::new();
+        let run = verify(&["--data-dir", data_dir, "--tsa-ca", stranger.ca_file().to_str().unwrap()]);
+        // The platform ledger, created at the server's first start, is checked first.
+        assert_failed(&run, "tenant platform: checkpoint at size ");
+        assert!(run.stdout.contains("does not chain to a trusted CA"), "{run:#?}");
+        let run = verify(&["--data-dir", data_dir, "--tsa-ca", config.to_str().unwrap()]);
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert!(run.stderr.starts_with("error: --tsa-ca file"), "{run:#?}");
+    }
 
     // --bundle: the header's time-stamps, each against its checkpoint and the bundle's records.
     let bundle = files.path().join("ledger.jsonl");
@@ -196,48 +201,63 @@ fn checkpoints_are_witnessed_by_a_tsa_and_verified() {
     assert_failed(&run, &format!("tenant {tenant}: checkpoint at size {}: time-stamp does not verify", stamped[0]));
     assert!(run.stdout.contains("message imprint"), "{run:#?}");
 
-    // A byte flipped in a stored token, and a token moved to another checkpoint.
-    let tampered_dir = |edit: &dyn Fn(&Connection)| {
-        let copy = copy_ledger(data.path());
-        edit(&Connection::open(copy.path().join("ledger.sqlite")).unwrap());
-        verify(&["--data-dir", copy.path().to_str().unwrap()])
-    };
-    let stored = |conn: &Connection, size: u64| -> Vec<u8> {
-        conn.query_row("SELECT response FROM checkpoint_timestamps WHERE tree_size = ?1", [size as i64], |row| {
-            row.get(0)
-        })
-        .unwrap()
-    };
-    let run = tampered_dir(&|conn| {
-        let mut response = stored(conn, first_size);
-        flip_last_byte(&mut response);
-        let changed = conn
-            .execute(
+    if database.is_none() {
+        // A byte flipped in a stored token, and a token moved to another checkpoint.
+        let tampered_dir = |edit: &dyn Fn(&Connection)| {
+            let copy = copy_ledger(data.path());
+            edit(&Connection::open(copy.path().join("ledger.sqlite")).unwrap());
+            verify(&["--data-dir", copy.path().to_str().unwrap()])
+        };
+        let stored = |conn: &Connection, size: u64| -> Vec<u8> {
+            conn.query_row("SELECT response FROM checkpoint_timestamps WHERE tree_size = ?1", [size as i64], |row| {
+                row.get(0)
+            })
+            .unwrap()
+        };
+        let run = tampered_dir(&|conn| {
+            let mut response = stored(conn, first_size);
+            flip_last_byte(&mut response);
+            let changed = conn
+                .execute(
+                    "UPDATE checkpoint_timestamps SET response = ?2 WHERE tree_size = ?1",
+                    params![first_size as i64, response],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        });
+        assert_failed(&run, &format!("tenant {tenant}: checkpoint at size {first_size}: time-stamp does not verify"));
+        assert!(run.stdout.contains("the TSA signature does not verify"), "{run:#?}");
+        let run = tampered_dir(&|conn| {
+            let other = stored(conn, second_size);
+            conn.execute(
                 "UPDATE checkpoint_timestamps SET response = ?2 WHERE tree_size = ?1",
-                params![first_size as i64, response],
+                params![first_size as i64, other],
             )
             .unwrap();
-        assert_eq!(changed, 1);
-    });
-    assert_failed(&run, &format!("tenant {tenant}: checkpoint at size {first_size}: time-stamp does not verify"));
-    assert!(run.stdout.contains("the TSA signature does not verify"), "{run:#?}");
-    let run = tampered_dir(&|conn| {
-        let other = stored(conn, second_size);
-        conn.execute(
-            "UPDATE checkpoint_timestamps SET response = ?2 WHERE tree_size = ?1",
-            params![first_size as i64, other],
-        )
-        .unwrap();
-    });
-    assert_failed(&run, &format!("tenant {tenant}: checkpoint at size {first_size}: time-stamp does not verify"));
-    assert!(run.stdout.contains("message imprint"), "{run:#?}");
+        });
+        assert_failed(&run, &format!("tenant {tenant}: checkpoint at size {first_size}: time-stamp does not verify"));
+        assert!(run.stdout.contains("message imprint"), "{run:#?}");
+    }
 
     // At start, the latest checkpoint is witnessed if it was not (here: its time-stamp removed).
-    let latest_size: i64 = {
-        let conn = Connection::open(data.path().join("ledger.sqlite")).unwrap();
-        let latest = conn.query_row("SELECT max(tree_size) FROM checkpoints", [], |row| row.get(0)).unwrap();
-        conn.execute("DELETE FROM checkpoint_timestamps WHERE tree_size = ?1", [latest]).unwrap();
-        latest
+    let latest_size: i64 = match &database {
+        None => {
+            let conn = Connection::open(data.path().join("ledger.sqlite")).unwrap();
+            let latest = conn.query_row("SELECT max(tree_size) FROM checkpoints", [], |row| row.get(0)).unwrap();
+            conn.execute("DELETE FROM checkpoint_timestamps WHERE tree_size = ?1", [latest]).unwrap();
+            latest
+        }
+        Some(database) => database
+            .execute(&format!(
+                "WITH latest AS (SELECT c.tenant_no, max(c.tree_size) AS size FROM checkpoints c \
+                 JOIN tenants t ON t.no = c.tenant_no WHERE t.id = '{tenant}' GROUP BY c.tenant_no), \
+                 removed AS (DELETE FROM checkpoint_timestamps s USING latest l \
+                 WHERE s.tenant_no = l.tenant_no AND s.tree_size = l.size) \
+                 SELECT size FROM latest"
+            ))
+            .trim()
+            .parse()
+            .unwrap(),
     };
     let requests = responder.requests();
     let server = ChildServer::start_with(
