@@ -197,7 +197,7 @@ pub(crate) fn host_of(uri: &Uri) -> Option<&str> {
 }
 
 /// The system's CA certificates (read once per process) and `extra_pem`'s.
-fn root_store(extra_pem: Option<&[u8]>) -> Result<RootCertStore, HttpClientError> {
+pub(crate) fn root_store(extra_pem: Option<&[u8]>) -> Result<RootCertStore, HttpClientError> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(pem) = extra_pem {

@@ -21,6 +21,7 @@ mod roles;
 mod routes;
 mod routes_alerts;
 mod sealed_alerts;
+mod smtp;
 mod sso;
 mod subjects;
 mod tls;
@@ -40,6 +41,7 @@ use veritrail_store::{AccessStore, AlertStore, Store};
 pub use crate::alerting::{AlertingConfig, RetryPolicy};
 pub use crate::error::{ApiError, Code};
 pub use crate::tls::{Listener, TlsError, TlsIdentity, TlsListener};
+pub use crate::smtp::{SmtpConfig, SmtpSecurity};
 pub use crate::witness::TsaConfig;
 
 /// Name of the store setting holding the pepper API-key secrets are hashed under.
@@ -72,6 +74,8 @@ pub struct ServerConfig {
     /// PEM CA certificates trusted for outbound HTTPS (webhooks, identity providers' key sets)
     /// besides the system's (`outbound_ca_file`), for a private PKI.
     pub outbound_ca_pem: Option<Vec<u8>>,
+    /// The SMTP relay of e-mail notifications (`mailto:` endpoints); none when `None`.
+    pub smtp: Option<SmtpConfig>,
 }
 
 /// The server origin when none is configured.
@@ -107,6 +111,8 @@ pub struct AppState {
     pub(crate) sso: Arc<sso::SsoState>,
     /// The guarded HTTP(S) client of requests to URLs users chose (webhooks, key sets).
     pub(crate) outbound: Arc<http_client::HttpClient>,
+    /// The e-mail sender, when an SMTP relay is configured.
+    pub(crate) mailer: Option<Arc<smtp::Mailer>>,
 }
 
 /// A prepared server: its router, and the bootstrap token if this start generated one (to be
@@ -188,6 +194,13 @@ impl Server {
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
         let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
         let outbound = Arc::new(webhooks::client(&config)?);
+        let mailer = match &config.smtp {
+            Some(smtp) => Some(Arc::new(
+                smtp::Mailer::new(smtp.clone(), config.outbound_ca_pem.as_deref())
+                    .map_err(|e| ApiError::new(Code::Internal, format!("smtp: {e}")))?,
+            )),
+            None => None,
+        };
         let alerting = Arc::new(alerting::Alerting::new(config.alerting.clone(), &pepper));
         // Alert details, webhook payloads and secrets are sealed under the tenant's key at rest.
         let alerts: Arc<dyn AlertStore> = Arc::new(sealed_alerts::SealedAlertStore::new(alerts, store.clone()));
@@ -208,6 +221,7 @@ impl Server {
             dummy_password_hash,
             sso: Arc::default(),
             outbound,
+            mailer,
         };
         audit::ensure_platform_ledger(&state).await?;
         let router = routes::router(state.clone()).layer(DefaultBodyLimit::max(max_body));

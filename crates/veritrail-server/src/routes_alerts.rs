@@ -559,7 +559,7 @@ pub(crate) async fn create_webhook(
     require_json(&headers)?;
     let fields = JsonObject::parse(&body, &["url", "events"])?;
     let url = fields.string("url")?;
-    webhooks::check_url(&url, state.alerting.config().webhook_allow_private)?;
+    webhooks::check_url(&url, state.alerting.config().webhook_allow_private, state.mailer.is_some())?;
     let events = match fields.present("events") {
         None => vec!["alert.*".to_string()],
         Some(_) => fields.strings("events")?,

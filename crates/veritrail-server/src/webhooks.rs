@@ -35,7 +35,7 @@ use veritrail_store::{Delivery, DeliveryAttempt};
 use crate::alerting::RetryPolicy;
 use crate::error::{ApiError, Code};
 use crate::http_client::{HttpClient, HttpClientConfig, HttpClientError, address_allowed, host_of};
-use crate::{AppState, ServerConfig, ids};
+use crate::{AppState, ServerConfig, ids, smtp};
 
 /// Deliveries sent at once.
 const MAX_IN_FLIGHT: usize = 8;
@@ -72,7 +72,9 @@ pub(crate) fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Resul
 /// Checks a webhook URL as given to the API: `http(s)://host[:port][/path]`, no credentials,
 /// and (when the host is an address or `localhost`) not a refused address. Host names are
 /// checked again, resolved, at every send.
-pub(crate) fn check_url(text: &str, allow_private: bool) -> Result<Uri, ApiError> {
+/// A `mailto:` URL (e-mail notification, see `smtp.rs`) needs an SMTP relay (`mail_enabled`) and
+/// 1 to 10 valid addresses.
+pub(crate) fn check_url(text: &str, allow_private: bool, mail_enabled: bool) -> Result<(), ApiError> {
     let refuse = |why: String| ApiError::new(Code::UrlNotAllowed, why);
     if text.is_empty()
         || text.chars().count() > MAX_URL_CHARS
@@ -80,9 +82,16 @@ pub(crate) fn check_url(text: &str, allow_private: bool) -> Result<Uri, ApiError
     {
         return Err(refuse(format!("url must be 1 to {MAX_URL_CHARS} characters without spaces")));
     }
+    if let Some(recipients) = smtp::recipients(text) {
+        recipients.map_err(|e| refuse(format!("url: {e}")))?;
+        if !mail_enabled {
+            return Err(refuse("mailto: endpoints need an SMTP relay, and this server has none (smtp_url)".into()));
+        }
+        return Ok(());
+    }
     let uri: Uri = text.parse().map_err(|e| refuse(format!("url is not a valid URL: {e}")))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(refuse("url must start with http:// or https://".into()));
+        return Err(refuse("url must start with http://, https:// or mailto:".into()));
     }
     let authority = uri.authority().ok_or_else(|| refuse("url has no host".into()))?;
     if authority.as_str().contains('@') {
@@ -100,7 +109,7 @@ pub(crate) fn check_url(text: &str, allow_private: bool) -> Result<Uri, ApiError
     if !allow_private && (lower == "localhost" || lower.ends_with(".localhost")) {
         return Err(refuse(format!("{host} is this machine; webhooks may not target it")));
     }
-    Ok(uri)
+    Ok(())
 }
 
 /// Why one attempt failed.
@@ -159,6 +168,24 @@ async fn send(
         Ok(status.as_u16())
     } else {
         Err(Failure { status: Some(status.as_u16()), error: format!("endpoint answered HTTP {status}") })
+    }
+}
+
+/// One attempt at an e-mail delivery: 250 once the relay accepted the message.
+async fn mail(
+    state: &AppState,
+    timeout: Duration,
+    recipients: Result<Vec<String>, String>,
+    delivery: &Delivery,
+) -> Result<u16, Failure> {
+    let recipients = recipients.map_err(|e| Failure::new(format!("stored url: {e}")))?;
+    let mailer = state.mailer.as_ref().ok_or_else(|| Failure::new(smtp::SmtpError::NotConfigured.to_string()))?;
+    match mailer.send_alert(&recipients, &delivery.message_id, &delivery.payload, timeout).await {
+        Ok(()) => Ok(250),
+        Err(smtp::SmtpError::Refused { command, code, text }) => {
+            Err(Failure { status: Some(code), error: format!("the relay refused {command}: {code} {text}") })
+        }
+        Err(error) => Err(Failure::new(error.to_string())),
     }
 }
 
@@ -264,7 +291,10 @@ async fn attempt(state: &AppState, timeout: Duration, policy: &RetryPolicy, deli
             return;
         }
     };
-    let result = send(&state.outbound, timeout, &endpoint.url, &endpoint.secret, &delivery).await;
+    let result = match smtp::recipients(&endpoint.url) {
+        None => send(&state.outbound, timeout, &endpoint.url, &endpoint.secret, &delivery).await,
+        Some(recipients) => mail(state, timeout, recipients, &delivery).await,
+    };
     let now = Timestamp::now();
     let metrics = &state.alerting.metrics;
     let record = match result {
@@ -319,10 +349,13 @@ mod tests {
 
     #[test]
     fn urls_are_checked_when_given() {
-        let code = |url: &str, allow: bool| check_url(url, allow).err().map(|e| (e.code, e.message));
-        assert!(check_url("http://siem.example.com:8088/hook?x=1", false).is_ok());
-        assert!(check_url("https://siem.example.com/hook", false).is_ok());
-        assert!(check_url("http://127.0.0.1:9000/hook", true).is_ok());
+        let code = |url: &str, allow: bool| check_url(url, allow, false).err().map(|e| (e.code, e.message));
+        assert!(check_url("http://siem.example.com:8088/hook?x=1", false, false).is_ok());
+        assert!(check_url("https://siem.example.com/hook", false, false).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/hook", true, false).is_ok());
+        assert!(check_url("mailto:soc@acme.example,cso@acme.example", false, true).is_ok());
+        assert!(code("mailto:soc@acme.example", false).is_some_and(|(_, m)| m.contains("smtp_url")));
+        assert!(check_url("mailto:not-an-address", false, true).is_err());
         for url in [
             "ftp://siem.example.com/",
             "siem.example.com",

@@ -28,6 +28,7 @@ use veritrail_store_sqlite::SqliteStore;
 use crate::postgres::TestDatabase;
 
 pub mod postgres;
+pub mod smtp;
 pub mod tls;
 pub mod tsa;
 pub mod webhook;

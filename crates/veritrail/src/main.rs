@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use veritrail_server::{AlertingConfig, Server, ServerConfig, TlsIdentity, TlsListener, TsaConfig};
+use veritrail_server::{AlertingConfig, Server, ServerConfig, SmtpConfig, TlsIdentity, TlsListener, TsaConfig};
 use veritrail_store::{AccessStore, AlertStore, Store};
 use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgStore};
 
@@ -105,11 +105,20 @@ struct ServeArgs {
     /// PEM private key of --tls-cert (PKCS#8, RSA or SEC1 EC); needs --tls-cert
     #[arg(long, env = "VERITRAIL_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// SMTP relay of e-mail alert notifications (`mailto:` endpoints): `smtps://host[:465]`
+    /// (TLS), `smtp://host[:587]` (STARTTLS required) or `smtp+plain://host[:25]` (no TLS, no
+    /// credentials) [default: none, e-mail off]
+    #[arg(long, env = "VERITRAIL_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// Sender address of e-mail notifications (required with --smtp-url)
+    #[arg(long, env = "VERITRAIL_SMTP_FROM")]
+    smtp_from: Option<String>,
     /// TOML file with `data_dir`, `database_url`, `listen`, `origin`, `max_body_bytes`,
     /// `checkpoint_interval_ms`, `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`,
     /// `alerting`, `webhook_allow_private`, `webhook_timeout_ms`, `webhook_retry_first_ms`,
-    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`, `session_ttl_ms`, `outbound_ca_file`, `tls_cert`, `tls_key`; flags and
-    /// environment win over it.
+    /// `webhook_retry_max_ms`, `webhook_retry_for_ms`, `session_ttl_ms`, `outbound_ca_file`,
+    /// `tls_cert`, `tls_key`, `smtp_url`, `smtp_from`, `smtp_username` (the password only from
+    /// VERITRAIL_SMTP_PASSWORD); flags and environment win over it.
     #[arg(long, env = "VERITRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -138,6 +147,9 @@ struct FileConfig {
     outbound_ca_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    smtp_username: Option<String>,
 }
 
 fn main() -> Result<std::process::ExitCode> {
@@ -180,8 +192,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let tls = tls_identity(args.tls_cert.or(file.tls_cert.clone()), args.tls_key.or(file.tls_key.clone()))?;
     let tsa = tsa_config(&args.tsa_url, &args.tsa_ca_file, &file)?;
     let alerting = alerting_config(args.webhook_allow_private, &file);
+    let smtp = smtp_config(args.smtp_url, args.smtp_from, &file)?;
     let outbound_ca_pem = match args.outbound_ca_file.or(file.outbound_ca_file) {
-        Some(path) => Some(std::fs::read(&path).with_context(|| format!("cannot read outbound_ca_file {}", path.display()))?),
+        Some(path) => {
+            Some(std::fs::read(&path).with_context(|| format!("cannot read outbound_ca_file {}", path.display()))?)
+        }
         None => None,
     };
     let database_url = args.database_url.or(file.database_url).filter(|url| !url.is_empty());
@@ -195,6 +210,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         alerting,
         session_ttl: file.session_ttl_ms.map(|ms| std::time::Duration::from_millis(ms.max(1000))),
         outbound_ca_pem,
+        smtp,
         ..ServerConfig::default()
     };
     if let Some(max) = file.max_body_bytes {
@@ -259,6 +275,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
     veritrail_server::serve(server, listener, shutdown).await.context("server failed")?;
     tracing::info!("veritrail stopped; everything acknowledged is committed");
     Ok(())
+}
+
+/// The SMTP relay (the flag or environment over the file); the password only from the
+/// environment, so that it is in no file and no process list.
+fn smtp_config(url: Option<String>, from: Option<String>, file: &FileConfig) -> Result<Option<SmtpConfig>> {
+    let Some(url) = url.or(file.smtp_url.clone()).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let from =
+        from.or(file.smtp_from.clone()).context("--smtp-url needs --smtp-from (VERITRAIL_SMTP_FROM, smtp_from)")?;
+    let username =
+        std::env::var("VERITRAIL_SMTP_USERNAME").ok().or(file.smtp_username.clone()).filter(|u| !u.is_empty());
+    let credentials = match (username, std::env::var("VERITRAIL_SMTP_PASSWORD").ok().filter(|p| !p.is_empty())) {
+        (Some(user), Some(password)) => Some((user, password)),
+        (None, None) => None,
+        _ => bail!("smtp_username and VERITRAIL_SMTP_PASSWORD go together: give both or neither"),
+    };
+    SmtpConfig::parse(&url, &from, credentials).map(Some).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// The HTTPS certificate chain and key (`tls_cert`, `tls_key`), loaded once; `None` for plain

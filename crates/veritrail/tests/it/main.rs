@@ -9,6 +9,7 @@ mod alerts;
 mod api;
 mod bad_input;
 mod crash;
+mod email;
 mod ledger;
 mod matrix;
 mod postgres;
