@@ -372,14 +372,15 @@ fn classify(error: &(dyn StdError + 'static), host: &str) -> HttpClientError {
         if let Some(refused) = current.downcast_ref::<Refused>() {
             return HttpClientError::Refused(refused.0.clone());
         }
-        // hyper-rustls hands rustls errors over inside an io::Error, whose source() skips them.
-        let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
-            current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|e| e.downcast_ref())
-        });
-        if let Some(tls) = tls {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
             return HttpClientError::Tls(format!("tls handshake with {host} failed: {tls}"));
         }
-        cause = current.source();
+        // hyper-rustls hands rustls errors over inside io::Errors (two deep), whose source()
+        // skips the error they wrap: step into it instead.
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => current.source(),
+        };
     }
     HttpClientError::Transport(describe(error))
 }
