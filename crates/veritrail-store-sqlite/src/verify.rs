@@ -222,6 +222,10 @@ pub struct VerifyOptions<'a> {
     /// Checkpoint time-stamps must chain to one of these CAs; `None` accepts any TSA certificate
     /// fit for time stamping.
     pub tsa_trust: Option<&'a TrustAnchors>,
+    /// Checkpoints published before (signed notes, e.g. the last one a monitor or witness saw):
+    /// each tenant's ledger must contain each of its tenant's, root for root. A restored backup
+    /// older than one of them fails: serving it would fork the history already published.
+    pub published: &'a [String],
 }
 
 impl TenantReport {
@@ -238,7 +242,7 @@ impl TenantReport {
 /// in the ledger's own [`SIGNING_KEYS_SETTING`] (which whoever can rewrite the file can also
 /// replace: pass the published verifier key to rule that out).
 pub fn verify_data_dir(dir: &Path, trusted_keys: Option<&[VerifierKey]>) -> Result<Report, VerifyError> {
-    verify_data_dir_with(dir, VerifyOptions { trusted_keys, tsa_trust: None })
+    verify_data_dir_with(dir, VerifyOptions { trusted_keys, ..VerifyOptions::default() })
 }
 
 /// [`verify_data_dir`] with every option.
@@ -278,7 +282,7 @@ fn verify_ledgers(conn: &mut Connection, options: VerifyOptions<'_>) -> Result<V
         Some(keys) => keys.to_vec(),
         None => signing_keys(&snapshot)?,
     };
-    scan(&snapshot, &keys, options.tsa_trust)
+    scan(&snapshot, &keys, options.tsa_trust, options.published)
 }
 
 /// The verifier keys of [`SIGNING_KEYS_SETTING`] (none if the setting is absent).
@@ -306,10 +310,16 @@ fn signing_keys(conn: &Connection) -> Result<Vec<VerifierKey>, VerifyError> {
 }
 
 /// Verifies every tenant's ledger, and that no record, node or checkpoint belongs to no tenant.
-fn scan(conn: &Connection, keys: &[VerifierKey], tsa: Option<&TrustAnchors>) -> Result<Vec<TenantReport>, VerifyError> {
+fn scan(
+    conn: &Connection,
+    keys: &[VerifierKey],
+    tsa: Option<&TrustAnchors>,
+    published: &[String],
+) -> Result<Vec<TenantReport>, VerifyError> {
     let tenants = tenants(conn)?;
     let timestamps = timestamps::Timestamps::open(conn, &tenants, tsa)?;
     let mut checkpoints = checkpoints(conn)?;
+    add_published(&mut checkpoints, &tenants, keys, published)?;
     let mut node_counts = node_counts(conn)?;
     let known = |no: &i64| tenants.iter().any(|(known, _)| known == no);
     if let Some(no) = checkpoints.keys().find(|no| !known(no)) {
@@ -361,12 +371,39 @@ fn tenants(conn: &Connection) -> Result<Vec<(i64, String)>, VerifyError> {
     Ok(tenants)
 }
 
-/// A row of `checkpoints`.
+/// A row of `checkpoints`, or a checkpoint published before ([`VerifyOptions::published`]).
 #[derive(Debug, Clone)]
 struct StoredCheckpoint {
     size: u64,
     root: Vec<u8>,
     note: String,
+    published: bool,
+}
+
+/// Adds each published checkpoint to its tenant's list (after the stored ones of its size).
+fn add_published(
+    checkpoints: &mut BTreeMap<i64, Vec<StoredCheckpoint>>,
+    tenants: &[(i64, String)],
+    keys: &[VerifierKey],
+    published: &[String],
+) -> Result<(), VerifyError> {
+    for (i, note) in published.iter().enumerate() {
+        let signed = open_checkpoint(note, keys).map_err(|e| {
+            ledger_failure(format!("published checkpoint {}: note does not verify with this ledger's keys: {e}", i + 1))
+        })?;
+        let Some((no, _)) = tenants.iter().find(|(_, id)| is_origin_of(&signed.origin, id)) else {
+            return Err(ledger_failure(format!(
+                "published checkpoint {} (origin {}): no such tenant in this ledger",
+                i + 1,
+                signed.origin
+            )));
+        };
+        let list = checkpoints.entry(*no).or_default();
+        let at = list.partition_point(|c| c.size <= signed.size);
+        let root = signed.root.as_bytes().to_vec();
+        list.insert(at, StoredCheckpoint { size: signed.size, root, note: note.clone(), published: true });
+    }
+    Ok(())
 }
 
 /// Every stored checkpoint, by tenant number, in tree size order.
@@ -383,7 +420,7 @@ fn checkpoints(conn: &Connection) -> Result<BTreeMap<i64, Vec<StoredCheckpoint>>
         let size = u64::try_from(size).map_err(|_| invalid("negative size"))?;
         let root = bytes_of(row.get_ref(2)?).ok_or_else(|| invalid("root is not a blob"))?.to_vec();
         let note = text_of(row.get_ref(3)?).ok_or_else(|| invalid("note is not text"))?.to_string();
-        checkpoints.entry(no).or_default().push(StoredCheckpoint { size, root, note });
+        checkpoints.entry(no).or_default().push(StoredCheckpoint { size, root, note, published: false });
     }
     Ok(checkpoints)
 }
@@ -635,12 +672,14 @@ impl<'a> TenantScan<'a> {
                 break;
             }
             self.check_checkpoint(stored)?;
-            if let Some(timestamp) = self.timestamps.check((self.no, self.id), stored.size, &stored.note)? {
-                self.timestamps_verified += 1;
-                self.latest_timestamp = Some(timestamp);
+            if !stored.published {
+                if let Some(timestamp) = self.timestamps.check((self.no, self.id), stored.size, &stored.note)? {
+                    self.timestamps_verified += 1;
+                    self.latest_timestamp = Some(timestamp);
+                }
+                self.checkpoints_verified += 1;
+                self.latest_checkpoint = Some(size);
             }
-            self.checkpoints_verified += 1;
-            self.latest_checkpoint = Some(size);
             self.checkpoints.pop_front();
         }
         Ok(())
@@ -666,6 +705,13 @@ impl<'a> TenantScan<'a> {
             );
         }
         let computed = self.frontier.root();
+        if computed != signed.root && stored.published {
+            let (signed, computed) = (signed.root.to_base64(), computed.to_base64());
+            return Err(self.fail(
+                at,
+                format!("the published checkpoint's root {signed} differs from this ledger's {computed}: forked"),
+            ));
+        }
         if computed != signed.root {
             let signed = signed.root.to_base64();
             return Err(self.fail(at, format!("root mismatch (signed {signed}, computed {})", computed.to_base64())));
@@ -677,7 +723,15 @@ impl<'a> TenantScan<'a> {
     fn finish(self) -> Result<TenantReport, VerifyError> {
         let size = self.frontier.size();
         if let Some(checkpoint) = self.checkpoints.front() {
-            let problem = format!("missing (the checkpoint at size {} covers it)", checkpoint.size);
+            let problem = if checkpoint.published {
+                format!(
+                    "missing: the published checkpoint at size {} covers it; this ledger is behind what was \
+                     published (an older backup?) and serving it would fork that history",
+                    checkpoint.size
+                )
+            } else {
+                format!("missing (the checkpoint at size {} covers it)", checkpoint.size)
+            };
             return Err(self.fail(Location::Seq(size), problem));
         }
         for count in &self.node_counts {

@@ -76,6 +76,11 @@ pub struct VerifyArgs {
     /// chain to one of them (without it, any TSA certificate fit for time stamping is accepted).
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
     tsa_ca: Option<PathBuf>,
+    /// With --data-dir: a checkpoint published before (the signed note of `GET
+    /// /v1/ledger/checkpoint`, e.g. the last one a monitor saw; repeat for several tenants). The
+    /// ledger must contain it root for root — check a restored backup with it before serving.
+    #[arg(long, value_name = "FILE", requires = "data_dir")]
+    checkpoint: Vec<PathBuf>,
 }
 
 /// What a verification concluded.
@@ -93,7 +98,8 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             .and_then(|key| Ok((key, tsa_anchors(args.tsa_ca.as_deref())?)))
             .and_then(|(key, anchors)| verify_bundle(path, &key, anchors.as_ref()))
     } else if let Some(dir) = &args.data_dir {
-        tsa_anchors(args.tsa_ca.as_deref()).and_then(|anchors| verify_dir(dir, args.key.as_deref(), anchors.as_ref()))
+        tsa_anchors(args.tsa_ca.as_deref())
+            .and_then(|anchors| verify_dir(dir, args.key.as_deref(), anchors.as_ref(), &args.checkpoint))
     } else if let Some(url) = &args.url {
         monitor(url, &args)
     } else {
@@ -380,16 +386,30 @@ impl<R: BufRead> Lines<R> {
 
 // --- --data-dir --------------------------------------------------------------------------------
 
-fn verify_dir(dir: &Path, key: Option<&str>, anchors: Option<&TrustAnchors>) -> Result<Verdict> {
+fn verify_dir(dir: &Path, key: Option<&str>, anchors: Option<&TrustAnchors>, published: &[PathBuf]) -> Result<Verdict> {
     let trusted = key.map(|key| trusted_key(Some(key))).transpose()?;
     let started = Instant::now();
-    let options = VerifyOptions { trusted_keys: trusted.as_ref().map(std::slice::from_ref), tsa_trust: anchors };
+    let published = published
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read --checkpoint {}", path.display()))
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let options = VerifyOptions {
+        trusted_keys: trusted.as_ref().map(std::slice::from_ref),
+        tsa_trust: anchors,
+        published: &published,
+    };
     let report = match verify_data_dir_with(dir, options) {
         Ok(report) => report,
         Err(VerifyError::Failed(failure)) => return Ok(Verdict::Failed(failure.to_string())),
         Err(error) => return Err(error.into()),
     };
-    Ok(Verdict::Verified(dir_summary(dir, &report, started.elapsed(), anchors.is_some())))
+    let mut summary = dir_summary(dir, &report, started.elapsed(), anchors.is_some());
+    if !published.is_empty() {
+        summary.push_str(&format!("; contains the {} published checkpoint(s) given", published.len()));
+    }
+    Ok(Verdict::Verified(summary))
 }
 
 /// `data dir D: 2 tenants, 5000 records, 7 checkpoints, 312 merkle nodes; 12 records not yet

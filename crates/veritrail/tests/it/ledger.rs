@@ -419,3 +419,67 @@ fn a_monitor_follows_the_ledger_and_catches_a_fork() {
     recorded("audit.verified", 2);
     recorded("audit.control.failed", 2);
 }
+
+// --- backup and restore -------------------------------------------------------------------------
+
+/// Every file of a stopped server's data directory, copied (a cold backup).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_restored_backup_is_checked_against_the_last_published_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let (live, backup) = (root.path().join("live"), root.path().join("backup"));
+    let server = ChildServer::start(BINARY, &live);
+    let (tenant, admin) = server.client.create_tenant("acme");
+    ingest(&server.client, &admin, "before", 30);
+    assert!(server.signal_and_wait("TERM").success());
+    copy_dir(&live, &backup);
+
+    // After the backup: more events, and a checkpoint an auditor keeps.
+    let server = ChildServer::start(BINARY, &live);
+    ingest(&server.client, &admin, "after", 30);
+    let published = server.client.post_raw(Some(&admin), "/v1/ledger/checkpoint", "text/plain", b"");
+    assert_eq!(published.status, 201, "{}", published.text());
+    let published_file = root.path().join("published-checkpoint.txt");
+    std::fs::write(&published_file, published.text()).unwrap();
+    let checkpoint =
+        |dir: &Path| verify(&["--data-dir", dir.to_str().unwrap(), "--checkpoint", published_file.to_str().unwrap()]);
+    let summary = assert_verified(checkpoint(&live));
+    assert!(summary.contains("contains the 1 published checkpoint(s) given"), "{summary}");
+    ingest(&server.client, &admin, "later", 5);
+    assert!(server.signal_and_wait("TERM").success());
+    assert_verified(checkpoint(&live)); // grown past it: still contains it
+
+    // The backup is internally sound, but behind what was published: refused, before serving.
+    assert_verified(verify(&["--data-dir", backup.to_str().unwrap()]));
+    let run = checkpoint(&backup);
+    assert_failed(&run, &format!("tenant {tenant}: seq "));
+    assert!(run.stdout.contains("behind what was published"), "{run:#?}");
+
+    // Served anyway, the backup's ledger grows into a fork: the published root no longer matches.
+    let server = ChildServer::start(BINARY, &backup);
+    ingest(&server.client, &admin, "fork", 60);
+    assert!(server.signal_and_wait("TERM").success());
+    let run = checkpoint(&backup);
+    assert_failed(&run, &format!("tenant {tenant}: checkpoint at size "));
+    assert!(run.stdout.contains("differs from this ledger's") && run.stdout.contains("forked"), "{run:#?}");
+
+    // A checkpoint of another server, or of no tenant here, is refused as such.
+    let stranger = NoteSigner::from_seed("veritrail.local", [42; 32]).unwrap();
+    let foreign = sign_checkpoint(
+        &Checkpoint { origin: format!("veritrail.local/{tenant}"), size: 1, root: Hash([1; 32]), extensions: vec![] },
+        &stranger,
+    )
+    .unwrap();
+    std::fs::write(&published_file, foreign).unwrap();
+    let run = checkpoint(&live);
+    assert_failed(&run, "published checkpoint 1: note does not verify");
+}
