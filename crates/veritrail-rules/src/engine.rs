@@ -256,6 +256,22 @@ impl Engine {
         }
     }
 
+    /// Takes `other`'s rules, with their state, in place of this engine's rules of the same ids
+    /// (appended when new); the clocks become the later of both, the counters stay this
+    /// engine's. For rules learnt of after this engine passed their `effective_from_seq`: an
+    /// engine with the same config and only those rules, fed the events from there up to where
+    /// this one stands, holds the state they would have had here from the start.
+    pub fn adopt_rules(&mut self, other: Engine) {
+        self.event_clock = self.event_clock.max(other.event_clock);
+        self.tick_clock = self.tick_clock.max(other.tick_clock);
+        for adopted in other.rules {
+            match self.rules.iter_mut().find(|active| active.rule.id() == adopted.rule.id()) {
+                Some(active) => *active = adopted,
+                None => self.rules.push(adopted),
+            }
+        }
+    }
+
     /// The rules being evaluated, in order.
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter().map(|active| &active.rule)

@@ -9,6 +9,14 @@
 //! version gets `effective_from_seq` = the engine's next unevaluated seq, and a replay after a
 //! restart applies every version to the same events as the live engine did.
 //!
+//! **Several nodes** sharing one alert store (PostgreSQL) each run every tenant. A rule change
+//! is a command to the engine of the node that took the call; the others notice it through
+//! [`AlertStore::rule_change_counts`], read every [`RULES_CHECK_INTERVAL`], and apply the
+//! tenant's stored rules as the local path does ([`apply_stored_rules`]): kept versions keep
+//! their state, and a new version whose `effective_from_seq` this engine has passed already is
+//! first caught up alone on the events in between, so every node fires what the node that took
+//! the change fires.
+//!
 //! **Restart** (the crate's protocol): load the rules, replay from the first seq whose
 //! `received_at` is within `replay_horizon()` of the cursor's, tick, then process on. Alert ids
 //! are derived from `(tenant, dedup_key)` under a server secret, the ledger event of a raised
@@ -18,7 +26,7 @@
 //! **No feedback:** `audit.alert.raised` events are never fed to rules, so a rule matching
 //! `audit.*` cannot trigger itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -51,6 +59,9 @@ const TICK_INTERVAL: Duration = Duration::from_secs(5);
 /// Ticks run this far behind the clock: an event whose commit is still under way may carry a
 /// slightly older `received_at`, and a tick must never run ahead of events still coming.
 const TICK_MARGIN: SignedDuration = SignedDuration::from_secs(2);
+/// How often the engine compares every tenant's rule change count with the one its rules were
+/// loaded at: changes taken by other nodes reach this one's engine within about this long.
+const RULES_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The cursor alone (no alert fired) is stored at most this often per tenant; a restart replays
 /// the rest.
 const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
@@ -397,6 +408,9 @@ struct TenantEngine {
     last_cursor_write: Instant,
     /// True when the last pass read everything there was.
     caught_up: bool,
+    /// The tenant's rule change count the rules were loaded at; `None` when unknown (the next
+    /// check compares the rules themselves).
+    rule_changes: Option<u64>,
 }
 
 /// Runs the engine until `stop`; stores the cursors before returning.
@@ -411,6 +425,8 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     let mut poll = tokio::time::interval(state.alerting.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rules_check = tokio::time::interval_at(Instant::now() + RULES_CHECK_INTERVAL, RULES_CHECK_INTERVAL);
+    rules_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -418,6 +434,7 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                 let result = handle_command(&state, &mut engines, &command.tenant, command.change).await;
                 let _ = command.reply.send(result);
             }
+            _ = rules_check.tick() => follow_rule_changes(&state, &mut engines).await,
             _ = poll.tick() => {
                 // The append counter tells whether any ledger grew; a full pass every second
                 // covers stores that do not count.
@@ -465,9 +482,125 @@ async fn handle_command(
     let changed = apply_rule_change(state.alerts.as_ref(), tenant, change, engine.next_seq).await?;
     state.alerts.set_engine_cursor(tenant, engine.next_seq).await?;
     engine.stored_next_seq = engine.next_seq;
-    let rules = load_rules(state.alerts.as_ref(), tenant).await?;
-    engine.engine.set_rules(rules);
+    // The same path as changes from other nodes (one of which may have landed meanwhile); the
+    // count is read again at the next check, which finds this change running already.
+    engine.rule_changes = None;
+    if let Err(error) = apply_stored_rules(state, tenant, engine).await {
+        // Stored all the same: the next check applies it, caught up from its first seq.
+        state.alerting.metrics.engine_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%tenant, error = %error.message, "rule change stored but not applied yet");
+    }
     Ok(changed)
+}
+
+/// What [`apply_stored_rules`] changed in an engine.
+struct RulesApplied {
+    /// Rule versions that started.
+    started: usize,
+    /// Rule versions that stopped (replaced, deleted or disabled).
+    stopped: usize,
+    /// Events the started versions were caught up on.
+    caught_up: u64,
+}
+
+/// Brings a tenant's engine to its stored rules exactly as a local change is applied: a rule
+/// the engine runs at the same version and `effective_from_seq` is left alone (its state
+/// kept), replaced, deleted and disabled versions stop, a new version evaluates from its
+/// `effective_from_seq` on. When the engine has passed that seq already (another node took the
+/// change, behind this one or a moment before this one looked), the new versions first run
+/// alone over the events in between ([`catch_up`]), what they fire is stored, and the engine
+/// adopts their state. The fallible steps come first: on error the engine is as it was, or
+/// has the new rules with their alerts still pending.
+async fn apply_stored_rules(
+    state: &AppState,
+    tenant: &str,
+    engine: &mut TenantEngine,
+) -> Result<RulesApplied, ApiError> {
+    let rules = load_rules(state.alerts.as_ref(), tenant).await?;
+    let version = |rule: &Rule| (rule.id().clone(), rule.version(), rule.effective_from_seq());
+    let running: HashSet<_> = engine.engine.rules().map(version).collect();
+    let wanted: HashSet<_> = rules.iter().filter(|rule| rule.spec().enabled()).map(version).collect();
+    let late: Vec<Rule> = rules
+        .iter()
+        .filter(|rule| {
+            rule.spec().enabled() && rule.effective_from_seq() < engine.next_seq && !running.contains(&version(rule))
+        })
+        .cloned()
+        .collect();
+    let applied = RulesApplied {
+        started: wanted.difference(&running).count(),
+        stopped: running.difference(&wanted).count(),
+        caught_up: late.iter().map(|rule| engine.next_seq - rule.effective_from_seq()).max().unwrap_or(0),
+    };
+    // Alerts already derived go first, as for a local change.
+    flush(state, tenant, engine).await?;
+    let mut caught_up = None;
+    if let Some(from) = late.iter().map(Rule::effective_from_seq).min() {
+        let (side, firings) = catch_up(state, tenant, late, from, engine.next_seq).await?;
+        caught_up = Some((side, new_alerts(state, tenant, firings)?));
+    }
+    engine.engine.set_rules(rules);
+    if let Some((side, alerts)) = caught_up {
+        engine.engine.adopt_rules(side);
+        engine.pending.extend(alerts);
+        engine.pending_next_seq = engine.next_seq;
+    }
+    flush(state, tenant, engine).await?;
+    Ok(applied)
+}
+
+/// Runs `rules` alone, in a fresh engine, over the events `[from, to)`: the state they would
+/// have in an engine that had them all along, and what they fired meanwhile.
+async fn catch_up(
+    state: &AppState,
+    tenant: &str,
+    rules: Vec<Rule>,
+    from: u64,
+    to: u64,
+) -> Result<(Engine, Vec<Firing>), ApiError> {
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_rules(rules);
+    feed_events(state.store.as_ref(), tenant, engine, from, to, Feed::Process).await
+}
+
+/// Applies the rules other nodes changed to the engines of their tenants: one read of every
+/// tenant's rule change count, and [`apply_stored_rules`] for each loaded tenant whose count
+/// is not the one its engine's rules were loaded at.
+async fn follow_rule_changes(state: &AppState, engines: &mut HashMap<String, TenantEngine>) {
+    if engines.is_empty() {
+        return;
+    }
+    let counts: HashMap<String, u64> = match state.alerts.rule_change_counts().await {
+        Ok(counts) => counts.into_iter().collect(),
+        Err(error) => {
+            tracing::warn!(%error, "rule engine cannot read rule changes");
+            return;
+        }
+    };
+    for (tenant, engine) in engines.iter_mut() {
+        let count = counts.get(tenant).copied().unwrap_or(0);
+        if engine.rule_changes == Some(count) {
+            continue;
+        }
+        match apply_stored_rules(state, tenant, engine).await {
+            Ok(applied) => {
+                engine.rule_changes = Some(count);
+                if applied.started + applied.stopped > 0 {
+                    tracing::info!(
+                        %tenant,
+                        started = applied.started,
+                        stopped = applied.stopped,
+                        caught_up = applied.caught_up,
+                        "rules changed elsewhere now evaluated"
+                    );
+                }
+            }
+            Err(error) => {
+                state.alerting.metrics.engine_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%tenant, error = %error.message, "cannot apply changed rules; retrying");
+            }
+        }
+    }
 }
 
 async fn load_rules(alerts: &dyn AlertStore, tenant: &str) -> Result<Vec<Rule>, ApiError> {
@@ -499,6 +632,7 @@ async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, Api
         pending_next_seq: next_seq,
         last_cursor_write: Instant::now(),
         caught_up: false,
+        rule_changes: None,
     })
 }
 
@@ -539,33 +673,60 @@ async fn replay(state: &AppState, tenant: &str, engine: Engine, next_seq: u64) -
         return Ok(engine);
     };
     let from_time = last.checked_sub(engine.replay_horizon()).unwrap_or(Timestamp::MIN);
-    let mut seq = first_seq_received_since(store, tenant, from_time, 0, next_seq - 1).await?;
+    let from = first_seq_received_since(store, tenant, from_time, 0, next_seq - 1).await?;
     let started = Instant::now();
-    let mut engine = engine;
-    let mut replayed = 0u64;
-    while seq < next_seq {
-        let limit = u32::try_from((next_seq - seq).min(u64::from(BATCH))).unwrap_or(BATCH);
+    let (engine, _) = feed_events(store, tenant, engine, from, next_seq, Feed::Replay).await?;
+    let replayed = next_seq - from;
+    tracing::info!(%tenant, replayed, elapsed_ms = started.elapsed().as_millis() as u64, "rule engine state rebuilt");
+    Ok(engine)
+}
+
+/// How [`feed_events`] gives events to the engine.
+#[derive(Clone, Copy)]
+enum Feed {
+    /// `Engine::replay`: what fires was stored before.
+    Replay,
+    /// `Engine::process`: what fires is returned.
+    Process,
+}
+
+/// Gives the events `[from, to)` of `tenant` to `engine` in seq order, on the blocking pool.
+async fn feed_events(
+    store: &dyn Store,
+    tenant: &str,
+    mut engine: Engine,
+    from: u64,
+    to: u64,
+    feed: Feed,
+) -> Result<(Engine, Vec<Firing>), ApiError> {
+    let mut firings = Vec::new();
+    let mut seq = from;
+    while seq < to {
+        let limit = u32::try_from((to - seq).min(u64::from(BATCH))).unwrap_or(BATCH);
         let records = store.records(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
-        replayed += records.len() as u64;
-        engine = tokio::task::spawn_blocking(move || {
+        let (returned, fired) = tokio::task::spawn_blocking(move || {
+            let mut fired = Vec::new();
             for stored in &records {
                 let Some(view) = open_view(stored) else { continue };
                 if hidden_from_rules(&view) {
                     continue;
                 }
-                if let Ok(input) = EventInput::from_view(&view) {
-                    engine.replay(&input);
+                let Ok(input) = EventInput::from_view(&view) else { continue };
+                match feed {
+                    Feed::Replay => engine.replay(&input),
+                    Feed::Process => fired.extend(engine.process(&input)),
                 }
             }
-            engine
+            (engine, fired)
         })
         .await
-        .map_err(|e| ApiError::new(Code::Internal, format!("rule replay failed: {e}")))?;
+        .map_err(|e| ApiError::new(Code::Internal, format!("rule engine task failed: {e}")))?;
+        engine = returned;
+        firings.extend(fired);
     }
-    tracing::info!(%tenant, replayed, elapsed_ms = started.elapsed().as_millis() as u64, "rule engine state rebuilt");
-    Ok(engine)
+    Ok((engine, firings))
 }
 
 /// One pass over every tenant: evaluate what was committed since the last one, store what fired.
@@ -676,7 +837,15 @@ fn queue_firings(
     engine: &mut TenantEngine,
     firings: Vec<Firing>,
 ) -> Result<(), ApiError> {
+    engine.pending.extend(new_alerts(state, tenant, firings)?);
+    engine.pending_next_seq = engine.next_seq;
+    Ok(())
+}
+
+/// The alerts of `firings`, each with its `alert.raised` message.
+fn new_alerts(state: &AppState, tenant: &str, firings: Vec<Firing>) -> Result<Vec<NewAlert>, ApiError> {
     let now = Timestamp::now();
+    let mut alerts = Vec::with_capacity(firings.len());
     for firing in firings {
         let alert = Alert {
             id: state.alerting.alert_id(tenant, &firing.dedup_key),
@@ -699,10 +868,9 @@ fn queue_firings(
             status_note: None,
         };
         let raised = message("alert.raised", tenant, &alert, now)?;
-        engine.pending.push(NewAlert { alert, messages: vec![raised] });
+        alerts.push(NewAlert { alert, messages: vec![raised] });
     }
-    engine.pending_next_seq = engine.next_seq;
-    Ok(())
+    Ok(alerts)
 }
 
 /// Stores the alerts waiting, after their ledger events, and moves the cursor with them.

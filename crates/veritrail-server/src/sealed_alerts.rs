@@ -105,6 +105,10 @@ impl AlertStore for SealedAlertStore {
         self.inner.delete_rule(tenant, id, at)
     }
 
+    fn rule_change_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
+        self.inner.rule_change_counts()
+    }
+
     fn engine_cursor(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<u64>>> {
         self.inner.engine_cursor(tenant)
     }

@@ -11,9 +11,11 @@
 //!   delivery per endpoint. [`AlertStore::record_alerts`] upserts the tenant's cursor row first,
 //!   so one tenant's alerts are recorded by one transaction at a time (never two nodes waiting
 //!   on each other's alert rows in opposite orders); the cursor only moves forward. What it
-//!   costs is repeated work: each node evaluates each tenant. Not covered here: a rule change
-//!   reaches only the engine of the node that took it (the others keep the versions they loaded
-//!   until they reload the tenant); that needs a per-tenant engine lease in the server.
+//!   costs is repeated work: each node evaluates each tenant.
+//! - **Rule changes reach every node.** Every rule write bumps the tenant's row in
+//!   `rule_changes` in its own transaction (`migrations/0005_rule_changes.sql`);
+//!   [`AlertStore::rule_change_counts`] reads them all in one statement, which each node's rule
+//!   engine does every second to reload the rules of tenants whose count moved.
 //! - **One sender per delivery.** [`AlertStore::due_deliveries`] claims what it returns: rows
 //!   are picked `FOR UPDATE SKIP LOCKED` and leased to this store (`claimed_by`, a random id
 //!   drawn at [`PgAlertStore::connect`]) for [`CLAIM_LEASE`], on the database's clock. Other
@@ -142,6 +144,19 @@ async fn insert_rule_version(tx: &Transaction<'_>, tenant: &str, rule: &StoredRu
          ON CONFLICT (tenant, id, version) DO UPDATE
          SET definition = excluded.definition, created_at = excluded.created_at, saved_at = excluded.saved_at",
         &[&tenant, &rule.id, &i64::from(rule.version), &rule.definition, &rule.created_at, &rule.updated_at],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Counts a change of the tenant's rules, in the transaction that makes it; the row stays locked
+/// until it commits, so concurrent changes of one tenant are counted one after the other.
+async fn count_rule_change(tx: &Transaction<'_>, tenant: &str) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO rule_changes (tenant, changes) VALUES ($1, 1)
+         ON CONFLICT (tenant) DO UPDATE SET changes = rule_changes.changes + 1",
+        &[&tenant],
     )
     .await
     .map_err(pg_error)?;
@@ -331,6 +346,7 @@ impl AlertStore for PgAlertStore {
             for rule in &rules {
                 insert_rule(&tx, &tenant, rule).await?;
             }
+            count_rule_change(&tx, &tenant).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(true)
         })
@@ -378,6 +394,7 @@ impl AlertStore for PgAlertStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
             insert_rule(&tx, &tenant, &rule).await?;
+            count_rule_change(&tx, &tenant).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(())
         })
@@ -408,6 +425,7 @@ impl AlertStore for PgAlertStore {
             let Some(row) = row else { return Ok(false) };
             let stored = StoredRule { created_at: row.get(0), ..rule };
             insert_rule_version(&tx, &tenant, &stored).await?;
+            count_rule_change(&tx, &tenant).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(true)
         })
@@ -416,15 +434,31 @@ impl AlertStore for PgAlertStore {
     fn delete_rule(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
-            let client = self.client().await?;
-            let changed = client
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let changed = tx
                 .execute(
                     "UPDATE rules SET deleted_at = $3 WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL",
                     &[&tenant, &id, &at],
                 )
                 .await
                 .map_err(pg_error)?;
-            Ok(changed == 1)
+            if changed == 0 {
+                return Ok(false);
+            }
+            count_rule_change(&tx, &tenant).await?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(true)
+        })
+    }
+
+    fn rule_change_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let statement =
+                client.prepare_cached("SELECT tenant, changes FROM rule_changes").await.map_err(pg_error)?;
+            let rows = client.query(&statement, &[]).await.map_err(pg_error)?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get::<_, i64>(1).max(0) as u64)).collect())
         })
     }
 

@@ -20,6 +20,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "alerts", sql: include_str!("../migrations/0002_alerts.sql") },
     Migration { version: 3, name: "encryption at rest", sql: include_str!("../migrations/0003_encryption.sql") },
     Migration { version: 4, name: "access control", sql: include_str!("../migrations/0004_access.sql") },
+    Migration { version: 5, name: "rule changes", sql: include_str!("../migrations/0005_rule_changes.sql") },
 ];
 
 /// Key of the transaction-scoped advisory lock migrators take (ASCII "vtmigrat").

@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS rules (
     deleted_at INTEGER,
     UNIQUE (tenant, id)
 ) STRICT;
+-- How many times each tenant's rules changed, bumped in the transaction of every change: what
+-- the rule engine compares, every second, with the count its rules were loaded at.
+CREATE TABLE IF NOT EXISTS rule_changes (
+    tenant  TEXT PRIMARY KEY,
+    changes INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 -- Every version ever stored, for alerts that name an older one.
 CREATE TABLE IF NOT EXISTS rule_versions (
     tenant     TEXT NOT NULL,
@@ -236,6 +242,17 @@ fn insert_rule(tx: &Transaction<'_>, tenant: &str, rule: &StoredRule) -> StoreRe
     )
     .map_err(sql_error)?;
     insert_rule_version(tx, tenant, rule, &definition)
+}
+
+/// Counts a change of the tenant's rules, in the transaction that makes it.
+fn count_rule_change(tx: &Transaction<'_>, tenant: &str) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO rule_changes (tenant, changes) VALUES (?1, 1)
+         ON CONFLICT (tenant) DO UPDATE SET changes = changes + 1",
+        [tenant],
+    )
+    .map_err(sql_error)?;
+    Ok(())
 }
 
 fn insert_rule_version(tx: &Transaction<'_>, tenant: &str, rule: &StoredRule, definition: &str) -> StoreResult<()> {
@@ -520,6 +537,7 @@ impl AlertStore for SqliteAlertStore {
             for rule in &rules {
                 insert_rule(tx, &tenant, rule)?;
             }
+            count_rule_change(tx, &tenant)?;
             set_cursor(tx, &tenant, next_seq, Timestamp::now())?;
             Ok(true)
         }))
@@ -559,7 +577,10 @@ impl AlertStore for SqliteAlertStore {
 
     fn create_rule(&self, tenant: &str, rule: StoredRule) -> BoxFuture<'_, StoreResult<()>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| insert_rule(tx, &tenant, &rule)))
+        Box::pin(self.run(move |tx| {
+            insert_rule(tx, &tenant, &rule)?;
+            count_rule_change(tx, &tenant)
+        }))
     }
 
     fn update_rule(&self, tenant: &str, rule: StoredRule, expected_version: u32) -> BoxFuture<'_, StoreResult<bool>> {
@@ -585,6 +606,7 @@ impl AlertStore for SqliteAlertStore {
                 .map_err(sql_error)?;
             let stored = StoredRule { created_at: from_micros(created)?, ..rule };
             insert_rule_version(tx, &tenant, &stored, &definition)?;
+            count_rule_change(tx, &tenant)?;
             Ok(true)
         }))
     }
@@ -598,7 +620,22 @@ impl AlertStore for SqliteAlertStore {
                     params![tenant, id, to_micros(at)],
                 )
                 .map_err(sql_error)?;
+            if changed == 1 {
+                count_rule_change(tx, &tenant)?;
+            }
             Ok(changed == 1)
+        }))
+    }
+
+    fn rule_change_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
+        Box::pin(self.run(move |tx| {
+            collect(
+                tx,
+                "SELECT tenant, changes FROM rule_changes",
+                Vec::new(),
+                |row| Ok((row.get(0)?, row.get(1)?)),
+                |(tenant, changes): (String, i64)| Ok((tenant, u64_of(changes))),
+            )
         }))
     }
 

@@ -18,6 +18,7 @@ macro_rules! alert_store_test_suite {
     ($make:path) => {
         $crate::alert_store_test_suite!(@tests $make;
             rules_are_installed_once_and_versioned,
+            rule_changes_are_counted_per_tenant,
             engine_cursor_only_moves_forward,
             alerts_are_stored_once_per_dedup_key,
             alerts_filter_and_paginate_newest_first,
@@ -135,6 +136,54 @@ pub async fn rules_are_installed_once_and_versioned(store: &impl AlertStore) {
     let reuse = store.create_rule("tn_a", rule("rl_custom", 1, "c")).await;
     assert!(matches!(reuse, Err(StoreError::AlreadyExists(_))), "ids are not reused: {reuse:?}");
     assert!(store.rule("tn_b", "rl_custom").await.unwrap().is_some(), "the other tenant's rule is untouched");
+}
+
+/// The tenant's count in [`AlertStore::rule_change_counts`] (0 when absent), checking it is
+/// listed once.
+async fn rule_changes(store: &impl AlertStore, tenant: &str) -> u64 {
+    let counts = store.rule_change_counts().await.unwrap();
+    let listed: Vec<u64> = counts.iter().filter(|(t, _)| t == tenant).map(|(_, count)| *count).collect();
+    assert!(listed.len() <= 1, "{tenant} listed once: {counts:?}");
+    listed.first().copied().unwrap_or(0)
+}
+
+/// Every rule write moves its tenant's change count, which one read gives for all tenants;
+/// refused writes, other tenants' writes, cursors and alerts do not.
+pub async fn rule_changes_are_counted_per_tenant(store: &impl AlertStore) {
+    assert!(store.rule_change_counts().await.unwrap().is_empty(), "no changes yet");
+    assert!(store.install_rules("tn_a", vec![rule("brute_force", 1, "b")], 0).await.unwrap());
+    let installed = rule_changes(store, "tn_a").await;
+    assert!(installed > 0, "installing is a change");
+    assert_eq!(rule_changes(store, "tn_b").await, 0, "tenants are counted apart");
+    assert!(!store.install_rules("tn_a", vec![rule("other", 1, "o")], 5).await.unwrap());
+    assert_eq!(rule_changes(store, "tn_a").await, installed, "a refused install is no change");
+
+    store.create_rule("tn_a", rule("rl_custom", 1, "c")).await.unwrap();
+    let created = rule_changes(store, "tn_a").await;
+    assert!(created > installed, "a create moves the count");
+    assert!(store.create_rule("tn_a", rule("rl_custom", 1, "c")).await.is_err());
+    assert!(!store.update_rule("tn_a", rule("rl_custom", 3, "c3"), 2).await.unwrap());
+    assert_eq!(rule_changes(store, "tn_a").await, created, "refused writes are no change");
+
+    assert!(store.update_rule("tn_a", rule("rl_custom", 2, "c2"), 1).await.unwrap());
+    let updated = rule_changes(store, "tn_a").await;
+    assert!(updated > created, "an update moves the count");
+    store.set_engine_cursor("tn_a", 10).await.unwrap();
+    let raised =
+        NewAlert { alert: alert("tn_a", "al_1", "rl_custom:3", "rl_custom", "high", 10), messages: Vec::new() };
+    store.record_alerts("tn_a", vec![raised], 11).await.unwrap();
+    assert_eq!(rule_changes(store, "tn_a").await, updated, "cursors and alerts are no rule change");
+
+    assert!(store.delete_rule("tn_a", "rl_custom", at(50)).await.unwrap());
+    let deleted = rule_changes(store, "tn_a").await;
+    assert!(deleted > updated, "a delete moves the count");
+    assert!(!store.delete_rule("tn_a", "rl_custom", at(51)).await.unwrap());
+    assert_eq!(rule_changes(store, "tn_a").await, deleted, "deleting twice is one change");
+
+    store.create_rule("tn_b", rule("rl_custom", 1, "other tenant")).await.unwrap();
+    assert!(rule_changes(store, "tn_b").await > 0);
+    assert_eq!(rule_changes(store, "tn_a").await, deleted, "another tenant's change is not this one's");
+    assert_eq!(store.rule_change_counts().await.unwrap().len(), 2);
 }
 
 /// The cursor exists once installed and never moves back.

@@ -294,6 +294,13 @@ pub trait AlertStore: Send + Sync + 'static {
     /// Deletes a rule (its versions stay readable through [`AlertStore::rule_version`]);
     /// returns false when it is absent or deleted already.
     fn delete_rule(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>>;
+    /// How many times each tenant's rules have changed, counted in the transaction of every
+    /// call that wrote them ([`AlertStore::install_rules`], [`AlertStore::create_rule`],
+    /// [`AlertStore::update_rule`], [`AlertStore::delete_rule`]): a count that moved means other
+    /// rules, and rules read after a count are at least as new as it. Tenants whose rules never
+    /// changed are left out (count 0). One read for all tenants: how rule engines sharing the
+    /// store notice, every second, whose rules another node changed since they loaded them.
+    fn rule_change_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>>;
 
     /// The engine cursor: the first ledger seq not yet evaluated; `None` before
     /// [`AlertStore::install_rules`].

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use veritrail_rules::{BusinessHours, Engine, EngineConfig, EventInput, Firing, Rule, default_pack};
+use veritrail_rules::{BusinessHours, Engine, EngineConfig, EventInput, Firing, Rule, RuleSpec, default_pack};
 
 use crate::sim::{Stream, rule, t};
 
@@ -201,6 +201,97 @@ fn replay_gives_the_same_future_firings_as_running_on() {
     for k in [1, 10, 100, 400, 777, 1200, 1498] {
         check_restart(&ops, positions[k]);
     }
+}
+
+/// The rule change a node takes at seq `from`: `ip_burst` tightened (version 2), `mass_export`
+/// deleted, a new-value rule created.
+fn changed_rules(from: u64) -> Vec<Rule> {
+    let mut changed = Vec::new();
+    for rule in rules() {
+        match rule.id().as_str() {
+            "mass_export" => {}
+            "ip_burst" => {
+                let spec = json!({"name": "IP burst", "severity": "high", "when": {"action": "auth.*"},
+                                  "group_by": ["context.ip"], "threshold": {"count": 2, "window": "1m"}});
+                changed.push(rule.updated(RuleSpec::from_json(&spec).unwrap()).effective_from(from));
+            }
+            _ => changed.push(rule),
+        }
+    }
+    changed.push(
+        rule(
+            "new_service",
+            json!({"name": "New service", "severity": "low", "group_by": ["actor.id"],
+                   "new_value": {"field": "metadata.source.service", "lookback": "1h"}}),
+        )
+        .effective_from(from),
+    );
+    changed
+}
+
+/// A node that learns of a rule change (taken by another node at the event `change`) only at
+/// the op `learnt`, after passing the new versions' `effective_from_seq`, catches those
+/// versions up alone on the events in between and adopts them: the catch-up fires what the
+/// other node's versions fired meanwhile, and from then on both fire the same. Returns how many
+/// firings the catch-up had.
+fn check_late_change(ops: &[Op], change: usize, learnt: usize) -> usize {
+    let Op::Event(view) = &ops[change] else { panic!("change at an event") };
+    let after = changed_rules(view["seq"].as_u64().unwrap());
+    let new_versions = ["ip_burst", "new_service"];
+    let mut taker = Engine::new(config());
+    taker.set_rules(rules());
+    let mut late = Engine::new(config());
+    late.set_rules(rules());
+    let (mut meanwhile, mut caught_up, mut expected, mut actual) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, op) in ops.iter().enumerate() {
+        if i == change {
+            taker.set_rules(after.clone());
+        }
+        if i == learnt {
+            let missing: Vec<Rule> = after
+                .iter()
+                .filter(|rule| {
+                    !late.rules().any(|running| {
+                        running.id() == rule.id()
+                            && running.version() == rule.version()
+                            && running.effective_from_seq() == rule.effective_from_seq()
+                    })
+                })
+                .cloned()
+                .collect();
+            let mut side = Engine::new(config());
+            side.set_rules(missing);
+            for op in &ops[change..learnt] {
+                if let Op::Event(view) = op {
+                    caught_up.extend(side.process(&EventInput::from_view(view).unwrap()));
+                }
+            }
+            late.set_rules(after.clone());
+            late.adopt_rules(side);
+        }
+        let (by_taker, by_late) = (apply(&mut taker, op), apply(&mut late, op));
+        if i >= learnt {
+            expected.extend(by_taker);
+            actual.extend(by_late);
+        } else if i >= change {
+            meanwhile.extend(by_taker.into_iter().filter(|f| new_versions.contains(&f.rule_id.as_str())));
+        }
+    }
+    assert_eq!(caught_up, meanwhile, "change at op {change}, learnt at op {learnt}");
+    assert_eq!(actual, expected, "change at op {change}, learnt at op {learnt}");
+    for id in new_versions {
+        assert!(expected.iter().any(|f| f.rule_id.as_str() == id), "{id} fires after the change is learnt");
+    }
+    caught_up.len()
+}
+
+#[test]
+fn a_rule_change_learnt_late_is_caught_up_exactly() {
+    let ops = scenario(0x5eed, 1500);
+    let positions = event_positions(&ops);
+    assert_eq!(check_late_change(&ops, positions[300], positions[300] + 1), 0);
+    assert!(check_late_change(&ops, positions[300], positions[420]) > 0, "the catch-up fires");
+    check_late_change(&ops, positions[700], positions[1000]);
 }
 
 proptest::proptest! {

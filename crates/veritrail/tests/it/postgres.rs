@@ -2,14 +2,15 @@
 //! ingest into one tenant through both gives one dense ledger with each event once, and a
 //! checkpoint signed by either node verifies against the records read from the other; killing
 //! one node mid-ingest loses no acknowledged event and the survivor continues the same ledger.
+//! Rule changes taken by one node reach the rule engine of another that runs meanwhile.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use veritrail_ledger::checkpoint::{Checkpoint, open_checkpoint};
 use veritrail_ledger::hash::leaf_hash;
 use veritrail_ledger::note::VerifierKey;
@@ -207,4 +208,128 @@ fn killing_one_node_during_ingest_loses_nothing_and_the_other_continues() {
     let again = replacement.client.ingest(&key, &event("after-kill", "multi.node", "u")).json();
     assert_eq!(again["events"][0], next["events"][0], "the id is known to every node");
     checkpoint_verifies_across(&replacement.client, client, &key);
+}
+
+/// `veritrail_rule_events_evaluated_total` of a node (every tenant's, the platform's included).
+fn events_evaluated(client: &Client) -> u64 {
+    let metrics = client.get(None, "/metrics").text();
+    let line = metrics.lines().find(|line| line.starts_with("veritrail_rule_events_evaluated_total "));
+    line.and_then(|line| line.split(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Polls `check` every 50 ms until it holds or `within` has passed; returns whether it held.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ingests a batch through `client` and waits until that node's rule engine has evaluated as
+/// many events: more than the platform ledger holds, so the tenant's among them, and the engine
+/// has loaded the tenant's rules as they are now.
+fn warm_up(client: &Client, key: &str, prefix: &str) {
+    const EVENTS: usize = 100;
+    let batch = (0..EVENTS).map(|i| event(&format!("{prefix}-{i}"), "warm.up", "u")).collect();
+    ingest_all(client, key, batch);
+    let evaluated = eventually(Duration::from_secs(10), || events_evaluated(client) >= EVENTS as u64);
+    assert!(evaluated, "the rule engine runs the tenant");
+}
+
+fn alerts_of(client: &Client, key: &str, rule: &str) -> Vec<Value> {
+    let reply = client.get(Some(key), &format!("/v1/alerts?rule={rule}&limit=100"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["alerts"].as_array().unwrap().clone()
+}
+
+fn create_rule(client: &Client, key: &str, spec: &Value) -> String {
+    let reply = client.post_json(Some(key), "/v1/rules", spec);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["id"].as_str().unwrap().to_string()
+}
+
+fn ingest_all(client: &Client, key: &str, events: Vec<Value>) {
+    let reply = client.ingest(key, &Value::Array(events));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
+fn bursts(prefix: &str, actor: &str, count: usize) -> Vec<Value> {
+    (0..count).map(|i| event(&format!("{prefix}-{i}"), "probe.burst", actor)).collect()
+}
+
+/// Each observation runs with the other node killed, so what fires can only come from the
+/// engine of the node that did not take the change, loaded before it and running since.
+#[test]
+fn rule_changes_reach_the_engines_of_other_running_nodes() {
+    let database = TestDatabase::create();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = start_together(&database, &dirs);
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let (_, key) = a.client.create_tenant("rules");
+    warm_up(&b.client, &key, "warm-b");
+
+    // Created through A, then A dies: B's engine, running since before, fires them.
+    let burst = json!({"name": "Probe burst", "severity": "high", "when": {"action": "probe.burst"},
+                       "group_by": ["actor.id"], "threshold": {"count": 3, "window": "5m"}});
+    let burst_id = create_rule(&a.client, &key, &burst);
+    let probe_id =
+        create_rule(&a.client, &key, &json!({"name": "Probe", "severity": "low", "when": {"action": "probe.match"}}));
+    let control_id = create_rule(
+        &a.client,
+        &key,
+        &json!({"name": "Control", "severity": "low", "when": {"action": "probe.control"}}),
+    );
+    assert!(!a.signal_and_wait("KILL").success());
+    // At once, so that B most likely evaluates it before it looks at the rules again: the new
+    // rules are then caught up on it.
+    assert_eq!(b.client.ingest(&key, &event("match-1", "probe.match", "u")).status, 201);
+    ingest_all(&b.client, &key, bursts("burst-1", "mallory", 3));
+    let fired = eventually(Duration::from_secs(5), || {
+        !alerts_of(&b.client, &key, &probe_id).is_empty() && !alerts_of(&b.client, &key, &burst_id).is_empty()
+    });
+    assert!(fired, "rules created through A fire on B");
+    let probe_alerts = alerts_of(&b.client, &key, &probe_id);
+    assert_eq!(probe_alerts.len(), 1, "{probe_alerts:?}");
+    assert_eq!(probe_alerts[0]["event_ids"], json!(["match-1"]));
+    let burst_alerts = alerts_of(&b.client, &key, &burst_id);
+    assert_eq!(burst_alerts.len(), 1, "one burst, one alert: {burst_alerts:?}");
+    assert_eq!((burst_alerts[0]["rule_version"].as_u64(), burst_alerts[0]["event_count"].as_u64()), (Some(1), Some(3)));
+
+    // Disabled and deleted through A again, then A dies: B stops firing them.
+    let a = node(&database, dirs[0].path());
+    let mut disabled = a.client.get(Some(&key), &format!("/v1/rules/{burst_id}")).json();
+    disabled["enabled"] = json!(false);
+    let reply = a.client.put_json(Some(&key), &format!("/v1/rules/{burst_id}"), &disabled);
+    assert_eq!((reply.status, reply.json()["version"].as_u64()), (200, Some(2)), "{}", reply.text());
+    assert_eq!(a.client.delete(Some(&key), &format!("/v1/rules/{probe_id}")).status, 204);
+    assert!(!a.signal_and_wait("KILL").success());
+    std::thread::sleep(Duration::from_millis(2500)); // more than the engine's rule check interval
+    ingest_all(&b.client, &key, bursts("burst-2", "trudy", 3));
+    assert_eq!(b.client.ingest(&key, &event("match-2", "probe.match", "u")).status, 201);
+    assert_eq!(b.client.ingest(&key, &event("control-1", "probe.control", "u")).status, 201);
+    let evaluated = eventually(Duration::from_secs(5), || !alerts_of(&b.client, &key, &control_id).is_empty());
+    assert!(evaluated, "B evaluated the events (the control rule fired on the last one)");
+    assert_eq!(alerts_of(&b.client, &key, &burst_id).len(), 1, "the disabled rule no longer fires on B");
+    assert_eq!(alerts_of(&b.client, &key, &probe_id).len(), 1, "the deleted rule no longer fires on B");
+
+    // Updated through B while A runs, then B dies: A's engine fires the new version.
+    let a = node(&database, dirs[0].path());
+    warm_up(&a.client, &key, "warm-a");
+    let mut stricter = burst.clone();
+    stricter["threshold"]["count"] = json!(2);
+    let reply = b.client.put_json(Some(&key), &format!("/v1/rules/{burst_id}"), &stricter);
+    assert_eq!((reply.status, reply.json()["version"].as_u64()), (200, Some(3)), "{}", reply.text());
+    assert!(!b.signal_and_wait("KILL").success());
+    ingest_all(&a.client, &key, bursts("burst-3", "oscar", 2));
+    let fired = eventually(Duration::from_secs(5), || alerts_of(&a.client, &key, &burst_id).len() == 2);
+    let burst_alerts = alerts_of(&a.client, &key, &burst_id);
+    assert!(fired, "the version updated through B fires on A: {burst_alerts:?}");
+    assert_eq!((burst_alerts[0]["rule_version"].as_u64(), burst_alerts[0]["event_count"].as_u64()), (Some(3), Some(2)));
 }
