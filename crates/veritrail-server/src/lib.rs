@@ -40,8 +40,8 @@ use veritrail_store::{AccessStore, AlertStore, Store};
 
 pub use crate::alerting::{AlertingConfig, RetryPolicy};
 pub use crate::error::{ApiError, Code};
-pub use crate::tls::{Listener, TlsError, TlsIdentity, TlsListener};
 pub use crate::smtp::{SmtpConfig, SmtpSecurity};
+pub use crate::tls::{Listener, TlsError, TlsIdentity, TlsListener};
 pub use crate::witness::TsaConfig;
 
 /// Name of the store setting holding the pepper API-key secrets are hashed under.
