@@ -14,6 +14,7 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
     ("postgres::", "they start their own nodes on their own database already"),
     ("crash::reindex_command_", "`veritrail reindex` rebuilds the index files; PostgreSQL indexes with the record"),
     ("ledger::data_dir_verification_", "`verify --data-dir` and tampering with ledger.sqlite"),
+    ("ledger::a_restored_backup_", "a cold backup copies the data directory's files; `verify --data-dir --checkpoint`"),
     ("privacy::master_key_rotation_", "`rotate-master-key` rewrites master.key; PostgreSQL's key is configured"),
     ("privacy::the_master_key_rotates_online_", "it swaps master.key; PostgreSQL's key rotates by restart"),
 ];

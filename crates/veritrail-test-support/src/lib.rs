@@ -77,6 +77,15 @@ impl Backend {
         databases.insert(data_dir.to_path_buf(), database.clone());
         Some(database)
     }
+
+    /// Points a `veritrail serve` command over `data_dir` at this backend: on PostgreSQL, the
+    /// directory's database (`--database-url`) and [`TEST_MASTER_KEY`]. Returns the database, to
+    /// keep while the server runs.
+    pub fn configure_serve(self, command: &mut std::process::Command, data_dir: &Path) -> Option<Arc<TestDatabase>> {
+        let database = self.database_for(data_dir)?;
+        command.args(["--database-url", &database.url]).env("VERITRAIL_MASTER_KEY", TEST_MASTER_KEY);
+        Some(database)
+    }
 }
 
 /// A response: status, raw body and headers of interest.
@@ -379,11 +388,8 @@ impl ChildServer {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("VERITRAIL_BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN)
             .env("VERITRAIL_LOG", "warn");
-        let database =
-            if args.contains(&"--database-url") { None } else { Backend::from_env().database_for(data_dir) };
-        if let Some(database) = &database {
-            command.args(["--database-url", &database.url]).env("VERITRAIL_MASTER_KEY", TEST_MASTER_KEY);
-        }
+        let backend = if args.contains(&"--database-url") { Backend::Sqlite } else { Backend::from_env() };
+        let database = backend.configure_serve(&mut command, data_dir);
         let child = command
             .args(args)
             .envs(envs.iter().copied())

@@ -386,7 +386,8 @@ impl TestDatabase {
         let tables = self.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
         let mut text = String::new();
         for table in tables.lines().filter(|t| !t.is_empty()) {
-            text.push_str(&self.execute(&format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t")));
+            let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+            text.push_str(&self.execute(&sql));
         }
         TableDump { text }
     }

@@ -250,8 +250,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start: {}", e.message))?;
     if let Some(token) = &server.new_bootstrap_token {
-        // With --database-url nothing else creates the data directory.
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        // With --database-url nothing else creates the data directory: private, like the
+        // embedded store's.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join("bootstrap-token");
         write_secret_file(&path, token)?;
         println!("bootstrap token (shown once, also saved to {}):\n{token}", path.display());

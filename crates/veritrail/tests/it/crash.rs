@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use veritrail_test_support::{ChildServer, Client, event};
+use veritrail_test_support::{Backend, ChildServer, Client, event};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
 
@@ -171,10 +171,11 @@ fn first_start_generates_a_private_bootstrap_token_shown_once() {
     let data = dir.path().join("data");
     let start = |data: &std::path::Path| {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = std::process::Command::new(BINARY)
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        let mut command = std::process::Command::new(BINARY);
+        command.args(["serve", "--data-dir"]).arg(data).args(["--listen", &format!("127.0.0.1:{port}")]);
+        // On PostgreSQL the data directory holds this node's token file alone.
+        let _database = Backend::from_env().configure_serve(&mut command, data);
+        let mut child = command
             .env_remove("VERITRAIL_BOOTSTRAP_TOKEN")
             .env("VERITRAIL_LOG", "warn")
             .stdout(std::process::Stdio::piped())

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use veritrail_test_support::webhook::WebhookReceiver;
 use veritrail_test_support::postgres::TableDump;
+use veritrail_test_support::webhook::WebhookReceiver;
 use veritrail_test_support::{BOOTSTRAP_TOKEN, Backend, ChildServer, Client};
 
 use crate::ledger::{Run, verify};
