@@ -110,6 +110,11 @@ pub(crate) async fn ensure_platform_ledger(state: &AppState) -> Result<(), ApiEr
     let request = RequestContext { endpoint: "server start".into(), ..RequestContext::default() };
     let metadata = json!({"ledger": "platform"});
     record(state, PLATFORM_TENANT, "audit.log.initialized", platform_actor(), metadata, &request).await?;
+    // The checkpoint signing key every ledger is signed with (rotations: audit.key.rotated).
+    let keys = state.ledger.keys();
+    let created_at = keys.all.iter().find(|(key, _, _)| *key == keys.current).map(|(_, created, _)| created.clone());
+    let metadata = json!({"key": "ledger.signing", "verifier_key": keys.current.to_string(), "created_at": created_at});
+    record(state, PLATFORM_TENANT, "audit.key.created", platform_actor(), metadata, &request).await?;
     Ok(())
 }
 

@@ -139,8 +139,9 @@ fn data_dir_verification_finds_each_kind_of_tampering_at_its_seq() {
 
     let summary = assert_verified(verify(&["--data-dir", data_dir]));
     let size = EVENTS as u64 + 2;
-    // The platform ledger besides: audit.log.initialized and admin.tenant.created.
-    assert!(summary.contains(&format!("2 tenants, {} records", size + 2)), "{summary}");
+    // The platform ledger besides: audit.log.initialized, audit.key.created and
+    // admin.tenant.created.
+    assert!(summary.contains(&format!("2 tenants, {} records", size + 3)), "{summary}");
     assert!(summary.contains("0 records not yet covered by a checkpoint"), "shutdown signs a checkpoint: {summary}");
     assert!(summary.contains("quick_check ok"), "{summary}");
     assert_eq!(size % 16, 14, "the test's premise: the last records are under no stored node");

@@ -314,6 +314,9 @@ fn the_platform_ledger_records_server_wide_activity() {
     assert_eq!(platform[0]["metadata"]["tenant"], tenant.as_str());
     let opened = c.get(Some(BOOTSTRAP_TOKEN), "/v1/events?order=asc&limit=1").json();
     assert_eq!(opened["events"][0]["action"], "audit.log.initialized");
+    let signing = actions(c, BOOTSTRAP_TOKEN, "audit.key.created", 1);
+    let published = c.get(None, "/v1/ledger/key").text();
+    assert_eq!(signing[0]["metadata"]["verifier_key"].as_str(), Some(published.trim()), "{signing:?}");
     assert_eq!(c.get(Some(BOOTSTRAP_TOKEN), "/v1/ledger/checkpoint").status, 200);
     let records = c.get(Some(BOOTSTRAP_TOKEN), "/v1/ledger/records?from=0&limit=10");
     assert_eq!(records.status, 200, "{}", records.text());
