@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use jiff::Timestamp;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
 use veritrail_store::{
     AccessStore, BoxFuture, IdentityProviderRecord, RoleRecord, SessionRecord, StoreError, StoreResult, UserCursor,
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
@@ -57,8 +57,8 @@ impl PgAccessStore {
     /// migrations.
     pub async fn connect(url: &str) -> StoreResult<PgAccessStore> {
         migrate(url).await?;
-        let manager =
-            Manager::from_config(parse_config(url)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let (config, tls) = parse_config(url)?;
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(MAX_CONNECTIONS)
             .runtime(Runtime::Tokio1)

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use jiff::Timestamp;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 use veritrail_store::{
     Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert,
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
@@ -84,8 +84,8 @@ impl PgAlertStore {
     /// migrations. Each store has its own delivery-claim identity: one per node.
     pub async fn connect(url: &str) -> StoreResult<PgAlertStore> {
         migrate(url).await?;
-        let manager =
-            Manager::from_config(parse_config(url)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let (config, tls) = parse_config(url)?;
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(MAX_CONNECTIONS)
             .runtime(Runtime::Tokio1)

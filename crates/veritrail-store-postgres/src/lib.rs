@@ -23,6 +23,7 @@ mod alerts;
 mod migrate;
 mod reader;
 mod stats;
+mod tls;
 mod tree;
 mod writer;
 
@@ -35,7 +36,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
+
 use veritrail_crypto::MasterKeys;
 use veritrail_ledger::hash::empty_root;
 use veritrail_model::PreparedEvent;
@@ -98,9 +99,12 @@ pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
 
 /// Parses a `postgres://` URL (or key=value connection string), with Veritrail's defaults for
 /// what it leaves open.
-fn parse_config(url: &str) -> StoreResult<tokio_postgres::Config> {
-    let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Backend(format!("invalid database url: {e}")))?;
+/// Also the TLS connector its `sslmode` and `sslrootcert` ask for (see `tls.rs`).
+fn parse_config(url: &str) -> StoreResult<(tokio_postgres::Config, tls::PgTls)> {
+    let (url, verify, root_cert) = tls::split_tls_params(url);
+    let mut config = tokio_postgres::Config::from_str(&url)
+        .map_err(|e| StoreError::Backend(format!("invalid database url: {e}")))?;
+    let tls = tls::connector(&mut config, verify, root_cert.as_deref())?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
@@ -109,15 +113,15 @@ fn parse_config(url: &str) -> StoreResult<tokio_postgres::Config> {
     }
     // A node that vanishes mid-transaction must not hold a tenant's lock for hours.
     config.keepalives_idle(Duration::from_secs(30));
-    Ok(config)
+    Ok((config, tls))
 }
 
 /// Applies pending schema migrations to the database at `url` (what `veritrail migrate` does;
 /// [`PgStore::connect`] does it too). Returns the migrations applied.
 pub async fn migrate(url: &str) -> StoreResult<Vec<Applied>> {
-    let config = parse_config(url)?;
+    let (config, tls) = parse_config(url)?;
     let (mut client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to the database: {}", with_causes(&e))))?;
     let driver = tokio::spawn(async move {
@@ -165,8 +169,8 @@ impl PgStore {
     /// [`PgStore::connect`] with options.
     pub async fn connect_with(url: &str, options: PgOptions) -> StoreResult<PgStore> {
         migrate(url).await?;
-        let config = parse_config(url)?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let (config, tls) = parse_config(url)?;
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(options.max_connections.max(2))
             .runtime(Runtime::Tokio1)
@@ -938,7 +942,7 @@ mod tests {
 
     #[test]
     fn urls_parse_with_defaults_filled_in() {
-        let config = parse_config("postgres://vt@127.0.0.1:5433/audit").expect("valid url");
+        let (config, _) = parse_config("postgres://vt@127.0.0.1:5433/audit").expect("valid url");
         assert_eq!(config.get_dbname(), Some("audit"));
         assert_eq!(config.get_application_name(), Some("veritrail"));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));

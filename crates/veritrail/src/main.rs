@@ -72,7 +72,8 @@ struct ServeArgs {
     #[arg(long, env = "VERITRAIL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Store everything in this PostgreSQL database instead of the data directory,
-    /// `postgres://user:password@host:port/dbname` (plain TCP: no TLS yet). Nodes given the same
+    /// `postgres://user:password@host:port/dbname` (`?sslmode=require&sslrootcert=ca.pem`:
+    /// TLS with the certificate verified; plain TCP otherwise). Nodes given the same
     /// database share tenants, keys, ledgers and checkpoints [default: the embedded store]
     #[arg(long, env = "VERITRAIL_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,

@@ -9,6 +9,7 @@ mod access;
 mod alerts;
 mod nodes;
 mod privacy;
+mod tls;
 
 use veritrail_store_postgres::PgStore;
 use veritrail_test_support::postgres::TestDatabase;
