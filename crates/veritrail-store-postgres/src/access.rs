@@ -22,9 +22,8 @@
 //! a lost one costs only an older `last_seen_at`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use jiff::Timestamp;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -33,7 +32,7 @@ use veritrail_store::{
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
 };
 
-use crate::{migrate, parse_config, pg_error, pool_error};
+use crate::{connection_pool, migrate, pg_error, pool_error};
 
 /// Most connections the access store of one node holds open (a session lookup and a touch per
 /// authenticated request, logins, administration).
@@ -57,15 +56,7 @@ impl PgAccessStore {
     /// migrations.
     pub async fn connect(url: &str) -> StoreResult<PgAccessStore> {
         migrate(url).await?;
-        let (config, tls) = parse_config(url)?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(MAX_CONNECTIONS)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("cannot create the access store's connection pool: {e}")))?;
+        let pool = connection_pool(url, MAX_CONNECTIONS)?;
         // Fail at start, not at the first login, when the database is unreachable.
         drop(pool.get().await.map_err(pool_error)?);
         Ok(PgAccessStore { pool: Arc::new(pool) })

@@ -38,7 +38,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use deadpool_postgres::{Pool, Transaction};
 use jiff::Timestamp;
 use tokio_postgres::Row;
 use veritrail_store::{
@@ -46,7 +46,7 @@ use veritrail_store::{
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
-use crate::{migrate, parse_config, pg_error, pool_error, to_i64};
+use crate::{connection_pool, migrate, pg_error, pool_error, to_i64};
 
 /// How long a node's claim on a due delivery keeps other nodes from sending it: far longer
 /// than an attempt (name resolution and the exchange are each bounded by the webhook timeout,
@@ -84,15 +84,7 @@ impl PgAlertStore {
     /// migrations. Each store has its own delivery-claim identity: one per node.
     pub async fn connect(url: &str) -> StoreResult<PgAlertStore> {
         migrate(url).await?;
-        let (config, tls) = parse_config(url)?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(MAX_CONNECTIONS)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("cannot create the alert store's connection pool: {e}")))?;
+        let pool = connection_pool(url, MAX_CONNECTIONS)?;
         let client = pool.get().await.map_err(pool_error)?;
         let claimant = client.query_one("SELECT gen_random_uuid()::text", &[]).await.map_err(pg_error)?.get(0);
         drop(client);

@@ -63,12 +63,16 @@ pub struct PgOptions {
     pub max_connections: usize,
     /// The master keys (every node must be given the same; `VERITRAIL_MASTER_KEY`).
     pub master_keys: MasterKeys,
+    /// A read replica (hot standby) of the database that event queries and exports read from,
+    /// taking them off the primary; everything else — appends, reads by id, the ledger and its
+    /// proofs, the rule engine — stays on the primary.
+    pub read_url: Option<String>,
 }
 
 impl PgOptions {
     /// Defaults (16 connections) with these master keys.
     pub fn new(master_keys: MasterKeys) -> PgOptions {
-        PgOptions { max_connections: 16, master_keys }
+        PgOptions { max_connections: 16, master_keys, read_url: None }
     }
 }
 
@@ -116,6 +120,19 @@ fn parse_config(url: &str) -> StoreResult<(tokio_postgres::Config, tls::PgTls)> 
     Ok((config, tls))
 }
 
+/// A pool of at most `size` connections to `url`.
+fn connection_pool(url: &str, size: usize) -> StoreResult<Pool> {
+    let (config, tls) = parse_config(url)?;
+    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(60)))
+        .build()
+        .map_err(|e| StoreError::Backend(format!("cannot create the connection pool: {e}")))
+}
+
 /// Applies pending schema migrations to the database at `url` (what `veritrail migrate` does;
 /// [`PgStore::connect`] does it too). Returns the migrations applied.
 pub async fn migrate(url: &str) -> StoreResult<Vec<Applied>> {
@@ -137,6 +154,8 @@ pub async fn migrate(url: &str) -> StoreResult<Vec<Applied>> {
 
 struct Inner {
     pool: Pool,
+    /// Where event queries read: a replica's pool, or `pool`.
+    query_pool: Pool,
     stats: Arc<Stats>,
     tenant_nos: RwLock<HashMap<String, i64>>,
     /// The group committer of each tenant this node appended to.
@@ -169,18 +188,20 @@ impl PgStore {
     /// [`PgStore::connect`] with options.
     pub async fn connect_with(url: &str, options: PgOptions) -> StoreResult<PgStore> {
         migrate(url).await?;
-        let (config, tls) = parse_config(url)?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections.max(2))
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("cannot create the connection pool: {e}")))?;
+        let pool = connection_pool(url, options.max_connections.max(2))?;
+        let query_pool = match &options.read_url {
+            Some(read_url) => {
+                let replica = connection_pool(read_url, options.max_connections.max(2))?;
+                let client = replica.get().await.map_err(pool_error)?;
+                client.simple_query("SELECT 1").await.map_err(pg_error)?;
+                replica
+            }
+            None => pool.clone(),
+        };
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
+                query_pool,
                 stats: Arc::new(Stats::default()),
                 tenant_nos: RwLock::new(HashMap::new()),
                 writers: Mutex::new(HashMap::new()),
@@ -599,7 +620,7 @@ impl Store for PgStore {
                 // Blind-index filters need the tenant's key (another node may have created it).
                 self.ensure_blind_key(tenant, no).await?;
             }
-            let client = self.client().await?;
+            let client = self.inner.query_pool.get().await.map_err(pool_error)?;
             reader::query(&**client, &self.read_ctx(tenant, no), query, page).await
         })
     }

@@ -133,6 +133,41 @@ impl PgCluster {
     /// Initialises and starts a cluster with the binaries of [`find_bin_dir`] (installing
     /// nothing: see [`ensure_installed`]).
     pub fn start(options: &ClusterOptions) -> Result<PgCluster, String> {
+        PgCluster::launch(options, |cluster| {
+            let data = cluster.data_str();
+            cluster.run(
+                "initdb",
+                &["-D", &data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"],
+            )?;
+            let conf = cluster.data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).map_err(|e| format!("cannot read postgresql.conf: {e}"))?;
+            text.push_str("\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n");
+            text.push_str(&options.settings);
+            std::fs::write(&conf, text).map_err(|e| format!("cannot write postgresql.conf: {e}"))
+        })
+    }
+
+    /// A hot standby of `primary` (`pg_basebackup -R`: streaming replication, read-only), on a
+    /// port of its own.
+    pub fn start_replica(primary: &PgCluster) -> Result<PgCluster, String> {
+        let options = ClusterOptions { stop_mode: primary.stop_mode, ..ClusterOptions::default() };
+        PgCluster::launch(&options, |cluster| {
+            let data = cluster.data_str();
+            let port = primary.port.to_string();
+            let args = ["-D", &data, "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream"];
+            cluster.run("pg_basebackup", &[&args[..], &["-c", "fast", "--no-sync"]].concat())?;
+            // The server refuses a data directory others may read (initdb sets this itself).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cluster.data, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot restrict {}: {e}", cluster.data.display()))
+        })
+    }
+
+    /// Makes the cluster's directory, fills it with `init`, and starts the server.
+    fn launch(
+        options: &ClusterOptions,
+        init: impl FnOnce(&PgCluster) -> Result<(), String>,
+    ) -> Result<PgCluster, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or PATH: \
              install them (Debian: apt-get install postgresql; .ci/run does)"
@@ -170,16 +205,8 @@ impl PgCluster {
             running: Mutex::new(false),
             root,
         };
+        init(&cluster)?;
         let data = cluster.data_str();
-        cluster.run(
-            "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"],
-        )?;
-        let conf = cluster.data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(|e| format!("cannot read postgresql.conf: {e}"))?;
-        text.push_str("\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n");
-        text.push_str(&options.settings);
-        std::fs::write(&conf, text).map_err(|e| format!("cannot write postgresql.conf: {e}"))?;
         let log = cluster.data.join("server.log").to_string_lossy().into_owned();
         // A free port can be taken by someone else before the server binds it: try a few.
         let mut last_error = String::new();

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use veritrail_server::{AlertingConfig, Server, ServerConfig, SmtpConfig, TlsIdentity, TlsListener, TsaConfig};
 use veritrail_store::{AccessStore, AlertStore, Store};
-use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgStore};
+use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgOptions, PgStore};
 
 mod keys;
 mod verify;
@@ -77,6 +77,11 @@ struct ServeArgs {
     /// database share tenants, keys, ledgers and checkpoints [default: the embedded store]
     #[arg(long, env = "VERITRAIL_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// A read replica (hot standby) of that database: event queries and exports read from it
+    /// (they may trail the primary by the replication lag); everything else stays on the
+    /// primary [default: none]
+    #[arg(long, env = "VERITRAIL_DATABASE_READ_URL", hide_env_values = true, requires = "database_url")]
+    database_read_url: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "VERITRAIL_LISTEN")]
     listen: Option<SocketAddr>,
@@ -114,7 +119,7 @@ struct ServeArgs {
     /// Sender address of e-mail notifications (required with --smtp-url)
     #[arg(long, env = "VERITRAIL_SMTP_FROM")]
     smtp_from: Option<String>,
-    /// TOML file with `data_dir`, `database_url`, `listen`, `origin`, `max_body_bytes`,
+    /// TOML file with `data_dir`, `database_url`, `database_read_url`, `listen`, `origin`, `max_body_bytes`,
     /// `checkpoint_interval_ms`, `tsa_url`, `tsa_ca_file`, `tsa_timeout_ms`, `tsa_interval_ms`,
     /// `alerting`, `webhook_allow_private`, `webhook_timeout_ms`, `webhook_retry_first_ms`,
     /// `webhook_retry_max_ms`, `webhook_retry_for_ms`, `session_ttl_ms`, `outbound_ca_file`,
@@ -130,6 +135,7 @@ struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_read_url: Option<String>,
     listen: Option<SocketAddr>,
     origin: Option<String>,
     max_body_bytes: Option<usize>,
@@ -201,6 +207,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let database_url = args.database_url.or(file.database_url).filter(|url| !url.is_empty());
+    let database_read_url = args.database_read_url.or(file.database_read_url).filter(|url| !url.is_empty());
     let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./veritrail-data"));
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut config = ServerConfig {
@@ -229,12 +236,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let (store, alerts, access): (Arc<dyn Store>, Arc<dyn AlertStore>, Arc<dyn AccessStore>) = match &database_url {
         Some(url) => (
             Arc::new(
-                PgStore::connect(
+                PgStore::connect_with(
                     url,
-                    keys::from_env()?.context(
-                        "PostgreSQL needs VERITRAIL_MASTER_KEY (base64 of 32 random bytes, the same on every node; \
-                         e.g. `openssl rand -base64 32`)",
-                    )?,
+                    PgOptions {
+                        read_url: database_read_url,
+                        ..PgOptions::new(keys::from_env()?.context(
+                            "PostgreSQL needs VERITRAIL_MASTER_KEY (base64 of 32 random bytes, the same on every \
+                             node; e.g. `openssl rand -base64 32`)",
+                        )?)
+                    },
                 )
                 .await
                 .context("cannot open the postgresql database")?,

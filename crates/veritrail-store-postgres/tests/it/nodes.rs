@@ -219,3 +219,64 @@ async fn the_ledger_is_append_only_in_the_database_too() {
     let after = store.append("tn_a", vec![event("late")]).await;
     assert!(matches!(after, Err(StoreError::Unavailable(_))), "{after:?}");
 }
+
+/// A store whose event queries read from a hot standby: appends and reads by id go to the
+/// primary, queries to the replica (which sees them once replicated), and the replica is never
+/// written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_queries_read_from_a_replica() {
+    use veritrail_query::{EventQuery, PageRequest};
+    use veritrail_test_support::postgres::{ClusterOptions, PgCluster};
+    let (primary, replica) = tokio::task::spawn_blocking(|| {
+        let primary = PgCluster::start(&ClusterOptions::default()).unwrap();
+        primary.create_database("vt").unwrap();
+        let replica = PgCluster::start_replica(&primary).unwrap();
+        (primary, replica)
+    })
+    .await
+    .unwrap();
+    let options = veritrail_store_postgres::PgOptions {
+        read_url: Some(replica.url("vt")),
+        ..veritrail_store_postgres::PgOptions::new(test_keys())
+    };
+    let store = PgStore::connect_with(&primary.url("vt"), options).await.unwrap();
+    tenant(&store, "acme").await;
+    let ids: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+    store.append("acme", ids.iter().map(|id| event(id)).collect()).await.unwrap();
+    assert!(store.event_by_id("acme", "r0").await.unwrap().is_some(), "reads by id see the primary at once");
+
+    let page = PageRequest { limit: 100, ..PageRequest::default() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        let found = store.query("acme", &EventQuery::default(), &page).await.unwrap().events.len();
+        if found == ids.len() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(found, ids.len(), "the replica caught up");
+    assert_eq!(replica.execute("vt", "SELECT pg_is_in_recovery()").unwrap().trim(), "t", "a standby");
+
+    // With the standby's replay paused, new events are on the primary (by id) and not yet in
+    // query answers: those come from the replica.
+    replica.execute("vt", "SELECT pg_wal_replay_pause()").unwrap();
+    store.append("acme", vec![event("late")]).await.unwrap();
+    assert!(store.event_by_id("acme", "late").await.unwrap().is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let paused = store.query("acme", &EventQuery::default(), &page).await.unwrap().events.len();
+    assert_eq!(paused, ids.len(), "queries read the (paused) replica");
+    replica.execute("vt", "SELECT pg_wal_replay_resume()").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.query("acme", &EventQuery::default(), &page).await.unwrap().events.len() <= ids.len() {
+        assert!(std::time::Instant::now() < deadline, "the replica resumed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    store.shutdown().await.unwrap();
+
+    // A replica that cannot be reached fails the start, not the first query.
+    let options = veritrail_store_postgres::PgOptions {
+        read_url: Some("postgres://postgres@127.0.0.1:9/vt".into()),
+        ..veritrail_store_postgres::PgOptions::new(test_keys())
+    };
+    assert!(PgStore::connect_with(&primary.url("vt"), options).await.is_err());
+}
