@@ -97,6 +97,21 @@ fn api_tests_on_postgres() -> Command {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
+    // `bench postgres` runs the `veritrail` binary too: both built by one cargo command (one
+    // feature resolution), since two builds with different features overwrite each other's
+    // dependency artifacts (ring, rustls) and rebuild them every time.
+    if args.first().map(String::as_str) == Some("postgres") {
+        let mut build = cargo();
+        build.args(["build", "--release", "--package", "veritrail", "--package", "veritrail-bench"]);
+        run(build, "benchmark build")?;
+        let release = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => std::path::PathBuf::from(dir).join("release"),
+            None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"),
+        };
+        let mut command = Command::new(release.join("veritrail-bench"));
+        command.args(args).env("VERITRAIL_BENCH_BINARY", release.join("veritrail"));
+        return run(command, "benchmarks");
+    }
     let mut command = cargo();
     command.args(["run", "--release", "--package", "veritrail-bench", "--"]);
     command.args(args);

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use veritrail_server::{AlertingConfig, ServerConfig};
 use veritrail_test_support::webhook::WebhookReceiver;
 
-use crate::stats::{median, min_max, percentile};
+use crate::stats::{CpuSnapshot, median, min_max, percentile};
 use crate::vt::{self, VtServer, agent};
 
 /// How often the probe sends a triggering event.
@@ -31,6 +31,11 @@ struct Round {
     /// Alerts stored within 0.25 s and 1 s of their trigger's receipt (server histogram).
     within_quarter: f64,
     within_second: f64,
+    /// CPU-µs of the whole process (server, clients, webhook receiver) per event, from the
+    /// start of the load until everything is indexed (and, engine on, evaluated).
+    cpu_per_event: f64,
+    /// Cores other processes kept busy meanwhile (the machine is shared).
+    others: f64,
 }
 
 /// Runs the benchmark and prints its table.
@@ -52,10 +57,12 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
             let key = server.create_tenant("bench")?;
             let (result, samples) = load(&server, &key, bodies, events, clients, enabled)?;
             println!(
-                "round {} engine {}: acked {:.0} events/s{}",
+                "round {} engine {}: acked {:.0} events/s, {:.1} CPU-µs per event (other processes: {:.2} cores){}",
                 round + 1,
                 if enabled { "on " } else { "off" },
                 result.ack_rate,
+                result.cpu_per_event,
+                result.others,
                 if enabled {
                     format!(
                         ", engine caught up {:.2} s after the last ack, {} alerts ({:.1} % stored within 0.25 s, {:.1} % within 1 s of receipt), webhook probe p50 {:.0} ms p99 {:.0} ms ({} probes)",
@@ -98,6 +105,29 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
         off_max
     );
     println!("| cost of the engine | {:.1} % | — |", cost * 100.0);
+    let cpu = |rounds: &[Round]| rounds.iter().map(|r| r.cpu_per_event).collect::<Vec<_>>();
+    let (on_cpu, off_cpu) = (cpu(&on), cpu(&off));
+    let ((on_cpu_min, on_cpu_max), (off_cpu_min, off_cpu_max)) = (min_max(&on_cpu), min_max(&off_cpu));
+    println!(
+        "| CPU-µs per event, whole process until indexed and evaluated (median [range]) | {:.1} [{:.1}–{:.1}] | {:.1} [{:.1}–{:.1}] |",
+        median(&on_cpu),
+        on_cpu_min,
+        on_cpu_max,
+        median(&off_cpu),
+        off_cpu_min,
+        off_cpu_max
+    );
+    println!(
+        "| CPU-µs per event the engine adds (difference of medians) | {:.1} | — |",
+        median(&on_cpu) - median(&off_cpu)
+    );
+    let others: Vec<f64> = on.iter().chain(&off).map(|r| r.others).collect();
+    println!(
+        "| other processes on the machine during the rounds (cores, median [range]) | {:.2} [{:.2}–{:.2}] | |",
+        median(&others),
+        min_max(&others).0,
+        min_max(&others).1
+    );
     println!(
         "| alert latency under full ingest load, ack → webhook received (p50 / p99 / max, {} probes) | {:.0} / {:.0} / {:.0} ms | — |",
         latencies.len(),
@@ -126,11 +156,14 @@ fn load(
     enabled: bool,
 ) -> Result<(Round, Vec<f64>)> {
     let receiver = WebhookReceiver::start();
+    let mut never_evaluated = 0.0;
     if enabled {
         create_probe_rule(&server.base, key)?;
         post_json(&server.base, key, "/v1/webhooks", &json!({"url": receiver.url}))?;
+        never_evaluated = settled_gap(server)?;
     }
     let loading = AtomicBool::new(true);
+    let cpu_before = CpuSnapshot::take(None);
     let started = Instant::now();
     let (run, samples) = std::thread::scope(|scope| {
         let probe = enabled.then(|| {
@@ -155,7 +188,7 @@ fn load(
         loop {
             let appended = server.metric("veritrail_events_ingested_total")?;
             let evaluated = server.metric("veritrail_rule_events_evaluated_total")?;
-            if evaluated >= appended {
+            if evaluated >= appended - never_evaluated {
                 break;
             }
             if caught_up.elapsed() > Duration::from_secs(600) {
@@ -166,6 +199,12 @@ fn load(
         engine_tail = caught_up.elapsed().as_secs_f64();
         alerts = server.metric("veritrail_alerts_raised_total")?;
     }
+    server.wait_indexed(Duration::from_secs(600))?;
+    let cpu_after = CpuSnapshot::take(None);
+    let process = cpu_after.process - cpu_before.process;
+    let cpu_per_event = process * 1e6 / events as f64;
+    let others =
+        (cpu_after.machine_busy - cpu_before.machine_busy - process).max(0.0) / started.elapsed().as_secs_f64();
     let (mut within_quarter, mut within_second) = (0.0, 0.0);
     if enabled && alerts > 0.0 {
         let bucket = |le: &str| server.metric(&format!("veritrail_alert_latency_seconds_bucket{{le=\"{le}\"}}"));
@@ -174,7 +213,28 @@ fn load(
         within_second = bucket("1")? / count;
     }
     let ack_rate = events as f64 / acked.as_secs_f64();
-    Ok((Round { ack_rate, engine_tail, alerts, within_quarter, within_second }, samples))
+    Ok((Round { ack_rate, engine_tail, alerts, within_quarter, within_second, cpu_per_event, others }, samples))
+}
+
+/// Events the engine will never evaluate: those a ledger held before the engine first looked at
+/// it (a tenant found without a cursor starts at its tree size, e.g. the platform ledger's
+/// `audit.log.initialized`). Read once ingested − evaluated has stayed the same for longer than
+/// the engine's full-pass interval (1 s).
+fn settled_gap(server: &VtServer) -> Result<f64> {
+    let gap = || -> Result<f64> {
+        Ok(server.metric("veritrail_events_ingested_total")?
+            - server.metric("veritrail_rule_events_evaluated_total")?)
+    };
+    let mut last = gap()?;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = gap()?;
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+    bail!("the rule engine did not settle before the load")
 }
 
 fn post_json(base: &str, key: &str, path: &str, body: &Value) -> Result<Value> {

@@ -6,6 +6,7 @@
 //! the rounds with the range in brackets.
 
 mod alerts;
+mod backend;
 mod events;
 mod ledger;
 mod pg;
@@ -55,6 +56,9 @@ enum Which {
     /// The rule engine: ingest with the default pack on vs the engine off, and alert latency
     /// under full ingest load.
     Alerts,
+    /// The PostgreSQL backend (issue 4): ingest over HTTP into one node and into two nodes
+    /// sharing a database, next to the embedded store and the naive COPY baseline; then queries.
+    Postgres,
 }
 
 /// Benchmarks of Veritrail against a naive PostgreSQL audit table, in the same run.
@@ -166,6 +170,10 @@ fn main() -> Result<()> {
         println!("{}", report::machine(&work_dir));
         let (bodies, _, _) = generate_load(&plan, jiff::Timestamp::now())?;
         return alerts::run(&bodies, plan.events, plan.clients, cli.rounds.unwrap_or(3).max(1), &work_dir);
+    }
+    if cli.which == Which::Postgres {
+        println!("{}", report::machine(&work_dir));
+        return backend::run(&plan, &work_dir);
     }
     if matches!(cli.which, Which::Verify | Which::Proofs) {
         println!("{}", report::machine(&work_dir));

@@ -99,6 +99,21 @@ impl PgCluster {
         self.inner.conninfo("postgres")
     }
 
+    /// Connection string of database `dbname`.
+    pub fn conninfo_of(&self, dbname: &str) -> String {
+        self.inner.conninfo(dbname)
+    }
+
+    /// `postgres://` URL of database `dbname` (what `veritrail serve --database-url` takes).
+    pub fn url(&self, dbname: &str) -> String {
+        self.inner.url(dbname)
+    }
+
+    /// Creates an empty database.
+    pub fn create_database(&self, dbname: &str) -> Result<()> {
+        self.inner.create_database(dbname).map_err(|e| anyhow!(e))
+    }
+
     /// Connects one client; its connection task runs on the current runtime.
     pub async fn connect(&self) -> Result<Client> {
         connect(&self.conninfo()).await

@@ -67,6 +67,15 @@ pub fn thread_cpu() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds used so far by process `pid` (all its threads; 0 once it is gone).
+pub fn process_cpu(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| stat_cpu(&t, false))
+        .map(|(_, s, _)| s)
+        .unwrap_or(0.0)
+}
+
 /// A snapshot of CPU time: this process (total and per live thread name), a PostgreSQL cluster
 /// (postmaster with reaped children plus live children) and the whole machine.
 #[derive(Debug, Clone, Default)]

@@ -17,7 +17,7 @@ use veritrail_store_sqlite::SqliteStore;
 use crate::stats::thread_cpu;
 
 /// The bootstrap token of the benchmark server.
-const BOOTSTRAP_TOKEN: &str = "bench-bootstrap-token-0123456789";
+pub const BOOTSTRAP_TOKEN: &str = "bench-bootstrap-token-0123456789";
 
 /// A running in-process server.
 pub struct VtServer {
@@ -98,33 +98,12 @@ impl VtServer {
 
     /// Creates a tenant; returns its admin API key.
     pub fn create_tenant(&self, name: &str) -> Result<String> {
-        let agent = agent(1);
-        let body = serde_json::json!({"name": name}).to_string();
-        let mut response = agent
-            .post(format!("{}/v1/tenants", self.base))
-            .header("authorization", format!("Bearer {BOOTSTRAP_TOKEN}"))
-            .header("content-type", "application/json")
-            .send(body.as_bytes())?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        if status != 201 {
-            bail!("create tenant: status {status}: {text}");
-        }
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        value["api_key"].as_str().map(str::to_string).ok_or_else(|| anyhow!("create tenant: no api_key in {text}"))
+        Ok(create_tenant_at(&self.base, name)?.1)
     }
 
     /// A numeric figure from `GET /metrics`.
     pub fn metric(&self, name: &str) -> Result<f64> {
-        let text = agent(1).get(format!("{}/metrics", self.base)).call()?.body_mut().read_to_string()?;
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix(name)
-                && let Some(value) = rest.strip_prefix(' ')
-            {
-                return value.trim().parse::<f64>().with_context(|| format!("metric {name}: {value}"));
-            }
-        }
-        bail!("metric {name} not found")
+        metric_at(&self.base, name)
     }
 
     /// Waits until every committed event is visible to queries (`veritrail_index_lag_events 0`);
@@ -157,6 +136,41 @@ impl Drop for VtServer {
     }
 }
 
+/// Creates a tenant on the server at `base` (with the benchmark's bootstrap token); returns its
+/// id and admin API key.
+pub fn create_tenant_at(base: &str, name: &str) -> Result<(String, String)> {
+    let agent = agent(1);
+    let body = serde_json::json!({"name": name}).to_string();
+    let mut response = agent
+        .post(format!("{base}/v1/tenants"))
+        .header("authorization", format!("Bearer {BOOTSTRAP_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(body.as_bytes())?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    if status != 201 {
+        bail!("create tenant: status {status}: {text}");
+    }
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let field = |name: &str| {
+        value[name].as_str().map(str::to_string).ok_or_else(|| anyhow!("create tenant: no {name} in {text}"))
+    };
+    Ok((field("tenant")?, field("api_key")?))
+}
+
+/// A numeric figure from `GET /metrics` of the server at `base`.
+pub fn metric_at(base: &str, name: &str) -> Result<f64> {
+    let text = agent(1).get(format!("{base}/metrics")).call()?.body_mut().read_to_string()?;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(name)
+            && let Some(value) = rest.strip_prefix(' ')
+        {
+            return value.trim().parse::<f64>().with_context(|| format!("metric {name}: {value}"));
+        }
+    }
+    bail!("metric {name} not found")
+}
+
 /// A blocking HTTP agent that keeps `connections` keep-alive connections.
 pub fn agent(connections: usize) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -181,14 +195,23 @@ pub struct ClientRun {
 /// Posts every body in `bodies` (NDJSON batches) from `clients` threads, each on one keep-alive
 /// connection, as fast as acknowledgements come back.
 pub fn ingest(base: &str, key: &str, bodies: &[Vec<u8>], clients: usize) -> Result<ClientRun> {
+    ingest_to(&[base.to_string()], key, bodies, clients)
+}
+
+/// [`ingest`] into several nodes sharing one store: client `i` posts to `bases[i % bases.len()]`,
+/// all clients taking the next body from one queue.
+pub fn ingest_to(bases: &[String], key: &str, bodies: &[Vec<u8>], clients: usize) -> Result<ClientRun> {
+    if bases.is_empty() {
+        bail!("ingest: no server to post to");
+    }
     let next = AtomicUsize::new(0);
-    let url = format!("{base}/v1/events");
+    let urls: Vec<String> = bases.iter().map(|base| format!("{base}/v1/events")).collect();
     let auth = format!("Bearer {key}");
     let started = Instant::now();
     let results: Vec<Result<(f64, u64)>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for i in 0..clients {
-            let (next, url, auth) = (&next, &url, &auth);
+            let (next, url, auth) = (&next, &urls[i % urls.len()], &auth);
             let handle = std::thread::Builder::new().name(format!("bench-http-{i}")).spawn_scoped(
                 scope,
                 move || -> Result<(f64, u64)> {

@@ -969,4 +969,20 @@ mod tests {
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
         assert!(matches!(parse_config("postgres://[oops"), Err(StoreError::Backend(_))));
     }
+
+    /// The idempotency lookup of every group commit probes the unique index id by id, even in
+    /// the generic plan of a fresh, never-analysed table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn known_ids_probe_the_unique_index_on_a_fresh_table() {
+        let database =
+            tokio::task::spawn_blocking(veritrail_test_support::postgres::TestDatabase::create).await.expect("join");
+        migrate(&database.url).await.expect("migrated");
+        let plan = database.execute(&format!(
+            "SET plan_cache_mode = force_generic_plan; PREPARE known(bigint, text[]) AS {};
+             EXPLAIN EXECUTE known(1, ARRAY['a', 'b']);",
+            writer::KNOWN_IDS
+        ));
+        assert!(plan.contains("records_tenant_no_event_id_key"), "{plan}");
+        assert!(!plan.contains("records_actor"), "{plan}");
+    }
 }
