@@ -3,12 +3,16 @@
 //! The sealed record format is documented in the crate README ("Sealed record v1"); it is
 //! fixed forever once data exists, so every change here must keep old records opening.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
-use serde_json::Value;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use veritrail_ledger::JcsError;
 
@@ -200,21 +204,150 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
     let Value::Object(mut record) = record else {
         return Err(malformed("not a json object".to_owned()));
     };
-    match record.remove("v") {
-        Some(version) if version.as_u64() == Some(SEALED_RECORD_VERSION) => {}
-        Some(version) => return Err(OpenError::UnsupportedVersion(version.to_string())),
-        None => return Err(malformed("missing \"v\"".to_owned())),
+    check_version(record.remove("v"))?;
+    let classified = classified_paths(record.get(PERSONAL_FIELDS_MEMBER))?;
+    reveal_members(&mut record, &classified, personal, &|_| true)?;
+    Ok(Value::Object(record))
+}
+
+/// A sealed record's top-level members, found in one borrowed pass over its bytes and parsed
+/// only when asked for: for readers that need a few members of many records (the rule engine)
+/// and would otherwise build every record's whole view and check every commitment in it.
+#[derive(Debug)]
+pub struct SealedMembers<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> SealedMembers<'a> {
+    /// Finds the members of `sealed` and checks its `v` as [`open`] does; their values are
+    /// checked to be JSON, nothing more.
+    pub fn parse(sealed: &'a [u8]) -> Result<SealedMembers<'a>, OpenError> {
+        let Members(members) = serde_json::from_slice(sealed).map_err(|error| malformed(error.to_string()))?;
+        let record = SealedMembers { members };
+        let version = record.raw("v").map(parse_value).transpose()?;
+        check_version(version)?;
+        Ok(record)
     }
 
+    /// The member `key` unparsed (of repeated keys the last, as in a parsed record).
+    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.members.iter().rev().find(|(name, _)| name == key).map(|(_, raw)| *raw)
+    }
+
+    /// The member `key` if it is a string without escapes (`action`, `received_at`), borrowed
+    /// from the record; `None` for any other value, or when it is absent.
+    pub fn str(&self, key: &str) -> Option<&'a str> {
+        let text = self.raw(key)?.get();
+        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+        (!inner.contains('\\')).then_some(inner)
+    }
+
+    /// [`open`]'s view cut down to the members `keep` admits: each as [`open`] gives it, its
+    /// commitments revealed from `personal` (checked) or read as `"[erased]"`. Only what is kept
+    /// is parsed and checked: personal data for a member left out goes unnoticed.
+    pub fn open(&self, personal: Option<&PersonalData>, keep: &dyn Fn(&str) -> bool) -> Result<Value, OpenError> {
+        let mut record = Map::new();
+        for (key, raw) in &self.members {
+            if key != "v" && keep(key) {
+                record.insert(key.as_ref().to_owned(), parse_value(raw)?);
+            }
+        }
+        let classified = self.raw(PERSONAL_FIELDS_MEMBER).map(parse_value).transpose()?;
+        let classified = classified_paths(classified.as_ref())?;
+        reveal_members(&mut record, &classified, personal, keep)?;
+        Ok(Value::Object(record))
+    }
+}
+
+/// A JSON object's members in order, keys borrowed unless they have escapes.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Members<'de>, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a json object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(20);
+                while let Some(Key(key)) = map.next_key()? {
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// An object key: borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+fn parse_value(raw: &RawValue) -> Result<Value, OpenError> {
+    serde_json::from_str(raw.get()).map_err(|error| malformed(error.to_string()))
+}
+
+/// Checks the `v` member.
+fn check_version(version: Option<Value>) -> Result<(), OpenError> {
+    match version {
+        Some(version) if version.as_u64() == Some(SEALED_RECORD_VERSION) => Ok(()),
+        Some(version) => Err(OpenError::UnsupportedVersion(version.to_string())),
+        None => Err(malformed("missing \"v\"".to_owned())),
+    }
+}
+
+/// The paths a tenant's classification committed (the `personal_fields` member).
+fn classified_paths(member: Option<&Value>) -> Result<Vec<String>, OpenError> {
+    match member {
+        None => Ok(Vec::new()),
+        Some(Value::Array(paths)) => paths
+            .iter()
+            .map(|p| p.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| malformed(format!("\"{PERSONAL_FIELDS_MEMBER}\" must hold strings"))),
+        Some(_) => Err(malformed(format!("\"{PERSONAL_FIELDS_MEMBER}\" must be an array"))),
+    }
+}
+
+/// Reveals the commitments in `record` (the members of a sealed record that `kept` admits,
+/// without `v`), and checks that `personal` holds nothing for a kept member that has no
+/// commitment.
+fn reveal_members(
+    record: &mut Map<String, Value>,
+    classified: &[String],
+    personal: Option<&PersonalData>,
+    kept: &dyn Fn(&str) -> bool,
+) -> Result<(), OpenError> {
     let mut revealed = BTreeSet::new();
     for (parent, key) in PERSONAL_STRING_FIELDS {
-        let path = format!("{parent}.{key}");
         let Some(Value::Object(object)) = record.get_mut(*parent) else {
             continue;
         };
         let Some(slot) = object.get_mut(*key) else {
             continue;
         };
+        let path = format!("{parent}.{key}");
         if !reveal(slot, &path, personal)? {
             return Err(malformed(format!("\"{path}\" is not a commitment")));
         }
@@ -227,36 +360,31 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
         revealed.insert("changes".to_owned());
     }
     // Fields the tenant classified as personal, under `metadata`.
-    let classified: Vec<String> = match record.get(PERSONAL_FIELDS_MEMBER) {
-        None => Vec::new(),
-        Some(Value::Array(paths)) => paths
-            .iter()
-            .map(|p| p.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| malformed(format!("\"{PERSONAL_FIELDS_MEMBER}\" must hold strings")))?,
-        Some(_) => return Err(malformed(format!("\"{PERSONAL_FIELDS_MEMBER}\" must be an array"))),
-    };
     for path in classified {
+        if path.starts_with("metadata.") && !kept("metadata") {
+            continue;
+        }
         let slot = path
             .strip_prefix("metadata.")
             .and_then(|rest| {
                 rest.split('.').try_fold(record.get_mut("metadata")?, |value, key| value.as_object_mut()?.get_mut(key))
             })
             .ok_or_else(|| malformed(format!("personal field \"{path}\" is not in the record")))?;
-        if !reveal(slot, &path, personal)? {
+        if !reveal(slot, path, personal)? {
             return Err(malformed(format!("\"{path}\" is not a commitment")));
         }
-        revealed.insert(path);
+        revealed.insert(path.clone());
     }
 
     if let Some(personal) = personal {
         for (path, _) in personal.iter() {
-            if !revealed.contains(path) {
+            let member = path.split('.').next().unwrap_or(path);
+            if kept(member) && !revealed.contains(path) {
                 return Err(OpenError::UnexpectedPersonalValue { path: path.to_owned() });
             }
         }
     }
-    Ok(Value::Object(record))
+    Ok(())
 }
 
 /// If `slot` is a commitment, replaces it by the verified clear value (or `"[erased]"`) and

@@ -54,6 +54,21 @@ impl<'a> EventInput<'a> {
     }
 }
 
+/// The top-level members of an event's view that the engine reads of every event:
+/// [`EventInput::from_view`]'s and the action.
+pub const INPUT_MEMBERS: [&str; 5] = ["action", "id", "occurred_at", "received_at", "seq"];
+
+/// What [`Engine::process`] may read of an event's view beyond [`INPUT_MEMBERS`] (see
+/// [`Engine::needs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventNeeds<'e> {
+    /// Any member: some rule that may accept the event reads more than named paths.
+    View,
+    /// These top-level members at most (none: no rule can use the event, which then only moves
+    /// the clock).
+    Members(Vec<&'e str>),
+}
+
 /// The values that identify a group: `(path, value)` pairs such as `("actor.id", "user-1")`.
 /// Empty for match rules and for rules without `group_by`. A new-value firing adds the new
 /// value as a last pair. Values may be personal data (`context.ip`): stored alerts inherit the
@@ -294,6 +309,34 @@ impl Engine {
             .max()
             .unwrap_or(0);
         SignedDuration::from_micros(longest)
+    }
+
+    /// What [`Engine::process`] may read of an event whose action is `action`: fed the event's
+    /// view cut down to [`INPUT_MEMBERS`] and these members, the engine fires, keeps state and
+    /// counts exactly as with the whole view. For readers that pay for every member they open:
+    /// an event no rule's action filter admits needs nothing more (it still moves the clock and
+    /// may let silences fire), and silence rules filtering on the action alone read only their
+    /// `group_by` paths. Threshold, new-value and match rules that admit the action need the
+    /// whole view.
+    pub fn needs(&self, action: &str) -> EventNeeds<'_> {
+        let mut members: Vec<&str> = Vec::new();
+        for active in &self.rules {
+            let spec = active.rule.spec();
+            if !spec.when().admits_action(action) {
+                continue;
+            }
+            match spec.kind() {
+                RuleKind::Silence(_) if !spec.when().beyond_action() && spec.field_matches().is_none() => {
+                    for path in spec.group_by() {
+                        if !members.contains(&path.member()) {
+                            members.push(path.member());
+                        }
+                    }
+                }
+                _ => return EventNeeds::View,
+            }
+        }
+        EventNeeds::Members(members)
     }
 
     /// Evaluates one committed event (in `seq` order) against every rule.

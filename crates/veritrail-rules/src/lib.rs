@@ -47,8 +47,8 @@ mod window;
 
 pub use dry_run::{DryRun, DryRunReport};
 pub use engine::{
-    DEFAULT_MAX_LATENESS, Engine, EngineConfig, EngineStats, EventInput, Firing, GroupKey, MAX_FIRING_EVENTS,
-    MAX_GROUP_VALUE_BYTES, StateLimits,
+    DEFAULT_MAX_LATENESS, Engine, EngineConfig, EngineStats, EventInput, EventNeeds, Firing, GroupKey, INPUT_MEMBERS,
+    MAX_FIRING_EVENTS, MAX_GROUP_VALUE_BYTES, StateLimits,
 };
 pub use error::RuleError;
 pub use hours::BusinessHours;

@@ -214,11 +214,19 @@ impl When {
     /// Whether the event matches. `action` is the view's action, looked up once per event: most
     /// events fail on it, without the other lookups `EventQuery::matches` makes.
     fn matches(&self, view: &Value, action: &str) -> bool {
+        self.admits_action(action) && (!self.beyond_action || self.query.matches(view))
+    }
+
+    /// Whether the action filter (if any) admits `action`: an event with another action never
+    /// matches, whatever else it holds.
+    pub(crate) fn admits_action(&self, action: &str) -> bool {
         let actions = &self.query.actions;
-        if !actions.is_empty() && !actions.iter().any(|pattern| pattern.matches(action)) {
-            return false;
-        }
-        !self.beyond_action || self.query.matches(view)
+        actions.is_empty() || actions.iter().any(|pattern| pattern.matches(action))
+    }
+
+    /// True when the filter looks at more than the action.
+    pub(crate) fn beyond_action(&self) -> bool {
+        self.beyond_action
     }
 }
 

@@ -3,11 +3,13 @@
 //! an `audit.alert.raised` ledger event).
 //!
 //! One task for all tenants, apart from ingest: it polls `Store::records` (every
-//! `poll_interval`, skipped while the store's append counter has not moved), opens records into
-//! the API view, and runs the engine on the blocking pool. It owns each tenant's engine and is
-//! the only writer of rules: rule changes from the API are commands to it, so that each new rule
-//! version gets `effective_from_seq` = the engine's next unevaluated seq, and a replay after a
-//! restart applies every version to the same events as the live engine did.
+//! `poll_interval`, skipped while the store's append counter has not moved), opens each record
+//! as far as the rules read it ([`veritrail_rules::Engine::needs`]: most events only as far as
+//! the engine clock and silence rules need), and runs the engine on the blocking pool. It owns
+//! each tenant's engine and is the only writer of rules: rule changes from the API are commands
+//! to it, so that each new rule version gets `effective_from_seq` = the engine's next
+//! unevaluated seq, and a replay after a restart applies every version to the same events as
+//! the live engine did.
 //!
 //! **Several nodes** sharing one alert store (PostgreSQL) each run every tenant. A rule change
 //! is a command to the engine of the node that took the call; the others notice it through
@@ -37,10 +39,10 @@ use sha2::Sha256;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use veritrail_model::Limits;
+use veritrail_model::{Limits, SealedMembers};
 use veritrail_rules::{
-    BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, Firing, Rule, RuleId,
-    RuleSpec, default_pack,
+    BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, EventNeeds, Firing,
+    INPUT_MEMBERS, Rule, RuleId, RuleSpec, default_pack,
 };
 use veritrail_store::{Alert, AlertStatus, AlertStore, NewAlert, OutboundMessage, Store, StoredEvent, StoredRule};
 
@@ -336,6 +338,40 @@ pub(crate) fn open_view(stored: &StoredEvent) -> Option<Value> {
 /// True for events rules must not see.
 fn hidden_from_rules(view: &Value) -> bool {
     view.get("action").and_then(Value::as_str) == Some(ALERT_RAISED_ACTION)
+}
+
+/// The event as `engine` may read it (`Engine::needs`), or `None` for events rules must not
+/// see and records that cannot be opened (logged). Most events are opened only as far as the
+/// rules read them: the members `Engine::process` reads of every event, plus the `group_by`
+/// members of silence rules, with only their commitments checked; events some other rule admits
+/// are opened whole. The engine fires on these views exactly as on whole ones (tested in
+/// `veritrail-rules`), so only the cost changes.
+fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
+    let members = match SealedMembers::parse(&stored.sealed) {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
+            return None;
+        }
+    };
+    let needs = match members.str("action") {
+        Some(action) => engine.needs(action),
+        None => EventNeeds::View,
+    };
+    let opened = match needs {
+        EventNeeds::View => veritrail_model::open(&stored.sealed, stored.personal.as_ref()),
+        EventNeeds::Members(needed) => {
+            members.open(stored.personal.as_ref(), &|key| INPUT_MEMBERS.contains(&key) || needed.contains(&key))
+        }
+    };
+    match opened {
+        Ok(view) if hidden_from_rules(&view) => None,
+        Ok(view) => Some(view),
+        Err(error) => {
+            tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
+            None
+        }
+    }
 }
 
 /// The alert as the API and webhooks show it.
@@ -709,10 +745,7 @@ async fn feed_events(
         let (returned, fired) = tokio::task::spawn_blocking(move || {
             let mut fired = Vec::new();
             for stored in &records {
-                let Some(view) = open_view(stored) else { continue };
-                if hidden_from_rules(&view) {
-                    continue;
-                }
+                let Some(view) = view_for_rules(&engine, stored) else { continue };
                 let Ok(input) = EventInput::from_view(&view) else { continue };
                 match feed {
                     Feed::Replay => engine.replay(&input),
@@ -788,10 +821,7 @@ async fn evaluate_tenant(
         let (returned, firings) = tokio::task::spawn_blocking(move || {
             let mut firings = Vec::new();
             for stored in &records {
-                let Some(view) = open_view(stored) else { continue };
-                if hidden_from_rules(&view) {
-                    continue;
-                }
+                let Some(view) = view_for_rules(&engine.engine, stored) else { continue };
                 match EventInput::from_view(&view) {
                     Ok(input) => firings.extend(engine.engine.process(&input)),
                     Err(error) => tracing::error!(%error, seq = stored.seq, "event not evaluated"),

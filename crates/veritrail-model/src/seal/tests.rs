@@ -444,3 +444,138 @@ mod classified {
         }
     }
 }
+
+/// `SealedMembers::open` is `open` restricted to the kept members, whatever is kept, erased or
+/// classified.
+mod members {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::{event_json, now, prepare, received_at};
+    use crate::test_events::event;
+    use crate::{
+        Limits, OpenError, PersonalData, PrepareContext, RESERVED_METADATA_KEYS, SealedMembers, open, parse_event, seal,
+    };
+
+    const MEMBERS: &[&str] = &[
+        "action",
+        "actor",
+        "changes",
+        "context",
+        "data_subject",
+        "id",
+        "metadata",
+        "occurred_at",
+        "occurred_at_source",
+        "outcome",
+        "personal_fields",
+        "reason",
+        "received_at",
+        "resource",
+        "sensitivity",
+        "seq",
+        "targets",
+        "tenant",
+    ];
+
+    fn restricted(view: &Value, keep: &[&str]) -> Value {
+        let object = view.as_object().unwrap();
+        Value::Object(
+            object
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Map<_, _>>(),
+        )
+    }
+
+    /// Prepares `event` with its first unreserved metadata key classified as personal.
+    fn prepare_classifying(event: &Value) -> crate::PreparedEvent {
+        let paths: Vec<String> = event["metadata"]
+            .as_object()
+            .and_then(|metadata| metadata.keys().find(|key| !RESERVED_METADATA_KEYS.contains(&key.as_str())))
+            .map(|key| vec![format!("metadata.{key}")])
+            .unwrap_or_default();
+        let event = parse_event(event.to_string().as_bytes(), &Limits::default()).unwrap();
+        let mut next = 0_u8;
+        let mut salt = move || {
+            next = next.wrapping_add(1);
+            [next; 32]
+        };
+        let ctx =
+            PrepareContext { id_if_missing: "evt_01KF0000000000000000000000".to_owned(), now: now(), salt: &mut salt };
+        event.prepare_classified(ctx, &paths).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn kept_members_open_as_in_the_whole_view(
+            event in event(),
+            keep in prop::sample::subsequence(MEMBERS, 0..=MEMBERS.len()),
+            classify in any::<bool>(),
+            erasure in 0u8..3,
+        ) {
+            let prepared = if classify { prepare_classifying(&event) } else { prepare(&event) };
+            let sealed = seal(&prepared, "tenant-1", 7, received_at()).unwrap();
+            let personal = match erasure {
+                0 => Some(prepared.personal.clone()),
+                1 => None,
+                _ => {
+                    let mut personal = prepared.personal.clone();
+                    let first = personal.iter().next().map(|(path, _)| path.to_owned());
+                    if let Some(path) = first {
+                        personal.remove(&path);
+                    }
+                    Some(personal)
+                }
+            };
+            let whole = open(&sealed, personal.as_ref()).unwrap();
+            let members = SealedMembers::parse(&sealed).unwrap();
+            let part = members.open(personal.as_ref(), &|key| keep.contains(&key)).unwrap();
+            prop_assert_eq!(part, restricted(&whole, &keep));
+            prop_assert_eq!(members.str("action"), whole["action"].as_str());
+            prop_assert_eq!(members.str("received_at"), whole["received_at"].as_str());
+            prop_assert_eq!(members.str("seq"), None);
+        }
+    }
+
+    #[test]
+    fn only_kept_members_are_checked() {
+        let prepared = prepare(&event_json());
+        let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
+        let mut tampered = PersonalData::from_bytes(&prepared.personal.to_bytes()).unwrap();
+        let mut field = tampered.remove("actor.email").unwrap();
+        field.value = json!("someone.else@example.test");
+        tampered.insert("actor.email", field);
+        let members = SealedMembers::parse(&sealed).unwrap();
+        let mismatch = Err(OpenError::CommitmentMismatch { path: "actor.email".to_owned() });
+        assert_eq!(members.open(Some(&tampered), &|_| true), mismatch);
+        assert_eq!(members.open(Some(&tampered), &|key| key == "actor"), mismatch);
+        let view = members.open(Some(&tampered), &|key| key == "context").unwrap();
+        assert_eq!(
+            view,
+            json!({"context": {"ip": super::IP, "user_agent": super::USER_AGENT,
+            "location": super::LOCATION, "session_id": "sess-1", "channel": "ui"}})
+        );
+
+        let plain = prepare(&json!({"action": "a.b", "actor": {"id": "u"}}));
+        let plain_sealed = seal(&plain, "acme", 1, received_at()).unwrap();
+        let members = SealedMembers::parse(&plain_sealed).unwrap();
+        let unexpected = Err(OpenError::UnexpectedPersonalValue { path: "actor.email".to_owned() });
+        assert_eq!(members.open(Some(&prepared.personal), &|_| true), unexpected);
+        assert_eq!(members.open(Some(&prepared.personal), &|key| key == "action").unwrap(), json!({"action": "a.b"}));
+    }
+
+    #[test]
+    fn malformed_records_are_refused_as_by_open() {
+        let cases: &[&[u8]] = &[b"not json", b"[1]", br#"{"seq":1}"#, br#"{"v":1,"a":}"#];
+        for sealed in cases {
+            assert!(matches!(SealedMembers::parse(sealed), Err(OpenError::MalformedRecord(_))), "{sealed:?}");
+        }
+        assert!(matches!(SealedMembers::parse(br#"{"v":2}"#), Err(OpenError::UnsupportedVersion(v)) if v == "2"));
+        let escaped = SealedMembers::parse(br#"{"\u0061ction":"x\"y","v":1,"id":"e"}"#).unwrap();
+        assert_eq!(escaped.str("action"), None, "escaped strings are not borrowed");
+        assert_eq!(escaped.open(None, &|_| true).unwrap(), json!({"action": "x\"y", "id": "e"}));
+    }
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod engine;
+mod needs;
 mod pack;
 mod replay;
 mod sim;

@@ -9,7 +9,7 @@ use veritrail_rules::{BusinessHours, Engine, EngineConfig, EventInput, Firing, R
 
 use crate::sim::{Stream, rule, t};
 
-enum Op {
+pub(crate) enum Op {
     Event(Value),
     Tick(Timestamp),
 }
@@ -33,7 +33,7 @@ impl Rng {
     }
 }
 
-fn rules() -> Vec<Rule> {
+pub(crate) fn rules() -> Vec<Rule> {
     let mut rules = default_pack(&BusinessHours::new("Europe/Berlin", "mon-fri", "08:00", "18:00").unwrap());
     rules.push(rule(
         "new_ip",
@@ -52,14 +52,14 @@ fn rules() -> Vec<Rule> {
     rules
 }
 
-fn config() -> EngineConfig {
+pub(crate) fn config() -> EngineConfig {
     EngineConfig { max_lateness: SignedDuration::from_mins(10), ..EngineConfig::default() }
 }
 
 /// Events with `received_at` non-decreasing (as the writer assigns it), `occurred_at` mostly a
 /// little earlier, sometimes much earlier (beyond the lateness limit) or later (clock skew),
 /// and ticks in between that are never ahead of the events still to come.
-fn scenario(seed: u64, events: usize) -> Vec<Op> {
+pub(crate) fn scenario(seed: u64, events: usize) -> Vec<Op> {
     let mut rng = Rng(seed | 1);
     let mut stream = Stream::default();
     let mut ops = Vec::new();

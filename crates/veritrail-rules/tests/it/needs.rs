@@ -1,0 +1,137 @@
+//! `Engine::needs`: an engine fed each event's view cut down to what it needs fires, keeps
+//! state and counts exactly as one fed the whole views.
+
+use serde_json::{Map, Value, json};
+use veritrail_rules::{BusinessHours, Engine, EventInput, EventNeeds, Firing, INPUT_MEMBERS, Rule, default_pack};
+
+use crate::replay::{Op, config, rules, scenario};
+use crate::sim::{engine, rule};
+
+/// The view as a reader that opens only what `engine` needs would build it.
+fn cut_down(engine: &Engine, view: &Value) -> Value {
+    let action = view["action"].as_str().unwrap();
+    let members = match engine.needs(action) {
+        EventNeeds::View => return view.clone(),
+        EventNeeds::Members(members) => members,
+    };
+    let kept = view
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(key, _)| INPUT_MEMBERS.contains(&key.as_str()) || members.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()));
+    Value::Object(kept.collect::<Map<_, _>>())
+}
+
+/// Feeds `ops` to two engines with `rules`, one the whole views and one the cut-down views;
+/// asserts they agree at every step. Returns the firings and how many events were cut down.
+fn check_equivalence(rules: Vec<Rule>, ops: &[Op]) -> (Vec<Firing>, usize) {
+    let mut whole = Engine::new(config());
+    whole.set_rules(rules.clone());
+    let mut cut = Engine::new(config());
+    cut.set_rules(rules);
+    let mut firings = Vec::new();
+    let mut reduced = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let (expected, actual) = match op {
+            Op::Event(view) => {
+                let small = cut_down(&cut, view);
+                if small.as_object().unwrap().len() < view.as_object().unwrap().len() {
+                    reduced += 1;
+                }
+                (
+                    whole.process(&EventInput::from_view(view).unwrap()),
+                    cut.process(&EventInput::from_view(&small).unwrap()),
+                )
+            }
+            Op::Tick(at) => (whole.tick(*at), cut.tick(*at)),
+        };
+        assert_eq!(actual, expected, "op {i}");
+        assert_eq!(cut.stats(), whole.stats(), "op {i}");
+        assert_eq!(cut.state_size(), whole.state_size(), "op {i}");
+        firings.extend(expected);
+    }
+    (firings, reduced)
+}
+
+/// Silence rules of every shape the pre-check distinguishes, beside rules that need the view.
+fn silence_rules() -> Vec<Rule> {
+    let mut rules: Vec<Rule> = default_pack(&BusinessHours::office_hours_utc())
+        .into_iter()
+        .filter(|rule| rule.id().as_str() == "logging_stopped")
+        .collect();
+    rules.push(rule(
+        "data_actor_silent",
+        json!({"name": "Data actor silent", "severity": "low", "when": {"action": "data.*"},
+               "group_by": ["actor.id", "context.ip"], "silence": {"window": "10m"}}),
+    ));
+    rules.push(rule(
+        "user1_silent",
+        json!({"name": "User 1 silent", "severity": "low", "when": {"actor_id": "user-1"},
+               "group_by": ["metadata.source.host"], "silence": {"window": "5m"}}),
+    ));
+    rules.push(rule(
+        "admin_silent",
+        json!({"name": "Admin silent", "severity": "low", "when": {"action": "permission.*"},
+               "field_matches": {"fields": ["metadata.role"], "patterns": ["admin"]},
+               "group_by": ["actor.id"], "silence": {"window": "1m"}}),
+    ));
+    rules
+}
+
+#[test]
+fn cut_down_views_fire_like_whole_views() {
+    let ops = scenario(0x5eed, 3000);
+    let (firings, reduced) = check_equivalence(rules(), &ops);
+    assert!(firings.len() > 50, "the scenario fires: {}", firings.len());
+    assert!(firings.iter().any(|f| f.trigger_seq.is_none()), "silences fire");
+    assert!(reduced > 100, "most events are cut down: {reduced}");
+
+    let (firings, reduced) = check_equivalence(silence_rules(), &ops);
+    for id in ["logging_stopped", "data_actor_silent", "user1_silent", "admin_silent"] {
+        assert!(firings.iter().any(|f| f.rule_id.as_str() == id), "the scenario exercises {id}");
+    }
+    assert_eq!(reduced, 0, "user1_silent filters beyond the action, on every action");
+    let (_, reduced) = check_equivalence(without_user1(), &ops);
+    assert!(reduced > 100, "events cut down: {reduced}");
+}
+
+/// [`silence_rules`] but the one filtering beyond the action.
+fn without_user1() -> Vec<Rule> {
+    silence_rules().into_iter().filter(|rule| rule.id().as_str() != "user1_silent").collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    #[test]
+    fn cut_down_views_fire_like_whole_views_on_random_streams(seed in proptest::prelude::any::<u64>()) {
+        let ops = scenario(seed, 400);
+        check_equivalence(rules(), &ops);
+        check_equivalence(silence_rules(), &ops);
+        check_equivalence(without_user1(), &ops);
+    }
+}
+
+#[test]
+fn needs_follow_the_rules_that_admit_the_action() {
+    let pack = engine(default_pack(&BusinessHours::office_hours_utc()));
+    // Only `logging_stopped` (no filter, grouped by metadata.source.service) wants data.read.
+    assert_eq!(pack.needs("data.read"), EventNeeds::Members(vec!["metadata"]));
+    for action in ["auth.login.failed", "data.exported", "config.sso.updated", "audit.control.failed"] {
+        assert_eq!(pack.needs(action), EventNeeds::View, "{action}");
+    }
+    let without_silence: Vec<Rule> = default_pack(&BusinessHours::office_hours_utc())
+        .into_iter()
+        .filter(|rule| rule.id().as_str() != "logging_stopped")
+        .collect();
+    let quiet = engine(without_silence);
+    assert_eq!(quiet.needs("data.read"), EventNeeds::Members(vec![]));
+    assert_eq!(quiet.needs("data.deleted"), EventNeeds::View);
+
+    let silences = engine(silence_rules());
+    assert_eq!(silences.needs("auth.logout"), EventNeeds::View, "user1_silent filters beyond the action");
+    let actions_only = engine(without_user1());
+    assert_eq!(actions_only.needs("data.read"), EventNeeds::Members(vec!["metadata", "actor", "context"]));
+    assert_eq!(actions_only.needs("permission.granted"), EventNeeds::View, "admin_silent has field_matches");
+    assert_eq!(engine(Vec::new()).needs("data.read"), EventNeeds::Members(vec![]));
+}
