@@ -101,13 +101,7 @@ impl HttpClient {
     /// A client trusting the system's CA certificates and `config.extra_ca_pem`; fails when the
     /// extra PEM holds no usable certificate.
     pub fn new(config: &HttpClientConfig) -> Result<HttpClient, HttpClientError> {
-        let roots = root_store(config.extra_ca_pem.as_deref())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpClientError::Config(format!("cannot set up tls: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = tls_client_config(config.extra_ca_pem.as_deref())?;
         let mut http = HttpConnector::new_with_resolver(GuardedResolver { allow_private: config.allow_private });
         http.enforce_http(false); // https URLs pass through it to the TLS layer
         http.set_connect_timeout(Some(config.connect_timeout));
@@ -196,8 +190,19 @@ pub(crate) fn host_of(uri: &Uri) -> Option<&str> {
     Some(host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host))
 }
 
+/// The TLS configuration of every outbound connection (HTTPS, the SMTP relay): ring, TLS 1.2
+/// and 1.3, the server verified against [`root_store`].
+pub(crate) fn tls_client_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, HttpClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpClientError::Config(format!("cannot set up tls: {e}")))?
+        .with_root_certificates(root_store(extra_ca_pem)?)
+        .with_no_client_auth())
+}
+
 /// The system's CA certificates (read once per process) and `extra_pem`'s.
-pub(crate) fn root_store(extra_pem: Option<&[u8]>) -> Result<RootCertStore, HttpClientError> {
+fn root_store(extra_pem: Option<&[u8]>) -> Result<RootCertStore, HttpClientError> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(pem) = extra_pem {
@@ -386,7 +391,7 @@ fn classify(error: &(dyn StdError + 'static), host: &str) -> HttpClientError {
 }
 
 /// An error and its causes on one line.
-fn describe(error: &dyn StdError) -> String {
+pub(crate) fn describe(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(current) = cause {

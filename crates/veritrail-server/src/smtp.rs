@@ -182,13 +182,7 @@ pub(crate) struct Mailer {
 impl Mailer {
     /// A mailer for `config`, trusting the system's CAs plus `extra_ca_pem`.
     pub(crate) fn new(config: SmtpConfig, extra_ca_pem: Option<&[u8]>) -> Result<Mailer, String> {
-        let roots = http_client::root_store(extra_ca_pem).map_err(|e| e.to_string())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("cannot set up tls: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = http_client::tls_client_config(extra_ca_pem).map_err(|e| e.to_string())?;
         Ok(Mailer { config, tls: TlsConnector::from(Arc::new(tls)), client_name: "veritrail.invalid".into() })
     }
 

@@ -31,6 +31,7 @@ use veritrail_tsa::{Expected, TimestampRequest, TrustAnchors, TsaError, Verified
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
+use crate::http_client::describe;
 use crate::ids;
 
 /// Requests to the TSA running at once.
@@ -180,18 +181,6 @@ impl Witness {
         let verified = veritrail_tsa::verify_response(&body, &expected)?;
         Ok((body, verified))
     }
-}
-
-/// An error and its causes on one line.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
 }
 
 /// Sends waiting checkpoints to the TSA until `stop`; then lets requests under way finish for

@@ -88,6 +88,20 @@ impl Backend {
     }
 }
 
+/// Polls `check` every 20 ms until it returns something or `within` has passed.
+pub fn wait_for<T>(within: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A response: status, raw body and headers of interest.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -380,6 +394,19 @@ impl ChildServer {
     /// [`ChildServer::start`] with more `serve` arguments and environment variables (a
     /// `--database-url` among them replaces the backend's).
     pub fn start_with(binary: &str, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ChildServer {
+        ChildServer::spawn(binary, data_dir, args, envs, |port| Client::new(&format!("http://127.0.0.1:{port}")))
+    }
+
+    /// [`ChildServer::start_with`] with the client `client_for` makes for the server's port (one
+    /// speaking HTTPS, say); waits until `/healthz` answers 200 through it, and fails at once if
+    /// the process exits meanwhile.
+    pub(crate) fn spawn(
+        binary: &str,
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        client_for: impl FnOnce(u16) -> Client,
+    ) -> ChildServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = std::process::Command::new(binary);
         command
@@ -390,21 +417,24 @@ impl ChildServer {
             .env("VERITRAIL_LOG", "warn");
         let backend = if args.contains(&"--database-url") { Backend::Sqlite } else { Backend::from_env() };
         let database = backend.configure_serve(&mut command, data_dir);
-        let child = command
+        let mut child = command
             .args(args)
             .envs(envs.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .unwrap();
-        let client = Client::new(&format!("http://127.0.0.1:{port}"));
+        let client = client_for(port);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let probe = std::net::TcpStream::connect(("127.0.0.1", port));
-            if probe.is_ok() && client.get(None, "/healthz").status == 200 {
+            let probe = client.agent.get(format!("{}/healthz", client.base)).call();
+            if probe.is_ok_and(|reply| reply.status() == 200) {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "veritrail did not start within 30 s");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("veritrail exited at start ({status})");
+            }
+            assert!(std::time::Instant::now() < deadline, "veritrail did not answer /healthz within 30 s");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         ChildServer { child, client, _database: database }

@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -21,7 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio_util::sync::CancellationToken;
 use veritrail_server::{TlsIdentity, TlsListener};
 
-use crate::{BOOTSTRAP_TOKEN, Backend, ChildServer, Client};
+use crate::{ChildServer, Client};
 
 /// The extensions of the CA and the server certificate (no system `openssl.cnf` involved).
 const OPENSSL_CONFIG: &str = "\
@@ -122,12 +121,7 @@ impl TestPki {
 
 /// Runs `openssl` with `args` (split at spaces) in `dir`; panics with its output when it fails.
 fn openssl(dir: &Path, args: &str) {
-    let output = Command::new("openssl")
-        .args(args.split(' '))
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl (the TLS tests need the openssl command line): {e}"));
-    assert!(output.status.success(), "openssl {args} failed: {}", String::from_utf8_lossy(&output.stderr));
+    crate::tsa::openssl(dir, args, &[]).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A TLS protocol version.
@@ -194,39 +188,7 @@ pub fn start_https_child(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> ChildServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut command = Command::new(binary);
-    command
-        .args(["serve", "--data-dir"])
-        .arg(data_dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("VERITRAIL_BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN)
-        .env("VERITRAIL_LOG", "warn");
-    let database = if args.contains(&"--database-url") { None } else { Backend::from_env().database_for(data_dir) };
-    if let Some(database) = &database {
-        command.args(["--database-url", &database.url]).env("VERITRAIL_MASTER_KEY", crate::TEST_MASTER_KEY);
-    }
-    let mut child = command
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let client = pki.client(&format!("https://127.0.0.1:{port}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let probe = client.agent.get(format!("{}/healthz", client.base)).call();
-        if probe.is_ok_and(|reply| reply.status() == 200) {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("veritrail exited at start ({status})");
-        }
-        assert!(Instant::now() < deadline, "veritrail did not answer over https within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ChildServer { child, client, _database: database }
+    ChildServer::spawn(binary, data_dir, args, envs, |port| pki.client(&format!("https://127.0.0.1:{port}")))
 }
 
 /// An axum application served on a loopback port (over TLS with `tls`) by a runtime thread of

@@ -58,13 +58,14 @@ ess_cert_id_alg = sha256
 
 /// Runs `openssl <command>` (split on spaces, then `more` as they are) in `dir`: its stdout, or
 /// what went wrong.
-fn openssl(dir: &Path, command: &str, more: &[&str]) -> Result<Vec<u8>, String> {
+pub(crate) fn openssl(dir: &Path, command: &str, more: &[&str]) -> Result<Vec<u8>, String> {
     let mut args: Vec<&str> = command.split_whitespace().collect();
     args.extend_from_slice(more);
-    let output =
-        Command::new("openssl").args(&args).current_dir(dir).output().map_err(|e| {
-            format!("the TSA tests need the `openssl` command line tool (apt-get install openssl): {e}")
-        })?;
+    let output = Command::new("openssl")
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("these tests need the `openssl` command line tool (apt-get install openssl): {e}"))?;
     if !output.status.success() {
         return Err(format!("openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr)));
     }

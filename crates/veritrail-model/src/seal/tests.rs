@@ -38,6 +38,15 @@ fn received_at() -> Timestamp {
     "2026-01-15T14:32:12.999999Z".parse().unwrap()
 }
 
+/// `prepared`'s personal data with another `actor.email` than the one committed.
+fn with_another_email(prepared: &PreparedEvent) -> PersonalData {
+    let mut tampered = PersonalData::from_bytes(&prepared.personal.to_bytes()).unwrap();
+    let mut field = tampered.remove("actor.email").unwrap();
+    field.value = json!("someone.else@example.test");
+    tampered.insert("actor.email", field);
+    tampered
+}
+
 /// Prepares `event` with salts 1, 2, 3... (each salt is 32 copies of its number).
 fn prepare(event: &Value) -> PreparedEvent {
     let event = parse_event(event.to_string().as_bytes(), &Limits::default()).unwrap();
@@ -203,10 +212,7 @@ fn tampered_or_foreign_personal_data_is_refused() {
     let prepared = prepare(&event_json());
     let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
 
-    let mut tampered = PersonalData::from_bytes(&prepared.personal.to_bytes()).unwrap();
-    let mut field = tampered.remove("actor.email").unwrap();
-    field.value = json!("someone.else@example.test");
-    tampered.insert("actor.email", field);
+    let tampered = with_another_email(&prepared);
     assert_eq!(open(&sealed, Some(&tampered)), Err(OpenError::CommitmentMismatch { path: "actor.email".to_owned() }));
 
     // Personal data of an event without `changes` committed.
@@ -451,11 +457,9 @@ mod members {
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
 
-    use super::{event_json, now, prepare, received_at};
+    use super::{event_json, now, prepare, received_at, with_another_email};
     use crate::test_events::event;
-    use crate::{
-        Limits, OpenError, PersonalData, PrepareContext, RESERVED_METADATA_KEYS, SealedMembers, open, parse_event, seal,
-    };
+    use crate::{Limits, OpenError, PrepareContext, RESERVED_METADATA_KEYS, SealedMembers, open, parse_event, seal};
 
     const MEMBERS: &[&str] = &[
         "action",
@@ -544,10 +548,7 @@ mod members {
     fn only_kept_members_are_checked() {
         let prepared = prepare(&event_json());
         let sealed = seal(&prepared, "acme", 41, received_at()).unwrap();
-        let mut tampered = PersonalData::from_bytes(&prepared.personal.to_bytes()).unwrap();
-        let mut field = tampered.remove("actor.email").unwrap();
-        field.value = json!("someone.else@example.test");
-        tampered.insert("actor.email", field);
+        let tampered = with_another_email(&prepared);
         let members = SealedMembers::parse(&sealed).unwrap();
         let mismatch = Err(OpenError::CommitmentMismatch { path: "actor.email".to_owned() });
         assert_eq!(members.open(Some(&tampered), &|_| true), mismatch);

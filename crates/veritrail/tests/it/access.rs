@@ -54,7 +54,7 @@ fn event_ids(body: &Value) -> Vec<String> {
 
 /// The tenant's events with `action`, read with the admin key once at least `at_least` of them
 /// are visible to queries (the query index may lag the ledger a little).
-fn actions(c: &Client, admin: &str, action: &str, at_least: usize) -> Vec<Value> {
+pub(crate) fn actions(c: &Client, admin: &str, action: &str, at_least: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let reply = c.get(Some(admin), &format!("/v1/events?action={action}&limit=1000"));

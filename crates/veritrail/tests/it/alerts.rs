@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use veritrail_server::{AlertingConfig, RetryPolicy, ServerConfig};
 use veritrail_test_support::webhook::{ReceivedWebhook, WebhookReceiver};
-use veritrail_test_support::{Client, TestServer, event};
+use veritrail_test_support::{Client, TestServer, event, wait_for};
 
 /// Webhooks to this machine allowed (the receiver is on 127.0.0.1), retries fast.
 fn config(give_up_after: Duration) -> ServerConfig {
@@ -24,20 +24,6 @@ fn config(give_up_after: Duration) -> ServerConfig {
             ..AlertingConfig::default()
         },
         ..ServerConfig::default()
-    }
-}
-
-/// Polls `check` every 20 ms until it returns something or `within` has passed.
-fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -78,9 +78,18 @@ impl Fixture {
         let seq = self.marker();
         let grown_by = seq - self.last_seq - 1;
         self.last_seq = seq;
-        let last = self.client().get(Some(&self.admin), "/v1/events?action=permission.denied&limit=1").json();
+        // The refusal is at seq - 1 (when the ledger grew by one); queries see it once indexed.
+        let newest = || self.client().get(Some(&self.admin), "/v1/events?action=permission.denied&limit=1").json();
+        let indexed = |page: &Value| page["events"][0]["seq"].as_u64().is_some_and(|at| at + 1 >= seq);
+        let last = veritrail_test_support::wait_for(Duration::from_secs(2), || Some(newest()).filter(indexed))
+            .unwrap_or_else(newest);
         let recorded = &last["events"][0];
-        if grown_by != 1 || recorded["metadata"]["permission"] != permission || recorded["outcome"] != "denied" {
+        let at_refusal = recorded["seq"].as_u64() == Some(seq - 1);
+        if grown_by != 1
+            || !at_refusal
+            || recorded["metadata"]["permission"] != permission
+            || recorded["outcome"] != "denied"
+        {
             self.failures
                 .push(format!("{case}: expected one permission.denied record, ledger grew by {grown_by}: {last}"));
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use veritrail_server::{AlertingConfig, ServerConfig};
 use veritrail_test_support::webhook::WebhookReceiver;
-use veritrail_test_support::{Client, Reply, TestServer};
+use veritrail_test_support::{Client, Reply, TestServer, wait_for};
 
 use Expect::{Allow as A, Deny as D, Hidden as H, NotASession as X, Own as O};
 use Method::{Delete as DELETE, Get as GET, Patch as PATCH, Post as POST, Put as PUT};
@@ -333,20 +333,6 @@ fn created(c: &Client, token: &str, path: &str, body: &Value) -> Value {
 fn error_code(reply: &Reply) -> String {
     let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     body["error"]["code"].as_str().unwrap_or_default().to_string()
-}
-
-/// Polls `check` every 20 ms until it returns something or `within` has passed.
-fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn sign_in(c: &Client, tenant: &str, email: &str) -> String {

@@ -4,14 +4,16 @@
 //! and are recorded as `auth.login.failed`. Also the session-expiry and credential events and
 //! the platform ledger.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use veritrail_test_support::{BOOTSTRAP_TOKEN, Client, TestServer, event};
+use veritrail_test_support::{BOOTSTRAP_TOKEN, TestServer, event};
+
+use crate::access::actions;
 
 const ISSUER: &str = "https://login.acme.example/realms/acme";
 const AUDIENCE: &str = "veritrail-acme";
@@ -81,21 +83,6 @@ pub(crate) fn provider(idp: &Idp) -> Value {
         "role_mapping": {"audit-admins": "super_admin", "auditors": "auditor", "staff": "standard_user"},
         "email_claim": "email",
     })
-}
-
-/// The tenant's events with `action`, once at least `at_least` are visible to queries.
-fn actions(c: &Client, admin: &str, action: &str, at_least: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let reply = c.get(Some(admin), &format!("/v1/events?action={action}&limit=1000"));
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let events = reply.json()["events"].as_array().unwrap().clone();
-        if events.len() >= at_least {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "fewer than {at_least} {action} events: {events:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn reasons(events: &[Value]) -> Vec<String> {

@@ -18,23 +18,9 @@ use sha2::Sha256;
 use veritrail_server::{AlertingConfig, RetryPolicy, ServerConfig};
 use veritrail_test_support::tls::{DocumentServer, Negotiated, TestPki, TlsVersion, handshake, start_https_child};
 use veritrail_test_support::webhook::{ReceivedWebhook, WebhookReceiver};
-use veritrail_test_support::{BOOTSTRAP_TOKEN, ChildServer, Client, TestServer, event};
+use veritrail_test_support::{BOOTSTRAP_TOKEN, ChildServer, Client, TestServer, event, wait_for};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
-
-/// Polls `check` every 20 ms until it returns something or `within` has passed.
-fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn path_text(path: &Path) -> &str {
     path.to_str().unwrap()
