@@ -245,21 +245,31 @@ async fn event_queries_read_from_a_replica() {
     store.append("acme", ids.iter().map(|id| event(id)).collect()).await.unwrap();
     assert!(store.event_by_id("acme", "r0").await.unwrap().is_some(), "reads by id see the primary at once");
 
-    let page = PageRequest { limit: 100, ..PageRequest::default() };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let found = loop {
-        let found = store.query("acme", &EventQuery::default(), &page).await.unwrap().events.len();
-        if found == ids.len() || std::time::Instant::now() > deadline {
-            break found;
+    // Until the standby has replayed what the primary wrote (the schema included), queries
+    // there see nothing, or no tables at all.
+    let caught_up = || {
+        let lsn = primary.execute("vt", "SELECT pg_current_wal_lsn()").unwrap();
+        let check = format!("SELECT pg_last_wal_replay_lsn() >= '{}'::pg_lsn", lsn.trim());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while replica.execute("vt", &check).unwrap().trim() != "t" {
+            assert!(std::time::Instant::now() < deadline, "the standby did not catch up within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
+    caught_up();
+    let page = PageRequest { limit: 100, ..PageRequest::default() };
+    let found = store.query("acme", &EventQuery::default(), &page).await.unwrap().events.len();
     assert_eq!(found, ids.len(), "the replica caught up");
     assert_eq!(replica.execute("vt", "SELECT pg_is_in_recovery()").unwrap().trim(), "t", "a standby");
 
     // With the standby's replay paused, new events are on the primary (by id) and not yet in
     // query answers: those come from the replica.
     replica.execute("vt", "SELECT pg_wal_replay_pause()").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while replica.execute("vt", "SELECT pg_get_wal_replay_pause_state()").unwrap().trim() != "paused" {
+        assert!(std::time::Instant::now() < deadline, "the standby did not pause within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     store.append("acme", vec![event("late")]).await.unwrap();
     assert!(store.event_by_id("acme", "late").await.unwrap().is_some());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
