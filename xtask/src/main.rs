@@ -12,6 +12,7 @@ use std::time::Instant;
 /// pass because they are about the embedded store itself; everything else runs on both.
 const EMBEDDED_ONLY: &[(&str, &str)] = &[
     ("postgres::", "they start their own nodes on their own database already"),
+    ("migrate_store::", "they choose their backends themselves (a data directory and a database of their own)"),
     ("crash::reindex_command_", "`veritrail reindex` rebuilds the index files; PostgreSQL indexes with the record"),
     ("ledger::data_dir_verification_", "`verify --data-dir` and tampering with ledger.sqlite"),
     ("ledger::a_restored_backup_", "a cold backup copies the data directory's files; `verify --data-dir --checkpoint`"),

@@ -82,9 +82,10 @@ fn role_missing(role: &str) -> String {
 
 // ---- users ----
 
-const USER_COLUMNS: &str = "id, tenant, email, password_hash, role, actor_id, status, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str =
+    "id, tenant, email, password_hash, role, actor_id, status, created_at, updated_at";
 
-fn to_user(row: &Row) -> StoreResult<UserRecord> {
+pub(crate) fn to_user(row: &Row) -> StoreResult<UserRecord> {
     let status: &str = row.get(6);
     let status = UserStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?;
     Ok(UserRecord {
@@ -101,16 +102,16 @@ fn to_user(row: &Row) -> StoreResult<UserRecord> {
 }
 
 /// The `custom_role` column for `role`: `None` for a built-in role.
-fn custom_role(role: &str) -> Option<&str> {
+pub(crate) fn custom_role(role: &str) -> Option<&str> {
     (!is_builtin_role(role)).then_some(role)
 }
 
 // ---- sessions ----
 
-const SESSION_COLUMNS: &str =
+pub(crate) const SESSION_COLUMNS: &str =
     "id, tenant, user_id, secret_hash, created_at, expires_at, last_seen_at, revoked_at, ip, user_agent";
 
-fn to_session(row: &Row) -> StoreResult<SessionRecord> {
+pub(crate) fn to_session(row: &Row) -> StoreResult<SessionRecord> {
     let id: String = row.get(0);
     let hash: &[u8] = row.get(3);
     let secret_hash = <[u8; 32]>::try_from(hash)
@@ -131,9 +132,9 @@ fn to_session(row: &Row) -> StoreResult<SessionRecord> {
 
 // ---- roles and identity providers ----
 
-const ROLE_COLUMNS: &str = "tenant, name, description, permissions, created_at, updated_at";
+pub(crate) const ROLE_COLUMNS: &str = "tenant, name, description, permissions, created_at, updated_at";
 
-fn to_role(row: &Row) -> RoleRecord {
+pub(crate) fn to_role(row: &Row) -> RoleRecord {
     RoleRecord {
         tenant: row.get(0),
         name: row.get(1),
@@ -144,9 +145,9 @@ fn to_role(row: &Row) -> RoleRecord {
     }
 }
 
-const PROVIDER_COLUMNS: &str = "id, tenant, config, created_at, updated_at";
+pub(crate) const PROVIDER_COLUMNS: &str = "id, tenant, config, created_at, updated_at";
 
-fn to_provider(row: &Row) -> IdentityProviderRecord {
+pub(crate) fn to_provider(row: &Row) -> IdentityProviderRecord {
     IdentityProviderRecord {
         id: row.get(0),
         tenant: row.get(1),

@@ -102,9 +102,9 @@ fn count_u32(value: i64, what: &str) -> StoreResult<u32> {
 
 // ---- rules ----
 
-const RULE_COLUMNS: &str = "id, version, definition, created_at, updated_at";
+pub(crate) const RULE_COLUMNS: &str = "id, version, definition, created_at, updated_at";
 
-fn to_rule(row: &Row) -> StoreResult<StoredRule> {
+pub(crate) fn to_rule(row: &Row) -> StoreResult<StoredRule> {
     Ok(StoredRule {
         id: row.get(0),
         version: count_u32(row.get(1), "rule version")?,
@@ -172,10 +172,11 @@ async fn set_cursor(tx: &Transaction<'_>, tenant: &str, next_seq: u64) -> StoreR
 
 // ---- alerts ----
 
-const ALERT_COLUMNS: &str = "position, id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
+pub(crate) const ALERT_COLUMNS: &str =
+    "position, id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
      trigger_seq, started_at, fired_at, summary, dedup_key, status, status_changed_by, status_changed_at, status_note";
 
-fn to_alert(row: &Row) -> StoreResult<Alert> {
+pub(crate) fn to_alert(row: &Row) -> StoreResult<Alert> {
     let status: &str = row.get(14);
     let status = AlertStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("alert status {status:?}")))?;
     let position: i64 = row.get(0);
@@ -264,9 +265,9 @@ async fn fan_out(
 
 // ---- webhooks and deliveries ----
 
-const WEBHOOK_COLUMNS: &str = "id, tenant, url, events, secret, created_at";
+pub(crate) const WEBHOOK_COLUMNS: &str = "id, tenant, url, events, secret, created_at";
 
-fn to_webhook(row: &Row) -> WebhookEndpoint {
+pub(crate) fn to_webhook(row: &Row) -> WebhookEndpoint {
     WebhookEndpoint {
         id: row.get(0),
         tenant: row.get(1),
@@ -277,11 +278,12 @@ fn to_webhook(row: &Row) -> WebhookEndpoint {
     }
 }
 
-const DELIVERY_COLUMNS: &str = "tenant, endpoint_id, message_id, position, event_type, alert_id, payload, status,
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "tenant, endpoint_id, message_id, position, event_type, alert_id, payload, status,
      attempts, round_attempts, round_started_at, created_at, next_attempt_at, last_attempt_at, last_status,
      last_error, delivered_at";
 
-fn to_delivery(row: &Row) -> StoreResult<Delivery> {
+pub(crate) fn to_delivery(row: &Row) -> StoreResult<Delivery> {
     let status: &str = row.get(7);
     let status =
         DeliveryStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;

@@ -20,6 +20,7 @@
 
 mod access;
 mod alerts;
+pub mod dump;
 mod migrate;
 mod reader;
 mod stats;

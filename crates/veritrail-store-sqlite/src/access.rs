@@ -179,10 +179,11 @@ fn opt_micros(value: Option<i64>) -> StoreResult<Option<Timestamp>> {
 
 // ---- users ----
 
-const USER_COLUMNS: &str = "id, tenant, email, password_hash, role, actor_id, status, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str =
+    "id, tenant, email, password_hash, role, actor_id, status, created_at, updated_at";
 
 /// A `users` row as read, in [`USER_COLUMNS`] order.
-struct UserRow {
+pub(crate) struct UserRow {
     id: String,
     tenant: String,
     email: String,
@@ -194,7 +195,7 @@ struct UserRow {
     updated_at: i64,
 }
 
-fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+pub(crate) fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -208,7 +209,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-fn to_user(row: UserRow) -> StoreResult<UserRecord> {
+pub(crate) fn to_user(row: UserRow) -> StoreResult<UserRecord> {
     let status =
         UserStatus::parse(&row.status).ok_or_else(|| StoreError::Corrupt(format!("user status {:?}", row.status)))?;
     Ok(UserRecord {
@@ -244,11 +245,11 @@ fn custom_role(tx: &Transaction<'_>, tenant: &str, role: &str) -> StoreResult<Op
 
 // ---- sessions ----
 
-const SESSION_COLUMNS: &str =
+pub(crate) const SESSION_COLUMNS: &str =
     "id, tenant, user_id, secret_hash, created_at, expires_at, last_seen_at, revoked_at, ip, user_agent";
 
 /// A `sessions` row as read, in [`SESSION_COLUMNS`] order.
-struct SessionRow {
+pub(crate) struct SessionRow {
     id: String,
     tenant: String,
     user_id: String,
@@ -261,7 +262,7 @@ struct SessionRow {
     user_agent: Option<String>,
 }
 
-fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+pub(crate) fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -276,7 +277,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
     })
 }
 
-fn to_session(row: SessionRow) -> StoreResult<SessionRecord> {
+pub(crate) fn to_session(row: SessionRow) -> StoreResult<SessionRecord> {
     let secret_hash = <[u8; 32]>::try_from(row.secret_hash.as_slice()).map_err(|_| {
         StoreError::Corrupt(format!("session {:?} has a hash of {} bytes", row.id, row.secret_hash.len()))
     })?;
@@ -306,15 +307,15 @@ fn revoke_open_sessions(tx: &Transaction<'_>, tenant: &str, user_id: &str, at: T
 
 // ---- roles ----
 
-const ROLE_COLUMNS: &str = "tenant, name, description, permissions, created_at, updated_at";
+pub(crate) const ROLE_COLUMNS: &str = "tenant, name, description, permissions, created_at, updated_at";
 
-type RoleRow = (String, String, Option<String>, String, i64, i64);
+pub(crate) type RoleRow = (String, String, Option<String>, String, i64, i64);
 
-fn role_row(row: &Row<'_>) -> rusqlite::Result<RoleRow> {
+pub(crate) fn role_row(row: &Row<'_>) -> rusqlite::Result<RoleRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
-fn to_role((tenant, name, description, permissions, created, updated): RoleRow) -> StoreResult<RoleRecord> {
+pub(crate) fn to_role((tenant, name, description, permissions, created, updated): RoleRow) -> StoreResult<RoleRecord> {
     let permissions = serde_json::from_str(&permissions)
         .map_err(|e| StoreError::Corrupt(format!("permissions of role {name:?} are not a json list: {e}")))?;
     Ok(RoleRecord {
@@ -327,21 +328,21 @@ fn to_role((tenant, name, description, permissions, created, updated): RoleRow) 
     })
 }
 
-fn permissions_json(permissions: &[String]) -> StoreResult<String> {
+pub(crate) fn permissions_json(permissions: &[String]) -> StoreResult<String> {
     serde_json::to_string(permissions).map_err(|e| StoreError::Backend(format!("cannot encode permissions: {e}")))
 }
 
 // ---- identity providers ----
 
-const PROVIDER_COLUMNS: &str = "id, tenant, config, created_at, updated_at";
+pub(crate) const PROVIDER_COLUMNS: &str = "id, tenant, config, created_at, updated_at";
 
-type ProviderRow = (String, String, String, i64, i64);
+pub(crate) type ProviderRow = (String, String, String, i64, i64);
 
-fn provider_row(row: &Row<'_>) -> rusqlite::Result<ProviderRow> {
+pub(crate) fn provider_row(row: &Row<'_>) -> rusqlite::Result<ProviderRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-fn to_provider((id, tenant, config, created, updated): ProviderRow) -> StoreResult<IdentityProviderRecord> {
+pub(crate) fn to_provider((id, tenant, config, created, updated): ProviderRow) -> StoreResult<IdentityProviderRecord> {
     let config = serde_json::from_str(&config)
         .map_err(|e| StoreError::Corrupt(format!("identity provider {id:?} is not valid json: {e}")))?;
     Ok(IdentityProviderRecord {
@@ -353,7 +354,7 @@ fn to_provider((id, tenant, config, created, updated): ProviderRow) -> StoreResu
     })
 }
 
-fn config_json(provider: &IdentityProviderRecord) -> StoreResult<String> {
+pub(crate) fn config_json(provider: &IdentityProviderRecord) -> StoreResult<String> {
     serde_json::to_string(&provider.config)
         .map_err(|e| StoreError::Backend(format!("cannot encode identity provider: {e}")))
 }

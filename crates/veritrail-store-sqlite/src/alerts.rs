@@ -193,7 +193,7 @@ impl SqliteAlertStore {
     }
 }
 
-fn json_text(value: &impl serde::Serialize) -> StoreResult<String> {
+pub(crate) fn json_text(value: &impl serde::Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode json: {e}")))
 }
 
@@ -211,13 +211,15 @@ fn u64_of(value: i64) -> u64 {
 
 // ---- rules ----
 
-const RULE_COLUMNS: &str = "id, version, definition, created_at, updated_at";
+pub(crate) const RULE_COLUMNS: &str = "id, version, definition, created_at, updated_at";
 
-fn rule_row(row: &Row<'_>) -> rusqlite::Result<(String, i64, String, i64, i64)> {
+pub(crate) fn rule_row(row: &Row<'_>) -> rusqlite::Result<(String, i64, String, i64, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-fn to_rule((id, version, definition, created, updated): (String, i64, String, i64, i64)) -> StoreResult<StoredRule> {
+pub(crate) fn to_rule(
+    (id, version, definition, created, updated): (String, i64, String, i64, i64),
+) -> StoreResult<StoredRule> {
     Ok(StoredRule {
         definition: json_value(&definition, &format!("rule {id}"))?,
         id,
@@ -267,11 +269,12 @@ fn insert_rule_version(tx: &Transaction<'_>, tenant: &str, rule: &StoredRule, de
 
 // ---- alerts ----
 
-const ALERT_COLUMNS: &str = "position, id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
+pub(crate) const ALERT_COLUMNS: &str =
+    "position, id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
      trigger_seq, started_at, fired_at, summary, dedup_key, status, status_changed_by, status_changed_at, status_note";
 
 /// An `alerts` row as read, in [`ALERT_COLUMNS`] order.
-struct AlertRow {
+pub(crate) struct AlertRow {
     position: i64,
     id: String,
     tenant: String,
@@ -292,7 +295,7 @@ struct AlertRow {
     status_note: Option<String>,
 }
 
-fn alert_row(row: &Row<'_>) -> rusqlite::Result<AlertRow> {
+pub(crate) fn alert_row(row: &Row<'_>) -> rusqlite::Result<AlertRow> {
     Ok(AlertRow {
         position: row.get(0)?,
         id: row.get(1)?,
@@ -315,7 +318,7 @@ fn alert_row(row: &Row<'_>) -> rusqlite::Result<AlertRow> {
     })
 }
 
-fn to_alert(row: AlertRow) -> StoreResult<Alert> {
+pub(crate) fn to_alert(row: AlertRow) -> StoreResult<Alert> {
     let status =
         AlertStatus::parse(&row.status).ok_or_else(|| StoreError::Corrupt(format!("alert status {:?}", row.status)))?;
     Ok(Alert {
@@ -390,11 +393,11 @@ fn fan_out(tx: &Transaction<'_>, tenant: &str, message: &OutboundMessage) -> Sto
 
 // ---- webhooks and deliveries ----
 
-fn webhook_row(row: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64)> {
+pub(crate) fn webhook_row(row: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
-fn to_webhook(
+pub(crate) fn to_webhook(
     (id, tenant, url, events, secret, created): (String, String, String, String, String, i64),
 ) -> StoreResult<WebhookEndpoint> {
     Ok(WebhookEndpoint {
@@ -407,14 +410,15 @@ fn to_webhook(
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "id, tenant, url, events, secret, created_at";
+pub(crate) const WEBHOOK_COLUMNS: &str = "id, tenant, url, events, secret, created_at";
 
-const DELIVERY_COLUMNS: &str = "tenant, endpoint_id, message_id, position, event_type, alert_id, payload, status,
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "tenant, endpoint_id, message_id, position, event_type, alert_id, payload, status,
      attempts, round_attempts, round_started_at, created_at, next_attempt_at, last_attempt_at, last_status,
      last_error, delivered_at";
 
 /// A `deliveries` row as read, in [`DELIVERY_COLUMNS`] order.
-struct DeliveryRow {
+pub(crate) struct DeliveryRow {
     tenant: String,
     endpoint_id: String,
     message_id: String,
@@ -434,7 +438,7 @@ struct DeliveryRow {
     delivered_at: Option<i64>,
 }
 
-fn delivery_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+pub(crate) fn delivery_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok(DeliveryRow {
         tenant: row.get(0)?,
         endpoint_id: row.get(1)?,
@@ -456,7 +460,7 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     })
 }
 
-fn to_delivery(row: DeliveryRow) -> StoreResult<Delivery> {
+pub(crate) fn to_delivery(row: DeliveryRow) -> StoreResult<Delivery> {
     let status = DeliveryStatus::parse(&row.status)
         .ok_or_else(|| StoreError::Corrupt(format!("delivery status {:?}", row.status)))?;
     let count = |value: i64| u32::try_from(value.max(0)).unwrap_or(u32::MAX);

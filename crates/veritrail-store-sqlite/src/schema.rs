@@ -27,7 +27,7 @@ pub(crate) fn key_seq(key: i64) -> u64 {
     (key as u64) & MAX_SEQ
 }
 
-const LEDGER_SCHEMA_VERSION: i64 = 2;
+pub(crate) const LEDGER_SCHEMA_VERSION: i64 = 2;
 const INDEX_SCHEMA_VERSION: i64 = 3;
 
 const LEDGER_SCHEMA: &str = "

@@ -28,6 +28,7 @@ pub mod access_suite;
 #[cfg(feature = "test-suite")]
 pub mod alert_suite;
 mod alerts;
+pub mod dump;
 pub mod index_row;
 pub mod privacy;
 #[cfg(feature = "test-suite")]

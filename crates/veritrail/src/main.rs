@@ -15,6 +15,7 @@ use veritrail_store::{AccessStore, AlertStore, Store};
 use veritrail_store_postgres::{PgAccessStore, PgAlertStore, PgOptions, PgStore};
 
 mod keys;
+mod migrate_store;
 mod verify;
 
 /// mimalloc: ingest allocates and frees many small strings per event, where glibc malloc took a
@@ -49,6 +50,12 @@ enum Command {
     /// Replace the data directory's master key (server stopped): every data key is re-wrapped
     /// under a new one; sealed records are untouched.
     RotateMasterKey(keys::RotateArgs),
+    /// Copy a whole store between a data directory and PostgreSQL (either way; every server of
+    /// both stopped): tenants with their ledgers, keys, settings, users and monitoring. The
+    /// target must hold no store; ledgers are verified against their checkpoints before and
+    /// after. Both sides use the same master key (VERITRAIL_MASTER_KEY, or the data
+    /// directory's master.key).
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,6 +175,7 @@ fn main() -> Result<std::process::ExitCode> {
         Command::Reindex(args) => runtime()?.block_on(reindex(&args.data_dir))?,
         Command::Verify(args) => return verify::run(args),
         Command::RotateMasterKey(args) => runtime()?.block_on(keys::rotate(&args))?,
+        Command::MigrateStore(args) => return runtime()?.block_on(migrate_store::run(args)),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod crash;
 mod email;
 mod ledger;
 mod matrix;
+mod migrate_store;
 mod postgres;
 mod privacy;
 mod proofs;
