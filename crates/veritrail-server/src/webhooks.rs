@@ -16,10 +16,10 @@
 //!   metadata), CGNAT and other special-purpose addresses are refused unless
 //!   `webhook_allow_private`. No redirects are followed.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use base64::Engine;
@@ -39,6 +39,10 @@ use crate::{AppState, ServerConfig, ids, smtp};
 
 /// Deliveries sent at once.
 const MAX_IN_FLIGHT: usize = 8;
+/// Due deliveries read from the store at once.
+const FETCH_BATCH: u32 = 64;
+/// How long a batch read from the store is worked through before it is read again.
+const BATCH_FRESH_FOR: Duration = Duration::from_secs(5);
 /// Longest sleep between looks at the store (other nodes, clock changes).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Most of an answer's body read (then the connection is dropped).
@@ -211,36 +215,46 @@ pub(crate) fn next_retry(
 }
 
 /// Sends due deliveries until `stop`, then lets attempts under way finish for a moment.
+///
+/// Due deliveries are read a batch at a time ([`FETCH_BATCH`]) and started as slots free up
+/// ([`MAX_IN_FLIGHT`]); the store is read again only when the batch is used up or older than
+/// [`BATCH_FRESH_FOR`] (well inside the PostgreSQL claim lease). Reading again at every
+/// finished attempt re-read and re-opened the whole batch each time, most of it in flight: an
+/// alert storm cost ~0.3 ms of CPU per delivery that way (BENCHMARKS.md, issue 7).
 pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     let config = state.alerting.config().clone();
     let mut in_flight: HashSet<(String, String)> = HashSet::new();
     let mut tasks: JoinSet<(String, String)> = JoinSet::new();
+    let mut batch: VecDeque<Delivery> = VecDeque::new();
+    let mut batch_read_at = Instant::now();
     loop {
         let mut waiting_on_busy = false;
-        if tasks.len() < MAX_IN_FLIGHT {
-            match state.alerts.due_deliveries(Timestamp::now(), 64).await {
+        if batch.is_empty() || batch_read_at.elapsed() >= BATCH_FRESH_FOR {
+            batch.clear();
+            match state.alerts.due_deliveries(Timestamp::now(), FETCH_BATCH).await {
                 Ok(due) => {
-                    for delivery in due {
-                        let key = (delivery.endpoint_id.clone(), delivery.message_id.clone());
-                        if in_flight.contains(&key) {
-                            waiting_on_busy = true;
-                            continue;
-                        }
-                        if tasks.len() >= MAX_IN_FLIGHT {
-                            waiting_on_busy = true;
-                            break;
-                        }
-                        in_flight.insert(key.clone());
-                        let (state, policy, timeout) = (state.clone(), config.retry, config.webhook_timeout);
-                        tasks.spawn(async move {
-                            attempt(&state, timeout, &policy, delivery).await;
-                            key
-                        });
-                    }
+                    batch.extend(due);
+                    batch_read_at = Instant::now();
                 }
                 Err(error) => tracing::warn!(%error, "cannot read due webhook deliveries"),
             }
-        } else {
+        }
+        while tasks.len() < MAX_IN_FLIGHT {
+            let Some(delivery) = batch.pop_front() else { break };
+            let key = (delivery.endpoint_id.clone(), delivery.message_id.clone());
+            if in_flight.contains(&key) {
+                // Its attempt is still under way: the store still says pending.
+                waiting_on_busy = true;
+                continue;
+            }
+            in_flight.insert(key.clone());
+            let (state, policy, timeout) = (state.clone(), config.retry, config.webhook_timeout);
+            tasks.spawn(async move {
+                attempt(&state, timeout, &policy, delivery).await;
+                key
+            });
+        }
+        if !batch.is_empty() {
             waiting_on_busy = true;
         }
         let sleep = if waiting_on_busy {

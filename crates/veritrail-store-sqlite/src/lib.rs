@@ -18,6 +18,7 @@
 
 mod access;
 mod alerts;
+pub mod dump;
 mod indexer;
 mod keys;
 mod reader;
@@ -117,11 +118,15 @@ pub struct OpenOptions {
     /// directory, generated (mode 0600) on first start, plus `master.key.previous` while a
     /// rotation completes.
     pub master_keys: Option<MasterKeys>,
+    /// Bytes of recently committed records kept in memory for `Store::records`; 0 (the
+    /// default) means about 48 MiB. Tests set it small to exercise eviction.
+    #[doc(hidden)]
+    pub recent_records_bytes: usize,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { merkle_tree: true, encrypt_personal: true, master_keys: None }
+        OpenOptions { merkle_tree: true, encrypt_personal: true, master_keys: None, recent_records_bytes: 0 }
     }
 }
 
@@ -164,6 +169,7 @@ impl SqliteStore {
         }
 
         let shared = Arc::new(Shared::default());
+        shared.records.set_budget(options.recent_records_bytes);
         let committed = total_records(&writer_conn)?;
         shared.committed_total.store(committed, Ordering::SeqCst);
 
@@ -776,9 +782,14 @@ impl Store for SqliteStore {
 
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
         let tenant = tenant.to_string();
-        Box::pin(
-            async move { self.read_tenant(&tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await },
-        )
+        Box::pin(async move {
+            // The live tail (what the rule engine follows) is served from the last commits.
+            let no = self.tenant_no(&tenant).await?;
+            if let Some(records) = self.inner.shared.records.get(no, from, limit) {
+                return Ok(records);
+            }
+            self.read_tenant(&tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await
+        })
     }
 
     fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>> {

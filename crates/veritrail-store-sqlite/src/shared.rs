@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use veritrail_store::TreeHead;
+use veritrail_model::PreparedEvent;
+use veritrail_store::{StoredEvent, TreeHead};
 
 /// Upper bounds (seconds) of the commit latency histogram.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -31,6 +32,9 @@ pub(crate) struct Shared {
     /// Tree head of each tenant (by number) after the writer's last commit that grew it; tenants
     /// not appended to since the store opened are absent.
     pub(crate) heads: Mutex<HashMap<i64, TreeHead>>,
+    /// The records of the last commits, served to `Store::records` without a read (see
+    /// [`RecentRecords`]).
+    pub(crate) records: RecentRecords,
 }
 
 /// Event ids of committed records that the index does not hold yet.
@@ -145,5 +149,133 @@ impl Shared {
             buckets.push((bound, cumulative));
         }
         (buckets, self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+/// What [`RecentRecords`] holds by default: the last ~0.5–1 s of a full ingest load, which is
+/// where the rule engine reads (it follows the ledger ~0.1 s behind).
+pub(crate) const RECENT_RECORDS_BYTES: usize = 48 << 20;
+
+/// The records of the last commits of every tenant, as `Store::records` answers them: the
+/// writer adds each commit's new records after its commit and before answering, and a read of
+/// a range that starts inside a tenant's held records is served from here, without SQLite and
+/// without decrypting the personal-data sidecars (their clear values are the appends' own).
+/// That is what the rule engine reads on the live stream (BENCHMARKS.md, issue 7).
+///
+/// **Invariant:** a tenant's held records are contiguous and end at its last committed seq
+/// (every commit that grows a ledger adds to its end; eviction takes from the front, oldest
+/// commit first across tenants; an erasure drops the tenant's records altogether, so that no
+/// clear value of an erased subject is served from memory after `erase_subject` returned).
+/// A read that starts before a tenant's first held record goes to SQLite.
+#[derive(Default)]
+pub(crate) struct RecentRecords {
+    inner: Mutex<RecentRecordsInner>,
+}
+
+#[derive(Default)]
+struct RecentRecordsInner {
+    /// Byte budget; 0 means [`RECENT_RECORDS_BYTES`].
+    budget: usize,
+    bytes: usize,
+    by_tenant: HashMap<i64, VecDeque<RecentRecord>>,
+    /// `(tenant, seq, bytes)` in commit order, for eviction; entries of records dropped by an
+    /// erasure are skipped when they come up.
+    order: VecDeque<(i64, u64, usize)>,
+}
+
+/// One committed record: its sealed bytes, and the append it came from for the id and the
+/// clear personal data (shared, not copied, by the records of one append).
+pub(crate) struct RecentRecord {
+    pub(crate) seq: u64,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) leaf_hash: [u8; 32],
+    pub(crate) events: std::sync::Arc<Vec<PreparedEvent>>,
+    pub(crate) index: usize,
+}
+
+impl RecentRecord {
+    fn stored(&self) -> Option<StoredEvent> {
+        let event = self.events.get(self.index)?;
+        Some(StoredEvent {
+            seq: self.seq,
+            id: event.id.clone(),
+            sealed: self.sealed.clone(),
+            leaf_hash: self.leaf_hash,
+            personal: (!event.personal.is_empty()).then(|| event.personal.clone()),
+        })
+    }
+
+    /// What it is charged against the budget: its bytes, plus a share of its append's.
+    fn size(&self) -> usize {
+        2 * self.sealed.len() + 64
+    }
+}
+
+impl RecentRecords {
+    /// Sets the byte budget (0: [`RECENT_RECORDS_BYTES`]).
+    pub(crate) fn set_budget(&self, bytes: usize) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).budget = bytes;
+    }
+
+    /// Adds one commit's new records (in seq order per tenant, following the tenant's held
+    /// ones), then evicts the oldest beyond the budget.
+    pub(crate) fn add(&self, records: Vec<(i64, RecentRecord)>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        for (tenant_no, record) in records {
+            let queue = inner.by_tenant.entry(tenant_no).or_default();
+            if queue.back().is_some_and(|last| last.seq + 1 != record.seq) {
+                // Not contiguous (cannot happen while the writer adds every commit): start over
+                // rather than serve a gap.
+                let dropped: usize = queue.iter().map(RecentRecord::size).sum();
+                inner.bytes -= dropped;
+                queue.clear();
+            }
+            let size = record.size();
+            inner.order.push_back((tenant_no, record.seq, size));
+            inner.bytes += size;
+            queue.push_back(record);
+        }
+        let budget = if inner.budget == 0 { RECENT_RECORDS_BYTES } else { inner.budget };
+        while inner.bytes > budget {
+            let Some((tenant_no, seq, _)) = inner.order.pop_front() else { break };
+            let Some(queue) = inner.by_tenant.get_mut(&tenant_no) else { continue };
+            if queue.front().is_some_and(|first| first.seq == seq)
+                && let Some(first) = queue.pop_front()
+            {
+                inner.bytes -= first.size();
+            }
+            if queue.is_empty() {
+                inner.by_tenant.remove(&tenant_no);
+            }
+        }
+    }
+
+    /// Up to `limit` records of the tenant from `from` on, when `from` is at or after its first
+    /// held record (an empty answer when `from` is past its last: nothing newer is committed);
+    /// `None` when the range must be read from storage.
+    pub(crate) fn get(&self, tenant_no: i64, from: u64, limit: u32) -> Option<Vec<StoredEvent>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = inner.by_tenant.get(&tenant_no)?;
+        let first = queue.front()?.seq;
+        if from < first {
+            return None;
+        }
+        let start = usize::try_from(from - first).ok()?;
+        let records = queue.range(start.min(queue.len())..).take(limit as usize);
+        records.map(RecentRecord::stored).collect()
+    }
+
+    /// Drops every held record of the tenant (an erasure: its clear values may be the
+    /// subject's).
+    pub(crate) fn forget_tenant(&self, tenant_no: i64) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        if let Some(queue) = inner.by_tenant.remove(&tenant_no) {
+            inner.bytes -= queue.iter().map(RecentRecord::size).sum::<usize>();
+        }
     }
 }

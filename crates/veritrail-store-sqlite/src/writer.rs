@@ -18,7 +18,7 @@ use veritrail_store::privacy::{Privacy, SealedBatch};
 use veritrail_store::{Appended, Erasure, StoreError, StoreResult, TreeHead};
 
 use crate::schema::{MAX_SEQ, NODE_LEVEL_STEP, record_key};
-use crate::shared::Shared;
+use crate::shared::{RecentRecord, Shared};
 use crate::{keys, sql_error, tree};
 
 /// Most events put into one group commit.
@@ -92,6 +92,8 @@ impl Writer {
     }
 
     fn erase(&mut self, tenant: &str, tenant_no: i64, subject: &str, actor_keys: &[i64]) -> StoreResult<Erasure> {
+        // No clear value of the tenant's recent records is served from memory from now on.
+        self.shared.records.forget_tenant(tenant_no);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
         let (ids, unlinked) = keys::erase(&tx, tenant_no, subject, actor_keys)?;
         tx.commit().map_err(sql_error)?;
@@ -167,6 +169,7 @@ impl Writer {
         let mut results = Vec::with_capacity(appends.len());
         let mut touched = Vec::new();
         let mut batch_ids: HashMap<(i64, String), u64> = HashMap::new();
+        let mut recent = Vec::new();
         let outcome = (|| -> StoreResult<()> {
             let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
             for append in &appends {
@@ -175,7 +178,8 @@ impl Writer {
                     continue;
                 }
                 let lookup = IdLookup { batch: &mut batch_ids, recent: &self.shared.recent, index: &self.ids };
-                let result = append_request(&mut tx, &mut self.tenants, append, now, lookup, self.merkle_tree);
+                let result =
+                    append_request(&mut tx, &mut self.tenants, append, now, lookup, self.merkle_tree, &mut recent);
                 if let Ok(appended) = &result
                     && let Some(ledger) = self.tenants.get(&append.tenant)
                     && appended.iter().any(|a| !a.duplicate)
@@ -213,6 +217,7 @@ impl Writer {
             batch_ids.into_iter().map(|((no, id), seq)| (no, id, seq)).collect();
         committed.sort_unstable_by_key(|(no, _, seq)| (*no, *seq));
         self.shared.recent.insert(committed);
+        self.shared.records.add(recent);
         if self.merkle_tree {
             let mut heads = self.shared.heads.lock().unwrap_or_else(|p| p.into_inner());
             for ledger in self.tenants.values().filter(|ledger| touched.contains(&ledger.no)) {
@@ -270,6 +275,7 @@ fn append_request(
     now: Timestamp,
     mut ids: IdLookup<'_>,
     merkle_tree: bool,
+    recent: &mut Vec<(i64, RecentRecord)>,
 ) -> StoreResult<Vec<Appended>> {
     if !tenants.contains_key(&append.tenant) {
         let ledger = load_tenant(tx, &append.tenant)?;
@@ -280,13 +286,16 @@ fn append_request(
     };
     let saved = ledger.clone();
     let mut added_ids = Vec::new();
+    let mut records = Vec::new();
     let sp = tx.savepoint().map_err(sql_error)?;
     let result = keys::insert_keys(&sp, ledger.no, &append.sealed.new_keys, now.as_microsecond()).and_then(|()| {
-        append_events(&sp, ledger, &append.events, &append.sealed, now, &mut ids, &mut added_ids, merkle_tree)
+        let mut added = Added { ids: &mut added_ids, records: &mut records };
+        append_events(&sp, ledger, &append.events, &append.sealed, now, &mut ids, &mut added, merkle_tree)
     });
     match result {
         Ok(appended) => {
             sp.commit().map_err(sql_error)?;
+            recent.extend(records);
             Ok(appended)
         }
         Err(error) => {
@@ -300,15 +309,22 @@ fn append_request(
     }
 }
 
+/// What one request added, undone when its savepoint rolls back: ids in the group's id map, and
+/// the records for [`crate::shared::RecentRecords`].
+struct Added<'a> {
+    ids: &'a mut Vec<(i64, String)>,
+    records: &'a mut Vec<(i64, RecentRecord)>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn append_events(
     conn: &Connection,
     ledger: &mut TenantLedger,
-    events: &[PreparedEvent],
+    events: &Arc<Vec<PreparedEvent>>,
     sealed_batch: &SealedBatch,
     now: Timestamp,
     ids: &mut IdLookup<'_>,
-    added_ids: &mut Vec<(i64, String)>,
+    added: &mut Added<'_>,
     merkle_tree: bool,
 ) -> StoreResult<Vec<Appended>> {
     let mut insert_record = conn
@@ -359,7 +375,9 @@ fn append_events(
         debug_assert!(!merkle_tree || ledger.frontier.size() == ledger.next_seq);
         let batch_key = (ledger.no, event.id.clone());
         ids.batch.insert(batch_key.clone(), seq);
-        added_ids.push(batch_key);
+        added.ids.push(batch_key);
+        let record = RecentRecord { seq, sealed, leaf_hash: leaf.0, events: Arc::clone(events), index };
+        added.records.push((ledger.no, record));
         appended.push(Appended { id: event.id.clone(), seq, duplicate: false });
     }
     ledger.last_received_at = received_at;

@@ -5,6 +5,7 @@
 
 mod access;
 mod durability;
+mod recent;
 
 use veritrail_store_sqlite::SqliteStore;
 
