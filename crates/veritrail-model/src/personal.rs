@@ -3,6 +3,7 @@
 //! without changing any sealed record.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,9 +25,12 @@ pub struct PersonalValue {
 
 /// The personal values of one event, keyed by field path (`actor.email`, `context.ip`,
 /// `changes`...; see [`crate::PERSONAL_FIELDS`]).
+///
+/// Cloning is cheap (the fields are shared until one of the copies changes): the store hands the
+/// same clear values to every reader of a recent record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersonalData {
-    fields: BTreeMap<String, PersonalValue>,
+    fields: Arc<BTreeMap<String, PersonalValue>>,
 }
 
 impl PersonalData {
@@ -47,7 +51,7 @@ impl PersonalData {
 
     /// Forgets one field (partial erasure); returns it if it was there.
     pub fn remove(&mut self, path: &str) -> Option<PersonalValue> {
-        self.fields.remove(path)
+        Arc::make_mut(&mut self.fields).remove(path)
     }
 
     /// The fields in path order.
@@ -57,11 +61,11 @@ impl PersonalData {
 
     /// Adds every field of `other` (the owners' parts of one event back together).
     pub fn merge(&mut self, other: PersonalData) {
-        self.fields.extend(other.fields);
+        Arc::make_mut(&mut self.fields).extend(Arc::unwrap_or_clone(other.fields));
     }
 
     pub(crate) fn insert(&mut self, path: &str, value: PersonalValue) {
-        self.fields.insert(path.to_owned(), value);
+        Arc::make_mut(&mut self.fields).insert(path.to_owned(), value);
     }
 
     /// Encodes as compact JSON:

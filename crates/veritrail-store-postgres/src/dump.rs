@@ -6,7 +6,7 @@
 //! through portals, [`BATCH_ROWS`] rows at a time. The import writes everything in **one**
 //! transaction — a failure leaves the database as empty as it found it — and derives what the
 //! append path would have written with the records: the query columns and resources
-//! ([`IndexRow`], as the committer), the Merkle nodes at levels 4, 8, … and each tenant's
+//! ([`veritrail_store::index_row::IndexRow`], as the committer), the Merkle nodes at levels 4, 8, … and each tenant's
 //! `ledger_heads` row (frontier, root, last `received_at`), from leaf hashes it checks against
 //! the sealed bytes.
 
@@ -20,10 +20,10 @@ use veritrail_store::dump::{
     BATCH_ROWS, Batch, CheckpointTimestampRow, DataKeyRow, EngineCursorRow, ImportCounts, PersonalRow, RecordRow,
     RuleChangesRow, RuleRow, RuleVersionRow, Scope, SettingRow, TenantRow,
 };
-use veritrail_store::index_row::IndexRow;
 use veritrail_store::{StoreError, StoreResult, Tenant};
 
-use crate::tree::{NODE_LEVEL_STEP, to_hash};
+use crate::tree::to_hash;
+use crate::writer::{RowInserts, Rows};
 use crate::{access, alerts, pg_error, with_causes};
 
 /// `application_name` of this module's connections (servers use `veritrail`).
@@ -773,37 +773,10 @@ async fn write(tx: &Transaction<'_>, tenants: &mut Vec<ImportedTenant>, batch: B
     Ok(())
 }
 
-/// Rows of a batch of records, column by column (the shape `unnest` wants), as the committer
-/// writes them.
-#[derive(Default)]
-struct RecordColumns {
-    seq: Vec<i64>,
-    event_id: Vec<String>,
-    leaf_hash: Vec<Vec<u8>>,
-    sealed: Vec<Vec<u8>>,
-    occurred_at: Vec<Timestamp>,
-    action: Vec<String>,
-    actor_id: Vec<String>,
-    actor_type: Vec<String>,
-    outcome: Vec<String>,
-    channel: Vec<Option<String>>,
-    data_subject: Vec<Option<String>>,
-    personal_seq: Vec<i64>,
-    personal_data: Vec<Vec<u8>>,
-    personal_email: Vec<Option<Vec<u8>>>,
-    personal_ip: Vec<Option<Vec<u8>>>,
-    resource_seq: Vec<i64>,
-    resource_id: Vec<String>,
-    resource_type: Vec<String>,
-    node_level: Vec<i32>,
-    node_index: Vec<i64>,
-    node_hash: Vec<Vec<u8>>,
-}
-
 /// Inserts consecutive records of a tenant with their sidecars, query columns, resources and
 /// Merkle nodes, extending the tenant's tree from leaf hashes checked against the sealed bytes.
 async fn write_records(tx: &Transaction<'_>, tenant: &mut ImportedTenant, records: Vec<RecordRow>) -> StoreResult<()> {
-    let mut rows = RecordColumns::default();
+    let mut rows = Rows::default();
     let last_sealed = records.last().map(|record| record.sealed.clone());
     for record in records {
         let expected = tenant.frontier.size();
@@ -821,98 +794,20 @@ async fn write_records(tx: &Transaction<'_>, tenant: &mut ImportedTenant, record
             )));
         }
         let seq = to_i64(record.seq, "seq")?;
-        let fields = IndexRow::of(&record.sealed)?;
         tenant
             .frontier
-            .push_with(leaf, |node| {
-                if node.level % NODE_LEVEL_STEP == 0 {
-                    rows.node_level.push(node.level as i32);
-                    rows.node_index.push(node.index as i64);
-                    rows.node_hash.push(node.hash.0.to_vec());
-                }
-            })
+            .push_with(leaf, |node| rows.push_node(&node))
             .map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", tenant.id)))?;
-        rows.seq.push(seq);
-        rows.event_id.push(record.event_id);
-        rows.leaf_hash.push(leaf.0.to_vec());
-        rows.occurred_at.push(Timestamp::from_microsecond(fields.occurred_at).unwrap_or(Timestamp::UNIX_EPOCH));
-        rows.action.push(fields.action);
-        rows.actor_id.push(fields.actor_id);
-        rows.actor_type.push(fields.actor_type);
-        rows.outcome.push(fields.outcome);
-        rows.channel.push(fields.channel);
-        rows.data_subject.push(fields.data_subject);
-        if let Some(personal) = record.personal {
-            rows.personal_seq.push(seq);
-            rows.personal_data.push(personal.data);
-            rows.personal_email.push(personal.email_bidx);
-            rows.personal_ip.push(personal.ip_bidx);
-        }
-        let mut resources = fields.resources;
-        resources.sort();
-        resources.dedup();
-        for (rtype, rid) in resources {
-            rows.resource_seq.push(seq);
-            rows.resource_type.push(rtype);
-            rows.resource_id.push(rid);
-        }
-        rows.sealed.push(record.sealed);
+        rows.push_record(seq, record.event_id, &leaf, record.sealed, record.personal)?;
     }
     if let Some(sealed) = last_sealed {
         tenant.last_received_at = tenant.last_received_at.max(received_at(&sealed)?);
     }
-    if rows.seq.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO records (tenant_no, seq, event_id, leaf_hash, sealed, occurred_at, action, actor_id, actor_type,
-             outcome, channel, data_subject)
-         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::timestamptz[], $7::text[],
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])",
-        &[
-            &tenant.no,
-            &rows.seq,
-            &rows.event_id,
-            &rows.leaf_hash,
-            &rows.sealed,
-            &rows.occurred_at,
-            &rows.action,
-            &rows.actor_id,
-            &rows.actor_type,
-            &rows.outcome,
-            &rows.channel,
-            &rows.data_subject,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    if !rows.personal_seq.is_empty() {
-        tx.execute(
-            "INSERT INTO personal (tenant_no, seq, data, email_bidx, ip_bidx)
-             SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[])",
-            &[&tenant.no, &rows.personal_seq, &rows.personal_data, &rows.personal_email, &rows.personal_ip],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    if !rows.resource_seq.is_empty() {
-        tx.execute(
-            "INSERT INTO event_resources (tenant_no, seq, rid, rtype)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
-            &[&tenant.no, &rows.resource_seq, &rows.resource_id, &rows.resource_type],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    if !rows.node_level.is_empty() {
-        tx.execute(
-            "INSERT INTO merkle_nodes (tenant_no, level, idx, hash)
-             SELECT $1, * FROM unnest($2::integer[], $3::bigint[], $4::bytea[])",
-            &[&tenant.no, &rows.node_level, &rows.node_index, &rows.node_hash],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
+    let inserts = RowInserts::prepare(tx).await.map_err(pg_error)?;
+    inserts.insert(tx, tenant.no, &rows).await.map_err(pg_error)?;
     Ok(())
 }
 

@@ -19,10 +19,12 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 use veritrail_ledger::hash::{Hash, leaf_hash};
 use veritrail_ledger::tree::Frontier;
 use veritrail_model::PreparedEvent;
+use veritrail_store::dump::PersonalRow;
 use veritrail_store::index_row::IndexRow;
 use veritrail_store::privacy::{Privacy, SealedBatch};
 use veritrail_store::{Appended, StoreError, StoreResult};
@@ -166,9 +168,10 @@ struct Head {
     last_received_at: Timestamp,
 }
 
-/// Rows to insert, column by column (the shape `unnest` wants).
+/// Rows to insert, column by column (the shape `unnest` wants): what the committer writes for a
+/// group, and what `migrate-store` writes for the records it imports.
 #[derive(Default)]
-struct Rows {
+pub(crate) struct Rows {
     seq: Vec<i64>,
     event_id: Vec<String>,
     leaf_hash: Vec<Vec<u8>>,
@@ -190,6 +193,117 @@ struct Rows {
     node_level: Vec<i32>,
     node_index: Vec<i64>,
     node_hash: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    /// Adds one record at `seq` with its query columns and resources ([`IndexRow`] of its
+    /// sealed bytes) and its encrypted sidecar with its blind-index tokens.
+    pub(crate) fn push_record(
+        &mut self,
+        seq: i64,
+        event_id: String,
+        leaf: &Hash,
+        sealed: Vec<u8>,
+        personal: Option<PersonalRow>,
+    ) -> StoreResult<()> {
+        let fields = IndexRow::of(&sealed)?;
+        self.seq.push(seq);
+        self.event_id.push(event_id);
+        self.leaf_hash.push(leaf.0.to_vec());
+        self.occurred_at.push(Timestamp::from_microsecond(fields.occurred_at).unwrap_or(Timestamp::UNIX_EPOCH));
+        self.action.push(fields.action);
+        self.actor_id.push(fields.actor_id);
+        self.actor_type.push(fields.actor_type);
+        self.outcome.push(fields.outcome);
+        self.channel.push(fields.channel);
+        self.data_subject.push(fields.data_subject);
+        if let Some(personal) = personal {
+            self.personal_seq.push(seq);
+            self.personal_data.push(personal.data);
+            self.personal_email.push(personal.email_bidx);
+            self.personal_ip.push(personal.ip_bidx);
+        }
+        let mut resources = fields.resources;
+        resources.sort();
+        resources.dedup();
+        for (rtype, rid) in resources {
+            self.resource_seq.push(seq);
+            self.resource_type.push(rtype);
+            self.resource_id.push(rid);
+        }
+        self.sealed.push(sealed);
+        Ok(())
+    }
+
+    /// Adds a completed Merkle node if its level is one that is stored.
+    pub(crate) fn push_node(&mut self, node: &veritrail_ledger::tree::CompletedNode) {
+        if node.level.is_multiple_of(NODE_LEVEL_STEP) {
+            self.node_level.push(node.level as i32);
+            self.node_index.push(node.index as i64);
+            self.node_hash.push(node.hash.0.to_vec());
+        }
+    }
+
+    /// True when no record was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+}
+
+/// The inserts of [`Rows`], prepared on the transaction's connection.
+pub(crate) struct RowInserts {
+    records: Statement,
+    personal: Statement,
+    resources: Statement,
+    nodes: Statement,
+}
+
+impl RowInserts {
+    /// Prepares them without the pool's statement cache (a one-off connection).
+    pub(crate) async fn prepare(tx: &tokio_postgres::Transaction<'_>) -> Result<RowInserts, tokio_postgres::Error> {
+        let (records, personal, resources, nodes) = tokio::try_join!(
+            tx.prepare(INSERT_RECORDS),
+            tx.prepare(INSERT_PERSONAL),
+            tx.prepare(INSERT_RESOURCES),
+            tx.prepare(INSERT_NODES),
+        )?;
+        Ok(RowInserts { records, personal, resources, nodes })
+    }
+
+    /// Inserts every row of `rows` for the tenant, the statements pipelined on the connection.
+    pub(crate) async fn insert(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        tenant_no: i64,
+        rows: &Rows,
+    ) -> Result<(), tokio_postgres::Error> {
+        let record_params: [&(dyn ToSql + Sync); 12] = [
+            &tenant_no,
+            &rows.seq,
+            &rows.event_id,
+            &rows.leaf_hash,
+            &rows.sealed,
+            &rows.occurred_at,
+            &rows.action,
+            &rows.actor_id,
+            &rows.actor_type,
+            &rows.outcome,
+            &rows.channel,
+            &rows.data_subject,
+        ];
+        let personal_params: [&(dyn ToSql + Sync); 5] =
+            [&tenant_no, &rows.personal_seq, &rows.personal_data, &rows.personal_email, &rows.personal_ip];
+        let resource_params: [&(dyn ToSql + Sync); 4] =
+            [&tenant_no, &rows.resource_seq, &rows.resource_id, &rows.resource_type];
+        let node_params: [&(dyn ToSql + Sync); 4] = [&tenant_no, &rows.node_level, &rows.node_index, &rows.node_hash];
+        tokio::try_join!(
+            optional(!rows.seq.is_empty(), tx.execute(&self.records, &record_params)),
+            optional(!rows.personal_seq.is_empty(), tx.execute(&self.personal, &personal_params)),
+            optional(!rows.resource_seq.is_empty(), tx.execute(&self.resources, &resource_params)),
+            optional(!rows.node_level.is_empty(), tx.execute(&self.nodes, &node_params)),
+        )?;
+        Ok(())
+    }
 }
 
 /// Data keys created for a group, column by column.
@@ -368,42 +482,18 @@ fn stage(
         let sealed = veritrail_model::seal(event, &tenant.id, seq, received_at)
             .map_err(|e| StoreError::Backend(format!("cannot seal event {}: {e}", event.id)))?;
         let leaf = leaf_hash(&sealed);
-        let fields = IndexRow::of(&sealed)?;
-        let seq_sql = seq as i64;
         head.frontier
-            .push_with(leaf, |node| {
-                if node.level % NODE_LEVEL_STEP == 0 {
-                    rows.node_level.push(node.level as i32);
-                    rows.node_index.push(node.index as i64);
-                    rows.node_hash.push(node.hash.0.to_vec());
-                }
-            })
+            .push_with(leaf, |node| rows.push_node(&node))
             .map_err(|e| StoreError::Backend(format!("merkle tree of tenant {} is full: {e}", tenant.id)))?;
-        rows.seq.push(seq_sql);
-        rows.event_id.push(event.id.clone());
-        rows.leaf_hash.push(leaf.0.to_vec());
-        rows.occurred_at.push(Timestamp::from_microsecond(fields.occurred_at).unwrap_or(Timestamp::UNIX_EPOCH));
-        rows.action.push(fields.action);
-        rows.actor_id.push(fields.actor_id);
-        rows.actor_type.push(fields.actor_type);
-        rows.outcome.push(fields.outcome);
-        rows.channel.push(fields.channel);
-        rows.data_subject.push(fields.data_subject);
-        if let Some(Some(sidecar)) = sealed_batch.sidecars.get(index) {
-            rows.personal_seq.push(seq_sql);
-            rows.personal_data.push(sidecar.data.clone());
-            rows.personal_email.push(sidecar.email.map(Vec::from));
-            rows.personal_ip.push(sidecar.ip.map(Vec::from));
-        }
-        let mut resources = fields.resources;
-        resources.sort();
-        resources.dedup();
-        for (rtype, rid) in resources {
-            rows.resource_seq.push(seq_sql);
-            rows.resource_type.push(rtype);
-            rows.resource_id.push(rid);
-        }
-        rows.sealed.push(sealed);
+        let personal = match sealed_batch.sidecars.get(index) {
+            Some(Some(sidecar)) => Some(PersonalRow {
+                data: sidecar.data.clone(),
+                email_bidx: sidecar.email.map(Vec::from),
+                ip_bidx: sidecar.ip.map(Vec::from),
+            }),
+            _ => None,
+        };
+        rows.push_record(seq as i64, event.id.clone(), &leaf, sealed, personal)?;
         known.insert(event.id.clone(), seq);
         added.push(event.id.clone());
         appended.push(Appended { id: event.id.clone(), seq, duplicate: false });
@@ -426,37 +516,12 @@ async fn write_rows(
         tx.prepare_cached(UPDATE_HEAD),
     )
     .map_err(pg_error)?;
-    let record_params: [&(dyn ToSql + Sync); 12] = [
-        &tenant_no,
-        &rows.seq,
-        &rows.event_id,
-        &rows.leaf_hash,
-        &rows.sealed,
-        &rows.occurred_at,
-        &rows.action,
-        &rows.actor_id,
-        &rows.actor_type,
-        &rows.outcome,
-        &rows.channel,
-        &rows.data_subject,
-    ];
-    let personal_params: [&(dyn ToSql + Sync); 5] =
-        [&tenant_no, &rows.personal_seq, &rows.personal_data, &rows.personal_email, &rows.personal_ip];
-    let resource_params: [&(dyn ToSql + Sync); 4] =
-        [&tenant_no, &rows.resource_seq, &rows.resource_id, &rows.resource_type];
-    let node_params: [&(dyn ToSql + Sync); 4] = [&tenant_no, &rows.node_level, &rows.node_index, &rows.node_hash];
+    let inserts = RowInserts { records, personal, resources, nodes };
     let size = head.frontier.size() as i64;
     let root = head.frontier.root().0.to_vec();
     let frontier = encode_frontier(&head.frontier);
     let head_params: [&(dyn ToSql + Sync); 5] = [&tenant_no, &size, &root, &frontier, &head.last_received_at];
-    tokio::try_join!(
-        tx.execute(&records, &record_params),
-        optional(!rows.personal_seq.is_empty(), tx.execute(&personal, &personal_params)),
-        optional(!rows.resource_seq.is_empty(), tx.execute(&resources, &resource_params)),
-        optional(!rows.node_level.is_empty(), tx.execute(&nodes, &node_params)),
-        tx.execute(&update, &head_params),
-    )
-    .map_err(pg_error)?;
+    tokio::try_join!(inserts.insert(tx, tenant_no, rows), tx.execute(&update, &head_params)).map_err(pg_error)?;
     Ok(())
 }
 
