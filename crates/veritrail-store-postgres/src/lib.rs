@@ -68,12 +68,14 @@ pub struct PgOptions {
     /// taking them off the primary; everything else — appends, reads by id, the ledger and its
     /// proofs, the rule engine — stays on the primary.
     pub read_url: Option<String>,
+    /// How long `connect` waits for the read replica to have replayed the schema (default 30 s).
+    pub replica_schema_wait: Duration,
 }
 
 impl PgOptions {
     /// Defaults (16 connections) with these master keys.
     pub fn new(master_keys: MasterKeys) -> PgOptions {
-        PgOptions { max_connections: 16, master_keys, read_url: None }
+        PgOptions { max_connections: 16, master_keys, read_url: None, replica_schema_wait: REPLICA_SCHEMA_WAIT }
     }
 }
 
@@ -180,6 +182,47 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// How long a node waits at start for its read replica to replay the schema the primary has.
+const REPLICA_SCHEMA_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until the read replica has the schema this build migrated the primary to (it replays
+/// the primary's WAL, normally within milliseconds): queries on a replica without it would fail.
+/// Fails at once when the replica cannot be reached, and after `wait` when it stays behind.
+async fn wait_for_replica_schema(replica: &Pool, wait: Duration) -> StoreResult<()> {
+    let wanted = migrate::latest_version();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let client = replica.get().await.map_err(pool_error)?;
+        // `to_regclass` is NULL while the table itself has not been replayed yet.
+        let row = client
+            .query_one(
+                "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN NULL
+                        ELSE (SELECT max(version) FROM schema_migrations) END",
+                &[],
+            )
+            .await;
+        let found: Option<i32> = match row {
+            Ok(row) => row.get(0),
+            // The table appeared between the check and the read: look again.
+            Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
+            Err(error) => return Err(pg_error(error)),
+        };
+        if found.is_some_and(|version| version >= wanted) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let found = found.map_or("no schema".to_string(), |version| format!("schema version {version}"));
+            return Err(StoreError::Unavailable(format!(
+                "the read replica has {found} after {} s, the primary {wanted}: is it a standby of this database, \
+                 replaying its WAL?",
+                wait.as_secs()
+            )));
+        }
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl PgStore {
     /// Connects to `url`, applies pending migrations and checks the server is durable.
     pub async fn connect(url: &str, master_keys: MasterKeys) -> StoreResult<PgStore> {
@@ -193,8 +236,7 @@ impl PgStore {
         let query_pool = match &options.read_url {
             Some(read_url) => {
                 let replica = connection_pool(read_url, options.max_connections.max(2))?;
-                let client = replica.get().await.map_err(pool_error)?;
-                client.simple_query("SELECT 1").await.map_err(pg_error)?;
+                wait_for_replica_schema(&replica, options.replica_schema_wait).await?;
                 replica
             }
             None => pool.clone(),

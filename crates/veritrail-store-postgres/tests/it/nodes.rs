@@ -289,4 +289,41 @@ async fn event_queries_read_from_a_replica() {
         ..veritrail_store_postgres::PgOptions::new(test_keys())
     };
     assert!(PgStore::connect_with(&primary.url("vt"), options).await.is_err());
+
+    // A "replica" without the schema (here a database of its own, never migrated) fails the
+    // start with a message saying so, once the wait is over.
+    primary.create_database("not_a_replica").unwrap();
+    let options = veritrail_store_postgres::PgOptions {
+        read_url: Some(primary.url("not_a_replica")),
+        replica_schema_wait: std::time::Duration::from_millis(300),
+        ..veritrail_store_postgres::PgOptions::new(test_keys())
+    };
+    let refused = PgStore::connect_with(&primary.url("vt"), options).await.map(|_| ()).unwrap_err().to_string();
+    assert!(refused.contains("read replica has no schema"), "{refused}");
+
+    // A standby behind the primary's schema is waited for: a new database is migrated on the
+    // primary while the standby's replay is paused, and the node starts once replay resumes.
+    primary.create_database("vt2").unwrap();
+    let standby_has_vt2 = || replica.execute("vt2", "SELECT 1").is_ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !standby_has_vt2() {
+        assert!(std::time::Instant::now() < deadline, "the standby did not replay CREATE DATABASE");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    replica.execute("vt2", "SELECT pg_wal_replay_pause()").unwrap();
+    let options = veritrail_store_postgres::PgOptions {
+        read_url: Some(replica.url("vt2")),
+        ..veritrail_store_postgres::PgOptions::new(test_keys())
+    };
+    let url = primary.url("vt2");
+    let starting = tokio::spawn(async move { PgStore::connect_with(&url, options).await });
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(!starting.is_finished(), "the node waits for the standby to replay the schema");
+    replica.execute("vt2", "SELECT pg_wal_replay_resume()").unwrap();
+    let store = tokio::time::timeout(std::time::Duration::from_secs(20), starting)
+        .await
+        .expect("the node started once the standby caught up")
+        .unwrap()
+        .unwrap();
+    store.shutdown().await.unwrap();
 }
