@@ -3,15 +3,11 @@
 //! The sealed record format is documented in the crate README ("Sealed record v1"); it is
 //! fixed forever once data exists, so every change here must keep old records opening.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use veritrail_ledger::JcsError;
@@ -24,6 +20,7 @@ use crate::time;
 use veritrail_ledger::jcs::write_string;
 
 mod members;
+mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -215,29 +212,30 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
 /// and would otherwise build every record's whole view and check every commitment in it.
 #[derive(Debug)]
 pub struct SealedMembers<'a> {
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    members: scan::RawMembers<'a>,
 }
 
 impl<'a> SealedMembers<'a> {
-    /// Finds the members of `sealed` and checks its `v` as [`open`] does; their values are
-    /// checked to be JSON, nothing more.
+    /// Finds the members of `sealed` and checks its `v` as [`open`] does. The object's structure
+    /// is checked (UTF-8, strings closed, brackets matched, separators, nothing after it); a
+    /// member's value is parsed, and so checked, only when it is read.
     pub fn parse(sealed: &'a [u8]) -> Result<SealedMembers<'a>, OpenError> {
-        let Members(members) = serde_json::from_slice(sealed).map_err(|error| malformed(error.to_string()))?;
-        let record = SealedMembers { members };
+        let text = std::str::from_utf8(sealed).map_err(|error| malformed(error.to_string()))?;
+        let record = SealedMembers { members: scan::members(text).map_err(malformed)? };
         let version = record.raw("v").map(parse_value).transpose()?;
         check_version(version)?;
         Ok(record)
     }
 
     /// The member `key` unparsed (of repeated keys the last, as in a parsed record).
-    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+    fn raw(&self, key: &str) -> Option<&'a str> {
         self.members.iter().rev().find(|(name, _)| name == key).map(|(_, raw)| *raw)
     }
 
     /// The member `key` if it is a string without escapes (`action`, `received_at`), borrowed
     /// from the record; `None` for any other value, or when it is absent.
     pub fn str(&self, key: &str) -> Option<&'a str> {
-        let text = self.raw(key)?.get();
+        let text = self.raw(key)?;
         let inner = text.strip_prefix('"')?.strip_suffix('"')?;
         (!inner.contains('\\')).then_some(inner)
     }
@@ -259,53 +257,8 @@ impl<'a> SealedMembers<'a> {
     }
 }
 
-/// A JSON object's members in order, keys borrowed unless they have escapes.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Members<'de>, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a json object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut members = Vec::with_capacity(20);
-                while let Some(Key(key)) = map.next_key()? {
-                    members.push((key, map.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor)
-    }
-}
-
-/// An object key: borrowed from the input when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(key)))
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(key.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-fn parse_value(raw: &RawValue) -> Result<Value, OpenError> {
-    serde_json::from_str(raw.get()).map_err(|error| malformed(error.to_string()))
+fn parse_value(raw: &str) -> Result<Value, OpenError> {
+    serde_json::from_str(raw).map_err(|error| malformed(error.to_string()))
 }
 
 /// Checks the `v` member.

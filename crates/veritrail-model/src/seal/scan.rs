@@ -1,0 +1,202 @@
+//! The top-level members of a JSON object in one pass over its text, without parsing their
+//! values: for [`super::SealedMembers`], which parses (and so checks) only the members it is asked
+//! for. Structure is checked (strings closed, brackets balanced and matched, separators in place,
+//! nothing after the object); the inside of a value nobody asks for is not (a bad number or
+//! literal there goes unnoticed: checking every byte of every record is the verifier's job).
+
+use std::borrow::Cow;
+
+/// `(key, raw value text)` of each member in order; keys borrowed unless they hold escapes.
+pub(super) type RawMembers<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// Deepest nesting of arrays and objects inside a member's value.
+const MAX_DEPTH: usize = 128;
+
+/// Splits the object `text` into its members.
+pub(super) fn members(text: &str) -> Result<RawMembers<'_>, String> {
+    let bytes = text.as_bytes();
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return Err("not a json object".to_owned());
+    }
+    at = skip_space(bytes, at + 1);
+    let mut members = Vec::with_capacity(20);
+    if bytes.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            if bytes.get(at) != Some(&b'"') {
+                return Err(format!("expected a member name at byte {at}"));
+            }
+            let key_end = string_end(bytes, at)?;
+            let key = key_text(&text[at..key_end])?;
+            at = skip_space(bytes, key_end);
+            if bytes.get(at) != Some(&b':') {
+                return Err(format!("expected ':' at byte {at}"));
+            }
+            at = skip_space(bytes, at + 1);
+            let value_end = value_end(bytes, at)?;
+            members.push((key, &text[at..value_end]));
+            at = skip_space(bytes, value_end);
+            match bytes.get(at) {
+                Some(b',') => at = skip_space(bytes, at + 1),
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return Err(format!("expected ',' or '}}' at byte {at}")),
+            }
+        }
+    }
+    if skip_space(bytes, at) != bytes.len() {
+        return Err(format!("trailing characters at byte {at}"));
+    }
+    Ok(members)
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// The index after the closing quote of the string opening at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Result<usize, String> {
+    let mut at = start + 1;
+    loop {
+        match bytes.get(at) {
+            None => return Err(format!("unterminated string at byte {start}")),
+            Some(b'"') => return Ok(at + 1),
+            Some(b'\\') => at += 2,
+            Some(byte) if *byte < 0x20 => return Err(format!("control character in a string at byte {at}")),
+            Some(_) => at += 1,
+        }
+    }
+}
+
+/// A member name: borrowed without its quotes, or decoded when it holds escapes.
+fn key_text(quoted: &str) -> Result<Cow<'_, str>, String> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(quoted).map(Cow::Owned).map_err(|error| format!("bad member name: {error}"))
+}
+
+/// The index after the value starting at `start`: a string, an object or array (brackets
+/// matched, strings inside skipped), or a number or literal (up to the next delimiter).
+fn value_end(bytes: &[u8], start: usize) -> Result<usize, String> {
+    match bytes.get(start) {
+        None => Err("missing value at the end".to_owned()),
+        Some(b'"') => string_end(bytes, start),
+        Some(b'{' | b'[') => {
+            let mut open: Vec<u8> = Vec::new();
+            let mut at = start;
+            loop {
+                match bytes.get(at) {
+                    None => return Err(format!("unclosed value at byte {start}")),
+                    Some(b'"') => {
+                        at = string_end(bytes, at)?;
+                        continue;
+                    }
+                    Some(&bracket @ (b'{' | b'[')) => {
+                        if open.len() == MAX_DEPTH {
+                            return Err(format!("value nested deeper than {MAX_DEPTH} at byte {at}"));
+                        }
+                        open.push(if bracket == b'{' { b'}' } else { b']' });
+                    }
+                    Some(&close @ (b'}' | b']')) => {
+                        if open.pop() != Some(close) {
+                            return Err(format!("mismatched '{}' at byte {at}", close as char));
+                        }
+                        if open.is_empty() {
+                            return Ok(at + 1);
+                        }
+                    }
+                    Some(_) => {}
+                }
+                at += 1;
+            }
+        }
+        Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            let mut at = start;
+            while bytes.get(at).is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
+                at += 1;
+            }
+            Ok(at)
+        }
+        Some(_) => Err(format!("expected a value at byte {start}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::members;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn splits_members_and_refuses_broken_structure() {
+        let found = members(r#" {"a" : 1, "b":{"c":[1,"}",{"d":null}]} ,"\u0065":"x\"y" } "#).unwrap();
+        let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "b", "e"]);
+        assert_eq!(found[1].1, r#"{"c":[1,"}",{"d":null}]}"#);
+        assert_eq!(found[2].1, r#""x\"y""#);
+        assert!(members("{}").unwrap().is_empty());
+        for bad in [
+            "",
+            "[1]",
+            "{",
+            r#"{"a"}"#,
+            r#"{"a":}"#,
+            r#"{"a":1"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":{]}"#,
+            r#"{"a":"x}"#,
+            r#"{"a":1} x"#,
+            r#"{a:1}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":1 "b":2}"#,
+        ] {
+            assert!(members(bad).is_err(), "{bad:?}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(members(&deep).is_err(), "nesting is bounded");
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            "[ -~\\\\\"\u{e9}\u{1f600}\n]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\"\\\\ ]{0,6}", inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// On any JSON object, compact or pretty, the members and each value's text parse to
+        /// what serde_json finds.
+        #[test]
+        fn agrees_with_serde_json(object in proptest::collection::btree_map("[a-z\"\\\\]{0,6}", json_value(), 0..8), pretty in any::<bool>()) {
+            let value = Value::Object(object.into_iter().collect());
+            let text = if pretty { serde_json::to_string_pretty(&value).unwrap() } else { value.to_string() };
+            let found = members(&text).unwrap();
+            let Value::Object(expected) = value else { unreachable!() };
+            prop_assert_eq!(found.len(), expected.len());
+            for ((key, raw), (expected_key, expected_value)) in found.iter().zip(expected.iter()) {
+                prop_assert_eq!(key.as_ref(), expected_key.as_str());
+                prop_assert_eq!(&serde_json::from_str::<Value>(raw).unwrap(), expected_value);
+            }
+        }
+    }
+}
