@@ -10,6 +10,12 @@
 //! with `GET /v1/ledger/records`; on PostgreSQL also `ledger_heads.size = count(records)` in
 //! SQL), so a fast but lossy round fails the run. After the rounds, the query mix of
 //! `bench query` runs against the embedded store, the one-node database and the naive table.
+//!
+//! With `--tenants N` (default 2; 1: none) two more deployments, each on its own database, take
+//! the same events split over N tenants (batch `j` to tenant `j mod N`, client `i` writing tenant
+//! `i mod N`): one node, and two nodes with tenant `t` on node `t mod 2`. One tenant's nodes
+//! serialise on its head row by design; these two show whether a second node adds throughput
+//! across tenants (2 nodes against 1 node on the same tenants). Every check runs per tenant.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -131,18 +137,27 @@ struct Round {
     retries: u64,
     /// What the deployment's PostgreSQL backends were doing, sampled during the round.
     activity: Activity,
+    /// Several tenants: per tenant, its acknowledged events and the seconds until its last ack.
+    per_tenant: Vec<(usize, f64)>,
 }
 
-/// A Veritrail deployment under test: one tenant on one or two nodes.
-struct System {
-    name: &'static str,
-    nodes: Vec<Node>,
+/// One tenant's ledger in a deployment.
+struct Ledger {
     tenant: String,
     key: String,
+    /// The seq the next completeness check of this ledger starts reading at.
+    checked: u64,
+}
+
+/// A Veritrail deployment under test: one tenant on one or two nodes (every client into that
+/// tenant, client `i` on node `i mod nodes`), or several tenants (batch `j` of a round into tenant
+/// `j mod tenants`, client `i` writing tenant `i mod tenants` on node `tenant mod nodes`).
+struct System {
+    name: String,
+    nodes: Vec<Node>,
+    tenants: Vec<Ledger>,
     /// The database of a PostgreSQL deployment (for the SQL check of the ledger).
     database: Option<String>,
-    /// The seq the next completeness check starts reading at.
-    checked: u64,
     rounds: Vec<Round>,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -182,7 +197,15 @@ pub fn run(plan: &Plan, work_dir: &Path) -> Result<()> {
         client.batch_execute("ALTER TABLE audit_events SET (autovacuum_enabled = off)").await?;
         Ok::<(), anyhow::Error>(())
     })?;
-    for db in ["veritrail_one", "veritrail_two"] {
+    let tenants = plan.tenants;
+    if tenants > 1 && !plan.clients.is_multiple_of(tenants) {
+        bail!("--tenants {tenants} must divide --clients {} (the same clients per tenant)", plan.clients);
+    }
+    let mut databases = vec!["veritrail_one", "veritrail_two"];
+    if tenants > 1 {
+        databases.extend(["veritrail_one_tenants", "veritrail_two_tenants"]);
+    }
+    for db in &databases {
         cluster.create_database(db)?;
     }
 
@@ -196,10 +219,18 @@ pub fn run(plan: &Plan, work_dir: &Path) -> Result<()> {
     let rows = Arc::new(rows);
 
     let mut systems = vec![
-        start_system(&binary, work_dir, "embedded", None, 1)?,
-        start_system(&binary, work_dir, "PG 1 node", Some((&cluster, "veritrail_one")), 1)?,
-        start_system(&binary, work_dir, "PG 2 nodes", Some((&cluster, "veritrail_two")), 2)?,
+        start_system(&binary, work_dir, "embedded".into(), None, 1, 1)?,
+        start_system(&binary, work_dir, "PG 1 node".into(), Some((&cluster, "veritrail_one")), 1, 1)?,
+        start_system(&binary, work_dir, "PG 2 nodes".into(), Some((&cluster, "veritrail_two")), 2, 1)?,
     ];
+    if tenants > 1 {
+        for (nodes, db) in [(1, "veritrail_one_tenants"), (2, "veritrail_two_tenants")] {
+            let name = format!("PG {nodes} node{}, {tenants} tenants", if nodes > 1 { "s" } else { "" });
+            systems.push(start_system(&binary, work_dir, name, Some((&cluster, db)), nodes, tenants)?);
+        }
+    }
+    // The turns of a round: every Veritrail deployment, then the naive COPY.
+    let turns = systems.len() + 1;
     let copy_clients = pg_rt.block_on(async {
         let mut clients = Vec::new();
         for _ in 0..plan.clients {
@@ -221,9 +252,9 @@ pub fn run(plan: &Plan, work_dir: &Path) -> Result<()> {
         let batches = &bodies[range.start / plan.batch..range.end.div_ceil(plan.batch)];
         let round_ids = &ids[range.clone()];
         // Which system goes first rotates, so that warm caches and disk state favour none.
-        for turn in 0..4 {
-            let which = (turn + round) % 4;
-            if which == 3 {
+        for turn in 0..turns {
+            let which = (turn + round) % turns;
+            if which == systems.len() {
                 let measured = copy_round(&pg_rt, &copy_clients, &rows, range.clone(), plan.batch, postmaster)?;
                 println!("round {} naive COPY: {}", round + 1, summary(&measured, range.len()));
                 copy_rounds.push(measured);
@@ -232,12 +263,26 @@ pub fn run(plan: &Plan, work_dir: &Path) -> Result<()> {
             let system = &mut systems[which];
             let sampler = system.database.clone().map(|db| (&cluster, db));
             let sampler = sampler.as_ref().map(|(cluster, db)| (*cluster, db.as_str()));
-            let measured = ingest_round(system, batches, round_ids, plan.clients, postmaster, sampler)?;
+            let measured = ingest_round(system, batches, round_ids, plan.batch, plan.clients, postmaster, sampler)?;
             if let Some(db) = &system.database {
-                check_sql(&pg_rt, &cluster, db, &system.tenant, system.checked)?;
+                for ledger in &system.tenants {
+                    check_sql(&pg_rt, &cluster, db, &ledger.tenant, ledger.checked)?;
+                }
+            }
+            let mut tenants_text = String::new();
+            if system.tenants.len() > 1 {
+                let parts: Vec<String> = measured
+                    .per_tenant
+                    .iter()
+                    .enumerate()
+                    .map(|(t, (events, secs))| {
+                        format!("tenant {} {events} in {secs:.2} s ({:.0}/s)", t + 1, *events as f64 / secs.max(1e-9))
+                    })
+                    .collect();
+                tenants_text = format!(" in {} tenants ({})", system.tenants.len(), parts.join(", "));
             }
             println!(
-                "round {} {}: {} | ledger complete: {} events at dense seqs, {} records written by the server",
+                "round {} {}: {} | ledger complete: {} events at dense seqs{tenants_text}, {} records written by the server",
                 round + 1,
                 system.name,
                 summary(&measured, range.len()),
@@ -275,13 +320,16 @@ pub fn run(plan: &Plan, work_dir: &Path) -> Result<()> {
     }
     cluster.stop();
     println!("load average after: {}", load_average());
-    print_table(plan, &systems, &copy_rounds, &queries);
+    print_table(plan, &systems[..3], &copy_rounds, &queries);
+    if systems.len() > 3 {
+        print_tenants_table(plan, &systems);
+    }
     for system in &systems[1..] {
         let mut total = Activity::default();
         for round in &system.rounds {
             total.add(&round.activity);
         }
-        println!("\n{}", total.table(system.name));
+        println!("\n{}", total.table(&system.name));
     }
     Ok(())
 }
@@ -397,34 +445,40 @@ fn veritrail_binary() -> Result<PathBuf> {
 }
 
 /// Starts a deployment: `nodes` nodes on the database `db` of `cluster`, or one on the embedded
-/// store; creates the tenant `bench` through the first.
+/// store; creates the tenant `bench` (several: `bench-1`, `bench-2`, ...) through the first,
+/// before the others start.
 fn start_system(
     binary: &Path,
     work_dir: &Path,
-    name: &'static str,
+    name: String,
     database: Option<(&PgCluster, &str)>,
     nodes: usize,
+    tenants: usize,
 ) -> Result<System> {
     let mut dirs = Vec::new();
     let mut started = Vec::new();
-    let mut tenant = None;
+    let mut ledgers = Vec::new();
     for _ in 0..nodes {
         let dir = tempfile::Builder::new().prefix("veritrail-bench-node-").tempdir_in(work_dir)?;
         let url = database.map(|(cluster, db)| cluster.url(db));
         started.push(Node::start(binary, dir.path(), url.as_deref())?);
         dirs.push(dir);
-        if tenant.is_none() {
-            tenant = Some(vt::create_tenant_at(&started[0].base, "bench")?);
+        if ledgers.is_empty() {
+            for t in 0..tenants {
+                let tenant_name = if tenants == 1 { "bench".to_string() } else { format!("bench-{}", t + 1) };
+                let (tenant, key) = vt::create_tenant_at(&started[0].base, &tenant_name)?;
+                ledgers.push(Ledger { tenant, key, checked: 0 });
+            }
         }
     }
-    let (tenant, key) = tenant.ok_or_else(|| anyhow!("{name}: no node"))?;
+    if ledgers.is_empty() {
+        bail!("{name}: no node or no tenant");
+    }
     Ok(System {
         name,
         nodes: started,
-        tenant,
-        key,
+        tenants: ledgers,
         database: database.map(|(_, db)| db.to_string()),
-        checked: 0,
         rounds: Vec::new(),
         _dirs: dirs,
     })
@@ -461,11 +515,14 @@ fn account(round: &mut Round, before: &(CpuSnapshot, f64), after: &(CpuSnapshot,
     round.client_cpu += before.0.threads_delta(&after.0, "pg-client");
 }
 
-/// One ingest round into `system`, then the checks that its ledger is complete.
+/// One ingest round into `system`, then the checks that its ledger (every tenant's) is complete.
+/// `round_ids` are the ids of the events of `batches`, in order, `batch` per body.
+#[allow(clippy::too_many_arguments)]
 fn ingest_round(
     system: &mut System,
     batches: &[Vec<u8>],
     round_ids: &[String],
+    batch: usize,
     clients: usize,
     postmaster: Option<u32>,
     sampler: Option<(&PgCluster, &str)>,
@@ -475,7 +532,24 @@ fn ingest_round(
     let commit_secs0 = system.metric("veritrail_commit_duration_seconds_sum")?;
     let before = cpu_now(postmaster, Some(&*system));
     let sampler = sampler.map(|(cluster, db)| ActivitySampler::start(cluster, db));
-    let run = vt::ingest_to(&system.bases(), &system.key, batches, clients);
+    // Several tenants: batch j into tenant j mod n, over the clients i with i mod n = j mod n, on
+    // node (j mod n) mod nodes. One tenant: every client takes the next batch of one queue.
+    let n = system.tenants.len();
+    let tenant_ids: Vec<Vec<String>> =
+        deal(round_ids.chunks(batch), n).into_iter().map(|chunks| chunks.concat()).collect();
+    let run = if n == 1 {
+        vt::ingest_to(&system.bases(), &system.tenants[0].key, batches, clients)
+    } else {
+        let routes: Vec<vt::Route> = (0..n)
+            .map(|t| vt::Route {
+                base: system.nodes[t % system.nodes.len()].base.clone(),
+                key: system.tenants[t].key.clone(),
+                queue: t,
+            })
+            .collect();
+        let queues: Vec<Vec<&[u8]>> = deal(batches.iter().map(Vec::as_slice), n);
+        vt::ingest_routes(&routes, &queues, clients)
+    };
     let after = cpu_now(postmaster, Some(&*system));
     let activity = match sampler {
         Some(sampler) => sampler.stop()?,
@@ -494,8 +568,25 @@ fn ingest_round(
     round.tail = wait_caught_up(system, &engines0)?;
     round.commits = system.metric("veritrail_commits_total")? - commits0;
     round.commit_secs = system.metric("veritrail_commit_duration_seconds_sum")? - commit_secs0;
-    round.server_events = check_ledger(system, round_ids)?;
+    for (t, ids) in tenant_ids.iter().enumerate() {
+        round.server_events += check_ledger(system, t, ids)?;
+    }
+    if n > 1 {
+        round.per_tenant =
+            tenant_ids.iter().zip(&run.route_elapsed).map(|(ids, secs)| (ids.len(), secs.as_secs_f64())).collect();
+    }
     Ok(round)
+}
+
+/// Deals `items` out to `n` hands, as the batches of a round go to the tenants: item `j` to hand
+/// `j mod n`, in order.
+pub(crate) fn deal<T>(items: impl IntoIterator<Item = T>, n: usize) -> Vec<Vec<T>> {
+    let mut hands: Vec<Vec<T>> = (0..n.max(1)).map(|_| Vec::new()).collect();
+    let count = hands.len();
+    for (j, item) in items.into_iter().enumerate() {
+        hands[j % count].push(item);
+    }
+    hands
 }
 
 /// Each node's rule-engine counter (`veritrail_rule_events_evaluated_total`) and the events
@@ -536,7 +627,7 @@ fn wait_caught_up(system: &System, before: &(Vec<f64>, f64)) -> Result<f64> {
 /// Reads the ledger from where the previous check stopped until every event of the round has
 /// been seen: each exactly once, at dense seqs. Returns how many records the server wrote
 /// itself in that stretch (alerts, `audit.read` of these very reads).
-fn check_ledger(system: &mut System, round_ids: &[String]) -> Result<usize> {
+fn check_ledger(system: &mut System, tenant: usize, round_ids: &[String]) -> Result<usize> {
     #[derive(serde::Deserialize)]
     struct Record {
         seq: u64,
@@ -548,8 +639,10 @@ fn check_ledger(system: &mut System, round_ids: &[String]) -> Result<usize> {
     }
     let mut missing = wanted.clone();
     let agent = vt::agent(1);
-    let auth = format!("Bearer {}", system.key);
-    let mut seq = system.checked;
+    let auth = format!("Bearer {}", system.tenants[tenant].key);
+    let name =
+        if system.tenants.len() > 1 { format!("{} (tenant {})", system.name, tenant + 1) } else { system.name.clone() };
+    let mut seq = system.tenants[tenant].checked;
     let mut server_events = 0;
     while !missing.is_empty() {
         let url = format!("{}/v1/ledger/records?from={seq}&limit={RECORDS_PAGE}", system.nodes[0].base);
@@ -557,19 +650,19 @@ fn check_ledger(system: &mut System, round_ids: &[String]) -> Result<usize> {
         let status = response.status().as_u16();
         let body = response.body_mut().with_config().limit(1 << 30).read_to_vec()?;
         if status != 200 {
-            bail!("{}: GET /v1/ledger/records: status {status}: {}", system.name, String::from_utf8_lossy(&body));
+            bail!("{name}: GET /v1/ledger/records: status {status}: {}", String::from_utf8_lossy(&body));
         }
         let mut lines = 0;
         for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let record: Record = serde_json::from_slice(line).context("a ledger record without seq or id")?;
             if record.seq != seq {
-                bail!("{}: ledger record at seq {} where seq {seq} was expected", system.name, record.seq);
+                bail!("{name}: ledger record at seq {} where seq {seq} was expected", record.seq);
             }
             seq += 1;
             lines += 1;
             if !missing.remove(record.id.as_str()) {
                 if wanted.contains(record.id.as_str()) {
-                    bail!("{}: event {} is in the ledger twice (second at seq {})", system.name, record.id, record.seq);
+                    bail!("{name}: event {} is in the ledger twice (second at seq {})", record.id, record.seq);
                 }
                 server_events += 1;
             }
@@ -577,14 +670,13 @@ fn check_ledger(system: &mut System, round_ids: &[String]) -> Result<usize> {
         // A short page is the end of the ledger as it was after the round's last ack.
         if lines < RECORDS_PAGE && !missing.is_empty() {
             bail!(
-                "{}: LEDGER INCOMPLETE: {} of the round's {} acknowledged events are not in the ledger (it ends at seq {seq})",
-                system.name,
+                "{name}: LEDGER INCOMPLETE: {} of the round's {} acknowledged events are not in the ledger (it ends at seq {seq})",
                 missing.len(),
                 wanted.len()
             );
         }
     }
-    system.checked = seq;
+    system.tenants[tenant].checked = seq;
     Ok(server_events)
 }
 
@@ -658,7 +750,7 @@ fn summary(round: &Round, events: usize) -> String {
 
 /// Query latencies (ms) per round of one system.
 struct QueryFigures {
-    name: &'static str,
+    name: String,
     rounds: Vec<Vec<f64>>,
 }
 
@@ -681,7 +773,7 @@ fn run_queries(
         Ok::<_, anyhow::Error>((client, statement))
     })?;
     let agents: Vec<(ureq::Agent, String)> =
-        systems.iter().map(|s| (vt::agent(1), format!("Bearer {}", s.key))).collect();
+        systems.iter().map(|s| (vt::agent(1), format!("Bearer {}", s.tenants[0].key))).collect();
     for actor in &warmup {
         for (system, (agent, auth)) in systems.iter().zip(&agents) {
             vt::query(agent, &system.nodes[0].base, auth, actor)?;
@@ -689,8 +781,8 @@ fn run_queries(
         rt.block_on(pg::run_query(&client, &statement, actor))?;
     }
     let mut figures: Vec<QueryFigures> =
-        systems.iter().map(|s| QueryFigures { name: s.name, rounds: Vec::new() }).collect();
-    figures.push(QueryFigures { name: "naive", rounds: Vec::new() });
+        systems.iter().map(|s| QueryFigures { name: s.name.clone(), rounds: Vec::new() }).collect();
+    figures.push(QueryFigures { name: "naive".into(), rounds: Vec::new() });
     let mut mismatches = 0;
     let mut matched = 0;
     for (round, range) in crate::split(actors.len(), plan.query_rounds, 1).into_iter().enumerate() {
@@ -847,5 +939,95 @@ fn print_table(plan: &Plan, systems: &[System], copy: &[Round], queries: &(Vec<Q
         "| query answers of equal size in all three | {} of {} | | | | | |",
         plan.queries - mismatches,
         plan.queries
+    );
+}
+
+/// The second table: whether a second node adds throughput, on one tenant (where the nodes
+/// serialise on the tenant's head row by design) and across tenants (the multi-tenant
+/// deployments: the same events and clients, each node serving its own tenants).
+fn print_tenants_table(plan: &Plan, systems: &[System]) {
+    let [one, two, one_t, two_t] = [&systems[1], &systems[2], &systems[3], &systems[4]];
+    let tenants = one_t.tenants.len();
+    let rates = |s: &System| s.rounds.iter().map(|r| r.rate).collect::<Vec<_>>();
+    // The ratio within each round (the two deployments ran minutes apart at most, under the
+    // same background load), then the median over rounds.
+    let paired = |a: &System, b: &System| {
+        a.rounds.iter().zip(&b.rounds).map(|(x, y)| x.rate / y.rate.max(1e-9)).collect::<Vec<_>>()
+    };
+    let per_k = |s: &System, f: fn(&Round) -> f64| {
+        s.rounds.iter().map(|r| f(r) / (r.rate * r.wall).max(1.0) * 1000.0).collect::<Vec<_>>()
+    };
+    let all = [one, two, one_t, two_t];
+    let row = |label: &str, values: [Vec<f64>; 4], digits: usize| {
+        let cells: Vec<String> = values.iter().map(|v| cell(v, digits)).collect();
+        println!("| {label} | {} | | |", cells.join(" | "));
+    };
+    println!(
+        "\nsecond node, one tenant and {tenants} tenants: {} events, {} interleaved rounds, {} clients x {} events per batch; with {tenants} tenants batch j goes to tenant j mod {tenants}, client i writes tenant i mod {tenants}, on 2 nodes tenant t is served by node t mod 2",
+        plan.events, plan.ingest_rounds, plan.clients, plan.batch
+    );
+    println!("\n| figure | {} | {} | {} | {} | target | verdict |", one.name, two.name, one_t.name, two_t.name);
+    println!("|---|---|---|---|---|---|---|");
+    let (m1, m2, m1t, m2t) = (median(&rates(one)), median(&rates(two)), median(&rates(one_t)), median(&rates(two_t)));
+    let verdict = |ratio: f64| if ratio > 1.0 { "**met**" } else { "**not met**" };
+    println!(
+        "| durable ingest over HTTP, acked events/s, median [range] | {} | {} | {} | {} | 2 nodes > 1 node | 1 tenant: {:.2}× — {}; {tenants} tenants: {:.2}× — {} |",
+        cell(&rates(one), 0),
+        cell(&rates(two), 0),
+        cell(&rates(one_t), 0),
+        cell(&rates(two_t), 0),
+        m2 / m1.max(1e-9),
+        verdict(m2 / m1.max(1e-9)),
+        m2t / m1t.max(1e-9),
+        verdict(m2t / m1t.max(1e-9)),
+    );
+    println!(
+        "| 2 nodes / 1 node on the same tenants, ratio within each round, median [range] | — | {} | — | {} | > 1 | |",
+        cell(&paired(two, one), 2),
+        cell(&paired(two_t, one_t), 2)
+    );
+    println!(
+        "| {tenants} tenants / 1 tenant on the same nodes, ratio within each round | — | — | {} | {} | | |",
+        cell(&paired(one_t, one), 2),
+        cell(&paired(two_t, two), 2)
+    );
+    row("Veritrail processes, CPU-s per 1,000 events", all.map(|s| per_k(s, |r| r.vt_cpu)), 3);
+    row("PostgreSQL processes, CPU-s per 1,000 events", all.map(|s| per_k(s, |r| r.pg_cpu)), 3);
+    row(
+        "Veritrail + PostgreSQL processes, cores",
+        all.map(|s| s.rounds.iter().map(|r| (r.vt_cpu + r.pg_cpu) / r.wall.max(1e-9)).collect()),
+        2,
+    );
+    row(
+        "other processes on the machine, cores",
+        all.map(|s| s.rounds.iter().map(|r| r.other_cpu / r.wall.max(1e-9)).collect()),
+        2,
+    );
+    row(
+        "events per group commit (all nodes)",
+        all.map(|s| s.rounds.iter().map(|r| r.rate * r.wall / r.commits.max(1.0)).collect()),
+        0,
+    );
+    row(
+        "time per group commit, ms",
+        all.map(|s| s.rounds.iter().map(|r| r.commit_secs / r.commits.max(1.0) * 1000.0).collect()),
+        1,
+    );
+    row(
+        "index and rule engines caught up, s after the last ack",
+        all.map(|s| s.rounds.iter().map(|r| r.tail).collect()),
+        2,
+    );
+    let checked = |s: &System| s.rounds.len() * s.tenants.len();
+    println!(
+        "| ledger complete after every round, per tenant (every acked event once, dense seqs; head size = count(records)) | {} of {} | {} of {} | {} of {} | {} of {} | | |",
+        checked(one),
+        plan.ingest_rounds,
+        checked(two),
+        plan.ingest_rounds,
+        checked(one_t),
+        plan.ingest_rounds * tenants,
+        checked(two_t),
+        plan.ingest_rounds * tenants
     );
 }

@@ -57,7 +57,8 @@ enum Which {
     /// under full ingest load.
     Alerts,
     /// The PostgreSQL backend (issue 4): ingest over HTTP into one node and into two nodes
-    /// sharing a database, next to the embedded store and the naive COPY baseline; then queries.
+    /// sharing a database (one tenant, and --tenants tenants), next to the embedded store and
+    /// the naive COPY baseline; then queries.
     Postgres,
 }
 
@@ -114,6 +115,11 @@ struct Cli {
     /// `proofs`: inclusion proofs (and as many consistency proofs) per round.
     #[arg(long, default_value_t = 2000)]
     proofs: usize,
+    /// `postgres`: tenants of the two extra deployments "PG 1 node, N tenants" and "PG 2 nodes,
+    /// N tenants" (batch j goes to tenant j mod N; client i writes tenant i mod N; with two
+    /// nodes, tenant t is served by node t mod 2). Must divide --clients. 1 leaves them out.
+    #[arg(long, default_value_t = 2)]
+    tenants: usize,
 }
 
 /// The resolved plan of a run.
@@ -129,6 +135,8 @@ struct Plan {
     latency_connections: usize,
     queries: usize,
     query_rounds: usize,
+    /// Tenants of the multi-tenant deployments of `bench postgres` (1: none).
+    tenants: usize,
 }
 
 fn main() -> Result<()> {
@@ -144,6 +152,7 @@ fn main() -> Result<()> {
         latency_connections: cli.latency_connections.clamp(1, 256),
         queries: cli.queries.unwrap_or(if cli.quick { 300 } else { 1000 }).max(10),
         query_rounds: if cli.quick { 3 } else { 5 },
+        tenants: cli.tenants.max(1),
     };
     if cli.show_events {
         let generator = Generator::new(1, plan.events, jiff::Timestamp::now());

@@ -49,3 +49,22 @@ fn actor_ids_are_distinct() {
     let ids: std::collections::HashSet<String> = (0..ACTORS).map(actor_id).collect();
     assert_eq!(ids.len() as u64, ACTORS);
 }
+
+#[test]
+fn tenants_get_the_ids_of_exactly_their_batches() {
+    use crate::backend::deal;
+    // 10 batches of 3 events (the last one short), dealt to 2 tenants as bodies and as ids.
+    let ids: Vec<String> = (0..29).map(|i| format!("e{i}")).collect();
+    let batches: Vec<Vec<String>> = ids.chunks(3).map(<[String]>::to_vec).collect();
+    let queues = deal(batches.iter(), 2);
+    let tenant_ids: Vec<Vec<String>> = deal(ids.chunks(3), 2).into_iter().map(|c| c.concat()).collect();
+    assert_eq!(queues.len(), 2);
+    for (queue, wanted) in queues.iter().zip(&tenant_ids) {
+        let got: Vec<String> = queue.iter().flat_map(|b| b.iter().cloned()).collect();
+        assert_eq!(&got, wanted);
+    }
+    assert_eq!(tenant_ids[0].len() + tenant_ids[1].len(), ids.len());
+    assert_eq!(tenant_ids[0][..3], ["e0", "e1", "e2"]);
+    assert_eq!(tenant_ids[1][..3], ["e3", "e4", "e5"]);
+    assert_eq!(deal(0..5, 1), vec![vec![0, 1, 2, 3, 4]]);
+}

@@ -190,6 +190,8 @@ pub struct ClientRun {
     pub client_cpu: f64,
     /// 503 answers that were retried.
     pub retries: u64,
+    /// [`ingest_routes`]: per route, the time from start until its last client finished.
+    pub route_elapsed: Vec<Duration>,
 }
 
 /// Posts every body in `bodies` (NDJSON batches) from `clients` threads, each on one keep-alive
@@ -201,20 +203,53 @@ pub fn ingest(base: &str, key: &str, bodies: &[Vec<u8>], clients: usize) -> Resu
 /// [`ingest`] into several nodes sharing one store: client `i` posts to `bases[i % bases.len()]`,
 /// all clients taking the next body from one queue.
 pub fn ingest_to(bases: &[String], key: &str, bodies: &[Vec<u8>], clients: usize) -> Result<ClientRun> {
-    if bases.is_empty() {
+    let routes: Vec<Route> =
+        bases.iter().map(|base| Route { base: base.clone(), key: key.to_string(), queue: 0 }).collect();
+    let queue: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    ingest_routes(&routes, &[queue], clients)
+}
+
+/// Where a client posts: the node at `base`, with the API key `key` (so into its tenant), the
+/// bodies of `queues[queue]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub base: String,
+    pub key: String,
+    pub queue: usize,
+}
+
+/// Posts every body of every queue: client `i` takes route `routes[i % routes.len()]` and the
+/// next body of that route's queue, on one keep-alive connection, as fast as acknowledgements
+/// come back. Every queue needs a route and every route a client. `ClientRun::route_elapsed`
+/// gives, per route, when its last client finished.
+pub fn ingest_routes(routes: &[Route], queues: &[Vec<&[u8]>], clients: usize) -> Result<ClientRun> {
+    if routes.is_empty() {
         bail!("ingest: no server to post to");
     }
-    let next = AtomicUsize::new(0);
-    let urls: Vec<String> = bases.iter().map(|base| format!("{base}/v1/events")).collect();
-    let auth = format!("Bearer {key}");
+    if clients < routes.len() {
+        bail!("ingest: {clients} clients for {} routes: a route without a client", routes.len());
+    }
+    for q in 0..queues.len() {
+        if !routes.iter().any(|r| r.queue == q) {
+            bail!("ingest: queue {q} has no route");
+        }
+    }
+    if let Some(route) = routes.iter().find(|r| r.queue >= queues.len()) {
+        bail!("ingest: route to {} names queue {} of {}", route.base, route.queue, queues.len());
+    }
+    let next: Vec<AtomicUsize> = queues.iter().map(|_| AtomicUsize::new(0)).collect();
+    let urls: Vec<String> = routes.iter().map(|r| format!("{}/v1/events", r.base)).collect();
+    let auths: Vec<String> = routes.iter().map(|r| format!("Bearer {}", r.key)).collect();
     let started = Instant::now();
-    let results: Vec<Result<(f64, u64)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(f64, u64, Duration)>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for i in 0..clients {
-            let (next, url, auth) = (&next, &urls[i % urls.len()], &auth);
+            let r = i % routes.len();
+            let (next, url, auth) = (&next[routes[r].queue], &urls[r], &auths[r]);
+            let bodies = &queues[routes[r].queue];
             let handle = std::thread::Builder::new().name(format!("bench-http-{i}")).spawn_scoped(
                 scope,
-                move || -> Result<(f64, u64)> {
+                move || -> Result<(f64, u64, Duration)> {
                     let cpu0 = thread_cpu();
                     let agent = agent(1);
                     let mut retries = 0u64;
@@ -227,7 +262,7 @@ pub fn ingest_to(bases: &[String], key: &str, bodies: &[Vec<u8>], clients: usize
                                 .post(url.as_str())
                                 .header("authorization", auth.as_str())
                                 .header("content-type", "application/x-ndjson")
-                                .send(body.as_slice())?;
+                                .send(*body)?;
                             let status = response.status().as_u16();
                             let reply = response.body_mut().with_config().limit(64 << 20).read_to_vec()?;
                             if status == 201 {
@@ -245,7 +280,7 @@ pub fn ingest_to(bases: &[String], key: &str, bodies: &[Vec<u8>], clients: usize
                             );
                         }
                     }
-                    Ok((thread_cpu() - cpu0, retries))
+                    Ok((thread_cpu() - cpu0, retries, started.elapsed()))
                 },
             );
             handles.push(handle);
@@ -259,11 +294,13 @@ pub fn ingest_to(bases: &[String], key: &str, bodies: &[Vec<u8>], clients: usize
             .collect()
     });
     let elapsed = started.elapsed();
-    let mut run = ClientRun { elapsed, ..ClientRun::default() };
-    for result in results {
-        let (cpu, retries) = result?;
+    let mut run = ClientRun { elapsed, route_elapsed: vec![Duration::ZERO; routes.len()], ..ClientRun::default() };
+    for (i, result) in results.into_iter().enumerate() {
+        let (cpu, retries, finished) = result?;
         run.client_cpu += cpu;
         run.retries += retries;
+        let lane = &mut run.route_elapsed[i % routes.len()];
+        *lane = (*lane).max(finished);
     }
     Ok(run)
 }
