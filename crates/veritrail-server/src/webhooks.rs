@@ -233,7 +233,14 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
             batch.clear();
             match state.alerts.due_deliveries(Timestamp::now(), FETCH_BATCH).await {
                 Ok(due) => {
-                    batch.extend(due);
+                    // Deliveries whose attempt is under way still read as pending: leave them out
+                    // now, or one could be started again from the batch once that attempt ended
+                    // (delivered twice, or retried before its backoff).
+                    let fetched = due.len();
+                    batch.extend(due.into_iter().filter(|delivery| {
+                        !in_flight.contains(&(delivery.endpoint_id.clone(), delivery.message_id.clone()))
+                    }));
+                    waiting_on_busy = batch.len() < fetched;
                     batch_read_at = Instant::now();
                 }
                 Err(error) => tracing::warn!(%error, "cannot read due webhook deliveries"),
@@ -242,11 +249,6 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         while tasks.len() < MAX_IN_FLIGHT {
             let Some(delivery) = batch.pop_front() else { break };
             let key = (delivery.endpoint_id.clone(), delivery.message_id.clone());
-            if in_flight.contains(&key) {
-                // Its attempt is still under way: the store still says pending.
-                waiting_on_busy = true;
-                continue;
-            }
             in_flight.insert(key.clone());
             let (state, policy, timeout) = (state.clone(), config.retry, config.webhook_timeout);
             tasks.spawn(async move {
