@@ -374,12 +374,25 @@ impl Sink<'_> {
 /// Writes the batches of `batches` into the data directory `dir`, which must hold no store
 /// ([`contents`]), then opens it with `options` (its master keys must open the data keys and
 /// secrets imported) to build the query index, and closes it. Each file is written in one
-/// transaction: on failure nothing is committed, but the files exist — delete the directory
-/// before trying again.
+/// transaction; on any failure the store files the import created are removed again, so the
+/// directory holds no store and the import can simply be run again (other files, such as a
+/// `master.key` written before, are left alone).
 pub async fn import(dir: &Path, options: OpenOptions, batches: mpsc::Receiver<Batch>) -> StoreResult<ImportCounts> {
     if let Some(found) = contents(dir)? {
         return Err(StoreError::Conflict(format!("the target is not empty: {found}")));
     }
+    let result = import_and_index(dir, options, batches).await;
+    if result.is_err() {
+        remove_store_files(dir);
+    }
+    result
+}
+
+async fn import_and_index(
+    dir: &Path,
+    options: OpenOptions,
+    batches: mpsc::Receiver<Batch>,
+) -> StoreResult<ImportCounts> {
     let target = dir.to_path_buf();
     let counts = tokio::task::spawn_blocking(move || import_files(&target, batches))
         .await
@@ -390,6 +403,27 @@ pub async fn import(dir: &Path, options: OpenOptions, batches: mpsc::Receiver<Ba
     store.shutdown().await?;
     indexed?;
     Ok(counts)
+}
+
+/// Removes every file a store keeps in `dir` (the four databases with their WAL, shared-memory
+/// and journal files, and the index's unclean-stop marker); what cannot be removed is logged.
+fn remove_store_files(dir: &Path) {
+    for file in [LEDGER_FILE, INDEX_FILE, ALERTS_FILE, ACCESS_FILE] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = dir.join(format!("{file}{suffix}"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(%error, path = %path.display(), "cannot remove a file of a failed import"),
+            }
+        }
+    }
+    let marker = crate::unclean_marker(&dir.join(INDEX_FILE));
+    if let Err(error) = std::fs::remove_file(&marker)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%error, path = %marker.display(), "cannot remove a file of a failed import");
+    }
 }
 
 /// One tenant being imported.

@@ -280,11 +280,8 @@ async fn copy(from: &Location, to: &Location, env_keys: Option<MasterKeys>) -> R
     let exported = export.await.context("export task failed")?;
     // The export's own error first: the import only saw the stream stop.
     exported.with_context(|| format!("cannot read {}", from.describe()))?;
-    let hint = match to {
-        Location::Dir(dir) => format!(" (delete {} before trying again)", dir.display()),
-        Location::Postgres(_) => " (nothing was committed)".to_string(),
-    };
-    imported.with_context(|| format!("cannot write {}{hint}", to.describe()))
+    // Both imports leave nothing behind on failure: the run can simply be repeated.
+    imported.with_context(|| format!("cannot write {} (nothing was kept)", to.describe()))
 }
 
 /// The first difference between the source's ledgers and the copy's.

@@ -122,3 +122,22 @@ async fn an_index_of_an_older_layout_is_rebuilt() {
     let again = store.append("tn_a", events(3..4)).await.unwrap();
     assert!(again[0].duplicate, "ids stay known while the index is rebuilt");
 }
+
+/// An import whose stream stops before its end (the source failed half-way) keeps nothing: no
+/// store file is left in the directory, so the same import can simply run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_import_leaves_no_store_behind() {
+    use veritrail_store::dump::{Batch, SettingRow};
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target");
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    sender.send(Batch::Settings(vec![SettingRow { name: "a.setting".into(), value: b"x".to_vec() }])).await.unwrap();
+    drop(sender); // no Batch::End
+    let options = veritrail_store_sqlite::OpenOptions::default();
+    let failed = veritrail_store_sqlite::dump::import(&target, options, receiver).await;
+    assert!(failed.is_err(), "a stream without its end is refused");
+    let left: Vec<String> =
+        std::fs::read_dir(&target).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into()).collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    assert_eq!(veritrail_store_sqlite::dump::contents(&target).unwrap(), None, "the directory holds no store");
+}
