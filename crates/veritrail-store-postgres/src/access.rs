@@ -27,6 +27,7 @@ use deadpool_postgres::Pool;
 use jiff::Timestamp;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use veritrail_store::{
     AccessStore, BoxFuture, IdentityProviderRecord, RoleRecord, SessionRecord, StoreError, StoreResult, UserCursor,
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
@@ -110,6 +111,28 @@ pub(crate) fn custom_role(role: &str) -> Option<&str> {
 
 pub(crate) const SESSION_COLUMNS: &str =
     "id, tenant, user_id, secret_hash, created_at, expires_at, last_seen_at, revoked_at, ip, user_agent";
+
+/// The insert of a `sessions` row with [`session_params`] (the create path adds its conflict
+/// clause; `migrate-store`'s import uses it as is).
+pub(crate) const INSERT_SESSION: &str =
+    "INSERT INTO sessions (id, tenant, user_id, secret_hash, created_at, expires_at,
+     last_seen_at, revoked_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// The parameters of [`INSERT_SESSION`]; `hash` is `session.secret_hash` as a slice (bytea).
+pub(crate) fn session_params<'a>(session: &'a SessionRecord, hash: &'a &'a [u8]) -> [&'a (dyn ToSql + Sync); 10] {
+    [
+        &session.id,
+        &session.tenant,
+        &session.user_id,
+        hash,
+        &session.created_at,
+        &session.expires_at,
+        &session.last_seen_at,
+        &session.revoked_at,
+        &session.ip,
+        &session.user_agent,
+    ]
+}
 
 pub(crate) fn to_session(row: &Row) -> StoreResult<SessionRecord> {
     let id: String = row.get(0);
@@ -350,28 +373,9 @@ impl AccessStore for PgAccessStore {
             if !active {
                 return Ok(false);
             }
-            let sql = format!(
-                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (id) DO NOTHING"
-            );
-            let inserted = tx
-                .execute(
-                    &sql,
-                    &[
-                        &session.id,
-                        &session.tenant,
-                        &session.user_id,
-                        &session.secret_hash.as_slice(),
-                        &session.created_at,
-                        &session.expires_at,
-                        &session.last_seen_at,
-                        &session.revoked_at,
-                        &session.ip,
-                        &session.user_agent,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let sql = format!("{INSERT_SESSION} ON CONFLICT (id) DO NOTHING");
+            let hash = session.secret_hash.as_slice();
+            let inserted = tx.execute(&sql, &session_params(&session, &hash)).await.map_err(pg_error)?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("session {:?}", session.id)));
             }

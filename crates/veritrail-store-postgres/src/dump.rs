@@ -446,30 +446,11 @@ async fn write(tx: &Transaction<'_>, tenants: &mut Vec<ImportedTenant>, batch: B
             }
         }
         Batch::ApiKeys(keys) => {
-            let insert = tx
-                .prepare(
-                    "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at, revoked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .await
-                .map_err(pg_error)?;
+            let insert = tx.prepare(crate::INSERT_API_KEY).await.map_err(pg_error)?;
             for key in keys {
                 let no = tenant_no(tenants, &key.tenant)?;
-                tx.execute(
-                    &insert,
-                    &[
-                        &key.id,
-                        &no,
-                        &key.name,
-                        &key.secret_hash.as_slice(),
-                        &key.scopes,
-                        &key.created_at,
-                        &key.expires_at,
-                        &key.revoked_at,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+                let hash = key.secret_hash.as_slice();
+                tx.execute(&insert, &crate::api_key_params(&key, &no, &hash)).await.map_err(pg_error)?;
             }
         }
         Batch::DataKeys(keys) => {
@@ -576,31 +557,10 @@ async fn write(tx: &Transaction<'_>, tenants: &mut Vec<ImportedTenant>, batch: B
             }
         }
         Batch::Sessions(sessions) => {
-            let insert = tx
-                .prepare(
-                    "INSERT INTO sessions (id, tenant, user_id, secret_hash, created_at, expires_at, last_seen_at,
-                     revoked_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .await
-                .map_err(pg_error)?;
+            let insert = tx.prepare(access::INSERT_SESSION).await.map_err(pg_error)?;
             for session in sessions {
-                tx.execute(
-                    &insert,
-                    &[
-                        &session.id,
-                        &session.tenant,
-                        &session.user_id,
-                        &session.secret_hash.as_slice(),
-                        &session.created_at,
-                        &session.expires_at,
-                        &session.last_seen_at,
-                        &session.revoked_at,
-                        &session.ip,
-                        &session.user_agent,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+                let hash = session.secret_hash.as_slice();
+                tx.execute(&insert, &access::session_params(&session, &hash)).await.map_err(pg_error)?;
             }
         }
         Batch::IdentityProviders(providers) => {

@@ -79,6 +79,21 @@ impl PgOptions {
     }
 }
 
+/// The insert of an `api_keys` row with [`api_key_params`] (the create path adds its conflict
+/// clause; `migrate-store`'s import uses it as is).
+pub(crate) const INSERT_API_KEY: &str = "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at,
+     expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// The parameters of [`INSERT_API_KEY`] for the tenant numbered `tenant_no`; `hash` is
+/// `key.secret_hash` as a slice (bytea).
+pub(crate) fn api_key_params<'a>(
+    key: &'a ApiKeyRecord,
+    tenant_no: &'a i64,
+    hash: &'a &'a [u8],
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 8] {
+    [&key.id, tenant_no, &key.name, hash, &key.scopes, &key.created_at, &key.expires_at, &key.revoked_at]
+}
+
 pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     if error.is_closed() {
         return StoreError::Unavailable(format!("database connection closed: {}", with_causes(&error)));
@@ -508,23 +523,9 @@ impl Store for PgStore {
         Box::pin(async move {
             let tenant_no = self.tenant_no(&key.tenant).await?;
             let client = self.client().await?;
-            let inserted = client
-                .execute(
-                    "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at, revoked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-                    &[
-                        &key.id,
-                        &tenant_no,
-                        &key.name,
-                        &key.secret_hash.as_slice(),
-                        &key.scopes,
-                        &key.created_at,
-                        &key.expires_at,
-                        &key.revoked_at,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let sql = format!("{INSERT_API_KEY} ON CONFLICT (id) DO NOTHING");
+            let hash = key.secret_hash.as_slice();
+            let inserted = client.execute(&sql, &api_key_params(&key, &tenant_no, &hash)).await.map_err(pg_error)?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("api key {:?}", key.id)));
             }

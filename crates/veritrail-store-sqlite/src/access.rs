@@ -307,6 +307,99 @@ fn revoke_open_sessions(tx: &Transaction<'_>, tenant: &str, user_id: &str, at: T
 
 // ---- roles ----
 
+/// Inserts a `users` row (`email` as stored: normalised; `custom_role` as [`custom_role`] gives
+/// it). The create path and `migrate-store`'s import both write users through this.
+pub(crate) fn insert_user(
+    conn: &Connection,
+    user: &UserRecord,
+    email: &str,
+    custom_role: Option<&str>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO users (id, tenant, email, password_hash, role, custom_role, actor_id, status, created_at,
+             updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            user.id,
+            user.tenant,
+            email,
+            user.password_hash,
+            user.role,
+            custom_role,
+            user.actor_id,
+            user.status.as_str(),
+            to_micros(user.created_at),
+            to_micros(user.updated_at),
+        ])
+    })
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Inserts a `sessions` row (create path and import).
+pub(crate) fn insert_session(conn: &Connection, session: &SessionRecord) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))
+    .and_then(|mut insert| {
+        insert.execute(params![
+            session.id,
+            session.tenant,
+            session.user_id,
+            session.secret_hash.as_slice(),
+            to_micros(session.created_at),
+            to_micros(session.expires_at),
+            to_micros(session.last_seen_at),
+            session.revoked_at.map(to_micros),
+            session.ip,
+            session.user_agent,
+        ])
+    })
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Inserts a `roles` row (create path and import).
+pub(crate) fn insert_role(conn: &Connection, role: &RoleRecord) -> StoreResult<()> {
+    let permissions = permissions_json(&role.permissions)?;
+    conn.prepare_cached(&format!("INSERT INTO roles ({ROLE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))
+        .and_then(|mut insert| {
+            insert.execute(params![
+                role.tenant,
+                role.name,
+                role.description,
+                permissions,
+                to_micros(role.created_at),
+                to_micros(role.updated_at),
+            ])
+        })
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Inserts an `identity_providers` row (create path and import).
+pub(crate) fn insert_identity_provider(conn: &Connection, provider: &IdentityProviderRecord) -> StoreResult<()> {
+    let config = config_json(provider)?;
+    conn.prepare_cached(
+        "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            provider.id,
+            provider.tenant,
+            provider.issuer(),
+            config,
+            to_micros(provider.created_at),
+            to_micros(provider.updated_at),
+        ])
+    })
+    .map_err(sql_error)?;
+    Ok(())
+}
+
 pub(crate) const ROLE_COLUMNS: &str = "tenant, name, description, permissions, created_at, updated_at";
 
 pub(crate) type RoleRow = (String, String, Option<String>, String, i64, i64);
@@ -387,25 +480,7 @@ impl AccessStore for SqliteAccessStore {
                 return Err(StoreError::AlreadyExists("a user with this email".into()));
             }
             let custom_role = custom_role(tx, &user.tenant, &user.role)?;
-            tx.execute(
-                "INSERT INTO users (id, tenant, email, password_hash, role, custom_role, actor_id, status, created_at,
-                     updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    user.id,
-                    user.tenant,
-                    email,
-                    user.password_hash,
-                    user.role,
-                    custom_role,
-                    user.actor_id,
-                    user.status.as_str(),
-                    to_micros(user.created_at),
-                    to_micros(user.updated_at),
-                ],
-            )
-            .map_err(sql_error)?;
-            Ok(())
+            insert_user(tx, &user, &email, custom_role.as_deref())
         }))
     }
 
@@ -527,22 +602,7 @@ impl AccessStore for SqliteAccessStore {
             if exists(tx, "SELECT 1 FROM sessions WHERE id = ?1", [&session.id])? {
                 return Err(StoreError::AlreadyExists(format!("session {:?}", session.id)));
             }
-            tx.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                params![
-                    session.id,
-                    session.tenant,
-                    session.user_id,
-                    session.secret_hash.as_slice(),
-                    to_micros(session.created_at),
-                    to_micros(session.expires_at),
-                    to_micros(session.last_seen_at),
-                    session.revoked_at.map(to_micros),
-                    session.ip,
-                    session.user_agent,
-                ],
-            )
-            .map_err(sql_error)?;
+            insert_session(tx, &session)?;
             Ok(true)
         }))
     }
@@ -616,19 +676,7 @@ impl AccessStore for SqliteAccessStore {
             if taken {
                 return Err(StoreError::AlreadyExists(format!("role {:?}", role.name)));
             }
-            tx.execute(
-                &format!("INSERT INTO roles ({ROLE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![
-                    role.tenant,
-                    role.name,
-                    role.description,
-                    permissions_json(&role.permissions)?,
-                    to_micros(role.created_at),
-                    to_micros(role.updated_at),
-                ],
-            )
-            .map_err(sql_error)?;
-            Ok(())
+            insert_role(tx, &role)
         }))
     }
 
@@ -687,20 +735,7 @@ impl AccessStore for SqliteAccessStore {
             if exists(tx, "SELECT 1 FROM identity_providers WHERE id = ?1", [&provider.id])? {
                 return Err(StoreError::AlreadyExists(format!("identity provider {:?}", provider.id)));
             }
-            tx.execute(
-                "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    provider.id,
-                    provider.tenant,
-                    provider.issuer(),
-                    config_json(&provider)?,
-                    to_micros(provider.created_at),
-                    to_micros(provider.updated_at),
-                ],
-            )
-            .map_err(sql_error)?;
-            Ok(())
+            insert_identity_provider(tx, &provider)
         }))
     }
 

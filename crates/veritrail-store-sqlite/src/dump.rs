@@ -528,24 +528,7 @@ impl Target {
             Batch::ApiKeys(keys) => {
                 for key in keys {
                     let no = self.tenant_no(&key.tenant)?;
-                    let scopes = alerts::json_text(&key.scopes)?;
-                    self.ledger
-                        .prepare_cached(
-                            "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at,
-                             revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![
-                            key.id,
-                            no,
-                            key.name,
-                            key.secret_hash.as_slice(),
-                            scopes,
-                            to_micros(key.created_at),
-                            key.expires_at.map(to_micros),
-                            key.revoked_at.map(to_micros)
-                        ])
-                        .map_err(sql_error)?;
+                    crate::insert_api_key(&self.ledger, no, &key)?;
                 }
             }
             Batch::DataKeys(keys) => {
@@ -601,87 +584,23 @@ impl Target {
             }
             Batch::Roles(roles) => {
                 for role in roles {
-                    self.access
-                        .prepare_cached(
-                            "INSERT INTO roles (tenant, name, description, permissions, created_at, updated_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![
-                            role.tenant,
-                            role.name,
-                            role.description,
-                            access::permissions_json(&role.permissions)?,
-                            to_micros(role.created_at),
-                            to_micros(role.updated_at)
-                        ])
-                        .map_err(sql_error)?;
+                    access::insert_role(&self.access, &role)?;
                 }
             }
             Batch::Users(users) => {
                 for user in users {
                     let custom_role = (!is_builtin_role(&user.role)).then_some(user.role.as_str());
-                    self.access
-                        .prepare_cached(
-                            "INSERT INTO users (id, tenant, email, password_hash, role, custom_role, actor_id, status,
-                             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![
-                            user.id,
-                            user.tenant,
-                            user.email,
-                            user.password_hash,
-                            user.role,
-                            custom_role,
-                            user.actor_id,
-                            user.status.as_str(),
-                            to_micros(user.created_at),
-                            to_micros(user.updated_at)
-                        ])
-                        .map_err(sql_error)?;
+                    access::insert_user(&self.access, &user, &user.email, custom_role)?;
                 }
             }
             Batch::Sessions(sessions) => {
                 for session in sessions {
-                    self.access
-                        .prepare_cached(
-                            "INSERT INTO sessions (id, tenant, user_id, secret_hash, created_at, expires_at,
-                             last_seen_at, revoked_at, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![
-                            session.id,
-                            session.tenant,
-                            session.user_id,
-                            session.secret_hash.as_slice(),
-                            to_micros(session.created_at),
-                            to_micros(session.expires_at),
-                            to_micros(session.last_seen_at),
-                            session.revoked_at.map(to_micros),
-                            session.ip,
-                            session.user_agent
-                        ])
-                        .map_err(sql_error)?;
+                    access::insert_session(&self.access, &session)?;
                 }
             }
             Batch::IdentityProviders(providers) => {
                 for provider in providers {
-                    self.access
-                        .prepare_cached(
-                            "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![
-                            provider.id,
-                            provider.tenant,
-                            provider.issuer(),
-                            access::config_json(&provider)?,
-                            to_micros(provider.created_at),
-                            to_micros(provider.updated_at)
-                        ])
-                        .map_err(sql_error)?;
+                    access::insert_identity_provider(&self.access, &provider)?;
                 }
             }
             Batch::EngineCursors(cursors) => {

@@ -453,6 +453,30 @@ fn total_records(conn: &Connection) -> StoreResult<u64> {
 /// Present while a store has `index.sqlite` open. The index is written with `synchronous=OFF`
 /// (it is derived data, and its fsyncs were what delayed ledger acknowledgements), so after an
 /// unclean stop its rows are recounted before it is trusted.
+/// Inserts an `api_keys` row of the tenant numbered `tenant_no` (the create path and
+/// `migrate-store`'s import).
+pub(crate) fn insert_api_key(conn: &Connection, tenant_no: i64, key: &ApiKeyRecord) -> StoreResult<()> {
+    let scopes = serde_json::to_string(&key.scopes).map_err(|e| StoreError::Backend(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            key.id,
+            tenant_no,
+            key.name,
+            key.secret_hash.as_slice(),
+            scopes,
+            to_micros(key.created_at),
+            key.expires_at.map(to_micros),
+            key.revoked_at.map(to_micros)
+        ])
+    })
+    .map_err(sql_error)?;
+    Ok(())
+}
+
 pub(crate) fn unclean_marker(index_path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.unclean", index_path.display()))
 }
@@ -643,23 +667,7 @@ impl Store for SqliteStore {
             if exists.is_some() {
                 return Err(StoreError::AlreadyExists(format!("api key {:?}", key.id)));
             }
-            let scopes = serde_json::to_string(&key.scopes).map_err(|e| StoreError::Backend(e.to_string()))?;
-            conn.execute(
-                "INSERT INTO api_keys (id, tenant_no, name, secret_hash, scopes, created_at, expires_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    key.id,
-                    tenant_no,
-                    key.name,
-                    key.secret_hash.as_slice(),
-                    scopes,
-                    to_micros(key.created_at),
-                    key.expires_at.map(to_micros),
-                    key.revoked_at.map(to_micros)
-                ],
-            )
-            .map_err(sql_error)?;
-            Ok(())
+            insert_api_key(conn, tenant_no, &key)
         }))
     }
 
