@@ -492,7 +492,7 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     for (tenant, engine) in &mut engines {
         if engine.pending.is_empty()
             && engine.next_seq > engine.stored_next_seq
-            && let Err(error) = state.alerts.set_engine_cursor(tenant, engine.next_seq).await
+            && let Err(error) = state.alerts.set_engine_cursor(tenant, engine.next_seq, true).await
         {
             tracing::warn!(%tenant, %error, "cannot store the rule engine cursor at shutdown");
         }
@@ -516,7 +516,7 @@ async fn handle_command(
     // version evaluated before the new version takes over.
     flush(state, tenant, engine).await?;
     let changed = apply_rule_change(state.alerts.as_ref(), tenant, change, engine.next_seq).await?;
-    state.alerts.set_engine_cursor(tenant, engine.next_seq).await?;
+    state.alerts.set_engine_cursor(tenant, engine.next_seq, true).await?;
     engine.stored_next_seq = engine.next_seq;
     // The same path as changes from other nodes (one of which may have landed meanwhile); the
     // count is read again at the next check, which finds this change running already.
@@ -853,7 +853,9 @@ async fn evaluate_tenant(
         flush(state, tenant, &mut engine).await?;
     }
     if engine.next_seq > engine.stored_next_seq && engine.last_cursor_write.elapsed() >= CURSOR_WRITE_INTERVAL {
-        state.alerts.set_engine_cursor(tenant, engine.next_seq).await?;
+        // Progress only: losing it costs a second evaluation of these events, which raises
+        // nothing twice, so it does not wait for the disk (nor delay the ledger's fsyncs).
+        state.alerts.set_engine_cursor(tenant, engine.next_seq, false).await?;
         engine.stored_next_seq = engine.next_seq;
         engine.last_cursor_write = Instant::now();
     }

@@ -113,8 +113,8 @@ impl AlertStore for SealedAlertStore {
         self.inner.engine_cursor(tenant)
     }
 
-    fn set_engine_cursor(&self, tenant: &str, next_seq: u64) -> BoxFuture<'_, StoreResult<()>> {
-        self.inner.set_engine_cursor(tenant, next_seq)
+    fn set_engine_cursor(&self, tenant: &str, next_seq: u64, durable: bool) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.set_engine_cursor(tenant, next_seq, durable)
     }
 
     fn record_alerts(

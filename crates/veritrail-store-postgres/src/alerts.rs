@@ -468,11 +468,14 @@ impl AlertStore for PgAlertStore {
         })
     }
 
-    fn set_engine_cursor(&self, tenant: &str, next_seq: u64) -> BoxFuture<'_, StoreResult<()>> {
+    fn set_engine_cursor(&self, tenant: &str, next_seq: u64, durable: bool) -> BoxFuture<'_, StoreResult<()>> {
         let tenant = tenant.to_string();
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
+            if !durable {
+                tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_error)?;
+            }
             set_cursor(&tx, &tenant, next_seq).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(())

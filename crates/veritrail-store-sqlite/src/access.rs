@@ -10,7 +10,6 @@
 //! them. `synchronous=FULL`, except for session touches (see [`AccessStore::touch_session`]).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
@@ -19,7 +18,8 @@ use veritrail_store::{
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
 };
 
-use crate::{SqliteStore, from_micros, restrict_permissions, sql_error, to_micros};
+use crate::side::SideDb;
+use crate::{SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the access-control database inside the data directory.
 pub const ACCESS_FILE: &str = "access.sqlite";
@@ -87,7 +87,7 @@ CREATE INDEX IF NOT EXISTS identity_providers_by_issuer ON identity_providers(is
 /// store; [`SqliteAccessStore::open`] opens one on its own (beside another `Store` backend).
 #[derive(Clone)]
 pub struct SqliteAccessStore {
-    conn: Arc<Mutex<Connection>>,
+    db: SideDb,
 }
 
 impl std::fmt::Debug for SqliteAccessStore {
@@ -99,65 +99,8 @@ impl std::fmt::Debug for SqliteAccessStore {
 impl SqliteAccessStore {
     /// Opens (creating if needed) `access.sqlite` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<SqliteAccessStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join(ACCESS_FILE);
-        let conn = Connection::open(&path).map_err(sql_error)?;
-        restrict_permissions(&path, 0o600)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_error)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
-        conn.pragma_update(None, "busy_timeout", 5000).map_err(sql_error)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(sql_error)?;
-        // Password hashes and session hashes of deleted rows must not linger in free pages.
-        conn.pragma_update(None, "secure_delete", "ON").map_err(sql_error)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql_error)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "{ACCESS_FILE} has schema version {version}, newer than this build knows ({SCHEMA_VERSION})"
-            )));
-        }
-        conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error)?;
-        Ok(SqliteAccessStore { conn: Arc::new(Mutex::new(conn)) })
-    }
-
-    /// Runs `work` in a transaction on the connection, off the async runtime; durable when it
-    /// returns.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        self.run_with(true, work).await
-    }
-
-    /// [`SqliteAccessStore::run`], without waiting for the disk when `durable` is false (the
-    /// commit reaches the disk with the next durable one or WAL checkpoint). For session
-    /// touches only: one may come with every request, and a lost one costs only an older
-    /// `last_seen_at`.
-    async fn run_with<T: Send + 'static>(
-        &self,
-        durable: bool,
-        work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            if !durable {
-                conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
-            }
-            let result = (|| {
-                let tx = conn.transaction().map_err(sql_error)?;
-                let result = work(&tx)?;
-                tx.commit().map_err(sql_error)?;
-                Ok(result)
-            })();
-            if !durable {
-                conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("access store task failed: {e}")))?
+        // secure_delete: password and session hashes of deleted rows must not linger in free pages.
+        Ok(SqliteAccessStore { db: SideDb::open(dir, ACCESS_FILE, SCHEMA, SCHEMA_VERSION, true)? })
     }
 }
 
@@ -471,7 +414,7 @@ fn collect<T, R>(
 
 impl AccessStore for SqliteAccessStore {
     fn create_user(&self, user: UserRecord) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let email = normalize_email(&user.email);
             if exists(tx, "SELECT 1 FROM users WHERE id = ?1", [&user.id])? {
                 return Err(StoreError::AlreadyExists(format!("user {:?}", user.id)));
@@ -486,12 +429,12 @@ impl AccessStore for SqliteAccessStore {
 
     fn user(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| read_user(tx, &tenant, &id)))
+        Box::pin(self.db.run(true, move |tx| read_user(tx, &tenant, &id)))
     }
 
     fn user_by_email(&self, tenant: &str, email: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>> {
         let (tenant, email) = (tenant.to_string(), normalize_email(email));
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = ?1 AND email = ?2");
             let row = tx.query_row(&sql, params![tenant, email], user_row).optional().map_err(sql_error)?;
             row.map(to_user).transpose()
@@ -505,7 +448,7 @@ impl AccessStore for SqliteAccessStore {
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<Vec<UserRecord>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| match after {
+        Box::pin(self.db.run(true, move |tx| match after {
             None => collect(
                 tx,
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = ?1 ORDER BY created_at, id LIMIT ?2"),
@@ -534,7 +477,7 @@ impl AccessStore for SqliteAccessStore {
         at: Timestamp,
     ) -> BoxFuture<'_, StoreResult<Option<UserRecord>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let Some(mut user) = read_user(tx, &tenant, &id)? else { return Ok(None) };
             if let Some(role) = update.role {
                 user.role = role;
@@ -575,7 +518,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn delete_user(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             // Explicit, not only the foreign key's cascade: a session must never outlive its user.
             tx.execute("DELETE FROM sessions WHERE tenant = ?1 AND user_id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
@@ -587,7 +530,7 @@ impl AccessStore for SqliteAccessStore {
     }
 
     fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let status: Option<String> = tx
                 .query_row(
                     "SELECT status FROM users WHERE tenant = ?1 AND id = ?2",
@@ -609,7 +552,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn session(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<SessionRecord>>> {
         let id = id.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
             let row = tx.query_row(&sql, [&id], session_row).optional().map_err(sql_error)?;
             row.map(to_session).transpose()
@@ -618,7 +561,9 @@ impl AccessStore for SqliteAccessStore {
 
     fn touch_session(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run_with(false, move |tx| {
+        // Not durable: one may come with every request, and a lost one costs only an older
+        // `last_seen_at`.
+        Box::pin(self.db.run(false, move |tx| {
             let touched = tx
                 .execute(
                     "UPDATE sessions SET last_seen_at = max(last_seen_at, ?3)
@@ -632,7 +577,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn revoke_session(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let revoked = tx
                 .execute(
                     "UPDATE sessions SET revoked_at = ?3 WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
@@ -645,11 +590,11 @@ impl AccessStore for SqliteAccessStore {
 
     fn revoke_user_sessions(&self, tenant: &str, user_id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
         let (tenant, user_id) = (tenant.to_string(), user_id.to_string());
-        Box::pin(self.run(move |tx| revoke_open_sessions(tx, &tenant, &user_id, at)))
+        Box::pin(self.db.run(true, move |tx| revoke_open_sessions(tx, &tenant, &user_id, at)))
     }
 
     fn expired_sessions(&self, at: Timestamp, limit: u32) -> BoxFuture<'_, StoreResult<Vec<SessionRecord>>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at <= ?1 AND revoked_at IS NULL
                  ORDER BY expires_at, id LIMIT ?2"
@@ -661,7 +606,7 @@ impl AccessStore for SqliteAccessStore {
     }
 
     fn purge_sessions(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let purged = tx
                 .execute("DELETE FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1", [to_micros(before)])
                 .map_err(sql_error)?;
@@ -670,7 +615,7 @@ impl AccessStore for SqliteAccessStore {
     }
 
     fn create_role(&self, role: RoleRecord) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let taken = is_builtin_role(&role.name)
                 || exists(tx, "SELECT 1 FROM roles WHERE tenant = ?1 AND name = ?2", params![role.tenant, role.name])?;
             if taken {
@@ -682,7 +627,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn role(&self, tenant: &str, name: &str) -> BoxFuture<'_, StoreResult<Option<RoleRecord>>> {
         let (tenant, name) = (tenant.to_string(), name.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant = ?1 AND name = ?2");
             let row = tx.query_row(&sql, params![tenant, name], role_row).optional().map_err(sql_error)?;
             row.map(to_role).transpose()
@@ -691,14 +636,14 @@ impl AccessStore for SqliteAccessStore {
 
     fn roles(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<RoleRecord>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant = ?1 ORDER BY no");
             collect(tx, &sql, [&tenant], role_row, to_role)
         }))
     }
 
     fn replace_role(&self, role: RoleRecord) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE roles SET description = ?3, permissions = ?4, updated_at = ?5
@@ -718,7 +663,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn delete_role(&self, tenant: &str, name: &str) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, name) = (tenant.to_string(), name.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             if exists(tx, "SELECT 1 FROM users WHERE tenant = ?1 AND custom_role = ?2 LIMIT 1", params![tenant, name])?
             {
                 return Err(StoreError::Conflict(format!("role {name:?} is assigned to users")));
@@ -731,7 +676,7 @@ impl AccessStore for SqliteAccessStore {
     }
 
     fn create_identity_provider(&self, provider: IdentityProviderRecord) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             if exists(tx, "SELECT 1 FROM identity_providers WHERE id = ?1", [&provider.id])? {
                 return Err(StoreError::AlreadyExists(format!("identity provider {:?}", provider.id)));
             }
@@ -741,7 +686,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn identity_provider(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<IdentityProviderRecord>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {PROVIDER_COLUMNS} FROM identity_providers WHERE tenant = ?1 AND id = ?2");
             let row = tx.query_row(&sql, params![tenant, id], provider_row).optional().map_err(sql_error)?;
             row.map(to_provider).transpose()
@@ -750,7 +695,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn identity_providers(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<IdentityProviderRecord>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {PROVIDER_COLUMNS} FROM identity_providers WHERE tenant = ?1 ORDER BY no");
             collect(tx, &sql, [&tenant], provider_row, to_provider)
         }))
@@ -758,14 +703,14 @@ impl AccessStore for SqliteAccessStore {
 
     fn identity_providers_for_issuer(&self, issuer: &str) -> BoxFuture<'_, StoreResult<Vec<IdentityProviderRecord>>> {
         let issuer = issuer.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {PROVIDER_COLUMNS} FROM identity_providers WHERE issuer = ?1 ORDER BY no");
             collect(tx, &sql, [&issuer], provider_row, to_provider)
         }))
     }
 
     fn replace_identity_provider(&self, provider: IdentityProviderRecord) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE identity_providers SET issuer = ?3, config = ?4, updated_at = ?5
@@ -785,7 +730,7 @@ impl AccessStore for SqliteAccessStore {
 
     fn delete_identity_provider(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let deleted = tx
                 .execute("DELETE FROM identity_providers WHERE tenant = ?1 AND id = ?2", params![tenant, id])
                 .map_err(sql_error)?;

@@ -8,7 +8,6 @@
 //! returns; delivery attempts are committed without waiting for the disk (see `run_with`).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use rusqlite::types::Value as SqlValue;
@@ -18,7 +17,8 @@ use veritrail_store::{
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
-use crate::{SqliteStore, from_micros, restrict_permissions, sql_error, to_micros};
+use crate::side::SideDb;
+use crate::{SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the monitoring database inside the data directory.
 pub const ALERTS_FILE: &str = "alerts.sqlite";
@@ -120,7 +120,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at) WHERE s
 /// store; [`SqliteAlertStore::open`] opens one on its own (beside another `Store` backend).
 #[derive(Clone)]
 pub struct SqliteAlertStore {
-    conn: Arc<Mutex<Connection>>,
+    db: SideDb,
 }
 
 impl std::fmt::Debug for SqliteAlertStore {
@@ -132,64 +132,7 @@ impl std::fmt::Debug for SqliteAlertStore {
 impl SqliteAlertStore {
     /// Opens (creating if needed) `alerts.sqlite` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<SqliteAlertStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join(ALERTS_FILE);
-        let conn = Connection::open(&path).map_err(sql_error)?;
-        restrict_permissions(&path, 0o600)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_error)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
-        conn.pragma_update(None, "busy_timeout", 5000).map_err(sql_error)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(sql_error)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql_error)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "{ALERTS_FILE} has schema version {version}, newer than this build knows ({SCHEMA_VERSION})"
-            )));
-        }
-        conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error)?;
-        Ok(SqliteAlertStore { conn: Arc::new(Mutex::new(conn)) })
-    }
-
-    /// Runs `work` in a transaction on the connection, off the async runtime; durable when it
-    /// returns.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        self.run_with(true, work).await
-    }
-
-    /// [`SqliteAlertStore::run`], without waiting for the disk when `durable` is false: the
-    /// commit reaches the disk with the next durable one or WAL checkpoint. For delivery
-    /// attempts only: a lost one means a webhook sent again under the same `webhook-id`, which
-    /// delivery promises anyway (at least once), and the fsync per attempt was what limited
-    /// delivery throughput under load.
-    async fn run_with<T: Send + 'static>(
-        &self,
-        durable: bool,
-        work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            if !durable {
-                conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
-            }
-            let result = (|| {
-                let tx = conn.transaction().map_err(sql_error)?;
-                let result = work(&tx)?;
-                tx.commit().map_err(sql_error)?;
-                Ok(result)
-            })();
-            if !durable {
-                conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("alert store task failed: {e}")))?
+        Ok(SqliteAlertStore { db: SideDb::open(dir, ALERTS_FILE, SCHEMA, SCHEMA_VERSION, false)? })
     }
 }
 
@@ -530,7 +473,7 @@ impl SqliteStore {
 impl AlertStore for SqliteAlertStore {
     fn install_rules(&self, tenant: &str, rules: Vec<StoredRule>, next_seq: u64) -> BoxFuture<'_, StoreResult<bool>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let installed: Option<i64> = tx
                 .query_row("SELECT 1 FROM engine_cursors WHERE tenant = ?1", [&tenant], |row| row.get(0))
                 .optional()
@@ -549,7 +492,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn rules(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<StoredRule>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant = ?1 AND deleted_at IS NULL ORDER BY no");
             collect(tx, &sql, vec![SqlValue::Text(tenant)], rule_row, to_rule)
         }))
@@ -557,7 +500,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn rule(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<StoredRule>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant = ?1 AND id = ?2 AND deleted_at IS NULL");
             tx.query_row(&sql, params![tenant, id], rule_row).optional().map_err(sql_error)?.map(to_rule).transpose()
         }))
@@ -565,7 +508,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn rule_version(&self, tenant: &str, id: &str, version: u32) -> BoxFuture<'_, StoreResult<Option<StoredRule>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             tx.query_row(
                 "SELECT id, version, definition, created_at, saved_at FROM rule_versions
                  WHERE tenant = ?1 AND id = ?2 AND version = ?3",
@@ -581,7 +524,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn create_rule(&self, tenant: &str, rule: StoredRule) -> BoxFuture<'_, StoreResult<()>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             insert_rule(tx, &tenant, &rule)?;
             count_rule_change(tx, &tenant)
         }))
@@ -589,7 +532,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn update_rule(&self, tenant: &str, rule: StoredRule, expected_version: u32) -> BoxFuture<'_, StoreResult<bool>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let definition = json_text(&rule.definition)?;
             let changed = tx
                 .execute(
@@ -617,7 +560,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn delete_rule(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE rules SET deleted_at = ?3 WHERE tenant = ?1 AND id = ?2 AND deleted_at IS NULL",
@@ -632,7 +575,7 @@ impl AlertStore for SqliteAlertStore {
     }
 
     fn rule_change_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             collect(
                 tx,
                 "SELECT tenant, changes FROM rule_changes",
@@ -645,7 +588,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn engine_cursor(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<u64>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let next: Option<i64> = tx
                 .query_row("SELECT next_seq FROM engine_cursors WHERE tenant = ?1", [&tenant], |row| row.get(0))
                 .optional()
@@ -654,9 +597,9 @@ impl AlertStore for SqliteAlertStore {
         }))
     }
 
-    fn set_engine_cursor(&self, tenant: &str, next_seq: u64) -> BoxFuture<'_, StoreResult<()>> {
+    fn set_engine_cursor(&self, tenant: &str, next_seq: u64, durable: bool) -> BoxFuture<'_, StoreResult<()>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| set_cursor(tx, &tenant, next_seq, Timestamp::now())))
+        Box::pin(self.db.run(durable, move |tx| set_cursor(tx, &tenant, next_seq, Timestamp::now())))
     }
 
     fn record_alerts(
@@ -666,7 +609,7 @@ impl AlertStore for SqliteAlertStore {
         next_seq: u64,
     ) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let mut stored = Vec::new();
             for NewAlert { alert, messages } in alerts {
                 debug_assert_eq!(alert.tenant, tenant);
@@ -713,7 +656,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn alert(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<Alert>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| read_alert(tx, &tenant, &id)))
+        Box::pin(self.db.run(true, move |tx| read_alert(tx, &tenant, &id)))
     }
 
     fn alerts<'a>(
@@ -725,7 +668,7 @@ impl AlertStore for SqliteAlertStore {
     ) -> BoxFuture<'a, StoreResult<Vec<Alert>>> {
         let tenant = tenant.to_string();
         let filter = filter.clone();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let mut sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE tenant = ?");
             let mut args = vec![SqlValue::Text(tenant)];
             if let Some(before) = before {
@@ -767,7 +710,7 @@ impl AlertStore for SqliteAlertStore {
         message: Option<OutboundMessage>,
     ) -> BoxFuture<'_, StoreResult<Option<Alert>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE alerts SET status = ?4, status_changed_by = ?5, status_changed_at = ?6, status_note = ?7
@@ -794,7 +737,7 @@ impl AlertStore for SqliteAlertStore {
     }
 
     fn create_webhook(&self, endpoint: WebhookEndpoint) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let taken: Option<i64> = tx
                 .query_row("SELECT no FROM webhooks WHERE id = ?1", [&endpoint.id], |row| row.get(0))
                 .optional()
@@ -820,7 +763,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn webhooks(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<WebhookEndpoint>>> {
         let tenant = tenant.to_string();
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ?1 ORDER BY no");
             collect(tx, &sql, vec![SqlValue::Text(tenant)], webhook_row, to_webhook)
         }))
@@ -828,7 +771,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn webhook(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<Option<WebhookEndpoint>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ?1 AND id = ?2");
             tx.query_row(&sql, params![tenant, id], webhook_row)
                 .optional()
@@ -840,7 +783,7 @@ impl AlertStore for SqliteAlertStore {
 
     fn delete_webhook(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let deleted = tx
                 .execute("DELETE FROM webhooks WHERE tenant = ?1 AND id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
@@ -862,7 +805,7 @@ impl AlertStore for SqliteAlertStore {
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<Vec<Delivery>>> {
         let (tenant, endpoint_id) = (tenant.to_string(), endpoint_id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE endpoint_id = ? AND tenant = ?");
             let mut args = vec![SqlValue::Text(endpoint_id), SqlValue::Text(tenant)];
             if let Some(status) = status {
@@ -886,11 +829,11 @@ impl AlertStore for SqliteAlertStore {
         message_id: &str,
     ) -> BoxFuture<'_, StoreResult<Option<Delivery>>> {
         let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
-        Box::pin(self.run(move |tx| read_delivery(tx, &tenant, &endpoint_id, &message_id)))
+        Box::pin(self.db.run(true, move |tx| read_delivery(tx, &tenant, &endpoint_id, &message_id)))
     }
 
     fn due_deliveries(&self, now: Timestamp, limit: u32) -> BoxFuture<'_, StoreResult<Vec<Delivery>>> {
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries
                  WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, position LIMIT ?"
@@ -901,7 +844,7 @@ impl AlertStore for SqliteAlertStore {
     }
 
     fn next_delivery_due(&self) -> BoxFuture<'_, StoreResult<Option<Timestamp>>> {
-        Box::pin(self.run(|tx| {
+        Box::pin(self.db.run(true, |tx| {
             let next: Option<i64> = tx
                 .query_row("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'", [], |row| row.get(0))
                 .map_err(sql_error)?;
@@ -917,7 +860,10 @@ impl AlertStore for SqliteAlertStore {
         attempt: DeliveryAttempt,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
-        Box::pin(self.run_with(false, move |tx| {
+        // Not durable: a lost attempt means a webhook sent again under the same `webhook-id`,
+        // which delivery promises anyway (at least once), and an fsync per attempt limited
+        // delivery throughput under load.
+        Box::pin(self.db.run(false, move |tx| {
             let at = to_micros(attempt.at);
             let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
                 (None, _) => (DeliveryStatus::Delivered, None, Some(at)),
@@ -956,7 +902,7 @@ impl AlertStore for SqliteAlertStore {
         at: Timestamp,
     ) -> BoxFuture<'_, StoreResult<Option<Delivery>>> {
         let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
-        Box::pin(self.run(move |tx| {
+        Box::pin(self.db.run(true, move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE deliveries SET status = 'pending', round_attempts = 0, round_started_at = ?4,

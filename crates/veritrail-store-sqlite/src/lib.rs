@@ -24,6 +24,7 @@ mod keys;
 mod reader;
 mod schema;
 mod shared;
+mod side;
 mod timestamps;
 mod tree;
 pub mod verify;

@@ -168,7 +168,7 @@ pub async fn rule_changes_are_counted_per_tenant(store: &impl AlertStore) {
     assert!(store.update_rule("tn_a", rule("rl_custom", 2, "c2"), 1).await.unwrap());
     let updated = rule_changes(store, "tn_a").await;
     assert!(updated > created, "an update moves the count");
-    store.set_engine_cursor("tn_a", 10).await.unwrap();
+    store.set_engine_cursor("tn_a", 10, true).await.unwrap();
     let raised =
         NewAlert { alert: alert("tn_a", "al_1", "rl_custom:3", "rl_custom", "high", 10), messages: Vec::new() };
     store.record_alerts("tn_a", vec![raised], 11).await.unwrap();
@@ -191,8 +191,8 @@ pub async fn engine_cursor_only_moves_forward(store: &impl AlertStore) {
     assert_eq!(store.engine_cursor("tn_a").await.unwrap(), None);
     store.install_rules("tn_a", Vec::new(), 12).await.unwrap();
     assert_eq!(store.engine_cursor("tn_a").await.unwrap(), Some(12));
-    store.set_engine_cursor("tn_a", 20).await.unwrap();
-    store.set_engine_cursor("tn_a", 15).await.unwrap();
+    store.set_engine_cursor("tn_a", 20, false).await.unwrap();
+    store.set_engine_cursor("tn_a", 15, true).await.unwrap();
     assert_eq!(store.engine_cursor("tn_a").await.unwrap(), Some(20));
     assert_eq!(store.engine_cursor("tn_b").await.unwrap(), None);
 }

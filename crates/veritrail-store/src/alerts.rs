@@ -305,8 +305,12 @@ pub trait AlertStore: Send + Sync + 'static {
     /// The engine cursor: the first ledger seq not yet evaluated; `None` before
     /// [`AlertStore::install_rules`].
     fn engine_cursor(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<u64>>>;
-    /// Moves the engine cursor (never backwards: a smaller value is ignored).
-    fn set_engine_cursor(&self, tenant: &str, next_seq: u64) -> BoxFuture<'_, StoreResult<()>>;
+    /// Moves the engine cursor (never backwards: a smaller value is ignored). A move that is not
+    /// `durable` is committed without waiting for the disk and may be lost if the machine stops
+    /// before the next durable commit: the engine then evaluates again from the older cursor,
+    /// which raises nothing twice (alerts are stored once per `dedup_key`). How the engine's
+    /// periodic progress is kept without an fsync per second per tenant on the ack path's disk.
+    fn set_engine_cursor(&self, tenant: &str, next_seq: u64, durable: bool) -> BoxFuture<'_, StoreResult<()>>;
 
     /// Stores alerts whose `dedup_key` the tenant does not have yet, fans out their messages,
     /// and moves the engine cursor to `next_seq`, all in one transaction. Returns the ids of
