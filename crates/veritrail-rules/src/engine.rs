@@ -315,9 +315,9 @@ impl Engine {
     /// view cut down to [`INPUT_MEMBERS`] and these members, the engine fires, keeps state and
     /// counts exactly as with the whole view. For readers that pay for every member they open:
     /// an event no rule's action filter admits needs nothing more (it still moves the clock and
-    /// may let silences fire), and silence rules filtering on the action alone read only their
-    /// `group_by` paths. Threshold, new-value and match rules that admit the action need the
-    /// whole view.
+    /// may let silences fire), and a rule filtering on the action alone reads only the members
+    /// its paths name (`RuleSpec::members_read`). A rule whose `when` filters on more than the
+    /// action needs the whole view.
     pub fn needs(&self, action: &str) -> EventNeeds<'_> {
         let mut members: Vec<&str> = Vec::new();
         for active in &self.rules {
@@ -325,15 +325,13 @@ impl Engine {
             if !spec.when().admits_action(action) {
                 continue;
             }
-            match spec.kind() {
-                RuleKind::Silence(_) if !spec.when().beyond_action() && spec.field_matches().is_none() => {
-                    for path in spec.group_by() {
-                        if !members.contains(&path.member()) {
-                            members.push(path.member());
-                        }
-                    }
+            let Some(read) = spec.members_read() else {
+                return EventNeeds::View;
+            };
+            for member in read {
+                if !members.contains(&member) {
+                    members.push(member);
                 }
-                _ => return EventNeeds::View,
             }
         }
         EventNeeds::Members(members)

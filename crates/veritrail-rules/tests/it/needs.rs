@@ -117,8 +117,12 @@ fn needs_follow_the_rules_that_admit_the_action() {
     let pack = engine(default_pack(&BusinessHours::office_hours_utc()));
     // Only `logging_stopped` (no filter, grouped by metadata.source.service) wants data.read.
     assert_eq!(pack.needs("data.read"), EventNeeds::Members(vec!["metadata"]));
-    for action in ["auth.login.failed", "data.exported", "config.sso.updated", "audit.control.failed"] {
-        assert_eq!(pack.needs(action), EventNeeds::View, "{action}");
+    // The others filter on the action alone: what their paths and summaries name.
+    assert_eq!(pack.needs("auth.login.failed"), EventNeeds::Members(vec!["actor", "context", "metadata"]));
+    assert_eq!(pack.needs("data.exported"), EventNeeds::Members(vec!["actor", "metadata"]));
+    assert_eq!(pack.needs("permission.granted"), EventNeeds::Members(vec!["metadata", "resource", "targets", "actor"]));
+    for action in ["config.sso.updated", "audit.control.failed"] {
+        assert_eq!(pack.needs(action), EventNeeds::Members(vec!["actor", "resource", "metadata"]), "{action}");
     }
     let without_silence: Vec<Rule> = default_pack(&BusinessHours::office_hours_utc())
         .into_iter()
@@ -126,12 +130,12 @@ fn needs_follow_the_rules_that_admit_the_action() {
         .collect();
     let quiet = engine(without_silence);
     assert_eq!(quiet.needs("data.read"), EventNeeds::Members(vec![]));
-    assert_eq!(quiet.needs("data.deleted"), EventNeeds::View);
+    assert_eq!(quiet.needs("data.deleted"), EventNeeds::Members(vec!["actor", "metadata"]));
 
     let silences = engine(silence_rules());
     assert_eq!(silences.needs("auth.logout"), EventNeeds::View, "user1_silent filters beyond the action");
     let actions_only = engine(without_user1());
     assert_eq!(actions_only.needs("data.read"), EventNeeds::Members(vec!["metadata", "actor", "context"]));
-    assert_eq!(actions_only.needs("permission.granted"), EventNeeds::View, "admin_silent has field_matches");
+    assert_eq!(actions_only.needs("permission.granted"), EventNeeds::Members(vec!["metadata", "actor"]));
     assert_eq!(engine(Vec::new()).needs("data.read"), EventNeeds::Members(vec![]));
 }
