@@ -8,12 +8,10 @@ use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
 
 use std::collections::HashMap;
 
+use veritrail_store::PageBuilder;
 use veritrail_store::privacy::{BLIND_EMAIL, BLIND_IP, Privacy, SubjectKeyRow};
 
 use crate::pg_error;
-
-/// Most candidate records fetched per round trip.
-const MAX_CHUNK: usize = 1024;
 
 const RECORD_COLUMNS: &str = "SELECT r.seq, r.event_id, r.leaf_hash, r.sealed, p.data FROM records r
     LEFT JOIN personal p ON p.tenant_no = r.tenant_no AND p.seq = r.seq";
@@ -218,14 +216,10 @@ pub(crate) async fn query(
          ORDER BY r.seq {direction} LIMIT $4"
     );
     let statement = client.prepare(&sql).await.map_err(pg_error)?;
-    let wanted = page.limit as usize + 1;
-    let mut found: Vec<StoredEvent> = Vec::new();
-    let mut views: Vec<serde_json::Value> = Vec::new();
-    // Start with what the page needs; widen when the final match rejects candidates.
-    let mut chunk = wanted.max(16);
-    while found.len() < wanted && lo <= hi {
-        let chunk_sql = chunk as i64;
-        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&tenant_no, &lo, &hi, &chunk_sql];
+    let mut builder = PageBuilder::new(query, page);
+    while lo <= hi {
+        let chunk = builder.chunk() as i64;
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&tenant_no, &lo, &hi, &chunk];
         for arg in &filter_args {
             args.push(arg.as_ref() as &(dyn ToSql + Sync));
         }
@@ -234,32 +228,15 @@ pub(crate) async fn query(
         let mut last_seq = None;
         for record in ctx.stored_events(client, &rows).await? {
             last_seq = Some(record.seq as i64);
-            let view = veritrail_store::open_view(&record.sealed, record.personal.as_ref())?;
-            if query.matches(&view) {
-                found.push(record);
-                views.push(view);
-                if found.len() == wanted {
-                    break;
-                }
+            if !builder.offer(record)? {
+                break;
             }
         }
-        let Some(last) = last_seq else { break };
-        if fetched < chunk {
+        if !builder.advance(fetched, last_seq, &mut lo, &mut hi) {
             break;
         }
-        match page.order {
-            Order::Desc => hi = last - 1,
-            Order::Asc => lo = last + 1,
-        }
-        chunk = (chunk * 4).min(MAX_CHUNK);
     }
-    let mut next = None;
-    if found.len() == wanted {
-        found.pop();
-        views.pop();
-        next = found.last().map(|last| Cursor { seq: last.seq, order: page.order });
-    }
-    Ok(EventPage { events: found, views, next })
+    Ok(builder.finish())
 }
 
 #[cfg(test)]

@@ -7,14 +7,12 @@ use veritrail_model::PersonalData;
 use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
 use veritrail_store::{EventPage, StoreError, StoreResult, StoredEvent};
 
+use veritrail_store::PageBuilder;
 use veritrail_store::privacy::{BLIND_EMAIL, BLIND_IP, Privacy};
 
 use crate::keys;
 use crate::schema::{MAX_SEQ, key_seq, record_key};
 use crate::sql_error;
-
-/// Most candidate records fetched per round trip.
-const MAX_CHUNK: usize = 1024;
 
 /// The tenant a read is for, and the keys to decrypt its personal data with.
 pub(crate) struct ReadCtx<'a> {
@@ -201,15 +199,11 @@ pub(crate) fn query(
          WHERE e.key BETWEEN ? AND ?{filter_sql} ORDER BY e.key {direction} LIMIT ?"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
-    let wanted = page.limit as usize + 1;
-    let mut found: Vec<StoredEvent> = Vec::new();
-    let mut views: Vec<serde_json::Value> = Vec::new();
-    // Start with what the page needs; widen when the final match rejects candidates.
-    let mut chunk = wanted.max(16);
-    while found.len() < wanted && lo <= hi {
+    let mut builder = PageBuilder::new(query, page);
+    while lo <= hi {
         let mut args: Vec<SqlValue> = vec![SqlValue::Integer(lo), SqlValue::Integer(hi)];
         args.extend(filter_args.iter().cloned());
-        args.push(SqlValue::Integer(chunk as i64));
+        args.push(SqlValue::Integer(builder.chunk() as i64));
         let rows: Vec<RecordRow> = stmt
             .query_map(params_from_iter(args), record_row)
             .map_err(sql_error)?
@@ -218,31 +212,13 @@ pub(crate) fn query(
         let fetched = rows.len();
         let last_key = rows.last().map(|row| row.0);
         for row in rows {
-            let record = ctx.stored_event(conn, row)?;
-            let view = veritrail_store::open_view(&record.sealed, record.personal.as_ref())?;
-            if query.matches(&view) {
-                found.push(record);
-                views.push(view);
-                if found.len() == wanted {
-                    break;
-                }
+            if !builder.offer(ctx.stored_event(conn, row)?)? {
+                break;
             }
         }
-        let Some(last) = last_key else { break };
-        if fetched < chunk {
+        if !builder.advance(fetched, last_key, &mut lo, &mut hi) {
             break;
         }
-        match page.order {
-            Order::Desc => hi = last - 1,
-            Order::Asc => lo = last + 1,
-        }
-        chunk = (chunk * 4).min(MAX_CHUNK);
     }
-    let mut next = None;
-    if found.len() == wanted {
-        found.pop();
-        views.pop();
-        next = found.last().map(|last| Cursor { seq: last.seq, order: page.order });
-    }
-    Ok(EventPage { events: found, views, next })
+    Ok(builder.finish())
 }

@@ -20,7 +20,7 @@ use std::pin::Pin;
 
 use jiff::Timestamp;
 use veritrail_model::PreparedEvent;
-use veritrail_query::{Cursor, EventQuery, PageRequest};
+use veritrail_query::{Cursor, EventQuery, Order, PageRequest};
 
 mod access;
 #[cfg(feature = "test-suite")]
@@ -167,6 +167,78 @@ pub struct EventPage {
     /// Where the next page starts; `None` when this page is the last.
     pub next: Option<Cursor>,
 }
+
+/// What a backend's [`Store::query`] does after its SQL pre-filter: candidates are walked in
+/// the page's order, in chunks, each opened and decided by [`EventQuery::matches`], until the
+/// page holds `limit + 1` matches (the extra one says a next page exists) or the candidates
+/// run out. Positions (`lo`, `hi`, `last`) are whatever the backend orders candidates by.
+#[derive(Debug)]
+pub struct PageBuilder<'q> {
+    query: &'q EventQuery,
+    order: Order,
+    wanted: usize,
+    chunk: usize,
+    events: Vec<StoredEvent>,
+    views: Vec<serde_json::Value>,
+}
+
+impl<'q> PageBuilder<'q> {
+    /// A page of up to `page.limit` events matching `query`, in `page.order`.
+    pub fn new(query: &'q EventQuery, page: &PageRequest) -> PageBuilder<'q> {
+        let wanted = page.limit as usize + 1;
+        // Start with what the page needs; widen when the final match rejects candidates.
+        PageBuilder { query, order: page.order, wanted, chunk: wanted.max(16), events: Vec::new(), views: Vec::new() }
+    }
+
+    /// How many candidates to fetch next.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    /// Whether the page holds all it needs.
+    pub fn is_full(&self) -> bool {
+        self.events.len() >= self.wanted
+    }
+
+    /// Opens a candidate and keeps it if the query matches; false once the page is full.
+    pub fn offer(&mut self, record: StoredEvent) -> StoreResult<bool> {
+        let view = open_view(&record.sealed, record.personal.as_ref())?;
+        if self.query.matches(&view) {
+            self.events.push(record);
+            self.views.push(view);
+        }
+        Ok(!self.is_full())
+    }
+
+    /// After a chunk of `fetched` candidates, the last at position `last`: false when there is
+    /// nothing more to walk; else moves `lo` or `hi` past `last` and widens the next chunk.
+    pub fn advance(&mut self, fetched: usize, last: Option<i64>, lo: &mut i64, hi: &mut i64) -> bool {
+        let Some(last) = last else { return false };
+        if fetched < self.chunk {
+            return false;
+        }
+        match self.order {
+            Order::Desc => *hi = last - 1,
+            Order::Asc => *lo = last + 1,
+        }
+        self.chunk = (self.chunk * 4).min(MAX_QUERY_CHUNK);
+        !self.is_full() && *lo <= *hi
+    }
+
+    /// The page, with its cursor when there is more.
+    pub fn finish(mut self) -> EventPage {
+        let mut next = None;
+        if self.is_full() {
+            self.events.pop();
+            self.views.pop();
+            next = self.events.last().map(|last| Cursor { seq: last.seq, order: self.order });
+        }
+        EventPage { events: self.events, views: self.views, next }
+    }
+}
+
+/// Most candidates one chunk of a query fetches.
+pub const MAX_QUERY_CHUNK: usize = 1024;
 
 /// Size and root of a tenant's Merkle tree after the last commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
