@@ -4,12 +4,11 @@
 //!
 //! One task for all tenants, apart from ingest: it polls `Store::records` (every
 //! `poll_interval`, skipped while the store's append counter has not moved), opens each record
-//! as far as the rules read it ([`veritrail_rules::Engine::needs`]: most events only as far as
-//! the engine clock and silence rules need), and runs the engine on the blocking pool. It owns
-//! each tenant's engine and is the only writer of rules: rule changes from the API are commands
-//! to it, so that each new rule version gets `effective_from_seq` = the engine's next
-//! unevaluated seq, and a replay after a restart applies every version to the same events as
-//! the live engine did.
+//! as far as the rules read it ([`veritrail_rules::Engine::needs`]), and runs the engine on the
+//! blocking pool. It owns each tenant's engine and is the only writer of rules: rule changes
+//! from the API are commands to it, so that each new rule version gets `effective_from_seq` =
+//! the engine's next unevaluated seq, and a replay after a restart applies every version to the
+//! same events as the live engine did.
 //!
 //! **Several nodes** sharing one alert store (PostgreSQL) each run every tenant. A rule change
 //! is a command to the engine of the node that took the call; the others notice it through
@@ -341,11 +340,11 @@ fn hidden_from_rules(view: &Value) -> bool {
 }
 
 /// The event as `engine` may read it (`Engine::needs`), or `None` for events rules must not
-/// see and records that cannot be opened (logged). Most events are opened only as far as the
-/// rules read them: the members `Engine::process` reads of every event, plus the `group_by`
-/// members of silence rules, with only their commitments checked; events some other rule admits
-/// are opened whole. The engine fires on these views exactly as on whole ones (tested in
-/// `veritrail-rules`), so only the cost changes.
+/// see and records that cannot be opened (logged). Events are opened only as far as the rules
+/// read them: the members `Engine::process` reads of every event, plus those the admitting
+/// rules' paths name, with only their commitments checked; events a rule filtering on more than
+/// the action admits are opened whole. The engine fires on these views exactly as on whole ones
+/// (tested in `veritrail-rules`), so only the cost changes.
 fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
     let members = match SealedMembers::parse(&stored.sealed) {
         Ok(members) => members,
