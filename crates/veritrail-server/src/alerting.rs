@@ -10,7 +10,15 @@
 //! the engine's next unevaluated seq, and a replay after a restart applies every version to the
 //! same events as the live engine did.
 //!
-//! **Several nodes** sharing one alert store (PostgreSQL) each run every tenant. A rule change
+//! **Several nodes** sharing one alert store (PostgreSQL) share the tenants: every
+//! [`RULES_CHECK_INTERVAL`] each node records itself alive and reads the live nodes
+//! ([`AlertStore::engine_nodes`]), and runs the tenants [`engine_owner`] gives it (rendezvous
+//! hashing: every node computes the same owner from the same list). A tenant that moves — a
+//! node joined, left or stopped answering for [`ENGINE_NODE_TTL`] — is handed over through the
+//! store: the old owner stores what it derived and its cursor and drops the engine; the new one
+//! loads it as at a restart (below). While two nodes' lists differ (for about a second) both
+//! may run a tenant or neither: the first is harmless (alerts are stored once per dedup key,
+//! webhooks sent once per stored alert), the second delays it. A rule change
 //! is a command to the engine of the node that took the call; the others notice it through
 //! [`AlertStore::rule_change_counts`], read every [`RULES_CHECK_INTERVAL`], and apply the
 //! tenant's stored rules as the local path does ([`apply_stored_rules`]): kept versions keep
@@ -43,7 +51,9 @@ use veritrail_rules::{
     BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, EventNeeds, Firing,
     INPUT_MEMBERS, Rule, RuleId, RuleSpec, default_pack,
 };
-use veritrail_store::{Alert, AlertStatus, AlertStore, NewAlert, OutboundMessage, Store, StoredEvent, StoredRule};
+use veritrail_store::{
+    Alert, AlertStatus, AlertStore, NewAlert, OutboundMessage, Store, StoredEvent, StoredRule, engine_owner,
+};
 
 use crate::AppState;
 use crate::audit;
@@ -63,6 +73,9 @@ const TICK_MARGIN: SignedDuration = SignedDuration::from_secs(2);
 /// How often the engine compares every tenant's rule change count with the one its rules were
 /// loaded at: changes taken by other nodes reach this one's engine within about this long.
 const RULES_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// A node whose engine has not recorded itself alive for this long is taken for gone, and its
+/// tenants move to the other nodes.
+pub(crate) const ENGINE_NODE_TTL: Duration = Duration::from_secs(5);
 /// The cursor alone (no alert fired) is stored at most this often per tenant; a restart replays
 /// the rest.
 const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
@@ -133,6 +146,10 @@ pub(crate) struct AlertingMetrics {
     pub(crate) deliveries_succeeded: AtomicU64,
     pub(crate) deliveries_failed: AtomicU64,
     pub(crate) deliveries_dead: AtomicU64,
+    /// Tenants whose engines this node runs.
+    pub(crate) tenants_run: AtomicU64,
+    /// Live engine nodes on the store (1 for a store that serves one node).
+    pub(crate) nodes: AtomicU64,
     /// Cumulative counts of alert latency (fired → stored) per bucket of [`LATENCY_BUCKETS`].
     pub(crate) latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     pub(crate) latency_sum_micros: AtomicU64,
@@ -454,7 +471,16 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         tracing::error!("the rule engine was started twice");
         return;
     };
+    let node = match ids::random_base32(16) {
+        Ok(id) => format!("node_{id}"),
+        Err(error) => {
+            tracing::error!(error = %error.message, "the rule engine cannot name its node; not started");
+            return;
+        }
+    };
     let mut engines: HashMap<String, TenantEngine> = HashMap::new();
+    let mut membership = Membership { node, nodes: None };
+    membership.refresh(&state, &mut engines).await;
     let mut last_appended = None;
     let mut last_full_pass = Instant::now();
     let mut next_tick = Instant::now() + TICK_INTERVAL;
@@ -466,10 +492,20 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => break,
             Some(command) = commands.recv() => {
-                let result = handle_command(&state, &mut engines, &command.tenant, command.change).await;
+                let tenant = command.tenant.clone();
+                let result = handle_command(&state, &mut engines, &tenant, command.change).await;
                 let _ = command.reply.send(result);
+                // A tenant another node runs: its engine was loaded for the change alone.
+                if !membership.runs(&tenant)
+                    && let Some(mut engine) = engines.remove(&tenant)
+                {
+                    hand_over(&state, &tenant, &mut engine).await;
+                }
             }
-            _ = rules_check.tick() => follow_rule_changes(&state, &mut engines).await,
+            _ = rules_check.tick() => {
+                membership.refresh(&state, &mut engines).await;
+                follow_rule_changes(&state, &mut engines).await;
+            }
             _ = poll.tick() => {
                 // The append counter tells whether any ledger grew; a full pass every second
                 // covers stores that do not count.
@@ -483,18 +519,69 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                     if tick {
                         next_tick = now + TICK_INTERVAL;
                     }
-                    pass(&state, &mut engines, tick).await;
+                    pass(&state, &mut engines, &membership, tick).await;
                 }
             }
         }
     }
     for (tenant, engine) in &mut engines {
-        if engine.pending.is_empty()
-            && engine.next_seq > engine.stored_next_seq
-            && let Err(error) = state.alerts.set_engine_cursor(tenant, engine.next_seq, true).await
-        {
-            tracing::warn!(%tenant, %error, "cannot store the rule engine cursor at shutdown");
+        hand_over(&state, tenant, engine).await;
+    }
+    if let Err(error) = state.alerts.leave_engine_nodes(&membership.node).await {
+        tracing::warn!(%error, "cannot leave the rule engine nodes at shutdown");
+    }
+}
+
+/// Which tenants this node's engine runs.
+struct Membership {
+    /// This node's id on the store, random per start.
+    node: String,
+    /// The live engine nodes, as last read; `None`: this node runs every tenant (a store for
+    /// one node, or none read yet).
+    nodes: Option<Vec<String>>,
+}
+
+impl Membership {
+    fn runs(&self, tenant: &str) -> bool {
+        match &self.nodes {
+            None => true,
+            Some(nodes) => engine_owner(nodes, tenant).is_none_or(|owner| owner == self.node),
         }
+    }
+
+    /// Records this node alive and reads the live nodes (on failure the last list stays), then
+    /// hands over the engines of tenants now run elsewhere.
+    async fn refresh(&mut self, state: &AppState, engines: &mut HashMap<String, TenantEngine>) {
+        match state.alerts.engine_nodes(&self.node, ENGINE_NODE_TTL).await {
+            Ok(nodes) => {
+                let count = nodes.as_ref().map_or(1, Vec::len);
+                state.alerting.metrics.nodes.store(count as u64, Ordering::Relaxed);
+                self.nodes = nodes;
+            }
+            Err(error) => tracing::warn!(%error, "rule engine cannot read the engine nodes"),
+        }
+        let moved: Vec<String> = engines.keys().filter(|tenant| !self.runs(tenant)).cloned().collect();
+        for tenant in moved {
+            if let Some(mut engine) = engines.remove(&tenant) {
+                hand_over(state, &tenant, &mut engine).await;
+                tracing::info!(%tenant, "rule engine handed over to another node");
+            }
+        }
+        state.alerting.metrics.tenants_run.store(engines.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Stores what `engine` derived and its cursor, durably, before it is dropped (at shutdown, or
+/// when its tenant moves to another node, which loads it from there).
+async fn hand_over(state: &AppState, tenant: &str, engine: &mut TenantEngine) {
+    if let Err(error) = flush(state, tenant, engine).await {
+        tracing::warn!(%tenant, error = %error.message, "cannot store the alerts of a rule engine being dropped");
+        return;
+    }
+    if engine.next_seq > engine.stored_next_seq
+        && let Err(error) = state.alerts.set_engine_cursor(tenant, engine.next_seq, true).await
+    {
+        tracing::warn!(%tenant, %error, "cannot store the cursor of a rule engine being dropped");
     }
 }
 
@@ -761,8 +848,9 @@ async fn feed_events(
     Ok((engine, firings))
 }
 
-/// One pass over every tenant: evaluate what was committed since the last one, store what fired.
-async fn pass(state: &AppState, engines: &mut HashMap<String, TenantEngine>, tick: bool) {
+/// One pass over every tenant this node runs: evaluate what was committed since the last one,
+/// store what fired.
+async fn pass(state: &AppState, engines: &mut HashMap<String, TenantEngine>, membership: &Membership, tick: bool) {
     let tenants = match state.store.tenants().await {
         Ok(tenants) => tenants,
         Err(error) => {
@@ -772,6 +860,9 @@ async fn pass(state: &AppState, engines: &mut HashMap<String, TenantEngine>, tic
     };
     for tenant in tenants {
         let id = tenant.id;
+        if !membership.runs(&id) {
+            continue;
+        }
         if !engines.contains_key(&id) {
             match load_tenant(state, &id).await {
                 Ok(engine) => {
@@ -796,6 +887,7 @@ async fn pass(state: &AppState, engines: &mut HashMap<String, TenantEngine>, tic
             }
         }
     }
+    state.alerting.metrics.tenants_run.store(engines.len() as u64, Ordering::Relaxed);
 }
 
 async fn evaluate_tenant(

@@ -147,6 +147,19 @@ fn render_alerting(out: &mut String, metrics: &crate::alerting::AlertingMetrics)
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", counter(value));
     }
+    let gauges = [
+        (
+            "veritrail_rule_engine_tenants",
+            "Tenants whose rules this node's engine runs (with several nodes, each tenant's on one).",
+            &metrics.tenants_run,
+        ),
+        ("veritrail_rule_engine_nodes", "Nodes running rule engines on this store, this one included.", &metrics.nodes),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", counter(value));
+    }
     let name = "veritrail_alert_latency_seconds";
     let _ = writeln!(out, "# HELP {name} From the triggering event's receipt to its alert being stored.");
     let _ = writeln!(out, "# TYPE {name} histogram");

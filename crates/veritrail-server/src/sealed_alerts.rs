@@ -109,6 +109,14 @@ impl AlertStore for SealedAlertStore {
         self.inner.rule_change_counts()
     }
 
+    fn engine_nodes(&self, node: &str, ttl: std::time::Duration) -> BoxFuture<'_, StoreResult<Option<Vec<String>>>> {
+        self.inner.engine_nodes(node, ttl)
+    }
+
+    fn leave_engine_nodes(&self, node: &str) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.leave_engine_nodes(node)
+    }
+
     fn engine_cursor(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<u64>>> {
         self.inner.engine_cursor(tenant)
     }

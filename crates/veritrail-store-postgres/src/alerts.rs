@@ -456,6 +456,39 @@ impl AlertStore for PgAlertStore {
         })
     }
 
+    fn engine_nodes(&self, node: &str, ttl: Duration) -> BoxFuture<'_, StoreResult<Option<Vec<String>>>> {
+        let node = node.to_string();
+        Box::pin(async move {
+            let ttl = ttl.as_secs_f64();
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // Progress of a kind that is written again within a second.
+            tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(pg_error)?;
+            tx.execute(
+                "INSERT INTO engine_nodes (node, seen_at) VALUES ($1, now())
+                 ON CONFLICT (node) DO UPDATE SET seen_at = now()",
+                &[&node],
+            )
+            .await
+            .map_err(pg_error)?;
+            tx.execute("DELETE FROM engine_nodes WHERE seen_at < now() - make_interval(secs => $1)", &[&ttl])
+                .await
+                .map_err(pg_error)?;
+            let rows = tx.query("SELECT node FROM engine_nodes ORDER BY node", &[]).await.map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(Some(rows.iter().map(|row| row.get(0)).collect()))
+        })
+    }
+
+    fn leave_engine_nodes(&self, node: &str) -> BoxFuture<'_, StoreResult<()>> {
+        let node = node.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            client.execute("DELETE FROM engine_nodes WHERE node = $1", &[&node]).await.map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
     fn engine_cursor(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Option<u64>>> {
         let tenant = tenant.to_string();
         Box::pin(async move {

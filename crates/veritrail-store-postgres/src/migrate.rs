@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "encryption at rest", sql: include_str!("../migrations/0003_encryption.sql") },
     Migration { version: 4, name: "access control", sql: include_str!("../migrations/0004_access.sql") },
     Migration { version: 5, name: "rule changes", sql: include_str!("../migrations/0005_rule_changes.sql") },
+    Migration { version: 6, name: "engine nodes", sql: include_str!("../migrations/0006_engine_nodes.sql") },
 ];
 
 /// Key of the transaction-scoped advisory lock migrators take (ASCII "vtmigrat").

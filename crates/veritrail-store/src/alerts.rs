@@ -271,6 +271,22 @@ pub fn event_type_matches(filter: &str, event_type: &str) -> bool {
     }
 }
 
+/// The node among `nodes` that runs `tenant`'s rule engine: the one ranking first for it by
+/// rendezvous hashing (highest SHA-256 of node, tenant), so that all nodes agree from the same
+/// list, a node leaving moves only its own tenants, and tenants spread evenly. `None` when
+/// `nodes` is empty.
+pub fn engine_owner<'n>(nodes: &'n [String], tenant: &str) -> Option<&'n str> {
+    use sha2::{Digest, Sha256};
+    let rank = |node: &str| -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(node.as_bytes());
+        hasher.update([0]);
+        hasher.update(tenant.as_bytes());
+        hasher.finalize().into()
+    };
+    nodes.iter().max_by_key(|node| rank(node)).map(String::as_str)
+}
+
 /// The persistence of monitoring. Every method takes the tenant from the caller (the server's
 /// authenticated credential) and never sees another tenant's rows: an id of another tenant's
 /// object behaves as absent.
@@ -301,6 +317,22 @@ pub trait AlertStore: Send + Sync + 'static {
     /// changed are left out (count 0). One read for all tenants: how rule engines sharing the
     /// store notice, every second, whose rules another node changed since they loaded them.
     fn rule_change_counts(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>>;
+
+    /// The nodes whose rule engines share this store, for stores several nodes share: records
+    /// that `node` is alive now, forgets nodes not seen within `ttl`, and returns the live ones
+    /// (`node` among them), sorted. Each tenant's engine then runs on one of them
+    /// ([`engine_owner`]). `None` (the default): the store serves one node, which runs every
+    /// tenant.
+    fn engine_nodes(&self, node: &str, ttl: std::time::Duration) -> BoxFuture<'_, StoreResult<Option<Vec<String>>>> {
+        let _ = (node, ttl);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Forgets `node` (at shutdown), so that the other nodes take over its tenants at once.
+    fn leave_engine_nodes(&self, node: &str) -> BoxFuture<'_, StoreResult<()>> {
+        let _ = node;
+        Box::pin(async { Ok(()) })
+    }
 
     /// The engine cursor: the first ledger seq not yet evaluated; `None` before
     /// [`AlertStore::install_rules`].
@@ -398,6 +430,34 @@ pub trait AlertStore: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_owners_are_agreed_spread_and_move_only_when_their_node_leaves() {
+        let nodes: Vec<String> = (0..3).map(|i| format!("node_{i}")).collect();
+        let tenants: Vec<String> = (0..300).map(|i| format!("tn_{i}")).collect();
+        assert_eq!(engine_owner(&[], "tn_0"), None);
+        let owners: Vec<&str> = tenants.iter().map(|t| engine_owner(&nodes, t).unwrap()).collect();
+        // The same list in another order gives the same owners.
+        let reversed: Vec<String> = nodes.iter().rev().cloned().collect();
+        for (tenant, owner) in tenants.iter().zip(&owners) {
+            assert_eq!(engine_owner(&reversed, tenant), Some(*owner));
+        }
+        // Spread: each of three nodes runs about a third (300 tenants: 100 ± 30).
+        for node in &nodes {
+            let count = owners.iter().filter(|owner| *owner == node).count();
+            assert!((70..=130).contains(&count), "{node} runs {count} of 300");
+        }
+        // node_1 leaves: only its tenants move, and to the others.
+        let left: Vec<String> = vec!["node_0".into(), "node_2".into()];
+        for (tenant, owner) in tenants.iter().zip(&owners) {
+            let now = engine_owner(&left, tenant).unwrap();
+            if *owner == "node_1" {
+                assert_ne!(now, "node_1");
+            } else {
+                assert_eq!(now, *owner, "{tenant} stays on its node");
+            }
+        }
+    }
 
     #[test]
     fn event_filters() {

@@ -195,3 +195,26 @@ async fn racing_nodes_install_the_starting_rules_once() {
     assert_eq!(ids, expected);
     assert_eq!(a.engine_cursor("tn_a").await.unwrap(), Some(cursor));
 }
+
+/// Engine nodes: each node that looks is listed (sorted), one not seen within the time to live
+/// is forgotten by the next look, and one that leaves is gone at once.
+#[tokio::test]
+async fn engine_nodes_list_the_live_nodes() {
+    let (a, b, _database) = two_nodes().await;
+    let ttl = std::time::Duration::from_millis(1500);
+    assert_eq!(a.engine_nodes("node_a", ttl).await.unwrap(), Some(vec!["node_a".to_string()]));
+    let both = Some(vec!["node_a".to_string(), "node_b".to_string()]);
+    assert_eq!(b.engine_nodes("node_b", ttl).await.unwrap(), both);
+    assert_eq!(a.engine_nodes("node_a", ttl).await.unwrap(), both, "a look renews, and lists the others");
+
+    // node_b stops looking: gone for node_a once the time to live has passed.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(a.engine_nodes("node_a", ttl).await.unwrap(), both, "within the time to live");
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(a.engine_nodes("node_a", ttl).await.unwrap(), Some(vec!["node_a".to_string()]));
+
+    // A node that leaves is gone at once.
+    assert_eq!(b.engine_nodes("node_b", ttl).await.unwrap(), both);
+    b.leave_engine_nodes("node_b").await.unwrap();
+    assert_eq!(a.engine_nodes("node_a", ttl).await.unwrap(), Some(vec!["node_a".to_string()]));
+}

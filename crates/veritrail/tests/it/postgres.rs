@@ -2,7 +2,8 @@
 //! ingest into one tenant through both gives one dense ledger with each event once, and a
 //! checkpoint signed by either node verifies against the records read from the other; killing
 //! one node mid-ingest loses no acknowledged event and the survivor continues the same ledger.
-//! Rule changes taken by one node reach the rule engine of another that runs meanwhile.
+//! Each tenant's rules run on one node, the tenants spread over the nodes and taken over when
+//! one dies; rule changes taken by one node reach the rule engine of another that runs meanwhile.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -210,11 +211,16 @@ fn killing_one_node_during_ingest_loses_nothing_and_the_other_continues() {
     checkpoint_verifies_across(&replacement.client, client, &key);
 }
 
-/// `veritrail_rule_events_evaluated_total` of a node (every tenant's, the platform's included).
-fn events_evaluated(client: &Client) -> u64 {
+/// A gauge or counter of a node's `/metrics` (0 when absent).
+fn metric(client: &Client, name: &str) -> u64 {
     let metrics = client.get(None, "/metrics").text();
-    let line = metrics.lines().find(|line| line.starts_with("veritrail_rule_events_evaluated_total "));
+    let line = metrics.lines().find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')));
     line.and_then(|line| line.split(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// `veritrail_rule_events_evaluated_total` of a node (every tenant's it runs).
+fn events_evaluated(client: &Client) -> u64 {
+    metric(client, "veritrail_rule_events_evaluated_total")
 }
 
 /// Polls `check` every 50 ms until it holds or `within` has passed; returns whether it held.
@@ -231,15 +237,36 @@ fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Ingests a batch through `client` and waits until that node's rule engine has evaluated as
-/// many events: more than the platform ledger holds, so the tenant's among them, and the engine
-/// has loaded the tenant's rules as they are now.
-fn warm_up(client: &Client, key: &str, prefix: &str) {
-    const EVENTS: usize = 100;
+/// Waits until every one of `nodes` sees exactly them as the engine nodes (a killed node's
+/// entry lasts its time to live, 5 s), and a rule check more for the engines to move.
+fn settle(nodes: &[&ChildServer]) {
+    let agreed = eventually(Duration::from_secs(20), || {
+        nodes.iter().all(|node| metric(&node.client, "veritrail_rule_engine_nodes") == nodes.len() as u64)
+    });
+    assert!(agreed, "the nodes agree on who runs rule engines");
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// Which of `nodes` runs the tenant of `key`: ingests a batch through the first and waits until
+/// one node's engine has evaluated all of it; the others must have evaluated none.
+fn engine_node(nodes: &[&ChildServer], key: &str, prefix: &str) -> usize {
+    const EVENTS: u64 = 100;
+    let before: Vec<u64> = nodes.iter().map(|node| events_evaluated(&node.client)).collect();
     let batch = (0..EVENTS).map(|i| event(&format!("{prefix}-{i}"), "warm.up", "u")).collect();
-    ingest_all(client, key, batch);
-    let evaluated = eventually(Duration::from_secs(10), || events_evaluated(client) >= EVENTS as u64);
-    assert!(evaluated, "the rule engine runs the tenant");
+    ingest_all(&nodes[0].client, key, batch);
+    let mut owner = None;
+    let found = eventually(Duration::from_secs(10), || {
+        owner = (0..nodes.len()).find(|&i| events_evaluated(&nodes[i].client) - before[i] >= EVENTS);
+        owner.is_some()
+    });
+    assert!(found, "some node's rule engine runs the tenant");
+    let owner = owner.unwrap();
+    for (i, node) in nodes.iter().enumerate() {
+        if i != owner {
+            assert_eq!(events_evaluated(&node.client), before[i], "one engine per tenant");
+        }
+    }
+    owner
 }
 
 fn alerts_of(client: &Client, key: &str, rule: &str) -> Vec<Value> {
@@ -263,73 +290,138 @@ fn bursts(prefix: &str, actor: &str, count: usize) -> Vec<Value> {
     (0..count).map(|i| event(&format!("{prefix}-{i}"), "probe.burst", actor)).collect()
 }
 
-/// Each observation runs with the other node killed, so what fires can only come from the
-/// engine of the node that did not take the change, loaded before it and running since.
+/// Each tenant's rules run on one node at a time. Each step takes a rule change through the node
+/// that does not run the tenant and then kills it, so that what fires can only come from the
+/// engine of the node that runs the tenant, loaded before the change and running since.
 #[test]
 fn rule_changes_reach_the_engines_of_other_running_nodes() {
     let database = TestDatabase::create();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut nodes = start_together(&database, &dirs);
-    let b = nodes.pop().unwrap();
-    let a = nodes.pop().unwrap();
-    let (_, key) = a.client.create_tenant("rules");
-    warm_up(&b.client, &key, "warm-b");
+    let mut nodes: Vec<Option<ChildServer>> = start_together(&database, &dirs).into_iter().map(Some).collect();
+    let (_, key) = nodes[0].as_ref().unwrap().client.create_tenant("rules");
+    // Restarts the killed node (if any), waits until both agree who runs what, and returns
+    // (the node running the tenant, the other).
+    let step = |nodes: &mut Vec<Option<ChildServer>>, prefix: &str| -> (usize, usize) {
+        for (slot, dir) in nodes.iter_mut().zip(&dirs) {
+            if slot.is_none() {
+                *slot = Some(node(&database, dir.path()));
+            }
+        }
+        let both: Vec<&ChildServer> = nodes.iter().map(|n| n.as_ref().unwrap()).collect();
+        settle(&both);
+        let runs = engine_node(&both, &key, prefix);
+        (runs, 1 - runs)
+    };
 
-    // Created through A, then A dies: B's engine, running since before, fires them.
+    // Created through the other node, which then dies: the running engine fires them.
+    let (runs, other) = step(&mut nodes, "warm-1");
     let burst = json!({"name": "Probe burst", "severity": "high", "when": {"action": "probe.burst"},
                        "group_by": ["actor.id"], "threshold": {"count": 3, "window": "5m"}});
-    let burst_id = create_rule(&a.client, &key, &burst);
+    let changer = &nodes[other].as_ref().unwrap().client;
+    let burst_id = create_rule(changer, &key, &burst);
     let probe_id =
-        create_rule(&a.client, &key, &json!({"name": "Probe", "severity": "low", "when": {"action": "probe.match"}}));
-    let control_id = create_rule(
-        &a.client,
-        &key,
-        &json!({"name": "Control", "severity": "low", "when": {"action": "probe.control"}}),
-    );
-    assert!(!a.signal_and_wait("KILL").success());
-    // At once, so that B most likely evaluates it before it looks at the rules again: the new
-    // rules are then caught up on it.
-    assert_eq!(b.client.ingest(&key, &event("match-1", "probe.match", "u")).status, 201);
-    ingest_all(&b.client, &key, bursts("burst-1", "mallory", 3));
+        create_rule(changer, &key, &json!({"name": "Probe", "severity": "low", "when": {"action": "probe.match"}}));
+    let control_id =
+        create_rule(changer, &key, &json!({"name": "Control", "severity": "low", "when": {"action": "probe.control"}}));
+    assert!(!nodes[other].take().unwrap().signal_and_wait("KILL").success());
+    let runner = &nodes[runs].as_ref().unwrap().client;
+    // At once, so that the engine most likely evaluates it before it looks at the rules again:
+    // the new rules are then caught up on it.
+    assert_eq!(runner.ingest(&key, &event("match-1", "probe.match", "u")).status, 201);
+    ingest_all(runner, &key, bursts("burst-1", "mallory", 3));
     let fired = eventually(Duration::from_secs(5), || {
-        !alerts_of(&b.client, &key, &probe_id).is_empty() && !alerts_of(&b.client, &key, &burst_id).is_empty()
+        !alerts_of(runner, &key, &probe_id).is_empty() && !alerts_of(runner, &key, &burst_id).is_empty()
     });
-    assert!(fired, "rules created through A fire on B");
-    let probe_alerts = alerts_of(&b.client, &key, &probe_id);
+    assert!(fired, "rules created through the other node fire");
+    let probe_alerts = alerts_of(runner, &key, &probe_id);
     assert_eq!(probe_alerts.len(), 1, "{probe_alerts:?}");
     assert_eq!(probe_alerts[0]["event_ids"], json!(["match-1"]));
-    let burst_alerts = alerts_of(&b.client, &key, &burst_id);
+    let burst_alerts = alerts_of(runner, &key, &burst_id);
     assert_eq!(burst_alerts.len(), 1, "one burst, one alert: {burst_alerts:?}");
     assert_eq!((burst_alerts[0]["rule_version"].as_u64(), burst_alerts[0]["event_count"].as_u64()), (Some(1), Some(3)));
 
-    // Disabled and deleted through A again, then A dies: B stops firing them.
-    let a = node(&database, dirs[0].path());
-    let mut disabled = a.client.get(Some(&key), &format!("/v1/rules/{burst_id}")).json();
+    // Disabled and deleted through the other node, which then dies: they stop firing.
+    let (runs, other) = step(&mut nodes, "warm-2");
+    let changer = &nodes[other].as_ref().unwrap().client;
+    let mut disabled = changer.get(Some(&key), &format!("/v1/rules/{burst_id}")).json();
     disabled["enabled"] = json!(false);
-    let reply = a.client.put_json(Some(&key), &format!("/v1/rules/{burst_id}"), &disabled);
+    let reply = changer.put_json(Some(&key), &format!("/v1/rules/{burst_id}"), &disabled);
     assert_eq!((reply.status, reply.json()["version"].as_u64()), (200, Some(2)), "{}", reply.text());
-    assert_eq!(a.client.delete(Some(&key), &format!("/v1/rules/{probe_id}")).status, 204);
-    assert!(!a.signal_and_wait("KILL").success());
+    assert_eq!(changer.delete(Some(&key), &format!("/v1/rules/{probe_id}")).status, 204);
+    assert!(!nodes[other].take().unwrap().signal_and_wait("KILL").success());
     std::thread::sleep(Duration::from_millis(2500)); // more than the engine's rule check interval
-    ingest_all(&b.client, &key, bursts("burst-2", "trudy", 3));
-    assert_eq!(b.client.ingest(&key, &event("match-2", "probe.match", "u")).status, 201);
-    assert_eq!(b.client.ingest(&key, &event("control-1", "probe.control", "u")).status, 201);
-    let evaluated = eventually(Duration::from_secs(5), || !alerts_of(&b.client, &key, &control_id).is_empty());
-    assert!(evaluated, "B evaluated the events (the control rule fired on the last one)");
-    assert_eq!(alerts_of(&b.client, &key, &burst_id).len(), 1, "the disabled rule no longer fires on B");
-    assert_eq!(alerts_of(&b.client, &key, &probe_id).len(), 1, "the deleted rule no longer fires on B");
+    let runner = &nodes[runs].as_ref().unwrap().client;
+    ingest_all(runner, &key, bursts("burst-2", "trudy", 3));
+    assert_eq!(runner.ingest(&key, &event("match-2", "probe.match", "u")).status, 201);
+    assert_eq!(runner.ingest(&key, &event("control-1", "probe.control", "u")).status, 201);
+    let evaluated = eventually(Duration::from_secs(5), || !alerts_of(runner, &key, &control_id).is_empty());
+    assert!(evaluated, "the running engine evaluated the events (the control rule fired on the last one)");
+    assert_eq!(alerts_of(runner, &key, &burst_id).len(), 1, "the disabled rule no longer fires");
+    assert_eq!(alerts_of(runner, &key, &probe_id).len(), 1, "the deleted rule no longer fires");
 
-    // Updated through B while A runs, then B dies: A's engine fires the new version.
-    let a = node(&database, dirs[0].path());
-    warm_up(&a.client, &key, "warm-a");
+    // Updated through the other node, which then dies: the running engine fires the new version.
+    let (runs, other) = step(&mut nodes, "warm-3");
+    let changer = &nodes[other].as_ref().unwrap().client;
     let mut stricter = burst.clone();
     stricter["threshold"]["count"] = json!(2);
-    let reply = b.client.put_json(Some(&key), &format!("/v1/rules/{burst_id}"), &stricter);
+    let reply = changer.put_json(Some(&key), &format!("/v1/rules/{burst_id}"), &stricter);
     assert_eq!((reply.status, reply.json()["version"].as_u64()), (200, Some(3)), "{}", reply.text());
-    assert!(!b.signal_and_wait("KILL").success());
-    ingest_all(&a.client, &key, bursts("burst-3", "oscar", 2));
-    let fired = eventually(Duration::from_secs(5), || alerts_of(&a.client, &key, &burst_id).len() == 2);
-    let burst_alerts = alerts_of(&a.client, &key, &burst_id);
-    assert!(fired, "the version updated through B fires on A: {burst_alerts:?}");
+    assert!(!nodes[other].take().unwrap().signal_and_wait("KILL").success());
+    let runner = &nodes[runs].as_ref().unwrap().client;
+    ingest_all(runner, &key, bursts("burst-3", "oscar", 2));
+    let fired = eventually(Duration::from_secs(5), || alerts_of(runner, &key, &burst_id).len() == 2);
+    let burst_alerts = alerts_of(runner, &key, &burst_id);
+    assert!(fired, "the version updated through the other node fires: {burst_alerts:?}");
     assert_eq!((burst_alerts[0]["rule_version"].as_u64(), burst_alerts[0]["event_count"].as_u64()), (Some(3), Some(2)));
+}
+
+/// Tenants are spread over the nodes, each evaluated by one; when a node dies the others take
+/// its tenants over within the engine's time to live and evaluate from where it stopped.
+#[test]
+fn tenants_are_shared_between_nodes_and_taken_over_when_one_dies() {
+    const TENANTS: usize = 16;
+    const EVENTS: u64 = 20;
+    let database = TestDatabase::create();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = start_together(&database, &dirs);
+    let keys: Vec<String> = (0..TENANTS).map(|i| nodes[0].client.create_tenant(&format!("t{i}")).1).collect();
+    settle(&[&nodes[0], &nodes[1]]);
+    // Every tenant's engine loaded somewhere (the platform's too), none twice.
+    let loaded = eventually(Duration::from_secs(10), || {
+        nodes.iter().map(|node| metric(&node.client, "veritrail_rule_engine_tenants")).sum::<u64>()
+            == TENANTS as u64 + 1
+    });
+    assert!(loaded, "each tenant runs on one node");
+    let shares: Vec<u64> = nodes.iter().map(|node| metric(&node.client, "veritrail_rule_engine_tenants")).collect();
+    assert!(shares.iter().all(|&share| share > 0), "both nodes run tenants: {shares:?}");
+
+    let ingest_everywhere = |client: &Client, prefix: &str| {
+        for (t, key) in keys.iter().enumerate() {
+            let batch = (0..EVENTS).map(|i| event(&format!("{prefix}-{t}-{i}"), "spread.test", "u")).collect();
+            ingest_all(client, key, batch);
+        }
+    };
+    let before: Vec<u64> = nodes.iter().map(|node| events_evaluated(&node.client)).collect();
+    ingest_everywhere(&nodes[0].client, "first");
+    let total = TENANTS as u64 * EVENTS;
+    let delta = |nodes: &[ChildServer], before: &[u64]| -> Vec<u64> {
+        nodes.iter().zip(before).map(|(node, before)| events_evaluated(&node.client) - before).collect::<Vec<_>>()
+    };
+    let evaluated = eventually(Duration::from_secs(10), || delta(&nodes, &before).iter().sum::<u64>() >= total);
+    assert!(evaluated, "every event evaluated: {:?}", delta(&nodes, &before));
+    std::thread::sleep(Duration::from_millis(500));
+    let split = delta(&nodes, &before);
+    assert_eq!(split.iter().sum::<u64>(), total, "each event evaluated once, on the node running its tenant");
+
+    // One node dies: the survivor takes every tenant over and evaluates what comes next.
+    let survivor = nodes.remove(0);
+    assert!(!nodes.pop().unwrap().signal_and_wait("KILL").success());
+    let taken = eventually(Duration::from_secs(15), || {
+        metric(&survivor.client, "veritrail_rule_engine_tenants") == TENANTS as u64 + 1
+    });
+    assert!(taken, "the survivor runs every tenant");
+    let before = events_evaluated(&survivor.client);
+    ingest_everywhere(&survivor.client, "second");
+    let evaluated = eventually(Duration::from_secs(10), || events_evaluated(&survivor.client) - before >= total);
+    assert!(evaluated, "the survivor evaluates every tenant's new events");
 }
