@@ -18,13 +18,14 @@
 //! store: the old owner stores what it derived and its cursor and drops the engine; the new one
 //! loads it as at a restart (below). While two nodes' lists differ (for about a second) both
 //! may run a tenant or neither: the first is harmless (alerts are stored once per dedup key,
-//! webhooks sent once per stored alert), the second delays it. A rule change
-//! is a command to the engine of the node that took the call; the others notice it through
-//! [`AlertStore::rule_change_counts`], read every [`RULES_CHECK_INTERVAL`], and apply the
-//! tenant's stored rules as the local path does ([`apply_stored_rules`]): kept versions keep
-//! their state, and a new version whose `effective_from_seq` this engine has passed already is
-//! first caught up alone on the events in between, so every node fires what the node that took
-//! the change fires.
+//! webhooks sent once per stored alert), the second delays it. A rule change is a command to
+//! the engine of the node that took the call; if that node does not run the tenant it only
+//! stores the change, starting at the tenant's stored cursor. The node running the tenant
+//! notices changes made elsewhere through [`AlertStore::rule_change_counts`], read every
+//! [`RULES_CHECK_INTERVAL`], and applies the tenant's stored rules as the local path does
+//! ([`apply_stored_rules`]): kept versions keep their state, and a new version whose
+//! `effective_from_seq` this engine has passed already is first caught up alone on the events
+//! in between, so it fires what an engine that had the version all along would.
 //!
 //! **Restart** (the crate's protocol): load the rules, replay from the first seq whose
 //! `received_at` is within `replay_horizon()` of the cursor's, tick, then process on. Alert ids
@@ -492,15 +493,13 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => break,
             Some(command) = commands.recv() => {
-                let tenant = command.tenant.clone();
-                let result = handle_command(&state, &mut engines, &tenant, command.change).await;
+                let tenant = &command.tenant;
+                let result = if membership.runs(tenant) {
+                    handle_command(&state, &mut engines, tenant, command.change).await
+                } else {
+                    handle_remote_command(&state, tenant, command.change).await
+                };
                 let _ = command.reply.send(result);
-                // A tenant another node runs: its engine was loaded for the change alone.
-                if !membership.runs(&tenant)
-                    && let Some(mut engine) = engines.remove(&tenant)
-                {
-                    hand_over(&state, &tenant, &mut engine).await;
-                }
             }
             _ = rules_check.tick() => {
                 membership.refresh(&state, &mut engines).await;
@@ -613,6 +612,15 @@ async fn handle_command(
         tracing::warn!(%tenant, error = %error.message, "rule change stored but not applied yet");
     }
     Ok(changed)
+}
+
+/// A rule change for a tenant whose engine runs on another node: stored with the tenant's
+/// stored cursor as the new version's first seq, without loading an engine here. The node
+/// running the tenant takes it up within [`RULES_CHECK_INTERVAL`], catching the new version up
+/// on the events it has evaluated since that cursor, as for any change made elsewhere.
+async fn handle_remote_command(state: &AppState, tenant: &str, change: RuleChange) -> Result<RuleChanged, ApiError> {
+    let next_seq = installed_cursor(state, tenant).await?;
+    apply_rule_change(state.alerts.as_ref(), tenant, change, next_seq).await
 }
 
 /// What [`apply_stored_rules`] changed in an engine.
@@ -729,10 +737,9 @@ async fn load_rules(alerts: &dyn AlertStore, tenant: &str) -> Result<Vec<Rule>, 
     Ok(alerts.rules(tenant).await?.iter().filter_map(parse_rule).collect())
 }
 
-/// Sets up a tenant's engine: installs the default pack if the tenant has no cursor yet
-/// (starting at its current tree size: history before monitoring existed is not alerted on),
-/// loads its rules, and replays the ledger per the restart protocol.
-async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, ApiError> {
+/// The tenant's stored engine cursor, after installing the default pack (starting at the
+/// tenant's current tree size) if the tenant has none yet.
+async fn installed_cursor(state: &AppState, tenant: &str) -> Result<u64, ApiError> {
     let alerts = state.alerts.as_ref();
     let mut cursor = alerts.engine_cursor(tenant).await?;
     if cursor.is_none() {
@@ -740,7 +747,15 @@ async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, Api
         alerts.install_rules(tenant, default_rules(size, Timestamp::now()), size).await?;
         cursor = alerts.engine_cursor(tenant).await?;
     }
-    let next_seq = cursor.unwrap_or(0);
+    Ok(cursor.unwrap_or(0))
+}
+
+/// Sets up a tenant's engine: installs the default pack if the tenant has no cursor yet
+/// (starting at its current tree size: history before monitoring existed is not alerted on),
+/// loads its rules, and replays the ledger per the restart protocol.
+async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, ApiError> {
+    let alerts = state.alerts.as_ref();
+    let next_seq = installed_cursor(state, tenant).await?;
     let mut engine = Engine::new(EngineConfig::default());
     engine.set_rules(load_rules(alerts, tenant).await?);
     if next_seq > 0 {
