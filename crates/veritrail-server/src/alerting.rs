@@ -76,7 +76,7 @@ const TICK_MARGIN: SignedDuration = SignedDuration::from_secs(2);
 const RULES_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// A node whose engine has not recorded itself alive for this long is taken for gone, and its
 /// tenants move to the other nodes.
-pub(crate) const ENGINE_NODE_TTL: Duration = Duration::from_secs(5);
+const ENGINE_NODE_TTL: Duration = Duration::from_secs(5);
 /// The cursor alone (no alert fired) is stored at most this often per tenant; a restart replays
 /// the rest.
 const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
