@@ -340,8 +340,8 @@ pub trait AlertStore: Send + Sync + 'static {
     /// Moves the engine cursor (never backwards: a smaller value is ignored). A move that is not
     /// `durable` is committed without waiting for the disk and may be lost if the machine stops
     /// before the next durable commit: the engine then evaluates again from the older cursor,
-    /// which raises nothing twice (alerts are stored once per `dedup_key`). How the engine's
-    /// periodic progress is kept without an fsync per second per tenant on the ack path's disk.
+    /// which raises nothing twice (alerts are stored once per `dedup_key`). The engine stores
+    /// its periodic progress so, which then costs no sync on the disk acknowledgements wait for.
     fn set_engine_cursor(&self, tenant: &str, next_seq: u64, durable: bool) -> BoxFuture<'_, StoreResult<()>>;
 
     /// Stores alerts whose `dedup_key` the tenant does not have yet, fans out their messages,
