@@ -124,6 +124,11 @@ pub struct AlertingConfig {
     pub webhook_timeout: Duration,
     /// Retry schedule of webhook deliveries.
     pub retry: RetryPolicy,
+    /// Where the engine keeps its node id across restarts, for stores several nodes share (the
+    /// binary: `engine-node` in the data directory, with `--database-url`): a node restarted
+    /// after a crash then takes its tenants back at once instead of after [`ENGINE_NODE_TTL`].
+    /// `None`: a new id per start.
+    pub node_id_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AlertingConfig {
@@ -134,6 +139,7 @@ impl Default for AlertingConfig {
             webhook_allow_private: false,
             webhook_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            node_id_file: None,
         }
     }
 }
@@ -472,10 +478,10 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         tracing::error!("the rule engine was started twice");
         return;
     };
-    let node = match ids::random_base32(16) {
-        Ok(id) => format!("node_{id}"),
+    let node = match node_id(state.alerting.config.node_id_file.as_deref()) {
+        Ok(id) => id,
         Err(error) => {
-            tracing::error!(error = %error.message, "the rule engine cannot name its node; not started");
+            tracing::error!(%error, "the rule engine cannot name its node; not started");
             return;
         }
     };
@@ -531,9 +537,34 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     }
 }
 
+/// Length of the random part of a node id (base32, 80 bits).
+const NODE_ID_CHARS: usize = 16;
+
+/// This node's engine id: read from `file` when it holds one, else new (and written there).
+fn node_id(file: Option<&std::path::Path>) -> Result<String, String> {
+    let fresh = || ids::random_base32(NODE_ID_CHARS).map(|id| format!("node_{id}")).map_err(|e| e.message);
+    let Some(file) = file else { return fresh() };
+    if let Ok(text) = std::fs::read_to_string(file) {
+        let id = text.trim();
+        let valid = id.strip_prefix("node_").is_some_and(|rest| {
+            rest.len() == NODE_ID_CHARS && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+        if valid {
+            return Ok(id.to_string());
+        }
+        tracing::warn!(file = %file.display(), "engine node id file holds no node id; writing a new one");
+    }
+    let id = fresh()?;
+    if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(file, format!("{id}\n")).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(id)
+}
+
 /// Which tenants this node's engine runs.
 struct Membership {
-    /// This node's id on the store, random per start.
+    /// This node's id on the store (random, kept in `AlertingConfig::node_id_file` if set).
     node: String,
     /// The live engine nodes, as last read; `None`: this node runs every tenant (a store for
     /// one node, or none read yet).

@@ -206,7 +206,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // Before the store opens: a bad certificate or key stops the start at once.
     let tls = tls_identity(args.tls_cert.or(file.tls_cert.clone()), args.tls_key.or(file.tls_key.clone()))?;
     let tsa = tsa_config(&args.tsa_url, &args.tsa_ca_file, &file)?;
-    let alerting = alerting_config(args.webhook_allow_private, &file);
+    let mut alerting = alerting_config(args.webhook_allow_private, &file);
     let smtp = smtp_config(args.smtp_url, args.smtp_from, &file)?;
     let outbound_ca_pem = match args.outbound_ca_file.or(file.outbound_ca_file) {
         Some(path) => {
@@ -218,6 +218,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let database_read_url = args.database_read_url.or(file.database_read_url).filter(|url| !url.is_empty());
     let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./veritrail-data"));
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    if database_url.is_some() {
+        // The node's rule engine id, kept so that a restart takes its tenants back at once.
+        create_private_dir(&data_dir)?;
+        alerting.node_id_file = Some(data_dir.join("engine-node"));
+    }
     let mut config = ServerConfig {
         bootstrap_token: std::env::var("VERITRAIL_BOOTSTRAP_TOKEN").ok().filter(|t| !t.is_empty()),
         origin: args.origin.or(file.origin),
@@ -271,11 +276,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(token) = &server.new_bootstrap_token {
         // With --database-url nothing else creates the data directory: private, like the
         // embedded store's.
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        create_private_dir(&data_dir)?;
         let path = data_dir.join("bootstrap-token");
         write_secret_file(&path, token)?;
         println!("bootstrap token (shown once, also saved to {}):\n{token}", path.display());
@@ -405,6 +406,15 @@ fn shutdown_on_signal() -> Result<CancellationToken> {
         token.cancel();
     });
     Ok(shutdown)
+}
+
+/// Creates `dir` (and its parents) if missing, private to the owner when it is new.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
 fn write_secret_file(path: &Path, secret: &str) -> Result<()> {

@@ -425,3 +425,35 @@ fn tenants_are_shared_between_nodes_and_taken_over_when_one_dies() {
     let evaluated = eventually(Duration::from_secs(10), || events_evaluated(&survivor.client) - before >= total);
     assert!(evaluated, "the survivor evaluates every tenant's new events");
 }
+
+/// A node keeps its engine id in its data directory: restarted after a SIGKILL it is the same
+/// node to the others (never a third one beside its own stale entry) and runs its tenants again
+/// at once, not after the dead entry's time to live.
+#[test]
+fn a_node_restarted_after_a_crash_takes_its_tenants_back_at_once() {
+    const TENANTS: usize = 8;
+    let database = TestDatabase::create();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = start_together(&database, &dirs);
+    for i in 0..TENANTS {
+        nodes[0].client.create_tenant(&format!("t{i}"));
+    }
+    settle(&[&nodes[0], &nodes[1]]);
+    let id_file = dirs[1].path().join("engine-node");
+    let id = std::fs::read_to_string(&id_file).unwrap();
+    assert!(id.starts_with("node_"), "{id}");
+    let runs_before = metric(&nodes[1].client, "veritrail_rule_engine_tenants");
+
+    assert!(!nodes.pop().unwrap().signal_and_wait("KILL").success());
+    let restarted = node(&database, dirs[1].path());
+    assert_eq!(std::fs::read_to_string(&id_file).unwrap(), id, "the same id after the restart");
+    let started = Instant::now();
+    let back = eventually(Duration::from_secs(3), || {
+        metric(&restarted.client, "veritrail_rule_engine_tenants") == runs_before
+    });
+    assert!(back, "the restarted node runs its {runs_before} tenants again within 3 s");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    for node in [&nodes[0], &restarted] {
+        assert_eq!(metric(&node.client, "veritrail_rule_engine_nodes"), 2, "two nodes, not three");
+    }
+}
