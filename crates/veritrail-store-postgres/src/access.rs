@@ -157,6 +157,17 @@ pub(crate) fn to_session(row: &Row) -> StoreResult<SessionRecord> {
 
 pub(crate) const ROLE_COLUMNS: &str = "tenant, name, description, permissions, created_at, updated_at";
 
+/// The insert of a `custom_roles` row with [`role_params`] (the create path adds its conflict
+/// clause; `migrate-store`'s import uses it as is).
+pub(crate) const INSERT_ROLE: &str =
+    "INSERT INTO custom_roles (tenant, name, description, permissions, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// The parameters of [`INSERT_ROLE`].
+pub(crate) fn role_params(role: &RoleRecord) -> [&(dyn ToSql + Sync); 6] {
+    [&role.tenant, &role.name, &role.description, &role.permissions, &role.created_at, &role.updated_at]
+}
+
 pub(crate) fn to_role(row: &Row) -> RoleRecord {
     RoleRecord {
         tenant: row.get(0),
@@ -471,23 +482,8 @@ impl AccessStore for PgAccessStore {
                 return Err(StoreError::AlreadyExists(format!("role {:?}", role.name)));
             }
             let client = self.client().await?;
-            let sql = format!(
-                "INSERT INTO custom_roles ({ROLE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-            );
-            let inserted = client
-                .execute(
-                    &sql,
-                    &[
-                        &role.tenant,
-                        &role.name,
-                        &role.description,
-                        &role.permissions,
-                        &role.created_at,
-                        &role.updated_at,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let sql = format!("{INSERT_ROLE} ON CONFLICT DO NOTHING");
+            let inserted = client.execute(&sql, &role_params(&role)).await.map_err(pg_error)?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("role {:?}", role.name)));
             }

@@ -41,6 +41,7 @@ use std::time::Duration;
 use deadpool_postgres::{Pool, Transaction};
 use jiff::Timestamp;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use veritrail_store::{
     Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert,
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
@@ -171,6 +172,71 @@ async fn set_cursor(tx: &Transaction<'_>, tenant: &str, next_seq: u64) -> StoreR
 }
 
 // ---- alerts ----
+
+/// An alert as its `alerts` row is written, its numbers converted: by `record_alerts` (the
+/// database numbers it) and by `migrate-store`'s import (which keeps its `position`).
+pub(crate) struct AlertRow<'a> {
+    alert: &'a Alert,
+    position: Option<i64>,
+    rule_version: i64,
+    event_count: i64,
+    trigger_seq: Option<i64>,
+    status: &'static str,
+}
+
+impl<'a> AlertRow<'a> {
+    pub(crate) fn new(alert: &'a Alert, keep_position: bool) -> StoreResult<AlertRow<'a>> {
+        Ok(AlertRow {
+            alert,
+            position: keep_position.then(|| to_i64(alert.position, "alert position")).transpose()?,
+            rule_version: i64::from(alert.rule_version),
+            event_count: to_i64(alert.event_count, "alert event count")?,
+            trigger_seq: alert.trigger_seq.map(|seq| to_i64(seq, "alert trigger seq")).transpose()?,
+            status: alert.status.as_str(),
+        })
+    }
+
+    /// The insert of rows made with `keep_position`, followed by `conflict` (a conflict clause
+    /// or nothing).
+    pub(crate) fn insert_sql(keep_position: bool, conflict: &str) -> String {
+        const COLUMNS: &str = "id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
+             trigger_seq, started_at, fired_at, summary, dedup_key, status, status_changed_by, status_changed_at,
+             status_note";
+        let (position, overriding, count) =
+            if keep_position { ("position, ", " OVERRIDING SYSTEM VALUE", 18) } else { ("", "", 17) };
+        let values: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
+        format!("INSERT INTO alerts ({position}{COLUMNS}){overriding} VALUES ({}) {conflict}", values.join(", "))
+    }
+
+    /// The parameters of [`AlertRow::insert_sql`].
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let alert = self.alert;
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(18);
+        if let Some(position) = &self.position {
+            params.push(position);
+        }
+        params.extend([
+            &alert.id as &(dyn ToSql + Sync),
+            &alert.tenant,
+            &alert.rule_id,
+            &self.rule_version,
+            &alert.severity,
+            &alert.group_key,
+            &alert.event_ids,
+            &self.event_count,
+            &self.trigger_seq,
+            &alert.started_at,
+            &alert.fired_at,
+            &alert.summary,
+            &alert.dedup_key,
+            &self.status,
+            &alert.status_changed_by,
+            &alert.status_changed_at,
+            &alert.status_note,
+        ]);
+        params
+    }
+}
 
 pub(crate) const ALERT_COLUMNS: &str =
     "position, id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
@@ -533,45 +599,14 @@ impl AlertStore for PgAlertStore {
             }
             let subscribers = subscribers(&tx, &tenant).await?;
             let insert = tx
-                .prepare_cached(
-                    "INSERT INTO alerts (id, tenant, rule_id, rule_version, severity, group_key, event_ids,
-                         event_count, trigger_seq, started_at, fired_at, summary, dedup_key, status,
-                         status_changed_by, status_changed_at, status_note)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-                     ON CONFLICT (tenant, dedup_key) DO NOTHING",
-                )
+                .prepare_cached(&AlertRow::insert_sql(false, "ON CONFLICT (tenant, dedup_key) DO NOTHING"))
                 .await
                 .map_err(pg_error)?;
             let mut stored = Vec::new();
             for NewAlert { alert, messages } in alerts {
                 debug_assert_eq!(alert.tenant, tenant);
-                let event_count = to_i64(alert.event_count, "alert event count")?;
-                let trigger_seq = alert.trigger_seq.map(|seq| to_i64(seq, "alert trigger seq")).transpose()?;
-                let inserted = tx
-                    .execute(
-                        &insert,
-                        &[
-                            &alert.id,
-                            &tenant,
-                            &alert.rule_id,
-                            &i64::from(alert.rule_version),
-                            &alert.severity,
-                            &alert.group_key,
-                            &alert.event_ids,
-                            &event_count,
-                            &trigger_seq,
-                            &alert.started_at,
-                            &alert.fired_at,
-                            &alert.summary,
-                            &alert.dedup_key,
-                            &alert.status.as_str(),
-                            &alert.status_changed_by,
-                            &alert.status_changed_at,
-                            &alert.status_note,
-                        ],
-                    )
-                    .await
-                    .map_err(pg_error)?;
+                let row = AlertRow::new(&alert, false)?;
+                let inserted = tx.execute(&insert, &row.params()).await.map_err(pg_error)?;
                 if inserted == 0 {
                     continue;
                 }

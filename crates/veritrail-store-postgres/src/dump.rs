@@ -512,20 +512,7 @@ async fn write(tx: &Transaction<'_>, tenants: &mut Vec<ImportedTenant>, batch: B
         }
         Batch::Roles(roles) => {
             for role in roles {
-                tx.execute(
-                    "INSERT INTO custom_roles (tenant, name, description, permissions, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &role.tenant,
-                        &role.name,
-                        &role.description,
-                        &role.permissions,
-                        &role.created_at,
-                        &role.updated_at,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+                tx.execute(access::INSERT_ROLE, &access::role_params(&role)).await.map_err(pg_error)?;
             }
         }
         Batch::Users(users) => {
@@ -649,43 +636,9 @@ async fn write(tx: &Transaction<'_>, tenants: &mut Vec<ImportedTenant>, batch: B
             }
         }
         Batch::Alerts(list) => {
-            let insert = tx
-                .prepare(
-                    "INSERT INTO alerts (position, id, tenant, rule_id, rule_version, severity, group_key, event_ids,
-                     event_count, trigger_seq, started_at, fired_at, summary, dedup_key, status, status_changed_by,
-                     status_changed_at, status_note)
-                     OVERRIDING SYSTEM VALUE
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-                )
-                .await
-                .map_err(pg_error)?;
+            let insert = tx.prepare(&alerts::AlertRow::insert_sql(true, "")).await.map_err(pg_error)?;
             for alert in list {
-                let trigger_seq = alert.trigger_seq.map(|seq| to_i64(seq, "trigger seq")).transpose()?;
-                tx.execute(
-                    &insert,
-                    &[
-                        &to_i64(alert.position, "alert position")?,
-                        &alert.id,
-                        &alert.tenant,
-                        &alert.rule_id,
-                        &i64::from(alert.rule_version),
-                        &alert.severity,
-                        &alert.group_key,
-                        &alert.event_ids,
-                        &to_i64(alert.event_count, "event count")?,
-                        &trigger_seq,
-                        &alert.started_at,
-                        &alert.fired_at,
-                        &alert.summary,
-                        &alert.dedup_key,
-                        &alert.status.as_str(),
-                        &alert.status_changed_by,
-                        &alert.status_changed_at,
-                        &alert.status_note,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+                tx.execute(&insert, &alerts::AlertRow::new(&alert, true)?.params()).await.map_err(pg_error)?;
             }
         }
         Batch::End => {}

@@ -136,6 +136,55 @@ impl SqliteAlertStore {
     }
 }
 
+/// Inserts an alert's row, followed by `conflict` (a conflict clause or nothing): by
+/// `record_alerts` (the table numbers it) and by `migrate-store`'s import (`keep_position`).
+/// Returns the rows inserted.
+pub(crate) fn insert_alert(
+    conn: &Connection,
+    alert: &Alert,
+    keep_position: bool,
+    conflict: &str,
+) -> StoreResult<usize> {
+    const COLUMNS: &str = "id, tenant, rule_id, rule_version, severity, group_key, event_ids, event_count,
+         trigger_seq, started_at, fired_at, summary, dedup_key, status, status_changed_by, status_changed_at,
+         status_note";
+    let position = keep_position.then_some(alert.position as i64);
+    let (group_key, event_ids) = (json_text(&alert.group_key)?, json_text(&alert.event_ids)?);
+    let (event_count, trigger_seq) = (alert.event_count as i64, alert.trigger_seq.map(|seq| seq as i64));
+    let (started_at, fired_at) = (to_micros(alert.started_at), to_micros(alert.fired_at));
+    let (status, status_changed_at) = (alert.status.as_str(), alert.status_changed_at.map(to_micros));
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(18);
+    if let Some(position) = &position {
+        values.push(position);
+    }
+    values.extend([
+        &alert.id as &dyn rusqlite::ToSql,
+        &alert.tenant,
+        &alert.rule_id,
+        &alert.rule_version,
+        &alert.severity,
+        &group_key,
+        &event_ids,
+        &event_count,
+        &trigger_seq,
+        &started_at,
+        &fired_at,
+        &alert.summary,
+        &alert.dedup_key,
+        &status,
+        &alert.status_changed_by,
+        &status_changed_at,
+        &alert.status_note,
+    ]);
+    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO alerts ({}{COLUMNS}) VALUES ({}) {conflict}",
+        if keep_position { "position, " } else { "" },
+        placeholders.join(", ")
+    );
+    conn.prepare_cached(&sql).map_err(sql_error)?.execute(params_from_iter(values)).map_err(sql_error)
+}
+
 pub(crate) fn json_text(value: &impl serde::Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode json: {e}")))
 }
@@ -613,34 +662,7 @@ impl AlertStore for SqliteAlertStore {
             let mut stored = Vec::new();
             for NewAlert { alert, messages } in alerts {
                 debug_assert_eq!(alert.tenant, tenant);
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO alerts (id, tenant, rule_id, rule_version, severity, group_key, event_ids,
-                             event_count, trigger_seq, started_at, fired_at, summary, dedup_key, status,
-                             status_changed_by, status_changed_at, status_note)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-                         ON CONFLICT (tenant, dedup_key) DO NOTHING",
-                        params![
-                            alert.id,
-                            tenant,
-                            alert.rule_id,
-                            alert.rule_version,
-                            alert.severity,
-                            json_text(&alert.group_key)?,
-                            json_text(&alert.event_ids)?,
-                            alert.event_count as i64,
-                            alert.trigger_seq.map(|s| s as i64),
-                            to_micros(alert.started_at),
-                            to_micros(alert.fired_at),
-                            alert.summary,
-                            alert.dedup_key,
-                            alert.status.as_str(),
-                            alert.status_changed_by,
-                            alert.status_changed_at.map(to_micros),
-                            alert.status_note,
-                        ],
-                    )
-                    .map_err(sql_error)?;
+                let inserted = insert_alert(tx, &alert, false, "ON CONFLICT (tenant, dedup_key) DO NOTHING")?;
                 if inserted == 0 {
                     continue;
                 }

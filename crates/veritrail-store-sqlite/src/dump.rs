@@ -683,35 +683,7 @@ impl Target {
             }
             Batch::Alerts(list) => {
                 for alert in list {
-                    self.alerts
-                        .prepare_cached(
-                            "INSERT INTO alerts (position, id, tenant, rule_id, rule_version, severity, group_key,
-                             event_ids, event_count, trigger_seq, started_at, fired_at, summary, dedup_key, status,
-                             status_changed_by, status_changed_at, status_note)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![
-                            alert.position as i64,
-                            alert.id,
-                            alert.tenant,
-                            alert.rule_id,
-                            alert.rule_version,
-                            alert.severity,
-                            alerts::json_text(&alert.group_key)?,
-                            alerts::json_text(&alert.event_ids)?,
-                            alert.event_count as i64,
-                            alert.trigger_seq.map(|seq| seq as i64),
-                            to_micros(alert.started_at),
-                            to_micros(alert.fired_at),
-                            alert.summary,
-                            alert.dedup_key,
-                            alert.status.as_str(),
-                            alert.status_changed_by,
-                            alert.status_changed_at.map(to_micros),
-                            alert.status_note
-                        ])
-                        .map_err(sql_error)?;
+                    alerts::insert_alert(&self.alerts, &alert, true, "")?;
                 }
             }
             Batch::End => {}

@@ -19,6 +19,8 @@ use veritrail_ledger::tree::verify_consistency;
 use veritrail_test_support::postgres::TestDatabase;
 use veritrail_test_support::{ChildServer, Client, event, wait_for};
 
+use crate::privacy::bob_updates_patient;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_veritrail");
 
 /// A master key no test store was written with.
@@ -69,18 +71,6 @@ fn alice(id: &str) -> Value {
         "id": id, "action": "auth.login.success",
         "actor": {"id": "alice", "type": "user", "name": "Alice Liddell", "email": "Alice.Liddell@wonder.example"},
         "context": {"ip": "198.51.100.23", "user_agent": "AliceBrowser/7.1"},
-    })
-}
-
-fn bob_updates_patient(id: &str) -> Value {
-    json!({
-        "id": id, "action": "data.updated",
-        "actor": {"id": "bob", "type": "user", "name": "Bob Baker", "email": "bob.baker@clinic.example"},
-        "resource": {"type": "record", "id": "r-1"},
-        "context": {"ip": "203.0.113.99"},
-        "data_subject": "patient-7",
-        "sensitivity": ["phi"],
-        "changes": {"before": {"note": "none"}, "after": {"note": "Diagnosis: chronic teapot"}},
     })
 }
 

@@ -34,7 +34,8 @@ fn alice_event(id: &str) -> Value {
     })
 }
 
-fn bob_updates_patient(id: &str) -> Value {
+/// An update of patient-7's record by Bob, with personal data and a PHI-labelled `changes`.
+pub(crate) fn bob_updates_patient(id: &str) -> Value {
     json!({
         "id": id, "action": "data.updated",
         "actor": {"id": "bob", "type": "user", "name": "Bob Baker", "email": "bob.baker@clinic.example"},
