@@ -163,6 +163,18 @@ pub(crate) const INSERT_ROLE: &str =
     "INSERT INTO custom_roles (tenant, name, description, permissions, created_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6)";
 
+/// The insert of an `identity_providers` row with [`identity_provider_params`] (the create path
+/// adds its conflict clause; `migrate-store`'s import uses it as is).
+pub(crate) const INSERT_IDENTITY_PROVIDER: &str = "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// The parameters of [`INSERT_IDENTITY_PROVIDER`]; `issuer` is `provider.issuer()`.
+pub(crate) fn identity_provider_params<'a>(
+    provider: &'a IdentityProviderRecord,
+    issuer: &'a Option<&'a str>,
+) -> [&'a (dyn ToSql + Sync); 6] {
+    [&provider.id, &provider.tenant, issuer, &provider.config, &provider.created_at, &provider.updated_at]
+}
+
 /// The parameters of [`INSERT_ROLE`].
 pub(crate) fn role_params(role: &RoleRecord) -> [&(dyn ToSql + Sync); 6] {
     [&role.tenant, &role.name, &role.description, &role.permissions, &role.created_at, &role.updated_at]
@@ -542,21 +554,10 @@ impl AccessStore for PgAccessStore {
     fn create_identity_provider(&self, provider: IdentityProviderRecord) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let inserted = client
-                .execute(
-                    "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    &[
-                        &provider.id,
-                        &provider.tenant,
-                        &provider.issuer(),
-                        &provider.config,
-                        &provider.created_at,
-                        &provider.updated_at,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let sql = format!("{INSERT_IDENTITY_PROVIDER} ON CONFLICT DO NOTHING");
+            let issuer = provider.issuer();
+            let inserted =
+                client.execute(&sql, &identity_provider_params(&provider, &issuer)).await.map_err(pg_error)?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("identity provider {:?}", provider.id)));
             }

@@ -552,20 +552,9 @@ async fn write(tx: &Transaction<'_>, tenants: &mut Vec<ImportedTenant>, batch: B
         }
         Batch::IdentityProviders(providers) => {
             for provider in providers {
-                tx.execute(
-                    "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &provider.id,
-                        &provider.tenant,
-                        &provider.issuer(),
-                        &provider.config,
-                        &provider.created_at,
-                        &provider.updated_at,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+                let issuer = provider.issuer();
+                let params = access::identity_provider_params(&provider, &issuer);
+                tx.execute(access::INSERT_IDENTITY_PROVIDER, &params).await.map_err(pg_error)?;
             }
         }
         Batch::EngineCursors(cursors) => {
