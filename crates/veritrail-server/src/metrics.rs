@@ -114,50 +114,54 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
 
 fn render_alerting(out: &mut String, metrics: &crate::alerting::AlertingMetrics) {
     let counter = |value: &std::sync::atomic::AtomicU64| value.load(std::sync::atomic::Ordering::Relaxed);
-    let counters = [
+    let families = [
         (
             "veritrail_rule_events_evaluated_total",
+            "counter",
             "Events evaluated by the rule engine since start.",
             &metrics.events_evaluated,
         ),
-        ("veritrail_alerts_raised_total", "Alerts stored since start.", &metrics.alerts_raised),
+        ("veritrail_alerts_raised_total", "counter", "Alerts stored since start.", &metrics.alerts_raised),
         (
             "veritrail_rule_engine_errors_total",
+            "counter",
             "Rule engine passes that failed (the tenant is reloaded).",
             &metrics.engine_errors,
         ),
         (
             "veritrail_webhook_deliveries_total",
+            "counter",
             "Webhook deliveries answered 2xx since start.",
             &metrics.deliveries_succeeded,
         ),
         (
             "veritrail_webhook_failures_total",
+            "counter",
             "Webhook delivery attempts that failed since start.",
             &metrics.deliveries_failed,
         ),
         (
             "veritrail_webhook_dead_total",
+            "counter",
             "Webhook deliveries given up after their retries since start.",
             &metrics.deliveries_dead,
         ),
-    ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", counter(value));
-    }
-    let gauges = [
         (
             "veritrail_rule_engine_tenants",
+            "gauge",
             "Tenants whose rules this node's engine runs (with several nodes, each tenant's on one).",
             &metrics.tenants_run,
         ),
-        ("veritrail_rule_engine_nodes", "Nodes running rule engines on this store, this one included.", &metrics.nodes),
+        (
+            "veritrail_rule_engine_nodes",
+            "gauge",
+            "Nodes running rule engines on this store, this one included.",
+            &metrics.nodes,
+        ),
     ];
-    for (name, help, value) in gauges {
+    for (name, kind, help, value) in families {
         let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {}", counter(value));
     }
     let name = "veritrail_alert_latency_seconds";
