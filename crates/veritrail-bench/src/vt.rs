@@ -173,9 +173,18 @@ pub fn metric_at(base: &str, name: &str) -> Result<f64> {
 
 /// A blocking HTTP agent that keeps `connections` keep-alive connections.
 pub fn agent(connections: usize) -> ureq::Agent {
+    // Every phase is bounded but the name lookup: ureq resolves at every request, and a lookup
+    // with a deadline runs on a thread of its own — a thread created per request, in the
+    // process that also runs the in-process server, whose threads then queue on the address
+    // space lock behind every thread start (`mmap`/`mprotect`/`munmap` of its stack).
+    let limit = Some(Duration::from_secs(120));
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
+        .timeout_connect(limit)
+        .timeout_send_request(limit)
+        .timeout_send_body(limit)
+        .timeout_recv_response(limit)
+        .timeout_recv_body(limit)
         .max_idle_connections_per_host(connections)
         .build()
         .into()
