@@ -266,10 +266,14 @@ mod tests {
         for key in 0..100i64 {
             conn.execute("INSERT INTO records (key, sealed) VALUES (?1, x'00')", [key]).unwrap();
         }
-        let mut select = conn.prepare("SELECT key FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key LIMIT ?3").unwrap();
+        let mut select =
+            conn.prepare("SELECT key FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key LIMIT ?3").unwrap();
         for from in 0..10i64 {
-            let keys: Vec<i64> =
-                select.query_map(params![from * 10, from * 10 + 9, 16], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+            let keys: Vec<i64> = select
+                .query_map(params![from * 10, from * 10 + 9, 16], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
             assert_eq!(keys, (from * 10..from * 10 + 10).collect::<Vec<_>>());
         }
         select.get_status(StatementStatus::RePrepare)
@@ -277,7 +281,10 @@ mod tests {
 
     #[test]
     fn fixed_plans_stop_recompiling_a_range_read_at_every_new_bound() {
-        assert!(reprepares(false) > 0, "the bundled SQLite no longer re-prepares on new bounds; fixed_plans may be moot");
+        assert!(
+            reprepares(false) > 0,
+            "the bundled SQLite no longer re-prepares on new bounds; fixed_plans may be moot"
+        );
         assert_eq!(reprepares(true), 0);
     }
 }
