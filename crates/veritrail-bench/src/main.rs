@@ -141,6 +141,11 @@ struct Plan {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The in-process server's log, on stderr, only when asked for (`RUST_LOG=warn`): a failed
+    // round then says what the store refused.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let plan = Plan {
         events: cli.events.unwrap_or(if cli.quick { 100_000 } else { 1_000_000 }).max(cli.batch as u64),
         clients: cli.clients.max(1),
