@@ -18,7 +18,7 @@ use veritrail_store::{
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
 };
 
-use crate::side::SideDb;
+use crate::side::{CachedSql, SideDb};
 use crate::{SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the access-control database inside the data directory.
@@ -240,7 +240,7 @@ pub(crate) fn to_session(row: SessionRow) -> StoreResult<SessionRecord> {
 
 fn revoke_open_sessions(tx: &Transaction<'_>, tenant: &str, user_id: &str, at: Timestamp) -> StoreResult<u64> {
     let revoked = tx
-        .execute(
+        .execute_cached(
             "UPDATE sessions SET revoked_at = ?3 WHERE tenant = ?1 AND user_id = ?2 AND revoked_at IS NULL",
             params![tenant, user_id, to_micros(at)],
         )
@@ -403,7 +403,7 @@ fn collect<T, R>(
     read: fn(&Row<'_>) -> rusqlite::Result<R>,
     convert: fn(R) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare(sql).map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
     let rows = stmt.query_map(args, read).map_err(sql_error)?;
     let mut out = Vec::new();
     for row in rows {
@@ -493,7 +493,7 @@ impl AccessStore for SqliteAccessStore {
             }
             user.updated_at = at;
             let custom_role = custom_role(tx, &tenant, &user.role)?;
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE users SET password_hash = ?3, role = ?4, custom_role = ?5, actor_id = ?6, status = ?7,
                      updated_at = ?8
                  WHERE tenant = ?1 AND id = ?2",
@@ -520,10 +520,10 @@ impl AccessStore for SqliteAccessStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             // Explicit, not only the foreign key's cascade: a session must never outlive its user.
-            tx.execute("DELETE FROM sessions WHERE tenant = ?1 AND user_id = ?2", params![tenant, id])
+            tx.execute_cached("DELETE FROM sessions WHERE tenant = ?1 AND user_id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
             let deleted = tx
-                .execute("DELETE FROM users WHERE tenant = ?1 AND id = ?2", params![tenant, id])
+                .execute_cached("DELETE FROM users WHERE tenant = ?1 AND id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
             Ok(deleted == 1)
         }))
@@ -532,7 +532,7 @@ impl AccessStore for SqliteAccessStore {
     fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, StoreResult<bool>> {
         Box::pin(self.db.run(true, move |tx| {
             let status: Option<String> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT status FROM users WHERE tenant = ?1 AND id = ?2",
                     params![session.tenant, session.user_id],
                     |row| row.get(0),
@@ -565,7 +565,7 @@ impl AccessStore for SqliteAccessStore {
         // `last_seen_at`.
         Box::pin(self.db.run(false, move |tx| {
             let touched = tx
-                .execute(
+                .execute_cached(
                     "UPDATE sessions SET last_seen_at = max(last_seen_at, ?3)
                      WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL AND expires_at > ?3",
                     params![tenant, id, to_micros(at)],
@@ -579,7 +579,7 @@ impl AccessStore for SqliteAccessStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let revoked = tx
-                .execute(
+                .execute_cached(
                     "UPDATE sessions SET revoked_at = ?3 WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
                     params![tenant, id, to_micros(at)],
                 )
@@ -608,7 +608,7 @@ impl AccessStore for SqliteAccessStore {
     fn purge_sessions(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(self.db.run(true, move |tx| {
             let purged = tx
-                .execute("DELETE FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1", [to_micros(before)])
+                .execute_cached("DELETE FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1", [to_micros(before)])
                 .map_err(sql_error)?;
             Ok(purged as u64)
         }))
@@ -645,7 +645,7 @@ impl AccessStore for SqliteAccessStore {
     fn replace_role(&self, role: RoleRecord) -> BoxFuture<'_, StoreResult<bool>> {
         Box::pin(self.db.run(true, move |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE roles SET description = ?3, permissions = ?4, updated_at = ?5
                      WHERE tenant = ?1 AND name = ?2",
                     params![
@@ -669,7 +669,7 @@ impl AccessStore for SqliteAccessStore {
                 return Err(StoreError::Conflict(format!("role {name:?} is assigned to users")));
             }
             let deleted = tx
-                .execute("DELETE FROM roles WHERE tenant = ?1 AND name = ?2", params![tenant, name])
+                .execute_cached("DELETE FROM roles WHERE tenant = ?1 AND name = ?2", params![tenant, name])
                 .map_err(sql_error)?;
             Ok(deleted == 1)
         }))
@@ -712,7 +712,7 @@ impl AccessStore for SqliteAccessStore {
     fn replace_identity_provider(&self, provider: IdentityProviderRecord) -> BoxFuture<'_, StoreResult<bool>> {
         Box::pin(self.db.run(true, move |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE identity_providers SET issuer = ?3, config = ?4, updated_at = ?5
                      WHERE tenant = ?1 AND id = ?2",
                     params![
@@ -732,7 +732,7 @@ impl AccessStore for SqliteAccessStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let deleted = tx
-                .execute("DELETE FROM identity_providers WHERE tenant = ?1 AND id = ?2", params![tenant, id])
+                .execute_cached("DELETE FROM identity_providers WHERE tenant = ?1 AND id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
             Ok(deleted == 1)
         }))

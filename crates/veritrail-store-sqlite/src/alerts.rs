@@ -17,7 +17,7 @@ use veritrail_store::{
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
-use crate::side::SideDb;
+use crate::side::{CachedSql, SideDb};
 use crate::{SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the monitoring database inside the data directory.
@@ -223,14 +223,16 @@ pub(crate) fn to_rule(
 
 fn insert_rule(tx: &Transaction<'_>, tenant: &str, rule: &StoredRule) -> StoreResult<()> {
     let taken: Option<i64> = tx
-        .query_row("SELECT no FROM rules WHERE tenant = ?1 AND id = ?2", params![tenant, rule.id], |row| row.get(0))
+        .query_row_cached("SELECT no FROM rules WHERE tenant = ?1 AND id = ?2", params![tenant, rule.id], |row| {
+            row.get(0)
+        })
         .optional()
         .map_err(sql_error)?;
     if taken.is_some() {
         return Err(StoreError::AlreadyExists(format!("rule {:?}", rule.id)));
     }
     let definition = json_text(&rule.definition)?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO rules (tenant, id, version, definition, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![tenant, rule.id, rule.version, definition, to_micros(rule.created_at), to_micros(rule.updated_at)],
     )
@@ -240,7 +242,7 @@ fn insert_rule(tx: &Transaction<'_>, tenant: &str, rule: &StoredRule) -> StoreRe
 
 /// Counts a change of the tenant's rules, in the transaction that makes it.
 fn count_rule_change(tx: &Transaction<'_>, tenant: &str) -> StoreResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO rule_changes (tenant, changes) VALUES (?1, 1)
          ON CONFLICT (tenant) DO UPDATE SET changes = changes + 1",
         [tenant],
@@ -250,7 +252,7 @@ fn count_rule_change(tx: &Transaction<'_>, tenant: &str) -> StoreResult<()> {
 }
 
 fn insert_rule_version(tx: &Transaction<'_>, tenant: &str, rule: &StoredRule, definition: &str) -> StoreResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT OR REPLACE INTO rule_versions (tenant, id, version, definition, created_at, saved_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![tenant, rule.id, rule.version, definition, to_micros(rule.created_at), to_micros(rule.updated_at)],
@@ -337,7 +339,7 @@ pub(crate) fn to_alert(row: AlertRow) -> StoreResult<Alert> {
 
 fn read_alert(conn: &Connection, tenant: &str, id: &str) -> StoreResult<Option<Alert>> {
     let row = conn
-        .query_row(
+        .query_row_cached(
             &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE tenant = ?1 AND id = ?2"),
             params![tenant, id],
             alert_row,
@@ -348,7 +350,7 @@ fn read_alert(conn: &Connection, tenant: &str, id: &str) -> StoreResult<Option<A
 }
 
 fn set_cursor(tx: &Transaction<'_>, tenant: &str, next_seq: u64, now: Timestamp) -> StoreResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO engine_cursors (tenant, next_seq, installed_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)",
         params![tenant, next_seq as i64, to_micros(now)],
@@ -372,7 +374,7 @@ fn fan_out(tx: &Transaction<'_>, tenant: &str, message: &OutboundMessage) -> Sto
             continue;
         }
         let created = to_micros(message.created_at);
-        tx.execute(
+        tx.execute_cached(
             "INSERT OR IGNORE INTO deliveries (tenant, endpoint_id, message_id, event_type, alert_id, payload, status,
                  attempts, round_attempts, round_started_at, created_at, next_attempt_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, 0, ?7, ?7, ?7)",
@@ -484,7 +486,7 @@ fn read_delivery(
     message_id: &str,
 ) -> StoreResult<Option<Delivery>> {
     let row = conn
-        .query_row(
+        .query_row_cached(
             &format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant = ?1 AND endpoint_id = ?2 AND message_id = ?3"
             ),
@@ -503,7 +505,7 @@ fn collect<T, R>(
     read: fn(&Row<'_>) -> rusqlite::Result<R>,
     convert: fn(R) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare(sql).map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
     let rows = stmt.query_map(params_from_iter(args), read).map_err(sql_error)?;
     let mut out = Vec::new();
     for row in rows {
@@ -524,7 +526,7 @@ impl AlertStore for SqliteAlertStore {
         let tenant = tenant.to_string();
         Box::pin(self.db.run(true, move |tx| {
             let installed: Option<i64> = tx
-                .query_row("SELECT 1 FROM engine_cursors WHERE tenant = ?1", [&tenant], |row| row.get(0))
+                .query_row_cached("SELECT 1 FROM engine_cursors WHERE tenant = ?1", [&tenant], |row| row.get(0))
                 .optional()
                 .map_err(sql_error)?;
             if installed.is_some() {
@@ -558,7 +560,7 @@ impl AlertStore for SqliteAlertStore {
     fn rule_version(&self, tenant: &str, id: &str, version: u32) -> BoxFuture<'_, StoreResult<Option<StoredRule>>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
-            tx.query_row(
+            tx.query_row_cached(
                 "SELECT id, version, definition, created_at, saved_at FROM rule_versions
                  WHERE tenant = ?1 AND id = ?2 AND version = ?3",
                 params![tenant, id, version],
@@ -584,7 +586,7 @@ impl AlertStore for SqliteAlertStore {
         Box::pin(self.db.run(true, move |tx| {
             let definition = json_text(&rule.definition)?;
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE rules SET version = ?3, definition = ?4, updated_at = ?5
                      WHERE tenant = ?1 AND id = ?2 AND version = ?6 AND deleted_at IS NULL",
                     params![tenant, rule.id, rule.version, definition, to_micros(rule.updated_at), expected_version],
@@ -594,7 +596,7 @@ impl AlertStore for SqliteAlertStore {
                 return Ok(false);
             }
             let created: i64 = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT created_at FROM rules WHERE tenant = ?1 AND id = ?2",
                     params![tenant, rule.id],
                     |row| row.get(0),
@@ -611,7 +613,7 @@ impl AlertStore for SqliteAlertStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE rules SET deleted_at = ?3 WHERE tenant = ?1 AND id = ?2 AND deleted_at IS NULL",
                     params![tenant, id, to_micros(at)],
                 )
@@ -639,7 +641,7 @@ impl AlertStore for SqliteAlertStore {
         let tenant = tenant.to_string();
         Box::pin(self.db.run(true, move |tx| {
             let next: Option<i64> = tx
-                .query_row("SELECT next_seq FROM engine_cursors WHERE tenant = ?1", [&tenant], |row| row.get(0))
+                .query_row_cached("SELECT next_seq FROM engine_cursors WHERE tenant = ?1", [&tenant], |row| row.get(0))
                 .optional()
                 .map_err(sql_error)?;
             Ok(next.map(u64_of))
@@ -734,7 +736,7 @@ impl AlertStore for SqliteAlertStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE alerts SET status = ?4, status_changed_by = ?5, status_changed_at = ?6, status_note = ?7
                      WHERE tenant = ?1 AND id = ?2 AND status = ?3",
                     params![
@@ -761,13 +763,13 @@ impl AlertStore for SqliteAlertStore {
     fn create_webhook(&self, endpoint: WebhookEndpoint) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(self.db.run(true, move |tx| {
             let taken: Option<i64> = tx
-                .query_row("SELECT no FROM webhooks WHERE id = ?1", [&endpoint.id], |row| row.get(0))
+                .query_row_cached("SELECT no FROM webhooks WHERE id = ?1", [&endpoint.id], |row| row.get(0))
                 .optional()
                 .map_err(sql_error)?;
             if taken.is_some() {
                 return Err(StoreError::AlreadyExists(format!("webhook {:?}", endpoint.id)));
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO webhooks (id, tenant, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     endpoint.id,
@@ -807,12 +809,12 @@ impl AlertStore for SqliteAlertStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let deleted = tx
-                .execute("DELETE FROM webhooks WHERE tenant = ?1 AND id = ?2", params![tenant, id])
+                .execute_cached("DELETE FROM webhooks WHERE tenant = ?1 AND id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
             if deleted == 0 {
                 return Ok(false);
             }
-            tx.execute("DELETE FROM deliveries WHERE tenant = ?1 AND endpoint_id = ?2", params![tenant, id])
+            tx.execute_cached("DELETE FROM deliveries WHERE tenant = ?1 AND endpoint_id = ?2", params![tenant, id])
                 .map_err(sql_error)?;
             Ok(true)
         }))
@@ -868,7 +870,9 @@ impl AlertStore for SqliteAlertStore {
     fn next_delivery_due(&self) -> BoxFuture<'_, StoreResult<Option<Timestamp>>> {
         Box::pin(self.db.run(true, |tx| {
             let next: Option<i64> = tx
-                .query_row("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'", [], |row| row.get(0))
+                .query_row_cached("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'", [], |row| {
+                    row.get(0)
+                })
                 .map_err(sql_error)?;
             opt_micros(next)
         }))
@@ -894,7 +898,7 @@ impl AlertStore for SqliteAlertStore {
             };
             let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE deliveries SET status = ?4, attempts = attempts + 1, round_attempts = round_attempts + 1,
                          next_attempt_at = ?5, last_attempt_at = ?6, last_status = ?7, last_error = ?8,
                          delivered_at = coalesce(?9, delivered_at)
@@ -926,7 +930,7 @@ impl AlertStore for SqliteAlertStore {
         let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let changed = tx
-                .execute(
+                .execute_cached(
                     "UPDATE deliveries SET status = 'pending', round_attempts = 0, round_started_at = ?4,
                          next_attempt_at = ?4
                      WHERE tenant = ?1 AND endpoint_id = ?2 AND message_id = ?3",
