@@ -691,8 +691,10 @@ impl Store for SqliteStore {
     fn api_key(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ApiKeyRecord>>> {
         let id = id.to_string();
         Box::pin(self.read(move |conn| {
+            // Every request with an API key reads it: compiled once per reader connection.
             let row = conn
-                .query_row(&format!("{API_KEY_COLUMNS} WHERE k.id = ?1"), [&id], api_key_row)
+                .prepare_cached(&format!("{API_KEY_COLUMNS} WHERE k.id = ?1"))
+                .and_then(|mut statement| statement.query_row([&id], api_key_row))
                 .optional()
                 .map_err(sql_error)?;
             row.map(to_api_key).transpose()
