@@ -75,6 +75,8 @@ struct Inner {
     shared: Arc<Shared>,
     readers: Mutex<Vec<Connection>>,
     tenant_nos: RwLock<HashMap<String, i64>>,
+    /// API keys as last read, by id (see [`KeyCache`]).
+    api_keys: RwLock<KeyCache>,
     indexer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// `alerts.sqlite`: the [`veritrail_store::AlertStore`] half.
     alerts: SqliteAlertStore,
@@ -89,6 +91,20 @@ struct Inner {
     /// One rotation at a time.
     rotating: tokio::sync::Mutex<()>,
 }
+
+/// API keys as last read from the ledger, by id. Every authenticated request reads its key; on
+/// the embedded store every change of a key goes through this process (a key is only ever
+/// created, then perhaps revoked), so the cache is exact: [`Store::revoke_api_key`] drops the
+/// entry and moves `generation` on, and a read that started before a revocation does not put
+/// what it read back (it compares the generation it started with). Unknown ids are not cached.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, ApiKeyRecord>,
+    generation: u64,
+}
+
+/// Most keys the cache holds; it starts over when full.
+const KEY_CACHE_LIMIT: usize = 10_000;
 
 /// The embedded store. Cheap to clone; all clones share the same threads.
 #[derive(Clone)]
@@ -225,6 +241,7 @@ impl SqliteStore {
             shared,
             readers: Mutex::new(Vec::new()),
             tenant_nos: RwLock::new(HashMap::new()),
+            api_keys: RwLock::new(KeyCache::default()),
             indexer_thread: Mutex::new(Some(indexer_thread)),
             alerts: SqliteAlertStore::open(dir)?,
             access: SqliteAccessStore::open(dir)?,
@@ -690,15 +707,36 @@ impl Store for SqliteStore {
 
     fn api_key(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<ApiKeyRecord>>> {
         let id = id.to_string();
-        Box::pin(self.read(move |conn| {
-            // Every request with an API key reads it: compiled once per reader connection.
-            let row = conn
-                .prepare_cached(&format!("{API_KEY_COLUMNS} WHERE k.id = ?1"))
-                .and_then(|mut statement| statement.query_row([&id], api_key_row))
-                .optional()
-                .map_err(sql_error)?;
-            row.map(to_api_key).transpose()
-        }))
+        Box::pin(async move {
+            let generation = {
+                let cache = self.inner.api_keys.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(key) = cache.keys.get(&id) {
+                    return Ok(Some(key.clone()));
+                }
+                cache.generation
+            };
+            let read_id = id.clone();
+            let found = self
+                .read(move |conn| {
+                    let row = conn
+                        .prepare_cached(&format!("{API_KEY_COLUMNS} WHERE k.id = ?1"))
+                        .and_then(|mut statement| statement.query_row([&read_id], api_key_row))
+                        .optional()
+                        .map_err(sql_error)?;
+                    row.map(to_api_key).transpose()
+                })
+                .await?;
+            if let Some(key) = &found {
+                let mut cache = self.inner.api_keys.write().unwrap_or_else(|p| p.into_inner());
+                if cache.generation == generation {
+                    if cache.keys.len() >= KEY_CACHE_LIMIT {
+                        cache.keys.clear();
+                    }
+                    cache.keys.insert(id, key.clone());
+                }
+            }
+            Ok(found)
+        })
     }
 
     fn api_keys(&self, tenant: &str) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
@@ -718,16 +756,27 @@ impl Store for SqliteStore {
 
     fn revoke_api_key(&self, tenant: &str, id: &str, at: Timestamp) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        Box::pin(self.write(move |conn| {
-            let changed = conn
-                .execute(
-                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3)
-                     WHERE id = ?1 AND tenant_no = (SELECT no FROM tenants WHERE id = ?2)",
-                    params![id, tenant, to_micros(at)],
-                )
-                .map_err(sql_error)?;
-            Ok(changed == 1)
-        }))
+        Box::pin(async move {
+            let write_id = id.clone();
+            let revoked = self
+                .write(move |conn| {
+                    let changed = conn
+                        .execute(
+                            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3)
+                             WHERE id = ?1 AND tenant_no = (SELECT no FROM tenants WHERE id = ?2)",
+                            params![write_id, tenant, to_micros(at)],
+                        )
+                        .map_err(sql_error)?;
+                    Ok(changed == 1)
+                })
+                .await;
+            // Whatever the outcome (a failed write may still have committed): the next read
+            // of this key goes to the ledger.
+            let mut cache = self.inner.api_keys.write().unwrap_or_else(|p| p.into_inner());
+            cache.generation += 1;
+            cache.keys.remove(&id);
+            revoked
+        })
     }
 
     fn setting(&self, name: &str) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
