@@ -18,8 +18,8 @@ use veritrail_store::{
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
 };
 
-use crate::side::{CachedSql, SideDb};
-use crate::{SqliteStore, from_micros, sql_error, to_micros};
+use crate::side::SideDb;
+use crate::{CachedSql, SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the access-control database inside the data directory.
 pub const ACCESS_FILE: &str = "access.sqlite";
@@ -258,13 +258,11 @@ pub(crate) fn insert_user(
     email: &str,
     custom_role: Option<&str>,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
+    conn.execute_cached(
         "INSERT INTO users (id, tenant, email, password_hash, role, custom_role, actor_id, status, created_at,
              updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut insert| {
-        insert.execute(params![
+        params![
             user.id,
             user.tenant,
             email,
@@ -275,19 +273,17 @@ pub(crate) fn insert_user(
             user.status.as_str(),
             to_micros(user.created_at),
             to_micros(user.updated_at),
-        ])
-    })
+        ],
+    )
     .map_err(sql_error)?;
     Ok(())
 }
 
 /// Inserts a `sessions` row (create path and import).
 pub(crate) fn insert_session(conn: &Connection, session: &SessionRecord) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-    ))
-    .and_then(|mut insert| {
-        insert.execute(params![
+    conn.execute_cached(
+        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
             session.id,
             session.tenant,
             session.user_id,
@@ -298,8 +294,8 @@ pub(crate) fn insert_session(conn: &Connection, session: &SessionRecord) -> Stor
             session.revoked_at.map(to_micros),
             session.ip,
             session.user_agent,
-        ])
-    })
+        ],
+    )
     .map_err(sql_error)?;
     Ok(())
 }
@@ -307,38 +303,36 @@ pub(crate) fn insert_session(conn: &Connection, session: &SessionRecord) -> Stor
 /// Inserts a `roles` row (create path and import).
 pub(crate) fn insert_role(conn: &Connection, role: &RoleRecord) -> StoreResult<()> {
     let permissions = permissions_json(&role.permissions)?;
-    conn.prepare_cached(&format!("INSERT INTO roles ({ROLE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))
-        .and_then(|mut insert| {
-            insert.execute(params![
-                role.tenant,
-                role.name,
-                role.description,
-                permissions,
-                to_micros(role.created_at),
-                to_micros(role.updated_at),
-            ])
-        })
-        .map_err(sql_error)?;
+    conn.execute_cached(
+        &format!("INSERT INTO roles ({ROLE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        params![
+            role.tenant,
+            role.name,
+            role.description,
+            permissions,
+            to_micros(role.created_at),
+            to_micros(role.updated_at),
+        ],
+    )
+    .map_err(sql_error)?;
     Ok(())
 }
 
 /// Inserts an `identity_providers` row (create path and import).
 pub(crate) fn insert_identity_provider(conn: &Connection, provider: &IdentityProviderRecord) -> StoreResult<()> {
     let config = config_json(provider)?;
-    conn.prepare_cached(
+    conn.execute_cached(
         "INSERT INTO identity_providers (id, tenant, issuer, config, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut insert| {
-        insert.execute(params![
+        params![
             provider.id,
             provider.tenant,
             provider.issuer(),
             config,
             to_micros(provider.created_at),
             to_micros(provider.updated_at),
-        ])
-    })
+        ],
+    )
     .map_err(sql_error)?;
     Ok(())
 }

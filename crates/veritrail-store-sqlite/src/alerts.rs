@@ -17,8 +17,8 @@ use veritrail_store::{
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
-use crate::side::{CachedSql, SideDb};
-use crate::{SqliteStore, from_micros, sql_error, to_micros};
+use crate::side::SideDb;
+use crate::{CachedSql, SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the monitoring database inside the data directory.
 pub const ALERTS_FILE: &str = "alerts.sqlite";
@@ -182,7 +182,7 @@ pub(crate) fn insert_alert(
         if keep_position { "position, " } else { "" },
         placeholders.join(", ")
     );
-    conn.prepare_cached(&sql).map_err(sql_error)?.execute(params_from_iter(values)).map_err(sql_error)
+    conn.execute_cached(&sql, params_from_iter(values)).map_err(sql_error)
 }
 
 pub(crate) fn json_text(value: &impl serde::Serialize) -> StoreResult<String> {

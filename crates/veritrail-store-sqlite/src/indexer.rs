@@ -15,7 +15,7 @@ use veritrail_store::{StoreError, StoreResult};
 
 use crate::schema::{self, MAX_SEQ, key_seq, record_key};
 use crate::shared::Shared;
-use crate::sql_error;
+use crate::{CachedSql, sql_error};
 
 /// Records indexed per transaction: large, because every B-tree page an index batch touches is
 /// written once per transaction, however many rows it gained.
@@ -263,11 +263,11 @@ impl Indexer {
         }
         if count > 0 {
             let new_next = next + count as u64;
-            tx.prepare_cached(
+            tx.execute_cached(
                 "INSERT INTO progress (tenant_no, next_seq) VALUES (?1, ?2)
                  ON CONFLICT (tenant_no) DO UPDATE SET next_seq = excluded.next_seq",
+                params![tenant_no, new_next as i64],
             )
-            .and_then(|mut upsert| upsert.execute(params![tenant_no, new_next as i64]))
             .map_err(sql_error)?;
             tx.commit().map_err(sql_error)?;
             self.progress.insert(tenant_no, new_next);

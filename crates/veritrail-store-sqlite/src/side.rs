@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Params, Row, Transaction};
+use rusqlite::{Connection, Transaction};
 use veritrail_store::{StoreError, StoreResult};
 
 use crate::{restrict_permissions, sql_error};
@@ -68,8 +68,10 @@ impl SideDb {
         let file = self.file;
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            // Not through the statement cache: SQLite compiles a PRAGMA afresh at every run
+            // (it applies the setting while compiling, and marks the statement run-once).
             if !durable {
-                conn.execute_cached("PRAGMA synchronous = NORMAL", []).map_err(sql_error)?;
+                conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
             }
             let result = (|| {
                 let tx = conn.transaction().map_err(sql_error)?;
@@ -78,7 +80,7 @@ impl SideDb {
                 Ok(result)
             })();
             if !durable {
-                conn.execute_cached("PRAGMA synchronous = FULL", []).map_err(sql_error)?;
+                conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
             }
             result
         })
@@ -87,31 +89,25 @@ impl SideDb {
     }
 }
 
-/// `execute` and `query_row` through the connection's statement cache. The side databases run
-/// the same few dozen statements over and over (an alert and its deliveries are ~6 statements),
-/// and compiling one cost more than running it: ~1 µs of CPU per ingested event under the
-/// default rule pack went to SQLite's parser before these were cached.
-pub(crate) trait CachedSql {
-    fn execute_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
-    fn query_row_cached<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
-        &self,
-        sql: &str,
-        params: P,
-        read: F,
-    ) -> rusqlite::Result<T>;
-}
+#[cfg(test)]
+mod tests {
+    use super::SideDb;
 
-impl CachedSql for Connection {
-    fn execute_cached<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
+    /// The sync level each call commits at, read inside its transaction.
+    async fn level(db: &SideDb, durable: bool) -> i64 {
+        db.run(durable, |tx| tx.query_row("PRAGMA synchronous", [], |row| row.get(0)).map_err(crate::sql_error))
+            .await
+            .unwrap()
     }
 
-    fn query_row_cached<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
-        &self,
-        sql: &str,
-        params: P,
-        read: F,
-    ) -> rusqlite::Result<T> {
-        self.prepare_cached(sql)?.query_row(params, read)
+    #[tokio::test]
+    async fn every_call_commits_at_the_level_it_asks_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            SideDb::open(dir.path(), "side.sqlite", "CREATE TABLE IF NOT EXISTS t (x INTEGER);", 1, false).unwrap();
+        // NORMAL is 1, FULL is 2; again and again, in any order.
+        for durable in [false, true, false, false, true, true, false] {
+            assert_eq!(level(&db, durable).await, if durable { 2 } else { 1 }, "durable: {durable}");
+        }
     }
 }
