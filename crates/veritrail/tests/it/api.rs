@@ -233,7 +233,7 @@ fn exports_stream_csv_and_jsonl_with_filters_safely() {
     assert!(text.contains("'=HYPERLINK"), "formula neutralised: {text}");
     assert!(text.contains("'@SUM(A1)"));
     assert!(text.contains("'+cmd"));
-    assert!(!text.contains("x3"));
+    assert!(!text.contains(",x3,"), "only data.read: {text}");
     assert!(text.contains("\"a,b \"\"quoted\"\"\nline\""), "csv quoting: {text}");
     let jsonl = c.get(Some(&key), "/v1/export?format=jsonl&action=data.read");
     let lines: Vec<Value> = jsonl.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
