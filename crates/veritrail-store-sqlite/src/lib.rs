@@ -18,6 +18,7 @@
 
 mod access;
 mod alerts;
+mod dir_lock;
 pub mod dump;
 mod indexer;
 mod keys;
@@ -51,6 +52,7 @@ use veritrail_store::{
 
 pub use crate::access::{ACCESS_FILE, SqliteAccessStore};
 pub use crate::alerts::{ALERTS_FILE, SqliteAlertStore};
+pub use crate::dir_lock::LOCK_FILE;
 pub use crate::keys::{MASTER_KEY_FILE, PREVIOUS_MASTER_KEY_FILE, write_key_file};
 use crate::shared::Shared;
 use crate::writer::{Job, Writer};
@@ -135,6 +137,16 @@ struct KeyCache {
 /// Most keys the cache holds; it starts over when full.
 const KEY_CACHE_LIMIT: usize = 10_000;
 
+impl Drop for Inner {
+    /// The last handle is gone: the writer ends when its queue closes (right after this), the
+    /// indexer and the WAL checkpointer when they see `stopping`, and the data directory's lock
+    /// goes with the last of them.
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake_indexer();
+    }
+}
+
 /// The embedded store. Cheap to clone; all clones share the same threads.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -190,6 +202,7 @@ impl SqliteStore {
         let ledger_path = dir.join(LEDGER_FILE);
         let index_path = dir.join(INDEX_FILE);
         restrict_permissions(dir, 0o700)?;
+        let dir_lock = dir_lock::DirLock::acquire(dir)?;
         let writer_conn = Connection::open(&ledger_path).map_err(sql_error)?;
         restrict_permissions(&ledger_path, 0o600)?;
         schema::configure(&writer_conn, true, schema::Checkpointing::Background).map_err(sql_error)?;
@@ -216,6 +229,8 @@ impl SqliteStore {
         }
 
         let shared = Arc::new(Shared::default());
+        // Held until the last of the store's threads (each holds `shared`) has finished.
+        let _ = shared.dir_lock.set(dir_lock);
         shared.records.set_budget(options.recent_records_bytes);
         let committed = total_records(&writer_conn)?;
         shared.committed_total.store(committed, Ordering::SeqCst);
@@ -238,6 +253,8 @@ impl SqliteStore {
             shared.rebuilding.store(indexed == 0 && committed > 0, Ordering::SeqCst);
         }
 
+        let alerts = SqliteAlertStore::open(dir)?;
+        let access = SqliteAccessStore::open(dir)?;
         let (jobs, job_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let (rebuilds, rebuild_rx) = mpsc::channel();
         let indexer = indexer::Indexer::new(index_conn, shared.clone(), rebuild_rx, unclean_marker(&index_path))?;
@@ -272,8 +289,8 @@ impl SqliteStore {
             tenant_nos: RwLock::new(HashMap::new()),
             api_keys: RwLock::new(KeyCache::default()),
             indexer_thread: Mutex::new(Some(indexer_thread)),
-            alerts: SqliteAlertStore::open(dir)?,
-            access: SqliteAccessStore::open(dir)?,
+            alerts,
+            access,
             privacy,
             encrypt_personal: options.encrypt_personal,
             key_file: options.master_keys.is_none(),

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// The records of the last commits, served to `Store::records` without a read (see
     /// [`RecentRecords`]).
     pub(crate) records: RecentRecords,
+    /// The data directory's lock ([`crate::dir_lock`]), released with the last reference.
+    pub(crate) dir_lock: std::sync::OnceLock<crate::dir_lock::DirLock>,
 }
 
 /// Event ids of committed records that the index does not hold yet.

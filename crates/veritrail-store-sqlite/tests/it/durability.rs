@@ -141,3 +141,23 @@ async fn an_interrupted_import_leaves_no_store_behind() {
     assert!(left.is_empty(), "files left behind: {left:?}");
     assert_eq!(veritrail_store_sqlite::dump::contents(&target).unwrap(), None, "the directory holds no store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..3)).await.unwrap();
+    let second = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || SqliteStore::open(&dir).map(drop)
+    });
+    let refused = second.await.unwrap().unwrap_err().to_string();
+    assert!(refused.contains("is in use by another Veritrail process"), "{refused}");
+    // The refused open wrote nothing and the first store goes on.
+    assert_eq!(store.append("tn_a", events(3..4)).await.unwrap()[0].seq, 3);
+    // Dropped without a shutdown, the store's threads end and the directory is free again.
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.tree_head("tn_a").await.unwrap().size, 4);
+    assert_eq!(count(&store).await, 4);
+}

@@ -149,6 +149,38 @@ fn reindex_command_rebuilds_the_index_of_a_stopped_server() {
 }
 
 #[test]
+fn a_second_server_or_reindex_on_a_data_directory_in_use_is_refused() {
+    if Backend::from_env() != Backend::Sqlite {
+        return; // PostgreSQL nodes share their database by design; the data directory is theirs alone.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let (_, key) = server.client.create_tenant("locked");
+    assert_eq!(server.client.ingest(&key, &event("l1", "lock.test", "u")).status, 201);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pid = server.child.id();
+    let expected = format!("is in use by another Veritrail process (pid {pid})");
+    let second = std::process::Command::new(BINARY)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("VERITRAIL_BOOTSTRAP_TOKEN", "vt_bootstrap_lock_test_0123456789")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&expected), "{stderr}");
+    let reindex = std::process::Command::new(BINARY).args(["reindex", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(!reindex.status.success());
+    let stderr = String::from_utf8_lossy(&reindex.stderr);
+    assert!(stderr.contains(&expected), "{stderr}");
+    // The refused commands changed nothing: the running server still answers from its ledger.
+    let body = server.client.get(Some(&key), "/v1/events?action=lock.test").json();
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    assert!(server.signal_and_wait("TERM").success());
+}
+
+#[test]
 fn help_explains_the_commands() {
     let output = std::process::Command::new(BINARY).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
