@@ -13,7 +13,7 @@
 //! here is per process: a backend shared by several processes must not trust it for reads after
 //! an erasure elsewhere (PostgreSQL reads fetch the page's keys with the page).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::RwLock;
 
 use base64::Engine as _;
@@ -73,6 +73,31 @@ struct Cache {
     subjects: HashMap<String, HashMap<String, (u64, DataKey)>>,
     by_id: HashMap<u64, DataKey>,
     blind: HashMap<String, BlindKey>,
+    /// Ids of keys an erasure destroyed, never cached again (see [`Privacy::forget`]).
+    destroyed: HashSet<u64>,
+    /// The same ids, oldest first, to bound `destroyed` at [`DESTROYED_LIMIT`].
+    destroyed_order: VecDeque<u64>,
+}
+
+/// Destroyed key ids remembered. A reader holding key rows from before an erasure finishes
+/// within seconds; this many erasures take far longer (key ids are random, never reused).
+const DESTROYED_LIMIT: usize = 100_000;
+
+impl Cache {
+    /// Drops the keys `key_ids` and refuses them from now on.
+    fn destroy(&mut self, key_ids: &[u64]) {
+        for &id in key_ids {
+            self.by_id.remove(&id);
+            if self.destroyed.insert(id) {
+                self.destroyed_order.push_back(id);
+            }
+        }
+        while self.destroyed_order.len() > DESTROYED_LIMIT {
+            if let Some(oldest) = self.destroyed_order.pop_front() {
+                self.destroyed.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// The master keys and the per-process cache of unwrapped data keys.
@@ -185,6 +210,10 @@ impl Privacy {
             cache.by_id.clear();
         }
         for (row, key) in unwrapped {
+            // Read before an erasure committed and remembered after it: the key is gone.
+            if cache.destroyed.contains(&row.key_id) {
+                continue;
+            }
             let subjects = match cache.subjects.get_mut(tenant) {
                 Some(subjects) => subjects,
                 None => cache.subjects.entry(tenant.to_string()).or_default(),
@@ -206,14 +235,17 @@ impl Privacy {
     }
 
     /// Forgets a subject's keys (after erasure destroyed them).
+    ///
+    /// A reader may have read the subject's key rows in a snapshot from before the erasure's
+    /// commit and hand them to [`Privacy::remember`] after this: the ids are remembered as
+    /// destroyed so that such a late read cannot put a key back in the cache (where it would
+    /// open the erased data again until evicted).
     pub fn forget(&self, tenant: &str, subject: &str, key_ids: &[u64]) {
         let mut cache = self.write();
         if let Some(subjects) = cache.subjects.get_mut(tenant) {
             subjects.remove(subject);
         }
-        for id in key_ids {
-            cache.by_id.remove(id);
-        }
+        cache.destroy(key_ids);
     }
 
     /// Forgets keys by id (found destroyed by another node's erasure).
@@ -222,9 +254,7 @@ impl Privacy {
         if let Some(subjects) = cache.subjects.get_mut(tenant) {
             subjects.retain(|_, (id, _)| !key_ids.contains(id));
         }
-        for id in key_ids {
-            cache.by_id.remove(id);
-        }
+        cache.destroy(key_ids);
     }
 
     /// True when the tenant's blind-index key is loaded.
@@ -659,6 +689,33 @@ mod tests {
         // New data about bob gets a new key.
         let fresh = privacy.seal("t1", &[prepared]).unwrap();
         assert_eq!(fresh.new_keys.iter().map(|k| k.subject.as_str()).collect::<Vec<_>>(), ["bob"]);
+    }
+
+    /// The race behind a flaky erasure test: a reader read bob's key row in a snapshot from
+    /// before the erasure committed, and unwrapped it into the cache after `forget` ran. The
+    /// erased data must stay closed all the same.
+    #[test]
+    fn a_key_read_before_an_erasure_is_not_cached_after_it() {
+        let privacy = privacy();
+        let prepared = by_alice_about_bob();
+        let batch = privacy.seal("t1", std::slice::from_ref(&prepared)).unwrap();
+        let sidecar = batch.sidecars[0].as_ref().unwrap().data.clone();
+        let rows = batch.new_keys.clone();
+        let bob: Vec<u64> = rows.iter().filter(|k| k.subject == "bob").map(|k| k.key_id).collect();
+        // The erasure: the rows are deleted (the loader finds nothing from now on), then the
+        // cache forgets them.
+        privacy.forget("t1", "bob", &bob);
+        // The late reader: its snapshot still had the rows.
+        privacy.remember("t1", &rows).unwrap();
+        let late = privacy.open_cached("t1", "e1", &sidecar, &mut |_| Ok(rows.clone())).unwrap().unwrap();
+        assert!(late.get("changes").is_none(), "bob's erased data opened again");
+        assert!(late.get("actor.email").is_some(), "alice's key is not affected");
+        let later = open(&privacy, "t1", &sidecar).unwrap();
+        assert!(later.get("changes").is_none(), "bob's key came back into the cache");
+        // Sealing new data about bob makes a new key, not the destroyed one.
+        let fresh = privacy.seal("t1", &[prepared]).unwrap();
+        assert_eq!(fresh.new_keys.iter().map(|k| k.subject.as_str()).collect::<Vec<_>>(), ["bob"]);
+        assert!(!bob.contains(&fresh.new_keys[0].key_id));
     }
 
     #[test]
