@@ -64,9 +64,10 @@ pub const INPUT_MEMBERS: [&str; 5] = ["action", "id", "occurred_at", "received_a
 pub enum EventNeeds<'e> {
     /// Any member: some rule that may accept the event reads more than named paths.
     View,
-    /// These top-level members at most (none: no rule can use the event, which then only moves
-    /// the clock).
-    Members(Vec<&'e str>),
+    /// What is below these paths at most: dotted paths into the view (`metadata.source.service`,
+    /// `actor.id`) or whole top-level members (none: no rule can use the event, which then only
+    /// moves the clock). A path reaching an array names the whole array.
+    Paths(Vec<&'e str>),
 }
 
 /// The values that identify a group: `(path, value)` pairs such as `("actor.id", "user-1")`.
@@ -312,29 +313,30 @@ impl Engine {
     }
 
     /// What [`Engine::process`] may read of an event whose action is `action`: fed the event's
-    /// view cut down to [`INPUT_MEMBERS`] and these members, the engine fires, keeps state and
-    /// counts exactly as with the whole view. For readers that pay for every member they open:
-    /// an event no rule's action filter admits needs nothing more (it still moves the clock and
-    /// may let silences fire), and a rule filtering on the action alone reads only the members
-    /// its paths name (`RuleSpec::members_read`). A rule whose `when` filters on more than the
-    /// action needs the whole view.
+    /// view cut down to [`INPUT_MEMBERS`] and what is below these paths, the engine fires, keeps
+    /// state and counts exactly as with the whole view. For readers that pay for every member
+    /// they open: an event no rule's action filter admits needs nothing more (it still moves the
+    /// clock and may let silences fire), and a rule filtering on the action alone reads only the
+    /// paths it names (`RuleSpec::paths_read`) — `logging_stopped`, which sees every event, only
+    /// `metadata.source.service`. A rule whose `when` filters on more than the action needs the
+    /// whole view.
     pub fn needs(&self, action: &str) -> EventNeeds<'_> {
-        let mut members: Vec<&str> = Vec::new();
+        let mut paths: Vec<&str> = Vec::new();
         for active in &self.rules {
             let spec = active.rule.spec();
             if !spec.when().admits_action(action) {
                 continue;
             }
-            let Some(read) = spec.members_read() else {
+            let Some(read) = spec.paths_read() else {
                 return EventNeeds::View;
             };
-            for member in read {
-                if !members.contains(&member) {
-                    members.push(member);
+            for path in read {
+                if !paths.contains(&path) {
+                    paths.push(path);
                 }
             }
         }
-        EventNeeds::Members(members)
+        EventNeeds::Paths(paths)
     }
 
     /// Evaluates one committed event (in `seq` order) against every rule.

@@ -674,32 +674,34 @@ impl RuleSpec {
         self.outside_hours = Some(hours);
     }
 
-    /// The top-level members of an event's view that evaluating this rule reads besides the
-    /// engine's own ([`crate::INPUT_MEMBERS`]); `None` when `when` filters beyond the action
-    /// (a query may read any member). Kept in step with what `Engine::process` reads: `when`'s
-    /// action, `field_matches` fields, `group_by` paths, the summed or watched field, and what a
-    /// match rule's summary names (`actor.id`, `resource.type`, `resource.id`).
-    pub(crate) fn members_read(&self) -> Option<Vec<&str>> {
+    /// The paths into an event's view that evaluating this rule reads besides the engine's own
+    /// members ([`crate::INPUT_MEMBERS`]): dotted paths such as `metadata.source.service` (the
+    /// value there, with all below it) or whole top-level members; `None` when `when` filters
+    /// beyond the action (a query may read any member). Kept in step with what
+    /// `Engine::process` reads: `when`'s action, `field_matches` fields, `group_by` paths, the
+    /// summed or watched field, and what a match rule's summary names (`actor.id`,
+    /// `resource.type`, `resource.id`).
+    pub(crate) fn paths_read(&self) -> Option<Vec<&str>> {
         if self.when.beyond_action() {
             return None;
         }
-        let mut members: Vec<&str> = Vec::new();
-        let mut add = |member| {
-            if !members.contains(&member) {
-                members.push(member);
+        let mut paths: Vec<&str> = Vec::new();
+        let mut add = |path| {
+            if !paths.contains(&path) {
+                paths.push(path);
             }
         };
-        self.group_by.iter().for_each(|path| add(path.member()));
+        self.group_by.iter().for_each(|path| add(path.as_str()));
         if let Some(matches) = &self.field_matches {
-            matches.fields().iter().for_each(|path| add(path.member()));
+            matches.fields().iter().for_each(|path| add(path.as_str()));
         }
         match &self.kind {
-            RuleKind::Match => ["actor", "resource"].into_iter().for_each(&mut add),
-            RuleKind::Threshold(Threshold::Sum { field, .. }) => add(field.member()),
-            RuleKind::NewValue(new_value) => add(new_value.field().member()),
+            RuleKind::Match => ["actor.id", "resource.type", "resource.id"].into_iter().for_each(&mut add),
+            RuleKind::Threshold(Threshold::Sum { field, .. }) => add(field.as_str()),
+            RuleKind::NewValue(new_value) => add(new_value.field().as_str()),
             RuleKind::Threshold(Threshold::Count { .. }) | RuleKind::Silence(_) => {}
         }
-        Some(members)
+        Some(paths)
     }
 
     /// Whether an event (its view, its action and its event time) satisfies every condition of

@@ -365,10 +365,11 @@ fn hidden_from_rules(view: &Value) -> bool {
 
 /// The event as `engine` may read it (`Engine::needs`), or `None` for events rules must not
 /// see and records that cannot be opened (logged). Events are opened only as far as the rules
-/// read them: the members `Engine::process` reads of every event, plus those the admitting
-/// rules' paths name, with only their commitments checked; events a rule filtering on more than
-/// the action admits are opened whole. The engine fires on these views exactly as on whole ones
-/// (tested in `veritrail-rules`), so only the cost changes.
+/// read them: the members `Engine::process` reads of every event (taken from the record's bytes
+/// unparsed), plus what the admitting rules' paths name — below `metadata` only those paths,
+/// elsewhere their whole members, with only their commitments checked; events a rule filtering
+/// on more than the action admits are opened whole. The engine fires on these views exactly as
+/// on whole ones (tested in `veritrail-rules` and `veritrail-model`), so only the cost changes.
 fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
     let members = match SealedMembers::parse(&stored.sealed) {
         Ok(members) => members,
@@ -377,14 +378,19 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
             return None;
         }
     };
-    let needs = match members.str("action") {
+    let action = members.str("action");
+    if action == Some(ALERT_RAISED_ACTION) {
+        return None;
+    }
+    let needs = match action {
         Some(action) => engine.needs(action),
         None => EventNeeds::View,
     };
     let opened = match needs {
         EventNeeds::View => veritrail_model::open(&stored.sealed, stored.personal.as_ref()),
-        EventNeeds::Members(needed) => {
-            members.open(stored.personal.as_ref(), &|key| INPUT_MEMBERS.contains(&key) || needed.contains(&key))
+        EventNeeds::Paths(mut paths) => {
+            paths.extend(INPUT_MEMBERS);
+            members.open_paths(stored.personal.as_ref(), &paths)
         }
     };
     match opened {

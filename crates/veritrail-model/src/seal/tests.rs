@@ -482,6 +482,9 @@ mod members {
         "tenant",
     ];
 
+    /// Members no commitment is ever in, which `open_plain` serves.
+    const PLAIN: [&str; 5] = ["action", "id", "occurred_at", "received_at", "seq"];
+
     fn restricted(view: &Value, keep: &[&str]) -> Value {
         let object = view.as_object().unwrap();
         Value::Object(
@@ -541,7 +544,114 @@ mod members {
             prop_assert_eq!(members.str("action"), whole["action"].as_str());
             prop_assert_eq!(members.str("received_at"), whole["received_at"].as_str());
             prop_assert_eq!(members.str("seq"), None);
+            // The plain members open without parsing, exactly as the whole view has them.
+            let plain_keep: Vec<&str> = keep.iter().copied().filter(|k| PLAIN.contains(k)).collect();
+            let plain = members.open_plain(&plain_keep);
+            prop_assert_eq!(plain.as_ref(), Some(&restricted(&whole, &plain_keep)));
+            prop_assert_eq!(members.open_plain(&PLAIN), Some(restricted(&whole, &PLAIN)));
+            if keep.iter().any(|k| !PLAIN.contains(k)) {
+                let others: Vec<&str> = keep.iter().copied().filter(|k| !PLAIN.contains(k)).collect();
+                if let Some(view) = members.open_plain(&others) {
+                    // Only strings and integers open plainly; never `changes`.
+                    prop_assert!(!others.contains(&"changes"));
+                    prop_assert_eq!(view, restricted(&whole, &others));
+                }
+            }
         }
+    }
+
+    /// Every path into `view` (objects walked, arrays and scalars as leaves), a few levels deep.
+    fn paths_of(view: &Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Some(object) = view.as_object() else { return };
+        for (key, value) in object {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            out.push(path.clone());
+            if depth > 0 {
+                paths_of(value, &path, depth - 1, out);
+            }
+        }
+    }
+
+    /// Where a reader following `path` stops in `view`, and what it finds there.
+    fn reached<'v>(view: &'v Value, path: &str) -> (usize, Option<&'v Value>) {
+        let mut at = view;
+        for (depth, segment) in path.split('.').enumerate() {
+            if !at.is_object() {
+                return (depth, Some(at));
+            }
+            match at.get(segment) {
+                Some(next) => at = next,
+                None => return (depth, None),
+            }
+        }
+        (usize::MAX, Some(at))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn paths_open_as_in_the_whole_view(
+            event in event(),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            absent in prop::sample::subsequence(&["metadata.nope", "metadata.nope.deeper", "actor.nope", "resource"][..], 0..=4),
+            classify in any::<bool>(),
+            erased in any::<bool>(),
+        ) {
+            let prepared = if classify { prepare_classifying(&event) } else { prepare(&event) };
+            let sealed = seal(&prepared, "tenant-1", 7, received_at()).unwrap();
+            let personal = (!erased).then(|| prepared.personal.clone());
+            let whole = open(&sealed, personal.as_ref()).unwrap();
+            let mut all = Vec::new();
+            paths_of(&whole, "", 3, &mut all);
+            let mut paths: Vec<&str> = picks.iter().map(|pick| all[pick.index(all.len())].as_str()).collect();
+            paths.extend(absent.iter().copied());
+            paths.extend(PLAIN);
+            let members = SealedMembers::parse(&sealed).unwrap();
+            let part = members.open_paths(personal.as_ref(), &paths).unwrap();
+            for path in &paths {
+                // Absent in the whole view: absent here too (how far a reader got before
+                // finding nothing does not matter).
+                match reached(&whole, path) {
+                    (_, None) => prop_assert_eq!(reached(&part, path).1, None, "{}", path),
+                    found => prop_assert_eq!(reached(&part, path), found, "{}", path),
+                }
+            }
+            for key in part.as_object().unwrap().keys() {
+                prop_assert!(whole.get(key).is_some(), "{} is not in the whole view", key);
+            }
+        }
+    }
+
+    #[test]
+    fn only_named_metadata_paths_are_parsed_unless_classified() {
+        let event = json!({"action": "a.b", "actor": {"id": "u"},
+            "metadata": {"source": {"service": "api", "host": "h1"}, "items": [{"name": "x"}], "note": "n"}});
+        let prepared = prepare(&event);
+        let sealed = seal(&prepared, "acme", 3, received_at()).unwrap();
+        let members = SealedMembers::parse(&sealed).unwrap();
+        let view = members.open_paths(None, &["action", "metadata.source.service", "metadata.items.name"]).unwrap();
+        assert_eq!(
+            view,
+            json!({"action": "a.b", "metadata": {"source": {"service": "api"}, "items": [{"name": "x"}]}})
+        );
+        let view = members.open_paths(None, &["metadata.source", "metadata.source.host", "metadata.gone"]).unwrap();
+        assert_eq!(view, json!({"metadata": {"source": {"service": "api", "host": "h1"}}}));
+        assert_eq!(members.open_paths(None, &["metadata.gone"]).unwrap(), json!({}));
+        // `actor.id` opens `actor` whole, as `open` does.
+        assert_eq!(members.open_paths(None, &["actor.id"]).unwrap(), json!({"actor": {"id": "u", "type": "user"}}));
+
+        // A path touching a classified field opens `metadata` whole, with the value revealed.
+        let note = json!({"action": "a.b", "actor": {"id": "u"}, "metadata": {"note": "secret", "other": 1}});
+        let parsed = parse_event(note.to_string().as_bytes(), &Limits::default()).unwrap();
+        let mut salt = || [9u8; 32];
+        let ctx = PrepareContext { id_if_missing: "evt_x".to_owned(), now: now(), salt: &mut salt };
+        let classified = parsed.prepare_classified(ctx, &["metadata.note".to_owned()]).unwrap();
+        let sealed = seal(&classified, "acme", 4, received_at()).unwrap();
+        let members = SealedMembers::parse(&sealed).unwrap();
+        let revealed = members.open_paths(Some(&classified.personal), &["metadata.note"]).unwrap();
+        assert_eq!(revealed, json!({"metadata": {"note": "secret", "other": 1}}));
+        let untouched = members.open_paths(Some(&classified.personal), &["metadata.other"]).unwrap();
+        assert_eq!(untouched, json!({"metadata": {"other": 1}}));
     }
 
     #[test]
@@ -578,5 +688,15 @@ mod members {
         let escaped = SealedMembers::parse(br#"{"\u0061ction":"x\"y","v":1,"id":"e"}"#).unwrap();
         assert_eq!(escaped.str("action"), None, "escaped strings are not borrowed");
         assert_eq!(escaped.open(None, &|_| true).unwrap(), json!({"action": "x\"y", "id": "e"}));
+        assert_eq!(escaped.open_plain(&["action"]), None, "escaped strings are parsed by open");
+        assert_eq!(escaped.open_plain(&["id", "seq"]), Some(json!({"id": "e"})), "absent members stay absent");
+        let numbers =
+            SealedMembers::parse(br#"{"a":-1,"b":1.5,"c":1e3,"d":0,"e":18446744073709551616,"v":1}"#).unwrap();
+        for key in ["a", "b", "c", "e"] {
+            assert_eq!(numbers.open_plain(&[key]), None, "{key}");
+        }
+        assert_eq!(numbers.open_plain(&["d"]), Some(json!({"d": 0})));
+        let changes = SealedMembers::parse(br#"{"changes":"c","v":1}"#).unwrap();
+        assert_eq!(changes.open_plain(&["changes"]), None, "changes may be a commitment");
     }
 }

@@ -1,0 +1,109 @@
+//! CPU cost of opening sealed records for the rule engine (what `alerting::view_for_rules` does
+//! per event), on the generated events of the other benchmarks: the member scan, the cut-down
+//! open of the members the default pack reads of most events, and the whole open for
+//! comparison.
+//!
+//! `cargo bench -p veritrail-bench --bench rule_view` prints the median of several rounds in
+//! microseconds of this thread's CPU time per event (`/proc/thread-self/schedstat`).
+
+#[path = "../src/events.rs"]
+#[allow(dead_code)]
+mod events;
+
+use veritrail_model::{BodyFormat, Limits, PrepareContext, PreparedEvent, SealedMembers, open, parse_batch, seal};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EVENTS: u64 = 50_000;
+const ROUNDS: usize = 7;
+/// One way of opening a sealed record with its personal data; returns something to keep.
+type Phase = dyn Fn(&[u8], Option<&veritrail_model::PersonalData>) -> usize;
+
+/// What the engine reads of every event.
+const INPUT: [&str; 5] = ["action", "id", "occurred_at", "received_at", "seq"];
+
+fn main() {
+    let generator = events::Generator::new(7, EVENTS, jiff::Timestamp::now());
+    let mut parsed = Vec::new();
+    for start in (0..EVENTS).step_by(1000) {
+        let body: Vec<String> = (start..(start + 1000).min(EVENTS)).map(|i| generator.event(i).json).collect();
+        let body = format!("[{}]", body.join(","));
+        parsed.extend(parse_batch(body.as_bytes(), BodyFormat::Json, &Limits::default()).expect("valid events"));
+    }
+    let mut counter = 0u64;
+    let mut salt = || {
+        counter += 1;
+        let mut block = [0u8; 32];
+        block[..8].copy_from_slice(&counter.to_le_bytes());
+        block
+    };
+    let now = jiff::Timestamp::now();
+    let prepared: Vec<PreparedEvent> = parsed
+        .into_iter()
+        .map(|event| event.prepare(PrepareContext { id_if_missing: "evt_bench".to_owned(), now, salt: &mut salt }))
+        .collect::<Result<_, _>>()
+        .expect("valid events prepare");
+    let sealed: Vec<Vec<u8>> = prepared
+        .iter()
+        .enumerate()
+        .map(|(seq, event)| seal(event, "tn_bench", seq as u64, now).expect("seal"))
+        .collect();
+    let bytes: usize = sealed.iter().map(Vec::len).sum();
+    println!("{EVENTS} sealed records, {:.0} bytes each", bytes as f64 / EVENTS as f64);
+    let records: Vec<(&Vec<u8>, Option<&veritrail_model::PersonalData>)> = sealed
+        .iter()
+        .zip(&prepared)
+        .map(|(sealed, event)| (sealed, (!event.personal.is_empty()).then_some(&event.personal)))
+        .collect();
+
+    let phases: [(&str, &Phase); 4] = [
+        ("SealedMembers::parse (member scan)", &|s, _| {
+            SealedMembers::parse(s).map(|m| m.str("action").map_or(0, str::len)).unwrap_or(0)
+        }),
+        ("scan + open of the engine's members and all of `metadata` (before)", &|s, p| {
+            let members = SealedMembers::parse(s).expect("sealed by this bench");
+            members
+                .open(p, &|key| INPUT.contains(&key) || key == "metadata")
+                .expect("sealed by this bench")
+                .as_object()
+                .map_or(0, |o| o.len())
+        }),
+        (
+            "scan + open_paths of the engine's members and `metadata.source.service` (what the default pack needs of most events)",
+            &|s, p| {
+                let members = SealedMembers::parse(s).expect("sealed by this bench");
+                let mut paths = INPUT.to_vec();
+                paths.push("metadata.source.service");
+                members.open_paths(p, &paths).expect("sealed by this bench").as_object().map_or(0, |o| o.len())
+            },
+        ),
+        ("whole open (API view)", &|s, p| open(s, p).expect("sealed by this bench").as_object().map_or(0, |o| o.len())),
+    ];
+    for (name, phase) in phases {
+        let mut samples = Vec::new();
+        for _ in 0..ROUNDS {
+            let started = cpu_seconds();
+            let mut sink = 0usize;
+            for (sealed, personal) in &records {
+                sink += phase(sealed, *personal);
+            }
+            std::hint::black_box(sink);
+            samples.push((cpu_seconds() - started) * 1e6 / EVENTS as f64);
+        }
+        report(name, &mut samples);
+    }
+}
+
+/// CPU time this thread has run, in seconds (Linux scheduler statistics, nanoseconds).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("linux /proc/thread-self/schedstat");
+    let nanos: u64 = stat.split_whitespace().next().and_then(|n| n.parse().ok()).expect("schedstat run time");
+    nanos as f64 / 1e9
+}
+
+fn report(phase: &str, samples: &mut [f64]) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    println!("{phase}: median {median:.2} µs/event (range {:.2}–{:.2})", samples[0], samples[samples.len() - 1]);
+}
