@@ -33,8 +33,9 @@ fn main() {
 /// `metadata.request`: 40 members of ~30 bytes.
 fn bulky_metadata(event: &str) -> String {
     let mut value: serde_json::Value = serde_json::from_str(event).expect("generated json");
-    let request: serde_json::Map<String, serde_json::Value> =
-        (0..40).map(|i| (format!("field_{i:02}"), serde_json::Value::from(format!("value number {i:04} of many")))).collect();
+    let request: serde_json::Map<String, serde_json::Value> = (0..40)
+        .map(|i| (format!("field_{i:02}"), serde_json::Value::from(format!("value number {i:04} of many"))))
+        .collect();
     value["metadata"]["request"] = serde_json::Value::Object(request);
     value.to_string()
 }

@@ -52,34 +52,59 @@ type CachedPaths = (Instant, Arc<Vec<String>>);
 /// Per-tenant cache of the classified personal paths ingest commits.
 #[derive(Default)]
 pub(crate) struct ClassificationCache {
-    entries: Mutex<HashMap<String, CachedPaths>>,
+    entries: Mutex<CachedClassifications>,
+}
+
+#[derive(Default)]
+struct CachedClassifications {
+    paths: HashMap<String, CachedPaths>,
+    /// Moved on by every [`ClassificationCache::forget`]: a read of the setting that started
+    /// before a change does not put what it read back (it would be used for another
+    /// [`CLASSIFICATION_TTL`], sealing new personal fields in clear).
+    generation: u64,
 }
 
 impl ClassificationCache {
+    /// After the tenant's classification changed on this node.
     pub(crate) fn forget(&self, tenant: &str) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.generation += 1;
+        entries.paths.remove(tenant);
+    }
+
+    /// The cached paths of `tenant` while fresh; otherwise the generation to hand to
+    /// [`ClassificationCache::remember`] after reading the setting.
+    fn get(&self, tenant: &str) -> Result<Arc<Vec<String>>, u64> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.paths.get(tenant) {
+            Some((at, paths)) if at.elapsed() < CLASSIFICATION_TTL => Ok(paths.clone()),
+            _ => Err(entries.generation),
+        }
+    }
+
+    /// Caches what a read that started at `generation` found, unless a change came since.
+    fn remember(&self, tenant: &str, generation: u64, read_at: Instant, paths: Arc<Vec<String>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.generation == generation {
+            entries.paths.insert(tenant.to_string(), (read_at, paths));
+        }
     }
 }
 
 /// The paths `tenant` declared personal, in the order ingest commits them.
 pub(crate) async fn classified_paths(state: &AppState, tenant: &str) -> Result<Arc<Vec<String>>, ApiError> {
-    if let Some((at, paths)) = state.classification.entries.lock().unwrap_or_else(|p| p.into_inner()).get(tenant)
-        && at.elapsed() < CLASSIFICATION_TTL
-    {
-        return Ok(paths.clone());
-    }
+    let generation = match state.classification.get(tenant) {
+        Ok(paths) => return Ok(paths),
+        Err(generation) => generation,
+    };
+    let read_at = Instant::now();
     let setting = state.store.setting(&classification_setting(tenant)).await?;
     let fields: Value = setting.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or(Value::Null);
     let mut paths: Vec<String> =
         fields["fields"].as_object().map(|fields| fields.keys().cloned().collect()).unwrap_or_default();
     paths.sort_unstable();
     let paths = Arc::new(paths);
-    state
-        .classification
-        .entries
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(tenant.to_string(), (Instant::now(), paths.clone()));
+    state.classification.remember(tenant, generation, read_at, paths.clone());
     Ok(paths)
 }
 
@@ -190,6 +215,23 @@ mod tests {
         let mut erased = json!({"actor": {"id": "u", "email": ERASED}});
         mask_view(&mut erased);
         assert_eq!(erased["actor"]["email"], ERASED);
+    }
+
+    /// A read of the old classification that started before a change must not be cached after
+    /// the change dropped the cached copy.
+    #[test]
+    fn a_classification_read_before_a_change_is_not_cached_after_it() {
+        let cache = ClassificationCache::default();
+        let old = Arc::new(vec!["metadata.a".to_string()]);
+        let generation = cache.get("t").unwrap_err();
+        cache.forget("t"); // the change commits meanwhile
+        cache.remember("t", generation, Instant::now(), old.clone());
+        let generation = cache.get("t").expect_err("the stale read was cached");
+        let new = Arc::new(vec!["metadata.a".to_string(), "metadata.b".to_string()]);
+        cache.remember("t", generation, Instant::now(), new.clone());
+        assert_eq!(cache.get("t"), Ok(new));
+        cache.remember("u", 0, Instant::now() - CLASSIFICATION_TTL, old);
+        assert!(cache.get("u").is_err(), "an entry older than the TTL is read again");
     }
 
     #[test]
