@@ -65,6 +65,17 @@ fn skip_space(bytes: &[u8], mut at: usize) -> usize {
 fn string_end(bytes: &[u8], start: usize) -> Result<usize, String> {
     let mut at = start + 1;
     loop {
+        // Eight bytes at a time up to the first quote, backslash or control character (most of
+        // a record's bytes are inside strings).
+        while let Some(chunk) = bytes.get(at..at + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let special = equal_bytes(word, b'"') | equal_bytes(word, b'\\') | bytes_below(word, 0x20);
+            if special != 0 {
+                at += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            at += 8;
+        }
         match bytes.get(at) {
             None => return Err(format!("unterminated string at byte {start}")),
             Some(b'"') => return Ok(at + 1),
@@ -73,6 +84,23 @@ fn string_end(bytes: &[u8], start: usize) -> Result<usize, String> {
             Some(_) => at += 1,
         }
     }
+}
+
+/// Bytes of a little-endian word, one per byte lane.
+const LANES: u64 = 0x0101_0101_0101_0101;
+/// The top bit of every lane.
+const TOPS: u64 = 0x8080_8080_8080_8080;
+
+/// A lane's top bit set for bytes of `word` equal to `byte`. Exact up to the first such byte
+/// (the borrow may mark lanes above it), which is all [`string_end`] reads.
+fn equal_bytes(word: u64, byte: u8) -> u64 {
+    let diff = word ^ (LANES * u64::from(byte));
+    diff.wrapping_sub(LANES) & !diff & TOPS
+}
+
+/// A lane's top bit set for bytes of `word` below `limit` (at most 128); exact up to the first.
+fn bytes_below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(LANES * u64::from(limit)) & !word & TOPS
 }
 
 /// A member name: borrowed without its quotes, or decoded when it holds escapes.
@@ -164,6 +192,28 @@ mod tests {
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(members(&deep).is_err(), "nesting is bounded");
+    }
+
+    /// Strings are skipped eight bytes at a time: the end, an escape or a control character at
+    /// any position of a word is found at its byte.
+    #[test]
+    fn long_strings_end_at_the_right_byte() {
+        for len in 0..40 {
+            for (filler, escaped) in [("a", "\\\""), ("é", "\\n"), ("😀", "\\u00e9")] {
+                let text = filler.repeat(len);
+                for at in 0..=len {
+                    let inner = format!("{}{escaped}{}", filler.repeat(at), filler.repeat(len - at));
+                    let object = format!(r#"{{"k":"{inner}","z":"{text}"}}"#);
+                    let found = members(&object).unwrap();
+                    assert_eq!(found[0].1, format!("\"{inner}\""), "{object}");
+                    assert_eq!(found[1].1, format!("\"{text}\""), "{object}");
+                    let control = format!("{{\"k\":\"{}\u{1f}{}\"}}", filler.repeat(at), filler.repeat(len - at));
+                    assert!(members(&control).is_err(), "{control:?}");
+                    let unterminated = format!("{{\"k\":\"{}", filler.repeat(at));
+                    assert!(members(&unterminated).is_err(), "{unterminated:?}");
+                }
+            }
+        }
     }
 
     fn json_value() -> impl Strategy<Value = Value> {
