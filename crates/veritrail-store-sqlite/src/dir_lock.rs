@@ -8,8 +8,9 @@
 //! process that holds it. Reading commands (`verify --data-dir`, `migrate-store`) take no lock.
 //!
 //! The lock is the kernel's: it goes away with the process however it ends, so a crash never
-//! leaves a stale lock behind. Opening waits a few seconds for it, so a store dropped in this
-//! process (whose threads finish their last work first) can be opened again at once.
+//! leaves a stale lock behind. Held by another process, it is refused at once; held by this
+//! one, opening waits a few seconds for it, so a store dropped here (whose threads finish their
+//! last work first) can be opened again at once.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -31,8 +32,8 @@ pub(crate) struct DirLock {
 }
 
 impl DirLock {
-    /// Takes the lock of `dir`, waiting up to [`WAIT`] for another holder to let go, and writes
-    /// this process's id into the file for the error message of the next one.
+    /// Takes the lock of `dir` — waiting up to [`WAIT`] when this process holds it — and writes
+    /// this process's id into the file, for the error message of the next one.
     pub(crate) fn acquire(dir: &Path) -> StoreResult<DirLock> {
         DirLock::acquire_within(dir, WAIT)
     }
@@ -49,20 +50,22 @@ impl DirLock {
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    let holder = match holder.trim().parse::<u32>() {
-                        Ok(pid) => format!("another Veritrail process (pid {pid})"),
-                        Err(_) => "another Veritrail process".to_string(),
-                    };
-                    return Err(StoreError::Unavailable(format!(
-                        "the data directory {} is in use by {holder}; stop it first (one server per data directory)",
-                        dir.display()
-                    )));
+                    // Another process: refused at once. This one (a store dropped here whose
+                    // threads are finishing) or not known yet: waited for.
+                    let holder = holder_pid(&mut file);
+                    let other = holder.is_some_and(|pid| pid != std::process::id());
+                    if other || Instant::now() >= deadline {
+                        let holder = match holder {
+                            Some(pid) => format!("another Veritrail process (pid {pid})"),
+                            None => "another Veritrail process".to_string(),
+                        };
+                        return Err(StoreError::Unavailable(format!(
+                            "the data directory {} is in use by {holder}; stop it first (one server per data directory)",
+                            dir.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
             }
@@ -72,6 +75,14 @@ impl DirLock {
         file.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(cannot)?;
         Ok(DirLock { _file: file })
     }
+}
+
+/// The pid the holder wrote into the lock file, if it has yet.
+fn holder_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -160,6 +160,9 @@ fn a_second_server_or_reindex_on_a_data_directory_in_use_is_refused() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let pid = server.child.id();
     let expected = format!("is in use by another Veritrail process (pid {pid})");
+    // Another process holds it: refused at once, not after the wait a store reopened in the same
+    // process gets.
+    let started = std::time::Instant::now();
     let second = std::process::Command::new(BINARY)
         .args(["serve", "--data-dir"])
         .arg(dir.path())
@@ -171,6 +174,7 @@ fn a_second_server_or_reindex_on_a_data_directory_in_use_is_refused() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains(&expected), "{stderr}");
     let reindex = std::process::Command::new(BINARY).args(["reindex", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4), "refused at once: {:?}", started.elapsed());
     assert!(!reindex.status.success());
     let stderr = String::from_utf8_lossy(&reindex.stderr);
     assert!(stderr.contains(&expected), "{stderr}");
