@@ -6,15 +6,11 @@
 //! `/proc/thread-self/schedstat`, so that other processes on a shared machine weigh less than on
 //! a wall clock).
 
-#[path = "../src/events.rs"]
-#[allow(dead_code)]
-mod events;
+mod common;
+
+use common::{counter_salt, cpu_seconds, events, report};
 
 use veritrail_model::{BodyFormat, Limits, PrepareContext, parse_batch};
-
-/// The allocator of the `veritrail` binary, so that the figures are the server's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS_PER_BODY: u64 = 1_000;
 const BODIES: u64 = 50;
@@ -45,17 +41,11 @@ fn main() {
     for _ in 0..ROUNDS {
         let mut parse_time = 0.0;
         let mut prepare_time = 0.0;
-        let mut counter = 0u64;
+        let mut salt = counter_salt();
         for body in &bodies {
             let started = cpu_seconds();
             let parsed = parse_batch(body, BodyFormat::Json, &limits).expect("generated events are valid");
             let parsed_at = cpu_seconds();
-            let mut salt = || {
-                counter += 1;
-                let mut block = [0u8; 32];
-                block[..8].copy_from_slice(&counter.to_le_bytes());
-                block
-            };
             let now = jiff::Timestamp::now();
             let mut prepared = Vec::with_capacity(parsed.len());
             for event in parsed {
@@ -72,17 +62,4 @@ fn main() {
     }
     report("parse_batch (parse + validate)", &mut parse);
     report("Event::prepare (commitments + RFC 8785 members)", &mut prepare);
-}
-
-/// CPU time this thread has run, in seconds (Linux scheduler statistics, nanoseconds).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("linux /proc/thread-self/schedstat");
-    let nanos: u64 = stat.split_whitespace().next().and_then(|n| n.parse().ok()).expect("schedstat run time");
-    nanos as f64 / 1e9
-}
-
-fn report(phase: &str, samples: &mut [f64]) {
-    samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
-    println!("{phase}: median {median:.2} µs/event (range {:.2}–{:.2})", samples[0], samples[samples.len() - 1]);
 }

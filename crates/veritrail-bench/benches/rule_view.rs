@@ -6,14 +6,11 @@
 //! `cargo bench -p veritrail-bench --bench rule_view` prints the median of several rounds in
 //! microseconds of this thread's CPU time per event (`/proc/thread-self/schedstat`).
 
-#[path = "../src/events.rs"]
-#[allow(dead_code)]
-mod events;
+mod common;
+
+use common::{counter_salt, cpu_seconds, events, report};
 
 use veritrail_model::{BodyFormat, Limits, PrepareContext, PreparedEvent, SealedMembers, open, parse_batch, seal};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: u64 = 50_000;
 const ROUNDS: usize = 7;
@@ -51,13 +48,7 @@ fn run(label: &str, bulky: bool) {
         let body = format!("[{}]", body.join(","));
         parsed.extend(parse_batch(body.as_bytes(), BodyFormat::Json, &Limits::default()).expect("valid events"));
     }
-    let mut counter = 0u64;
-    let mut salt = || {
-        counter += 1;
-        let mut block = [0u8; 32];
-        block[..8].copy_from_slice(&counter.to_le_bytes());
-        block
-    };
+    let mut salt = counter_salt();
     let now = jiff::Timestamp::now();
     let prepared: Vec<PreparedEvent> = parsed
         .into_iter()
@@ -113,17 +104,4 @@ fn run(label: &str, bulky: bool) {
         }
         report(name, &mut samples);
     }
-}
-
-/// CPU time this thread has run, in seconds (Linux scheduler statistics, nanoseconds).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("linux /proc/thread-self/schedstat");
-    let nanos: u64 = stat.split_whitespace().next().and_then(|n| n.parse().ok()).expect("schedstat run time");
-    nanos as f64 / 1e9
-}
-
-fn report(phase: &str, samples: &mut [f64]) {
-    samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
-    println!("{phase}: median {median:.2} µs/event (range {:.2}–{:.2})", samples[0], samples[samples.len() - 1]);
 }
