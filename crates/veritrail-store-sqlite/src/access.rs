@@ -18,7 +18,7 @@ use veritrail_store::{
     UserRecord, UserStatus, UserUpdate, is_builtin_role, normalize_email,
 };
 
-use crate::side::SideDb;
+use crate::side::{SideDb, collect};
 use crate::{CachedSql, SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the access-control database inside the data directory.
@@ -387,23 +387,6 @@ pub(crate) fn to_provider((id, tenant, config, created, updated): ProviderRow) -
 pub(crate) fn config_json(provider: &IdentityProviderRecord) -> StoreResult<String> {
     serde_json::to_string(&provider.config)
         .map_err(|e| StoreError::Backend(format!("cannot encode identity provider: {e}")))
-}
-
-/// Every row of `sql` (with `args`), read by `read` and converted by `convert`.
-fn collect<T, R>(
-    conn: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-    read: fn(&Row<'_>) -> rusqlite::Result<R>,
-    convert: fn(R) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
-    let rows = stmt.query_map(args, read).map_err(sql_error)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(convert(row.map_err(sql_error)?)?);
-    }
-    Ok(out)
 }
 
 impl AccessStore for SqliteAccessStore {

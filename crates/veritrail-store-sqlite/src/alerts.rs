@@ -17,7 +17,7 @@ use veritrail_store::{
     OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
-use crate::side::SideDb;
+use crate::side::{SideDb, collect};
 use crate::{CachedSql, SqliteStore, from_micros, sql_error, to_micros};
 
 /// File name of the monitoring database inside the data directory.
@@ -498,22 +498,6 @@ fn read_delivery(
     row.map(to_delivery).transpose()
 }
 
-fn collect<T, R>(
-    conn: &Connection,
-    sql: &str,
-    args: Vec<SqlValue>,
-    read: fn(&Row<'_>) -> rusqlite::Result<R>,
-    convert: fn(R) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
-    let rows = stmt.query_map(params_from_iter(args), read).map_err(sql_error)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(convert(row.map_err(sql_error)?)?);
-    }
-    Ok(out)
-}
-
 impl SqliteStore {
     /// The store's monitoring half (`alerts.sqlite` in the same data directory).
     pub fn alert_store(&self) -> SqliteAlertStore {
@@ -545,7 +529,7 @@ impl AlertStore for SqliteAlertStore {
         let tenant = tenant.to_string();
         Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant = ?1 AND deleted_at IS NULL ORDER BY no");
-            collect(tx, &sql, vec![SqlValue::Text(tenant)], rule_row, to_rule)
+            collect(tx, &sql, [&tenant], rule_row, to_rule)
         }))
     }
 
@@ -630,7 +614,7 @@ impl AlertStore for SqliteAlertStore {
             collect(
                 tx,
                 "SELECT tenant, changes FROM rule_changes",
-                Vec::new(),
+                [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
                 |(tenant, changes): (String, i64)| Ok((tenant, u64_of(changes))),
             )
@@ -721,7 +705,7 @@ impl AlertStore for SqliteAlertStore {
             }
             sql.push_str(" ORDER BY position DESC LIMIT ?");
             args.push(SqlValue::Integer(i64::from(limit)));
-            collect(tx, &sql, args, alert_row, to_alert)
+            collect(tx, &sql, params_from_iter(args), alert_row, to_alert)
         }))
     }
 
@@ -789,7 +773,7 @@ impl AlertStore for SqliteAlertStore {
         let tenant = tenant.to_string();
         Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ?1 ORDER BY no");
-            collect(tx, &sql, vec![SqlValue::Text(tenant)], webhook_row, to_webhook)
+            collect(tx, &sql, [&tenant], webhook_row, to_webhook)
         }))
     }
 
@@ -842,7 +826,7 @@ impl AlertStore for SqliteAlertStore {
             }
             sql.push_str(" ORDER BY position DESC LIMIT ?");
             args.push(SqlValue::Integer(i64::from(limit)));
-            collect(tx, &sql, args, delivery_row, to_delivery)
+            collect(tx, &sql, params_from_iter(args), delivery_row, to_delivery)
         }))
     }
 
@@ -863,7 +847,7 @@ impl AlertStore for SqliteAlertStore {
                  WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, position LIMIT ?"
             );
             let args = vec![SqlValue::Integer(to_micros(now)), SqlValue::Integer(i64::from(limit))];
-            collect(tx, &sql, args, delivery_row, to_delivery)
+            collect(tx, &sql, params_from_iter(args), delivery_row, to_delivery)
         }))
     }
 

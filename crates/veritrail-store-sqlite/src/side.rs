@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Row, Transaction};
 use veritrail_store::{StoreError, StoreResult};
 
 use crate::{restrict_permissions, sql_error};
@@ -87,6 +87,24 @@ impl SideDb {
         .await
         .map_err(|e| StoreError::Backend(format!("{file} task failed: {e}")))?
     }
+}
+
+/// Every row of `sql` (with `args`), read by `read` and converted by `convert`, through the
+/// connection's statement cache (both side databases list their rows this way).
+pub(crate) fn collect<T, R>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    read: fn(&Row<'_>) -> rusqlite::Result<R>,
+    convert: fn(R) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+    let rows = stmt.query_map(args, read).map_err(sql_error)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(convert(row.map_err(sql_error)?)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
