@@ -151,7 +151,6 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
     Ok(())
 }
 
-/// Ingests the load; with the engine on, probes alert latency meanwhile.
 /// One round: a fresh server and data directory with the engine on or off, loaded with
 /// `bodies`.
 fn round_of(
@@ -173,6 +172,7 @@ fn round_of(
     result
 }
 
+/// Ingests the load; with the engine on, probes alert latency meanwhile.
 fn load(
     server: &VtServer,
     key: &str,

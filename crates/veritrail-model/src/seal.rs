@@ -255,9 +255,7 @@ impl<'a> SealedMembers<'a> {
         reveal_members(&mut record, &classified, personal, keep)?;
         Ok(Value::Object(record))
     }
-}
 
-impl SealedMembers<'_> {
     /// [`SealedMembers::open`] of `keys` without parsing: for members that never hold a
     /// commitment (`action`, `id`, `seq`, `occurred_at`, `received_at`), when each is a string
     /// without escapes or a canonical non-negative integer, or absent. `None` when one is not
@@ -288,9 +286,7 @@ impl SealedMembers<'_> {
         }
         Some(Value::Object(record))
     }
-}
 
-impl SealedMembers<'_> {
     /// The view cut down to what is below `paths`: dotted paths (`metadata.source.service`,
     /// `actor.id`) or whole members (`action`); a path reaching an array or a scalar before its
     /// end keeps that whole. Below `metadata`, only the named paths are parsed (unless one

@@ -80,11 +80,6 @@ impl FieldPath {
         &self.text
     }
 
-    /// The top-level member of the event view the path starts in (`actor`, `metadata`, …).
-    pub fn member(&self) -> &str {
-        &self.segments[0]
-    }
-
     /// True for `metadata.…` paths.
     pub(crate) fn is_metadata(&self) -> bool {
         self.segments[0] == "metadata"
