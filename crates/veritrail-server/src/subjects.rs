@@ -64,6 +64,112 @@ async fn legal_hold(state: &AppState, tenant: &str, subject: &str) -> Result<Opt
     Ok((hold["active"] == json!(true)).then_some(hold))
 }
 
+// Legal holds and erasures exclude each other through the subject's `legal_hold` setting,
+// changed only by compare-and-swap (atomic in both stores, across nodes): an erasure first
+// swaps in a claim (`"erasing": {"since": …}`) that holds cannot be placed over, and swaps the
+// setting back once its `audit.erasure.performed` event is in the ledger. Checking the hold and
+// then erasing, as two steps, let a hold placed in between be answered 200 and then ignored.
+
+/// A claim older than this was left by a node that stopped mid-erasure; it no longer counts.
+const ERASURE_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long a hold placement or another erasure waits for an erasure under way to finish.
+const ERASURE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Pause between looks at a claimed setting.
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether a legal-hold setting carries a live erasure claim.
+fn erasure_claimed(setting: &Value, now: jiff::Timestamp) -> bool {
+    let Some(since) = setting["erasing"]["since"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return false;
+    };
+    now.duration_since(since).unsigned_abs() < ERASURE_CLAIM_STALE
+}
+
+/// The erasure's claim on a subject's legal-hold setting, to be released with [`release_claim`].
+struct ErasureClaim {
+    name: String,
+    claimed: Vec<u8>,
+    before: Vec<u8>,
+}
+
+/// Claims a subject for erasure: `Ok(Err(hold))` when a legal hold is active (nothing claimed).
+async fn claim_for_erasure(
+    state: &AppState,
+    tenant: &str,
+    subject: &str,
+) -> Result<Result<ErasureClaim, Value>, ApiError> {
+    let name = setting_name("legal_hold", tenant, Some(subject));
+    let deadline = tokio::time::Instant::now() + ERASURE_WAIT;
+    loop {
+        let current = state.store.init_setting(&name, b"{}".to_vec()).await?;
+        let mut setting = serde_json::from_slice::<Value>(&current).unwrap_or(Value::Null);
+        if setting["active"] == json!(true) {
+            return Ok(Err(setting));
+        }
+        let now = jiff::Timestamp::now();
+        if !erasure_claimed(&setting, now) {
+            if !setting.is_object() {
+                setting = json!({});
+            }
+            setting["erasing"] = json!({"since": now.to_string()});
+            let claimed = to_bytes(&setting)?;
+            if state.store.swap_setting(&name, current.clone(), claimed.clone()).await? {
+                return Ok(Ok(ErasureClaim { name, claimed, before: current }));
+            }
+            continue; // changed meanwhile: look again
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(erasure_under_way(subject));
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+}
+
+/// Gives the setting back as it was before the claim (a stale claim taken over meanwhile is
+/// left to its new owner).
+async fn release_claim(state: &AppState, claim: ErasureClaim) {
+    match state.store.swap_setting(&claim.name, claim.claimed, claim.before).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(setting = %claim.name, "an erasure claim changed under its erasure"),
+        Err(error) => {
+            tracing::warn!(%error, setting = %claim.name, "cannot release an erasure claim; it lapses in 5 minutes")
+        }
+    }
+}
+
+fn erasure_under_way(subject: &str) -> ApiError {
+    ApiError::new(Code::Conflict, format!("an erasure of subject {subject:?} is under way; retry in a moment"))
+}
+
+fn to_bytes(value: &Value) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::new(Code::Internal, format!("setting: {e}")))
+}
+
+/// Places a legal hold unless an erasure holds a claim on the subject (waited for up to
+/// [`ERASURE_WAIT`]).
+async fn put_hold(state: &AppState, tenant: &str, subject: &str, hold: &Value) -> Result<(), ApiError> {
+    let name = setting_name("legal_hold", tenant, Some(subject));
+    let new = to_bytes(hold)?;
+    let deadline = tokio::time::Instant::now() + ERASURE_WAIT;
+    loop {
+        let current = state.store.init_setting(&name, new.clone()).await?;
+        if current == new {
+            return Ok(());
+        }
+        let setting = serde_json::from_slice::<Value>(&current).unwrap_or(Value::Null);
+        if !erasure_claimed(&setting, jiff::Timestamp::now()) {
+            if state.store.swap_setting(&name, current, new.clone()).await? {
+                return Ok(());
+            }
+            continue;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(erasure_under_way(subject));
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+}
+
 /// Every event by (`actor_id`) or about (`data_subject`) the subject matching the `also`
 /// filters, oldest first, opened and decrypted, at most `cap`; the flag says whether the cap cut
 /// the list.
@@ -119,18 +225,35 @@ pub(crate) async fn erase(
     if reason.as_ref().is_some_and(|r| r.chars().count() > 1000) {
         return Err(ApiError::new(Code::InvalidValue, "field \"reason\" is longer than 1000 characters"));
     }
-    if let Some(hold) = legal_hold(&state, &key.tenant, &subject).await? {
-        let metadata = json!({"subject": subject, "refused": "legal_hold", "hold_placed_at": hold["placed_at"]});
-        audit::record(&state, &key.tenant, "audit.erasure.refused", key.actor_json(), metadata, &request).await?;
-        return Err(ApiError::new(
-            Code::LegalHold,
-            format!("subject {subject:?} is under a legal hold placed at {}; release it first", hold["placed_at"]),
-        ));
-    }
+    let claim = match claim_for_erasure(&state, &key.tenant, &subject).await? {
+        Ok(claim) => claim,
+        Err(hold) => {
+            let metadata = json!({"subject": subject, "refused": "legal_hold", "hold_placed_at": hold["placed_at"]});
+            audit::record(&state, &key.tenant, "audit.erasure.refused", key.actor_json(), metadata, &request).await?;
+            return Err(ApiError::new(
+                Code::LegalHold,
+                format!("subject {subject:?} is under a legal hold placed at {}; release it first", hold["placed_at"]),
+            ));
+        }
+    };
+    let erased = erase_claimed(&state, key, &request, &subject, reason).await;
+    release_claim(&state, claim).await;
+    erased
+}
+
+/// The erasure proper, once the subject is claimed; its audit event is in the ledger before the
+/// claim is released.
+async fn erase_claimed(
+    state: &AppState,
+    key: &crate::auth::KeyPrincipal,
+    request: &RequestContext,
+    subject: &str,
+    reason: Option<String>,
+) -> Result<Json<Value>, ApiError> {
     // Longer retention obligations are recorded with the erasure, never resolved silently: the
     // sealed records (what happened, when, disclosure descriptions) are kept under Art. 17(3)(b)
     // and (e); only the personal values go.
-    let (events, _) = subject_events(&state, &key.tenant, &subject, &[], MAX_REPORT_EVENTS).await?;
+    let (events, _) = subject_events(state, &key.tenant, subject, &[], MAX_REPORT_EVENTS).await?;
     let phi = events.iter().filter(|e| labels(e).contains(&"phi")).count();
     let pci = events.iter().filter(|e| labels(e).contains(&"pci")).count();
     let disclosures = events.iter().filter(|e| e["action"] == "disclosure.made").count();
@@ -146,7 +269,7 @@ pub(crate) async fn erase(
         conflicts
             .push(json!({"framework": "PCI DSS", "clause": "10.5.1 (12-month audit log retention)", "events": pci}));
     }
-    let erasure = state.store.erase_subject(&key.tenant, &subject).await?;
+    let erasure = state.store.erase_subject(&key.tenant, subject).await?;
     let metadata = json!({
         "subject": subject,
         "reason": reason,
@@ -158,9 +281,8 @@ pub(crate) async fn erase(
         "retention_conflicts": conflicts,
         "retained_under": if conflicts.is_empty() { Value::Null } else { json!("GDPR Art. 17(3)(b) and (e): the records are kept without the personal values") },
     });
-    let seq =
-        audit::record(&state, &key.tenant, "audit.erasure.performed", key.actor_json(), metadata.clone(), &request)
-            .await?;
+    let seq = audit::record(state, &key.tenant, "audit.erasure.performed", key.actor_json(), metadata.clone(), request)
+        .await?;
     Ok(Json(json!({
         "subject": subject,
         "erased": true,
@@ -420,9 +542,12 @@ pub(crate) async fn place_hold(
         "placed_at": jiff::Timestamp::now().to_string(),
         "placed_by": key.actor_json()["id"],
     });
+    // Placed first, then recorded: the event's place in the ledger is after any erasure that
+    // ran before the hold (whose claim it waited for), and a failed recording leaves the
+    // subject protected rather than exposed.
+    put_hold(&state, &key.tenant, &subject, &hold).await?;
     let metadata = json!({"subject": subject, "reason": reason});
     audit::record(&state, &key.tenant, "audit.legal_hold.placed", key.actor_json(), metadata, &request).await?;
-    put_json_setting(&state, &setting_name("legal_hold", &key.tenant, Some(&subject)), &hold).await?;
     Ok(Json(json!({"subject": subject, "legal_hold": hold})))
 }
 

@@ -315,6 +315,74 @@ fn erasure_shreds_one_subject_everywhere_and_the_ledger_verifies_unchanged() {
 }
 
 #[test]
+fn a_legal_hold_placed_while_an_erasure_runs_is_never_overtaken_by_it() {
+    // Each round races an erasure of one subject against a hold placed on it a little later.
+    // Either the hold came first (the erasure is refused) or the erasure did, and then its
+    // `audit.erasure.performed` precedes the hold's `audit.legal_hold.placed` in the ledger.
+    // Before erasures claimed the subject, a hold placed while the erasure read the subject's
+    // events was answered 200 and the erasure went ahead anyway.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(BINARY, dir.path());
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    const ROUNDS: usize = 16;
+    let events: Vec<Value> = (0..ROUNDS)
+        .flat_map(|round| {
+            (0..40).map(move |n| {
+                let mut event = alice_event(&format!("s{round}-{n}"));
+                event["actor"]["id"] = json!(format!("subject-{round}"));
+                event
+            })
+        })
+        .collect();
+    ingest(c, &key, Value::Array(events));
+    events_eventually(c, &key, &format!("/v1/events?actor_id=subject-{}&limit=1000", ROUNDS - 1), 40);
+    let mut outcomes = Vec::new();
+    for round in 0..ROUNDS {
+        let path = format!("/v1/subjects/subject-{round}");
+        let start = std::sync::Barrier::new(2);
+        let (erased, held) = std::thread::scope(|scope| {
+            let eraser = scope.spawn(|| {
+                let client = Client::new(c.base());
+                start.wait();
+                client.delete(Some(&key), &path)
+            });
+            let holder = scope.spawn(|| {
+                let client = Client::new(c.base());
+                start.wait();
+                std::thread::sleep(std::time::Duration::from_micros(500 * round as u64));
+                client.put_json(Some(&key), &format!("{path}/legal-hold"), &json!({"reason": "litigation"}))
+            });
+            (eraser.join().unwrap(), holder.join().unwrap())
+        });
+        assert_eq!(held.status, 200, "round {round}: {}", held.text());
+        match (erased.status, erased.error_code().as_str()) {
+            (200, _) => outcomes.push(round),
+            (409, "legal_hold") => {}
+            _ => panic!("round {round}: erasure answered {}: {}", erased.status, erased.text()),
+        }
+    }
+    let seq_of = |action: &str, subject: &str| {
+        let path = format!("/v1/events?action={action}&limit=1000");
+        let page = c.get(Some(&key), &path).json();
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metadata"]["subject"] == subject)
+            .map(|e| e["seq"].as_u64().unwrap())
+    };
+    for round in outcomes {
+        let subject = format!("subject-{round}");
+        let both = veritrail_test_support::wait_for(std::time::Duration::from_secs(10), || {
+            Some((seq_of("audit.erasure.performed", &subject)?, seq_of("audit.legal_hold.placed", &subject)?))
+        });
+        let (erased_at, held_at) = both.unwrap_or_else(|| panic!("{subject}: audit events missing"));
+        assert!(erased_at < held_at, "{subject}: hold placed (seq {held_at}) before the erasure (seq {erased_at}) ran");
+    }
+}
+
+#[test]
 fn subject_access_report_and_consents_fold_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let server = ChildServer::start(BINARY, dir.path());
