@@ -206,6 +206,9 @@ pub(crate) struct Alerting {
     receiver: Mutex<Option<mpsc::Receiver<Command>>>,
     /// Wakes the webhook delivery task (new messages, redeliveries).
     pub(crate) deliveries: Notify,
+    /// Counts endpoint deletions on this node: the delivery task drops the endpoints it holds
+    /// when it changes (other nodes' deletions reach it with its next read of due deliveries).
+    pub(crate) endpoints_deleted: std::sync::atomic::AtomicU64,
     /// Key of alert ids: HMAC of `tenant \n dedup_key`, so that ids are stable across replays
     /// but not predictable by clients (who could otherwise take an alert's ledger event id).
     id_key: [u8; 32],
@@ -224,6 +227,7 @@ impl Alerting {
             commands,
             receiver: Mutex::new(Some(receiver)),
             deliveries: Notify::new(),
+            endpoints_deleted: std::sync::atomic::AtomicU64::new(0),
             id_key: mac.finalize().into_bytes().into(),
             metrics: AlertingMetrics::default(),
         }

@@ -640,6 +640,7 @@ pub(crate) async fn delete_webhook(
     if !state.alerts.delete_webhook(&key.tenant, &id).await? {
         return Err(ApiError::not_found("no webhook with this id"));
     }
+    state.alerting.endpoints_deleted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let metadata = json!({"webhook_id": id, "url": url_for_ledger(&endpoint.url)});
     audit::record(&state, &key.tenant, "audit.webhook.deleted", key.actor_json(), metadata, &request).await?;
     Ok(StatusCode::NO_CONTENT)

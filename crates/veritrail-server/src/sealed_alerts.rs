@@ -10,8 +10,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::Value;
 use veritrail_store::{
-    Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert,
-    OutboundMessage, StatusChange, Store, StoreResult, StoredRule, WebhookEndpoint,
+    Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryStatus, NewAlert, OutboundMessage,
+    RecordedAttempt, StatusChange, Store, StoreResult, StoredRule, WebhookEndpoint,
 };
 
 /// An [`AlertStore`] whose personal and secret fields are sealed under the tenant's key.
@@ -266,14 +266,8 @@ impl AlertStore for SealedAlertStore {
         self.inner.next_delivery_due()
     }
 
-    fn record_delivery_attempt(
-        &self,
-        tenant: &str,
-        endpoint_id: &str,
-        message_id: &str,
-        attempt: DeliveryAttempt,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
-        self.inner.record_delivery_attempt(tenant, endpoint_id, message_id, attempt)
+    fn record_delivery_attempts(&self, attempts: Vec<RecordedAttempt>) -> BoxFuture<'_, StoreResult<Vec<bool>>> {
+        self.inner.record_delivery_attempts(attempts)
     }
 
     fn redeliver(

@@ -16,8 +16,9 @@
 //!   metadata), CGNAT and other special-purpose addresses are refused unless
 //!   `webhook_allow_private`. No redirects are followed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ use jiff::Timestamp;
 use sha2::Sha256;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use veritrail_store::{Delivery, DeliveryAttempt};
+use veritrail_store::{Delivery, DeliveryAttempt, RecordedAttempt, WebhookEndpoint};
 
 use crate::alerting::RetryPolicy;
 use crate::error::{ApiError, Code};
@@ -47,6 +48,12 @@ const BATCH_FRESH_FOR: Duration = Duration::from_secs(5);
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Most of an answer's body read (then the connection is dropped).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Attempts that ended are recorded together once this many have, …
+const RECORD_BATCH: usize = 32;
+/// … or once the first of them ended this long ago (or nothing else is under way).
+const RECORD_WITHIN: Duration = Duration::from_millis(20);
+/// Pause after the store failed to answer an endpoint read.
+const STORE_TROUBLE_PAUSE: Duration = Duration::from_secs(1);
 /// How long attempts under way may finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest webhook URL accepted.
@@ -214,28 +221,96 @@ pub(crate) fn next_retry(
     Some(retry.min(give_up))
 }
 
+/// An attempt that ended: its delivery's key, and what to record (`None` when its endpoint was
+/// deleted meanwhile: nothing to record).
+struct Finished {
+    key: (String, String),
+    record: Option<RecordedAttempt>,
+}
+
+/// The endpoints of the deliveries under way, read once per batch of due deliveries instead of
+/// once per attempt (an alert storm paid a store read per delivery). Dropped with each new batch
+/// and when an endpoint is deleted on this node, so a deleted endpoint is not sent to from here
+/// after its deletion, and from another node's batch for at most [`BATCH_FRESH_FOR`].
+#[derive(Default)]
+struct Endpoints {
+    known: HashMap<(String, String), Option<Arc<WebhookEndpoint>>>,
+    deletions_seen: u64,
+}
+
+impl Endpoints {
+    fn clear(&mut self) {
+        self.known.clear();
+    }
+
+    async fn get(
+        &mut self,
+        state: &AppState,
+        delivery: &Delivery,
+    ) -> Result<Option<Arc<WebhookEndpoint>>, veritrail_store::StoreError> {
+        let deletions = state.alerting.endpoints_deleted.load(Ordering::SeqCst);
+        if deletions != self.deletions_seen {
+            self.known.clear();
+            self.deletions_seen = deletions;
+        }
+        let key = (delivery.tenant.clone(), delivery.endpoint_id.clone());
+        if let Some(known) = self.known.get(&key) {
+            return Ok(known.clone());
+        }
+        let endpoint = state.alerts.webhook(&delivery.tenant, &delivery.endpoint_id).await?.map(Arc::new);
+        self.known.insert(key, endpoint.clone());
+        Ok(endpoint)
+    }
+}
+
+/// Records the attempts that ended in one store call, then lets their deliveries be read as
+/// due again.
+async fn record(state: &AppState, finished: &mut Vec<Finished>, in_flight: &mut HashSet<(String, String)>) {
+    let attempts: Vec<RecordedAttempt> = finished.iter_mut().filter_map(|done| done.record.take()).collect();
+    if !attempts.is_empty()
+        && let Err(error) = state.alerts.record_delivery_attempts(attempts).await
+    {
+        tracing::warn!(%error, "cannot record webhook delivery attempts; they will be sent again");
+    }
+    for done in finished.drain(..) {
+        in_flight.remove(&done.key);
+    }
+}
+
 /// Sends due deliveries until `stop`, then lets attempts under way finish for a moment.
 ///
 /// Due deliveries are read a batch at a time ([`FETCH_BATCH`]) and started as slots free up
 /// ([`MAX_IN_FLIGHT`]); the store is read again only when the batch is used up or older than
 /// [`BATCH_FRESH_FOR`] (well inside the PostgreSQL claim lease). Reading again at every
 /// finished attempt re-read and re-opened the whole batch each time, most of it in flight: an
-/// alert storm cost ~0.3 ms of CPU per delivery that way (BENCHMARKS.md, issue 7).
+/// alert storm cost ~0.3 ms of CPU per delivery that way (BENCHMARKS.md, issue 7). Attempts
+/// that end together are recorded together ([`RECORD_WITHIN`], [`RECORD_BATCH`]); a delivery
+/// stays out of the batches read meanwhile until its attempt is recorded.
 pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     let config = state.alerting.config().clone();
     let mut in_flight: HashSet<(String, String)> = HashSet::new();
-    let mut tasks: JoinSet<(String, String)> = JoinSet::new();
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut batch: VecDeque<Delivery> = VecDeque::new();
     let mut batch_read_at = Instant::now();
+    let mut endpoints = Endpoints::default();
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut first_finished_at = Instant::now();
     loop {
+        if !finished.is_empty()
+            && (tasks.is_empty() || finished.len() >= RECORD_BATCH || first_finished_at.elapsed() >= RECORD_WITHIN)
+        {
+            record(&state, &mut finished, &mut in_flight).await;
+        }
         let mut waiting_on_busy = false;
+        let mut store_trouble = false;
         if batch.is_empty() || batch_read_at.elapsed() >= BATCH_FRESH_FOR {
             batch.clear();
+            endpoints.clear();
             match state.alerts.due_deliveries(Timestamp::now(), FETCH_BATCH).await {
                 Ok(due) => {
-                    // Deliveries whose attempt is under way still read as pending: leave them out
-                    // now, or one could be started again from the batch once that attempt ended
-                    // (delivered twice, or retried before its backoff).
+                    // Deliveries whose attempt is under way (or not yet recorded) still read as
+                    // pending: leave them out now, or one could be started again from the batch
+                    // once that attempt ended (delivered twice, or retried before its backoff).
                     let fetched = due.len();
                     batch.extend(due.into_iter().filter(|delivery| {
                         !in_flight.contains(&(delivery.endpoint_id.clone(), delivery.message_id.clone()))
@@ -248,18 +323,30 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         }
         while tasks.len() < MAX_IN_FLIGHT {
             let Some(delivery) = batch.pop_front() else { break };
+            let endpoint = match endpoints.get(&state, &delivery).await {
+                Ok(Some(endpoint)) => endpoint,
+                Ok(None) => continue, // deleted meanwhile, with its deliveries
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read a webhook endpoint");
+                    batch.push_front(delivery); // stays due: tried again after a pause, no hot loop
+                    store_trouble = true;
+                    break;
+                }
+            };
             let key = (delivery.endpoint_id.clone(), delivery.message_id.clone());
             in_flight.insert(key.clone());
             let (state, policy, timeout) = (state.clone(), config.retry, config.webhook_timeout);
             tasks.spawn(async move {
-                attempt(&state, timeout, &policy, delivery).await;
-                key
+                let record = attempt(&state, timeout, &policy, delivery, &endpoint).await;
+                Finished { key, record: Some(record) }
             });
         }
         if !batch.is_empty() {
             waiting_on_busy = true;
         }
-        let sleep = if waiting_on_busy {
+        let sleep = if store_trouble {
+            STORE_TROUBLE_PAUSE
+        } else if waiting_on_busy {
             MAX_IDLE
         } else {
             match state.alerts.next_delivery_due().await {
@@ -274,46 +361,64 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                 }
             }
         };
+        let record_at = first_finished_at + RECORD_WITHIN;
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = state.alerting.deliveries.notified() => {}
+            _ = state.alerting.deliveries.notified(), if !store_trouble => {}
             _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep_until(record_at.into()), if !finished.is_empty() => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                match done {
-                    Ok(key) => { in_flight.remove(&key); }
-                    Err(error) => {
-                        tracing::error!(%error, "webhook delivery task failed");
-                        in_flight.clear(); // its key is unknown; the store still says pending
+                if finished.is_empty() {
+                    first_finished_at = Instant::now();
+                }
+                let mut lost = false;
+                for done in std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next())) {
+                    match done {
+                        Ok(done) => finished.push(done),
+                        Err(error) => {
+                            tracing::error!(%error, "webhook delivery task failed");
+                            lost = true;
+                        }
                     }
+                }
+                if lost {
+                    // The failed task's key is unknown; the store still says pending.
+                    record(&state, &mut finished, &mut in_flight).await;
+                    in_flight.clear();
                 }
             }
         }
     }
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(done) = done {
+                finished.push(done);
+            }
+        }
+    })
+    .await;
+    record(&state, &mut finished, &mut in_flight).await;
     if drained.is_err() {
         tracing::warn!("webhook deliveries still running at shutdown were abandoned; they are retried at next start");
         tasks.abort_all();
     }
 }
 
-/// One attempt at one delivery, recorded in the store.
-async fn attempt(state: &AppState, timeout: Duration, policy: &RetryPolicy, delivery: Delivery) {
-    let endpoint = match state.alerts.webhook(&delivery.tenant, &delivery.endpoint_id).await {
-        Ok(Some(endpoint)) => endpoint,
-        Ok(None) => return, // deleted meanwhile, with its deliveries
-        Err(error) => {
-            tracing::warn!(%error, "cannot read a webhook endpoint");
-            tokio::time::sleep(Duration::from_secs(1)).await; // the delivery stays due: no hot loop
-            return;
-        }
-    };
+/// One attempt at one delivery: what to record.
+async fn attempt(
+    state: &AppState,
+    timeout: Duration,
+    policy: &RetryPolicy,
+    delivery: Delivery,
+    endpoint: &WebhookEndpoint,
+) -> RecordedAttempt {
     let result = match smtp::recipients(&endpoint.url) {
         None => send(&state.outbound, timeout, &endpoint.url, &endpoint.secret, &delivery).await,
         Some(recipients) => mail(state, timeout, recipients, &delivery).await,
     };
     let now = Timestamp::now();
     let metrics = &state.alerting.metrics;
-    let record = match result {
+    let attempt = match result {
         Ok(status) => {
             metrics.deliveries_succeeded.fetch_add(1, Ordering::Relaxed);
             DeliveryAttempt { at: now, status: Some(status), error: None, retry_at: None }
@@ -336,12 +441,11 @@ async fn attempt(state: &AppState, timeout: Duration, policy: &RetryPolicy, deli
             DeliveryAttempt { at: now, status: failure.status, error: Some(failure.error), retry_at }
         }
     };
-    if let Err(error) = state
-        .alerts
-        .record_delivery_attempt(&delivery.tenant, &delivery.endpoint_id, &delivery.message_id, record)
-        .await
-    {
-        tracing::warn!(%error, "cannot record a webhook delivery attempt; it will be sent again");
+    RecordedAttempt {
+        tenant: delivery.tenant,
+        endpoint_id: delivery.endpoint_id,
+        message_id: delivery.message_id,
+        attempt,
     }
 }
 

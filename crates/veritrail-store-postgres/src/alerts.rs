@@ -43,8 +43,8 @@ use jiff::Timestamp;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use veritrail_store::{
-    Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert,
-    OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
+    Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryStatus, NewAlert, OutboundMessage,
+    RecordedAttempt, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
 use crate::{connection_pool, migrate, pg_error, pool_error, to_i64};
@@ -859,22 +859,8 @@ impl AlertStore for PgAlertStore {
         })
     }
 
-    fn record_delivery_attempt(
-        &self,
-        tenant: &str,
-        endpoint_id: &str,
-        message_id: &str,
-        attempt: DeliveryAttempt,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
-        let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
+    fn record_delivery_attempts(&self, attempts: Vec<RecordedAttempt>) -> BoxFuture<'_, StoreResult<Vec<bool>>> {
         Box::pin(async move {
-            let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
-                (None, _) => (DeliveryStatus::Delivered, None, Some(attempt.at)),
-                (Some(_), Some(retry)) => (DeliveryStatus::Pending, Some(retry), None),
-                (Some(_), None) => (DeliveryStatus::Dead, None, None),
-            };
-            let error: Option<String> = attempt.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
-            let last_status = attempt.status.map(i32::from);
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
             // Not worth a flush of its own: a lost attempt is a webhook sent again, same id.
@@ -888,25 +874,36 @@ impl AlertStore for PgAlertStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            let changed = tx
-                .execute(
-                    &statement,
-                    &[
-                        &tenant,
-                        &endpoint_id,
-                        &message_id,
-                        &status.as_str(),
-                        &next,
-                        &attempt.at,
-                        &last_status,
-                        &error,
-                        &delivered,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let mut recorded = Vec::with_capacity(attempts.len());
+            for RecordedAttempt { tenant, endpoint_id, message_id, attempt } in attempts {
+                let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
+                    (None, _) => (DeliveryStatus::Delivered, None, Some(attempt.at)),
+                    (Some(_), Some(retry)) => (DeliveryStatus::Pending, Some(retry), None),
+                    (Some(_), None) => (DeliveryStatus::Dead, None, None),
+                };
+                let error: Option<String> = attempt.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
+                let last_status = attempt.status.map(i32::from);
+                let changed = tx
+                    .execute(
+                        &statement,
+                        &[
+                            &tenant,
+                            &endpoint_id,
+                            &message_id,
+                            &status.as_str(),
+                            &next,
+                            &attempt.at,
+                            &last_status,
+                            &error,
+                            &delivered,
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                recorded.push(changed == 1);
+            }
             tx.commit().await.map_err(pg_error)?;
-            Ok(changed == 1)
+            Ok(recorded)
         })
     }
 

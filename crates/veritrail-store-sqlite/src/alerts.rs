@@ -13,8 +13,8 @@ use jiff::Timestamp;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
 use veritrail_store::{
-    Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert,
-    OutboundMessage, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
+    Alert, AlertFilter, AlertStatus, AlertStore, BoxFuture, Delivery, DeliveryStatus, NewAlert, OutboundMessage,
+    RecordedAttempt, StatusChange, StoreError, StoreResult, StoredRule, WebhookEndpoint, event_type_matches,
 };
 
 use crate::side::{SideDb, collect};
@@ -862,45 +862,42 @@ impl AlertStore for SqliteAlertStore {
         }))
     }
 
-    fn record_delivery_attempt(
-        &self,
-        tenant: &str,
-        endpoint_id: &str,
-        message_id: &str,
-        attempt: DeliveryAttempt,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
-        let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
+    fn record_delivery_attempts(&self, attempts: Vec<RecordedAttempt>) -> BoxFuture<'_, StoreResult<Vec<bool>>> {
         // Not durable: a lost attempt means a webhook sent again under the same `webhook-id`,
         // which delivery promises anyway (at least once), and an fsync per attempt limited
         // delivery throughput under load.
         Box::pin(self.db.run(false, move |tx| {
-            let at = to_micros(attempt.at);
-            let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
-                (None, _) => (DeliveryStatus::Delivered, None, Some(at)),
-                (Some(_), Some(retry)) => (DeliveryStatus::Pending, Some(to_micros(retry)), None),
-                (Some(_), None) => (DeliveryStatus::Dead, None, None),
-            };
-            let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
-            let changed = tx
-                .execute_cached(
-                    "UPDATE deliveries SET status = ?4, attempts = attempts + 1, round_attempts = round_attempts + 1,
-                         next_attempt_at = ?5, last_attempt_at = ?6, last_status = ?7, last_error = ?8,
-                         delivered_at = coalesce(?9, delivered_at)
-                     WHERE tenant = ?1 AND endpoint_id = ?2 AND message_id = ?3 AND status = 'pending'",
-                    params![
-                        tenant,
-                        endpoint_id,
-                        message_id,
-                        status.as_str(),
-                        next,
-                        at,
-                        attempt.status,
-                        error,
-                        delivered
-                    ],
-                )
-                .map_err(sql_error)?;
-            Ok(changed == 1)
+            let mut recorded = Vec::with_capacity(attempts.len());
+            for RecordedAttempt { tenant, endpoint_id, message_id, attempt } in attempts {
+                let at = to_micros(attempt.at);
+                let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
+                    (None, _) => (DeliveryStatus::Delivered, None, Some(at)),
+                    (Some(_), Some(retry)) => (DeliveryStatus::Pending, Some(to_micros(retry)), None),
+                    (Some(_), None) => (DeliveryStatus::Dead, None, None),
+                };
+                let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
+                let changed = tx
+                    .execute_cached(
+                        "UPDATE deliveries SET status = ?4, attempts = attempts + 1, round_attempts = round_attempts + 1,
+                             next_attempt_at = ?5, last_attempt_at = ?6, last_status = ?7, last_error = ?8,
+                             delivered_at = coalesce(?9, delivered_at)
+                         WHERE tenant = ?1 AND endpoint_id = ?2 AND message_id = ?3 AND status = 'pending'",
+                        params![
+                            tenant,
+                            endpoint_id,
+                            message_id,
+                            status.as_str(),
+                            next,
+                            at,
+                            attempt.status,
+                            error,
+                            delivered
+                        ],
+                    )
+                    .map_err(sql_error)?;
+                recorded.push(changed == 1);
+            }
+            Ok(recorded)
         }))
     }
 

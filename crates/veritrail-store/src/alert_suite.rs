@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::{
     Alert, AlertFilter, AlertStatus, AlertStore, DeliveryAttempt, DeliveryStatus, NewAlert, OutboundMessage,
-    StatusChange, StoreError, StoredRule, WebhookEndpoint,
+    RecordedAttempt, StatusChange, StoreError, StoredRule, WebhookEndpoint,
 };
 
 /// Stamps every alert-store conformance test onto a backend. See the module docs.
@@ -25,6 +25,7 @@ macro_rules! alert_store_test_suite {
             status_changes_are_conditional_and_fan_out,
             messages_fan_out_to_matching_endpoints_only,
             deliveries_retry_die_and_are_redelivered,
+            attempts_recorded_together_are_answered_in_order,
             webhooks_are_isolated_per_tenant,
         );
     };
@@ -370,6 +371,44 @@ pub async fn messages_fan_out_to_matching_endpoints_only(store: &impl AlertStore
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].tenant.as_str(), due[0].endpoint_id.as_str()), ("tn_a", "wh_all"));
     assert_eq!(store.next_delivery_due().await.unwrap(), Some(at(100)));
+}
+
+/// Several attempts recorded in one call: each applied as if recorded alone, one answer per
+/// attempt in order (false for an absent delivery, another tenant's, or one no longer pending —
+/// including one made not pending earlier in the same call).
+pub async fn attempts_recorded_together_are_answered_in_order(store: &impl AlertStore) {
+    store.install_rules("tn_a", Vec::new(), 0).await.unwrap();
+    store.create_webhook(endpoint("tn_a", "wh_1", &["alert.*"])).await.unwrap();
+    let new = NewAlert {
+        alert: alert("tn_a", "al_1", "k1", "brute_force", "high", 10),
+        messages: vec![message("msg_1", "alert.raised", "al_1"), message("msg_2", "alert.raised", "al_1")],
+    };
+    store.record_alerts("tn_a", vec![new], 1).await.unwrap();
+    let recorded = |tenant: &str, message_id: &str, attempt: DeliveryAttempt| RecordedAttempt {
+        tenant: tenant.into(),
+        endpoint_id: "wh_1".into(),
+        message_id: message_id.into(),
+        attempt,
+    };
+    let delivered = DeliveryAttempt { at: at(100), status: Some(204), error: None, retry_at: None };
+    let failed =
+        DeliveryAttempt { at: at(100), status: Some(503), error: Some("http 503".into()), retry_at: Some(at(160)) };
+    let answers = store
+        .record_delivery_attempts(vec![
+            recorded("tn_a", "msg_1", delivered.clone()),
+            recorded("tn_b", "msg_2", delivered.clone()),
+            recorded("tn_a", "msg_2", failed.clone()),
+            recorded("tn_a", "msg_404", delivered.clone()),
+            recorded("tn_a", "msg_1", failed.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, false, true, false, false]);
+    let one = store.delivery("tn_a", "wh_1", "msg_1").await.unwrap().unwrap();
+    assert_eq!((one.status, one.attempts, one.delivered_at), (DeliveryStatus::Delivered, 1, Some(at(100))));
+    let two = store.delivery("tn_a", "wh_1", "msg_2").await.unwrap().unwrap();
+    assert_eq!((two.status, two.attempts, two.next_attempt_at), (DeliveryStatus::Pending, 1, Some(at(160))));
+    assert!(store.record_delivery_attempts(Vec::new()).await.unwrap().is_empty());
 }
 
 /// Failed attempts are rescheduled, the last one makes the delivery dead, and a redelivery

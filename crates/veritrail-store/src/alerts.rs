@@ -259,6 +259,19 @@ pub struct DeliveryAttempt {
     pub retry_at: Option<Timestamp>,
 }
 
+/// An attempt on one delivery, as [`AlertStore::record_delivery_attempts`] records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedAttempt {
+    /// The delivery's tenant.
+    pub tenant: String,
+    /// Its endpoint.
+    pub endpoint_id: String,
+    /// Its message.
+    pub message_id: String,
+    /// What happened.
+    pub attempt: DeliveryAttempt,
+}
+
 /// True when a webhook event filter entry accepts a message type: equal, `*`, or a `prefix.*`
 /// glob matching the prefix and anything after its dot.
 pub fn event_type_matches(filter: &str, event_type: &str) -> bool {
@@ -407,15 +420,28 @@ pub trait AlertStore: Send + Sync + 'static {
     fn due_deliveries(&self, now: Timestamp, limit: u32) -> BoxFuture<'_, StoreResult<Vec<Delivery>>>;
     /// When the earliest pending delivery is due.
     fn next_delivery_due(&self) -> BoxFuture<'_, StoreResult<Option<Timestamp>>>;
-    /// Records an attempt on a pending delivery: delivered, retried at `retry_at`, or dead.
-    /// Returns false when the delivery is absent or not pending (nothing written).
+    /// Records attempts on pending deliveries, each delivered, retried at its `retry_at`, or
+    /// dead, in one transaction where the backend can (the webhook worker records the attempts
+    /// that finished together at once). One answer per attempt, in order: false when that
+    /// delivery is absent or not pending (nothing written for it). Not durable on return: a lost
+    /// attempt means the webhook is sent again under the same id.
+    fn record_delivery_attempts(&self, attempts: Vec<RecordedAttempt>) -> BoxFuture<'_, StoreResult<Vec<bool>>>;
+    /// [`AlertStore::record_delivery_attempts`] for one attempt.
     fn record_delivery_attempt(
         &self,
         tenant: &str,
         endpoint_id: &str,
         message_id: &str,
         attempt: DeliveryAttempt,
-    ) -> BoxFuture<'_, StoreResult<bool>>;
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let one = RecordedAttempt {
+            tenant: tenant.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            message_id: message_id.to_string(),
+            attempt,
+        };
+        Box::pin(async move { Ok(self.record_delivery_attempts(vec![one]).await?.first().copied().unwrap_or(false)) })
+    }
     /// Makes a delivery pending again, due at `at`, starting a new round of retries (same
     /// message id, same body). Returns the delivery, `None` when absent.
     fn redeliver(

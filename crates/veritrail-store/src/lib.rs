@@ -40,7 +40,7 @@ pub use access::{
 };
 pub use alerts::{
     Alert, AlertFilter, AlertStatus, AlertStore, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert, OutboundMessage,
-    StatusChange, StoredRule, WebhookEndpoint, engine_owner, event_type_matches,
+    RecordedAttempt, StatusChange, StoredRule, WebhookEndpoint, engine_owner, event_type_matches,
 };
 
 /// Opens a stored record as readers see it (what queries match on; both backends use it);
