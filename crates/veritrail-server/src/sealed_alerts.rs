@@ -270,6 +270,36 @@ impl AlertStore for SealedAlertStore {
         self.inner.record_delivery_attempts(attempts)
     }
 
+    fn rewrite_alert(
+        &self,
+        tenant: &str,
+        id: &str,
+        group_key: Value,
+        summary: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(async move {
+            let group_key = serde_json::to_string(&group_key).unwrap_or_default();
+            let group_key = Value::String(self.seal(&tenant, format!("alert.group_key/{id}"), &group_key).await?);
+            let summary = self.seal(&tenant, format!("alert.summary/{id}"), &summary).await?;
+            self.inner.rewrite_alert(&tenant, &id, group_key, summary).await
+        })
+    }
+
+    fn rewrite_delivery(
+        &self,
+        tenant: &str,
+        endpoint_id: &str,
+        message_id: &str,
+        payload: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
+        Box::pin(async move {
+            let payload = self.seal(&tenant, format!("message/{message_id}"), &payload).await?;
+            self.inner.rewrite_delivery(&tenant, &endpoint_id, &message_id, payload).await
+        })
+    }
+
     fn redeliver(
         &self,
         tenant: &str,

@@ -269,7 +269,9 @@ async fn erase_claimed(
         conflicts
             .push(json!({"framework": "PCI DSS", "clause": "10.5.1 (12-month audit log retention)", "events": pci}));
     }
+    let values = personal_values(&events, subject);
     let erasure = state.store.erase_subject(&key.tenant, subject).await?;
+    let (alerts_redacted, deliveries_redacted) = redact_monitoring(state, &key.tenant, &values).await?;
     let metadata = json!({
         "subject": subject,
         "reason": reason,
@@ -278,6 +280,8 @@ async fn erase_claimed(
         "keys_destroyed": erasure.keys_destroyed,
         "events_unlinked": erasure.events_unlinked,
         "events_affected": events.len(),
+        "alerts_redacted": alerts_redacted,
+        "webhook_messages_redacted": deliveries_redacted,
         "retention_conflicts": conflicts,
         "retained_under": if conflicts.is_empty() { Value::Null } else { json!("GDPR Art. 17(3)(b) and (e): the records are kept without the personal values") },
     });
@@ -291,6 +295,132 @@ async fn erase_claimed(
         "retention_conflicts": metadata["retention_conflicts"],
         "erasure_event_seq": seq,
     })))
+}
+
+/// Shortest personal value removed from monitoring text: shorter ones identify no one and would
+/// be cut out of unrelated words.
+const MIN_REDACTED_CHARS: usize = 3;
+/// Alerts and deliveries read at once while redacting.
+const REDACT_PAGE: u32 = 500;
+
+/// The subject's own personal values in its events (the fields its erasure makes unreadable in
+/// the ledger: name, e-mail, IP, user agent and location of its own actions; `changes` and the
+/// classified metadata of events about it), longest first. Monitoring keeps copies of such
+/// values in clear under the tenant's key — alert group keys (`context.ip`) and summaries,
+/// stored webhook payloads — which crypto-shredding the subject's keys does not reach.
+fn personal_values(events: &[Value], subject: &str) -> Vec<String> {
+    let mut values = std::collections::BTreeSet::new();
+    for view in events {
+        let as_actor = view["actor"]["id"] == subject;
+        if as_actor {
+            for path in veritrail_model::PERSONAL_FIELDS.iter().filter(|path| path.contains('.')) {
+                let pointer = format!("/{}", path.replace('.', "/"));
+                collect_strings(view.pointer(&pointer), &mut values);
+            }
+        }
+        if view["data_subject"] == subject || (as_actor && view["data_subject"].is_null()) {
+            collect_strings(view.get("changes"), &mut values);
+            for path in view[veritrail_model::PERSONAL_FIELDS_MEMBER].as_array().into_iter().flatten() {
+                if let Some(path) = path.as_str() {
+                    collect_strings(view.pointer(&format!("/{}", path.replace('.', "/"))), &mut values);
+                }
+            }
+        }
+    }
+    let mut values: Vec<String> = values
+        .into_iter()
+        .filter(|value| value.chars().count() >= MIN_REDACTED_CHARS && value != veritrail_model::ERASED)
+        .collect();
+    values.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    values
+}
+
+/// Every string below `value`.
+fn collect_strings(value: Option<&Value>, into: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Some(Value::String(text)) => {
+            into.insert(text.clone());
+        }
+        Some(Value::Array(items)) => items.iter().for_each(|item| collect_strings(Some(item), into)),
+        Some(Value::Object(members)) => members.values().for_each(|item| collect_strings(Some(item), into)),
+        _ => {}
+    }
+}
+
+/// `text` with every occurrence of `values` replaced by `"[erased]"`; `None` when none occurs.
+fn redact_text(text: &str, values: &[String]) -> Option<String> {
+    let mut out: Option<String> = None;
+    for value in values {
+        let current = out.as_deref().unwrap_or(text);
+        if current.contains(value.as_str()) {
+            out = Some(current.replace(value.as_str(), veritrail_model::ERASED));
+        }
+    }
+    out
+}
+
+/// Redacts every string in a JSON value (member names untouched); whether any changed.
+fn redact_json(value: &mut Value, values: &[String]) -> bool {
+    match value {
+        Value::String(text) => match redact_text(text, values) {
+            Some(redacted) => {
+                *text = redacted;
+                true
+            }
+            None => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| redact_json(item, values) | changed),
+        Value::Object(members) => members.values_mut().fold(false, |changed, item| redact_json(item, values) | changed),
+        _ => false,
+    }
+}
+
+/// Removes the subject's `values` from the tenant's alerts (group keys, summaries) and stored
+/// webhook payloads; returns how many of each were rewritten. Alerts and deliveries are read
+/// whole, a page at a time: erasures are rare, monitoring tables small next to the ledger.
+async fn redact_monitoring(state: &AppState, tenant: &str, values: &[String]) -> Result<(u64, u64), ApiError> {
+    if values.is_empty() {
+        return Ok((0, 0));
+    }
+    let filter = veritrail_store::AlertFilter::default();
+    let (mut alerts, mut deliveries) = (0, 0);
+    let mut before = None;
+    loop {
+        let page = state.alerts.alerts(tenant, &filter, before, REDACT_PAGE).await?;
+        for alert in &page {
+            let mut group_key = alert.group_key.clone();
+            let grouped = redact_json(&mut group_key, values);
+            let summary = redact_text(&alert.summary, values);
+            if grouped || summary.is_some() {
+                let summary = summary.unwrap_or_else(|| alert.summary.clone());
+                alerts += u64::from(state.alerts.rewrite_alert(tenant, &alert.id, group_key, summary).await?);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == REDACT_PAGE as usize => before = Some(last.position),
+            _ => break,
+        }
+    }
+    for endpoint in state.alerts.webhooks(tenant).await? {
+        let mut before = None;
+        loop {
+            let page = state.alerts.deliveries(tenant, &endpoint.id, None, before, REDACT_PAGE).await?;
+            for delivery in &page {
+                let Ok(mut payload) = serde_json::from_str::<Value>(&delivery.payload) else { continue };
+                if redact_json(&mut payload, values) {
+                    let payload = payload.to_string();
+                    let rewritten =
+                        state.alerts.rewrite_delivery(tenant, &endpoint.id, &delivery.message_id, payload).await?;
+                    deliveries += u64::from(rewritten);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == REDACT_PAGE as usize => before = Some(last.position),
+                _ => break,
+            }
+        }
+    }
+    Ok((alerts, deliveries))
 }
 
 fn labels(view: &Value) -> Vec<&str> {
@@ -687,6 +817,37 @@ pub(crate) async fn put_classification(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_erased_subjects_own_values_are_cut_out_of_monitoring_text() {
+        let events = [
+            json!({"actor": {"id": "alice", "name": "Alice Liddell", "email": "alice@wonder.example"},
+                   "context": {"ip": "198.51.100.23", "user_agent": "UA"}}),
+            json!({"actor": {"id": "bob", "email": "bob@clinic.example"}, "context": {"ip": "203.0.113.99"},
+                   "data_subject": "alice", "changes": {"after": {"note": "chronic teapot"}},
+                   "metadata": {"patient": {"dob": "1852-05-04"}, "ward": "B"},
+                   veritrail_model::PERSONAL_FIELDS_MEMBER: ["metadata.patient.dob"]}),
+        ];
+        let values = personal_values(&events, "alice");
+        // Her own fields and the data about her; not bob's, not unclassified metadata, not
+        // values too short to identify anyone; longest first.
+        assert_eq!(
+            values,
+            ["alice@wonder.example", "chronic teapot", "198.51.100.23", "Alice Liddell", "1852-05-04"]
+                .map(String::from)
+        );
+        let summary = "for actor.id=alice, context.ip=198.51.100.23 (Alice Liddell, UA)";
+        assert_eq!(
+            redact_text(summary, &values).as_deref(),
+            Some("for actor.id=alice, context.ip=[erased] ([erased], UA)")
+        );
+        assert_eq!(redact_text("nothing here", &values), None);
+        let mut payload = json!({"data": {"group_key": {"context.ip": "198.51.100.23"}, "ids": ["alice", 7]}});
+        assert!(redact_json(&mut payload, &values));
+        assert_eq!(payload, json!({"data": {"group_key": {"context.ip": "[erased]"}, "ids": ["alice", 7]}}));
+        assert!(!redact_json(&mut payload, &values));
+        assert!(personal_values(&events, "carol").is_empty());
+    }
+
     use super::*;
 
     #[test]

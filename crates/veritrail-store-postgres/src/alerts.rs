@@ -907,6 +907,47 @@ impl AlertStore for PgAlertStore {
         })
     }
 
+    fn rewrite_alert(
+        &self,
+        tenant: &str,
+        id: &str,
+        group_key: serde_json::Value,
+        summary: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(async move {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("UPDATE alerts SET group_key = $3, summary = $4 WHERE tenant = $1 AND id = $2")
+                .await
+                .map_err(pg_error)?;
+            let changed = client.execute(&statement, &[&tenant, &id, &group_key, &summary]).await.map_err(pg_error)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn rewrite_delivery(
+        &self,
+        tenant: &str,
+        endpoint_id: &str,
+        message_id: &str,
+        payload: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
+        Box::pin(async move {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "UPDATE deliveries SET payload = $4 WHERE tenant = $1 AND endpoint_id = $2 AND message_id = $3",
+                )
+                .await
+                .map_err(pg_error)?;
+            let changed =
+                client.execute(&statement, &[&tenant, &endpoint_id, &message_id, &payload]).await.map_err(pg_error)?;
+            Ok(changed == 1)
+        })
+    }
+
     fn redeliver(
         &self,
         tenant: &str,

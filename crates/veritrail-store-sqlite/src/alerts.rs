@@ -901,6 +901,44 @@ impl AlertStore for SqliteAlertStore {
         }))
     }
 
+    fn rewrite_alert(
+        &self,
+        tenant: &str,
+        id: &str,
+        group_key: serde_json::Value,
+        summary: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        Box::pin(self.db.run_overwriting(move |tx| {
+            let changed = tx
+                .execute_cached(
+                    "UPDATE alerts SET group_key = ?3, summary = ?4 WHERE tenant = ?1 AND id = ?2",
+                    params![tenant, id, json_text(&group_key)?, summary],
+                )
+                .map_err(sql_error)?;
+            Ok(changed == 1)
+        }))
+    }
+
+    fn rewrite_delivery(
+        &self,
+        tenant: &str,
+        endpoint_id: &str,
+        message_id: &str,
+        payload: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
+        Box::pin(self.db.run_overwriting(move |tx| {
+            let changed = tx
+                .execute_cached(
+                    "UPDATE deliveries SET payload = ?4 WHERE tenant = ?1 AND endpoint_id = ?2 AND message_id = ?3",
+                    params![tenant, endpoint_id, message_id, payload],
+                )
+                .map_err(sql_error)?;
+            Ok(changed == 1)
+        }))
+    }
+
     fn redeliver(
         &self,
         tenant: &str,

@@ -89,6 +89,35 @@ impl SideDb {
     }
 }
 
+impl SideDb {
+    /// [`SideDb::run`], durable, with SQLite's `secure_delete` on for the transaction: the bytes
+    /// of rows it changes or deletes are overwritten in the database file, not left in free
+    /// space (for rewrites that erase personal data). Earlier page images can survive in the
+    /// WAL file until it is checkpointed and reused.
+    pub(crate) async fn run_overwriting<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = self.conn.clone();
+        let file = self.file;
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let before: i64 = conn.query_row("PRAGMA secure_delete", [], |row| row.get(0)).map_err(sql_error)?;
+            conn.pragma_update(None, "secure_delete", "ON").map_err(sql_error)?;
+            let result = (|| {
+                let tx = conn.transaction().map_err(sql_error)?;
+                let result = work(&tx)?;
+                tx.commit().map_err(sql_error)?;
+                Ok(result)
+            })();
+            conn.pragma_update(None, "secure_delete", before).map_err(sql_error)?;
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("{file} task failed: {e}")))?
+    }
+}
+
 /// Every row of `sql` (with `args`), read by `read` and converted by `convert`, through the
 /// connection's statement cache (both side databases list their rows this way).
 pub(crate) fn collect<T, R>(

@@ -26,6 +26,7 @@ macro_rules! alert_store_test_suite {
             messages_fan_out_to_matching_endpoints_only,
             deliveries_retry_die_and_are_redelivered,
             attempts_recorded_together_are_answered_in_order,
+            alerts_and_messages_are_rewritten_in_place,
             webhooks_are_isolated_per_tenant,
         );
     };
@@ -409,6 +410,35 @@ pub async fn attempts_recorded_together_are_answered_in_order(store: &impl Alert
     let two = store.delivery("tn_a", "wh_1", "msg_2").await.unwrap().unwrap();
     assert_eq!((two.status, two.attempts, two.next_attempt_at), (DeliveryStatus::Pending, 1, Some(at(160))));
     assert!(store.record_delivery_attempts(Vec::new()).await.unwrap().is_empty());
+}
+
+/// An erasure rewrites an alert's group key and summary and a delivery's payload: nothing else
+/// of them changes, and another tenant's ids are refused.
+pub async fn alerts_and_messages_are_rewritten_in_place(store: &impl AlertStore) {
+    store.install_rules("tn_a", Vec::new(), 0).await.unwrap();
+    store.create_webhook(endpoint("tn_a", "wh_1", &["alert.*"])).await.unwrap();
+    let new = NewAlert {
+        alert: alert("tn_a", "al_1", "k1", "brute_force", "high", 10),
+        messages: vec![message("msg_1", "alert.raised", "al_1")],
+    };
+    store.record_alerts("tn_a", vec![new], 1).await.unwrap();
+    let before = store.alert("tn_a", "al_1").await.unwrap().unwrap();
+    let group_key = json!({"context.ip": "[erased]"});
+    assert!(!store.rewrite_alert("tn_b", "al_1", group_key.clone(), "x".into()).await.unwrap());
+    assert!(!store.rewrite_alert("tn_a", "al_404", group_key.clone(), "x".into()).await.unwrap());
+    assert!(store.rewrite_alert("tn_a", "al_1", group_key.clone(), "for [erased]".into()).await.unwrap());
+    let after = store.alert("tn_a", "al_1").await.unwrap().unwrap();
+    assert_eq!((after.group_key.clone(), after.summary.as_str()), (group_key, "for [erased]"));
+    assert_eq!(Alert { group_key: before.group_key.clone(), summary: before.summary.clone(), ..after }, before);
+
+    let delivery = store.delivery("tn_a", "wh_1", "msg_1").await.unwrap().unwrap();
+    assert!(!store.rewrite_delivery("tn_b", "wh_1", "msg_1", "{}".into()).await.unwrap());
+    assert!(!store.rewrite_delivery("tn_a", "wh_1", "msg_404", "{}".into()).await.unwrap());
+    assert!(store.rewrite_delivery("tn_a", "wh_1", "msg_1", r#"{"ip":"[erased]"}"#.into()).await.unwrap());
+    let rewritten = store.delivery("tn_a", "wh_1", "msg_1").await.unwrap().unwrap();
+    assert_eq!(rewritten.payload, r#"{"ip":"[erased]"}"#);
+    assert_eq!(rewritten.status, delivery.status);
+    assert_eq!((rewritten.attempts, rewritten.next_attempt_at), (delivery.attempts, delivery.next_attempt_at));
 }
 
 /// Failed attempts are rescheduled, the last one makes the delivery dead, and a redelivery

@@ -442,6 +442,23 @@ pub trait AlertStore: Send + Sync + 'static {
         };
         Box::pin(async move { Ok(self.record_delivery_attempts(vec![one]).await?.first().copied().unwrap_or(false)) })
     }
+    /// Replaces an alert's group key and summary (a data subject's values erased from them,
+    /// GDPR Art. 17), overwriting the old text where the backend can; false when absent.
+    fn rewrite_alert(
+        &self,
+        tenant: &str,
+        id: &str,
+        group_key: Value,
+        summary: String,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
+    /// Replaces a delivery's payload (the same erasure); false when absent.
+    fn rewrite_delivery(
+        &self,
+        tenant: &str,
+        endpoint_id: &str,
+        message_id: &str,
+        payload: String,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Makes a delivery pending again, due at `at`, starting a new round of retries (same
     /// message id, same body). Returns the delivery, `None` when absent.
     fn redeliver(

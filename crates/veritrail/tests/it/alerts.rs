@@ -542,3 +542,73 @@ fn alert_pages_follow_the_cursor() {
     let expected: Vec<String> = (0..7).rev().map(|i| format!("c-{i}")).collect();
     assert_eq!(seen, expected, "newest first, each once");
 }
+
+#[test]
+fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages() {
+    // Alice fails to log in five times from her address: brute_force fires for her actor and
+    // address, the alert's group key and summary carry the address in clear (under the tenant's key),
+    // and so does its webhook message, kept pending by a receiver that keeps failing. Mallory
+    // does the same from another address. Erasing alice reaches her alert and message, not
+    // mallory's.
+    let receiver = WebhookReceiver::start();
+    let server = TestServer::start_with(config(Duration::from_secs(60)));
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let (webhook, _) = create_webhook(c, &key, &receiver.url);
+    receiver.fail_next(u64::MAX);
+    let from = |id: String, actor: &str, ip: &str| {
+        let mut login = failed_login(&id, actor);
+        login["actor"]["email"] = json!(format!("{actor}@wonder.example"));
+        login["context"] = json!({"ip": ip});
+        login
+    };
+    let logins: Vec<Value> = (0..5)
+        .flat_map(|i| {
+            [from(format!("a-{i}"), "alice", "198.51.100.23"), from(format!("m-{i}"), "mallory", "203.0.113.66")]
+        })
+        .collect();
+    ingest_ok(c, &key, &Value::Array(logins));
+    let fired = wait_for(Duration::from_secs(10), || {
+        let fired = alerts(c, &key, "?rule=brute_force");
+        (fired.len() == 2).then_some(fired)
+    })
+    .unwrap_or_else(|| panic!("brute_force alerts: {:?}", alerts(c, &key, "")));
+    let text = |value: &Value| value.to_string();
+    assert!(fired.iter().any(|a| text(&a["group_key"]).contains("198.51.100.23")), "{fired:?}");
+    let messages = |c: &Client| {
+        let reply = c.get(Some(&key), &format!("/v1/webhooks/{webhook}/deliveries?limit=100"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()["deliveries"].as_array().cloned().unwrap_or_default()
+    };
+    let stored = wait_for(Duration::from_secs(10), || {
+        let stored = messages(c);
+        (stored.len() == 2 && stored.iter().all(|d| d["attempts"].as_u64() >= Some(1))).then_some(stored)
+    })
+    .expect("both messages tried");
+    assert!(stored.iter().any(|d| text(d).contains("198.51.100.23")), "{stored:?}");
+
+    let erased = c.delete(Some(&key), "/v1/subjects/alice");
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    let after = alerts(c, &key, "?rule=brute_force");
+    assert_eq!(after.len(), 2);
+    for alert in &after {
+        assert!(!text(alert).contains("198.51.100.23"), "{alert}");
+    }
+    assert!(after.iter().any(|a| a["group_key"]["context.ip"] == "[erased]"), "{after:?}");
+    assert!(after.iter().any(|a| a["group_key"]["context.ip"] == "203.0.113.66"), "mallory's stays: {after:?}");
+    let alice = after.iter().find(|a| a["group_key"]["actor.id"] == "alice").expect("ids are kept, as in the ledger");
+    assert_eq!(alice["group_key"]["context.ip"], "[erased]");
+    assert!(alice["summary"].as_str().is_some_and(|s| s.ends_with("actor.id=alice, context.ip=[erased]")), "{alice}");
+    let stored = messages(c);
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|d| !text(d).contains("198.51.100.23")), "{stored:?}");
+    assert!(stored.iter().any(|d| text(d).contains("203.0.113.66")), "{stored:?}");
+    // The erasure's audit event says what it reached.
+    let performed = wait_for(Duration::from_secs(5), || {
+        let reply = c.get(Some(&key), "/v1/events?action=audit.erasure.performed").json();
+        reply["events"].as_array().and_then(|events| events.first().cloned())
+    })
+    .expect("erasure recorded");
+    assert_eq!(performed["metadata"]["alerts_redacted"], 1, "{performed}");
+    assert_eq!(performed["metadata"]["webhook_messages_redacted"], 1, "{performed}");
+}
