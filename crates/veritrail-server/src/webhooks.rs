@@ -221,11 +221,10 @@ pub(crate) fn next_retry(
     Some(retry.min(give_up))
 }
 
-/// An attempt that ended: its delivery's key, and what to record (`None` when its endpoint was
-/// deleted meanwhile: nothing to record).
+/// An attempt that ended: its delivery's key, and what to record.
 struct Finished {
     key: (String, String),
-    record: Option<RecordedAttempt>,
+    record: RecordedAttempt,
 }
 
 /// The endpoints of the deliveries under way, read once per batch of due deliveries instead of
@@ -266,14 +265,14 @@ impl Endpoints {
 /// Records the attempts that ended in one store call, then lets their deliveries be read as
 /// due again.
 async fn record(state: &AppState, finished: &mut Vec<Finished>, in_flight: &mut HashSet<(String, String)>) {
-    let attempts: Vec<RecordedAttempt> = finished.iter_mut().filter_map(|done| done.record.take()).collect();
+    let (keys, attempts): (Vec<_>, Vec<_>) = finished.drain(..).map(|done| (done.key, done.record)).unzip();
     if !attempts.is_empty()
         && let Err(error) = state.alerts.record_delivery_attempts(attempts).await
     {
         tracing::warn!(%error, "cannot record webhook delivery attempts; they will be sent again");
     }
-    for done in finished.drain(..) {
-        in_flight.remove(&done.key);
+    for key in keys {
+        in_flight.remove(&key);
     }
 }
 
@@ -338,7 +337,7 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
             let (state, policy, timeout) = (state.clone(), config.retry, config.webhook_timeout);
             tasks.spawn(async move {
                 let record = attempt(&state, timeout, &policy, delivery, &endpoint).await;
-                Finished { key, record: Some(record) }
+                Finished { key, record }
             });
         }
         if !batch.is_empty() {
