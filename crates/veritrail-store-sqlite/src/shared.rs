@@ -189,7 +189,7 @@ struct RecentRecordsInner {
 /// clear personal data (shared, not copied, by the records of one append).
 pub(crate) struct RecentRecord {
     pub(crate) seq: u64,
-    pub(crate) sealed: Vec<u8>,
+    pub(crate) sealed: bytes::Bytes,
     pub(crate) leaf_hash: [u8; 32],
     pub(crate) events: std::sync::Arc<Vec<PreparedEvent>>,
     pub(crate) index: usize,

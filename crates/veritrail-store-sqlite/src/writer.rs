@@ -376,7 +376,7 @@ fn append_events(
         let batch_key = (ledger.no, event.id.clone());
         ids.batch.insert(batch_key.clone(), seq);
         added.ids.push(batch_key);
-        let record = RecentRecord { seq, sealed, leaf_hash: leaf.0, events: Arc::clone(events), index };
+        let record = RecentRecord { seq, sealed: sealed.into(), leaf_hash: leaf.0, events: Arc::clone(events), index };
         added.records.push((ledger.no, record));
         appended.push(Appended { id: event.id.clone(), seq, duplicate: false });
     }

@@ -138,8 +138,9 @@ pub struct StoredEvent {
     pub seq: u64,
     /// Event id.
     pub id: String,
-    /// The exact canonical bytes that were hashed into the ledger.
-    pub sealed: Vec<u8>,
+    /// The exact canonical bytes that were hashed into the ledger (shared, not copied, when
+    /// served from a store's memory).
+    pub sealed: bytes::Bytes,
     /// `SHA-256(0x00 || sealed)`.
     pub leaf_hash: [u8; 32],
     /// The personal data, decrypted: absent when the event carried none or all of it was
