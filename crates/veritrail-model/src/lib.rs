@@ -33,8 +33,8 @@ pub use limits::Limits;
 pub use metadata::RESERVED_METADATA_KEYS;
 pub use personal::{Owner, PersonalData, PersonalValue, owner_of};
 pub use seal::{
-    COMMITMENT_DOMAIN, ERASED, PERSONAL_FIELDS, PERSONAL_FIELDS_MEMBER, PrepareContext, PreparedEvent,
-    SEALED_RECORD_VERSION, SealedMembers, commitment, open, seal, validate_personal_path,
+    COMMITMENT_DOMAIN, ERASED, MemberLayout, PERSONAL_FIELDS, PERSONAL_FIELDS_MEMBER, PrepareContext, PreparedEvent,
+    SEALED_RECORD_VERSION, SealedMembers, commitment, open, seal, seal_with_layout, validate_personal_path,
 };
 pub use time::{format_exact as format_timestamp, format_millis as format_timestamp_millis};
 pub use validate::validate_event;

@@ -97,6 +97,8 @@ pub struct PreparedEvent {
     /// `body[splits[0]..splits[1]]` between `received_at` and `seq`, the rest between `seq`
     /// and `tenant`.
     splits: [usize; 2],
+    /// Where each member of `body` begins (its key's opening quote), for [`MemberLayout`].
+    starts: Vec<u32>,
     /// `actor.id`: whose key seals the actor's own personal data.
     pub actor_id: String,
     /// `data_subject`, when present: whose key seals the data about the subject.
@@ -138,6 +140,7 @@ impl Event {
             personal: written.personal,
             body: written.body,
             splits: written.splits,
+            starts: written.starts,
             actor_id,
             data_subject,
         })
@@ -161,35 +164,89 @@ pub fn commitment(salt: &[u8; 32], value: &Value) -> Result<String, JcsError> {
 /// Fails only if the body was edited into something without a canonical form, or `seq` is
 /// above 2^53 and not exactly representable as a double (see [`SealError`]).
 pub fn seal(prepared: &PreparedEvent, tenant: &str, seq: u64, received_at: Timestamp) -> Result<Vec<u8>, SealError> {
+    seal_into(prepared, tenant, seq, received_at, None)
+}
+
+/// [`seal`], and where the sealed record's members lie, for [`SealedMembers::from_layout`]:
+/// a reader of a record sealed in the same process can skip the scan for its members.
+pub fn seal_with_layout(
+    prepared: &PreparedEvent,
+    tenant: &str,
+    seq: u64,
+    received_at: Timestamp,
+) -> Result<(Vec<u8>, MemberLayout), SealError> {
+    let mut starts = Vec::with_capacity(prepared.starts.len() + 4);
+    let sealed = seal_into(prepared, tenant, seq, received_at, Some(&mut starts))?;
+    Ok((sealed, MemberLayout(starts.into())))
+}
+
+fn seal_into(
+    prepared: &PreparedEvent,
+    tenant: &str,
+    seq: u64,
+    received_at: Timestamp,
+    mut layout: Option<&mut Vec<u32>>,
+) -> Result<Vec<u8>, SealError> {
     let mut seq_text = Vec::with_capacity(20);
     veritrail_ledger::jcs::canonicalize_to(&Value::from(seq), &mut seq_text)
         .map_err(|source| SealError { path: "seq".to_owned(), source })?;
     let [first, second] = prepared.splits;
     let body = &prepared.body;
     let mut out = Vec::with_capacity(body.len() + tenant.len() + 80);
+    // Where the body members from `range` begin once their run is copied to `at`.
+    let note_run = |layout: &mut Option<&mut Vec<u32>>, at: usize, range: std::ops::Range<usize>| {
+        if let Some(layout) = layout {
+            let run = prepared.starts.iter().filter(|&&start| range.contains(&(start as usize)));
+            layout.extend(run.map(|&start| (at + start as usize - range.start) as u32));
+        }
+    };
+    // A server member begins one byte after `at` (its comma).
+    let note_server = |layout: &mut Option<&mut Vec<u32>>, at: usize| {
+        if let Some(layout) = layout {
+            layout.push((at + 1) as u32);
+        }
+    };
     // Canonical order: body[..first], received_at, body[first..second], seq, body[second..],
     // tenant, v (no body key sorts between these server keys; see `members.rs`).
     out.push(b'{');
+    note_run(&mut layout, out.len(), 0..first);
     out.extend_from_slice(&body[..first]);
+    note_server(&mut layout, out.len());
     out.extend_from_slice(b",\"received_at\":");
     write_string(&time::format_millis(received_at), &mut out);
-    append_section(&mut out, &body[first..second]);
+    if first < second {
+        out.push(b',');
+        note_run(&mut layout, out.len(), first..second);
+        out.extend_from_slice(&body[first..second]);
+    }
+    note_server(&mut layout, out.len());
     out.extend_from_slice(b",\"seq\":");
     out.extend_from_slice(&seq_text);
-    append_section(&mut out, &body[second..]);
+    if second < body.len() {
+        out.push(b',');
+        note_run(&mut layout, out.len(), second..body.len());
+        out.extend_from_slice(&body[second..]);
+    }
+    note_server(&mut layout, out.len());
     out.extend_from_slice(b",\"tenant\":");
     write_string(tenant, &mut out);
+    note_server(&mut layout, out.len());
     out.extend_from_slice(b",\"v\":");
     out.extend_from_slice(SEALED_RECORD_VERSION.to_string().as_bytes());
     out.push(b'}');
     Ok(out)
 }
 
-/// Appends `,` and a run of members, unless the run is empty.
-fn append_section(out: &mut Vec<u8>, section: &[u8]) {
-    if !section.is_empty() {
-        out.push(b',');
-        out.extend_from_slice(section);
+/// Where the members of a sealed record begin (the opening quote of each key, in order), as
+/// [`seal_with_layout`] sealed it. A reading aid for records that never left the process:
+/// [`SealedMembers::from_layout`] checks it only for plausibility.
+#[derive(Debug, Clone)]
+pub struct MemberLayout(std::sync::Arc<[u32]>);
+
+impl MemberLayout {
+    /// Bytes it takes in memory.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.len() * 4
     }
 }
 
@@ -222,6 +279,33 @@ impl<'a> SealedMembers<'a> {
     pub fn parse(sealed: &'a [u8]) -> Result<SealedMembers<'a>, OpenError> {
         let text = std::str::from_utf8(sealed).map_err(|error| malformed(error.to_string()))?;
         let record = SealedMembers { members: scan::members(text).map_err(malformed)? };
+        let version = record.raw("v").map(parse_value).transpose()?;
+        check_version(version)?;
+        Ok(record)
+    }
+
+    /// The members of a record [`seal_with_layout`] sealed in this process, taken from its
+    /// `layout` instead of a scan: no structure is checked beyond where the layout points
+    /// (every entry at a key of a plain name, in order, inside the record); a layout that does
+    /// not fit is refused, and the caller can [`SealedMembers::parse`] instead.
+    pub fn from_layout(sealed: &'a [u8], layout: &MemberLayout) -> Result<SealedMembers<'a>, OpenError> {
+        let text = std::str::from_utf8(sealed).map_err(|error| malformed(error.to_string()))?;
+        let unfit = || malformed("the member layout does not fit the record".to_owned());
+        let starts = &layout.0;
+        let mut members = Vec::with_capacity(starts.len());
+        for (index, &start) in starts.iter().enumerate() {
+            let end = match starts.get(index + 1) {
+                Some(&next) => (next as usize).checked_sub(1).ok_or_else(unfit)?,
+                None => text.len().checked_sub(1).ok_or_else(unfit)?,
+            };
+            let member = text.get(start as usize..end).ok_or_else(unfit)?;
+            let (name, value) = member.strip_prefix('"').and_then(|rest| rest.split_once("\":")).ok_or_else(unfit)?;
+            if name.contains(['"', '\\']) || value.is_empty() {
+                return Err(unfit());
+            }
+            members.push((std::borrow::Cow::Borrowed(name), value));
+        }
+        let record = SealedMembers { members };
         let version = record.raw("v").map(parse_value).transpose()?;
         check_version(version)?;
         Ok(record)

@@ -375,7 +375,9 @@ fn hidden_from_rules(view: &Value) -> bool {
 /// on more than the action admits are opened whole. The engine fires on these views exactly as
 /// on whole ones (tested in `veritrail-rules` and `veritrail-model`), so only the cost changes.
 fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
-    let members = match SealedMembers::parse(&stored.sealed) {
+    // Records the embedded store sealed in this process come with their members' layout.
+    let laid_out = stored.layout.as_ref().and_then(|layout| SealedMembers::from_layout(&stored.sealed, layout).ok());
+    let members = match laid_out.map_or_else(|| SealedMembers::parse(&stored.sealed), Ok) {
         Ok(members) => members,
         Err(error) => {
             tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");

@@ -72,7 +72,8 @@ impl ReadCtx<'_> {
                 Some(data) => self.privacy.open_with(self.tenant, &id, data, &keys)?,
                 None => None,
             };
-            out.push(StoredEvent { seq: seq as u64, id, sealed: row.get::<_, Vec<u8>>(3).into(), leaf_hash, personal });
+            let sealed = row.get::<_, Vec<u8>>(3).into();
+            out.push(StoredEvent { seq: seq as u64, id, sealed, leaf_hash, personal, layout: None });
         }
         Ok(out)
     }

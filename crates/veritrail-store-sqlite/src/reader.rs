@@ -36,7 +36,7 @@ impl ReadCtx<'_> {
             .try_into()
             .map_err(|_| StoreError::Corrupt(format!("leaf hash of record {key} is not 32 bytes")))?;
         let personal = self.personal(conn, &id, personal)?;
-        Ok(StoredEvent { seq: key_seq(key), id, sealed: sealed.into(), leaf_hash, personal })
+        Ok(StoredEvent { seq: key_seq(key), id, sealed: sealed.into(), leaf_hash, personal, layout: None })
     }
 }
 

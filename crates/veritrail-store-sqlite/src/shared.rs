@@ -190,6 +190,7 @@ struct RecentRecordsInner {
 pub(crate) struct RecentRecord {
     pub(crate) seq: u64,
     pub(crate) sealed: bytes::Bytes,
+    pub(crate) layout: veritrail_model::MemberLayout,
     pub(crate) leaf_hash: [u8; 32],
     pub(crate) events: std::sync::Arc<Vec<PreparedEvent>>,
     pub(crate) index: usize,
@@ -204,12 +205,13 @@ impl RecentRecord {
             sealed: self.sealed.clone(),
             leaf_hash: self.leaf_hash,
             personal: (!event.personal.is_empty()).then(|| event.personal.clone()),
+            layout: Some(self.layout.clone()),
         })
     }
 
     /// What it is charged against the budget: its bytes, plus a share of its append's.
     fn size(&self) -> usize {
-        2 * self.sealed.len() + 64
+        2 * self.sealed.len() + self.layout.heap_bytes() + 64
     }
 }
 

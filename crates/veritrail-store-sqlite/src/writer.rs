@@ -347,7 +347,7 @@ fn append_events(
         if seq > MAX_SEQ {
             return Err(StoreError::Backend(format!("tenant {} reached the maximum ledger size", ledger.id)));
         }
-        let sealed = veritrail_model::seal(event, &ledger.id, seq, received_at)
+        let (sealed, layout) = veritrail_model::seal_with_layout(event, &ledger.id, seq, received_at)
             .map_err(|e| StoreError::Backend(format!("cannot seal event {}: {e}", event.id)))?;
         let leaf = if merkle_tree { leaf_hash(&sealed) } else { veritrail_ledger::hash::Hash([0; 32]) };
         let key = record_key(ledger.no, seq);
@@ -376,7 +376,8 @@ fn append_events(
         let batch_key = (ledger.no, event.id.clone());
         ids.batch.insert(batch_key.clone(), seq);
         added.ids.push(batch_key);
-        let record = RecentRecord { seq, sealed: sealed.into(), leaf_hash: leaf.0, events: Arc::clone(events), index };
+        let record =
+            RecentRecord { seq, sealed: sealed.into(), layout, leaf_hash: leaf.0, events: Arc::clone(events), index };
         added.records.push((ledger.no, record));
         appended.push(Appended { id: event.id.clone(), seq, duplicate: false });
     }

@@ -132,7 +132,7 @@ pub struct Appended {
 }
 
 /// One sealed ledger record as stored, with its personal-data sidecar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     /// Position in the tenant's ledger.
     pub seq: u64,
@@ -146,7 +146,21 @@ pub struct StoredEvent {
     /// The personal data, decrypted: absent when the event carried none or all of it was
     /// erased; an erased owner's fields are missing (they read as `"[erased]"`).
     pub personal: Option<veritrail_model::PersonalData>,
+    /// Where the members of `sealed` lie, when the store sealed it in this process and still
+    /// holds the layout (records served from memory): readers that pick members
+    /// ([`veritrail_model::SealedMembers::from_layout`]) skip scanning for them. Not part of
+    /// the record: two stored events are equal whatever their layouts.
+    pub layout: Option<veritrail_model::MemberLayout>,
 }
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &StoredEvent) -> bool {
+        (self.seq, &self.id, &self.sealed, &self.leaf_hash, &self.personal)
+            == (other.seq, &other.id, &other.sealed, &other.leaf_hash, &other.personal)
+    }
+}
+
+impl Eq for StoredEvent {}
 
 /// What [`Store::erase_subject`] destroyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

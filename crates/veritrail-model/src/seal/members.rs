@@ -27,6 +27,8 @@ use crate::time;
 pub(super) struct Written {
     pub(super) body: Vec<u8>,
     pub(super) splits: [usize; 2],
+    /// Where each top-level member's key begins in `body` (its opening quote), in order.
+    pub(super) starts: Vec<u32>,
     pub(super) personal: PersonalData,
 }
 
@@ -113,10 +115,11 @@ pub(super) fn write(
     }
 
     let mut out = Vec::with_capacity(768);
-    key(&mut out, 0, "action");
+    let mut starts: Vec<u32> = Vec::with_capacity(16);
+    top(&mut out, &mut starts, 0, "action");
     write_string(&action, &mut out);
 
-    key(&mut out, 0, "actor");
+    top(&mut out, &mut starts, 0, "actor");
     let start = open(&mut out);
     if let Some(email) = &email {
         key(&mut out, start, "email");
@@ -138,18 +141,18 @@ pub(super) fn write(
 
     match &changes {
         Some(Member::Commitment(digest)) => {
-            key(&mut out, 0, "changes");
+            top(&mut out, &mut starts, 0, "changes");
             write_commitment(digest, &mut out);
         }
         Some(Member::Clear(value)) => {
-            key(&mut out, 0, "changes");
+            top(&mut out, &mut starts, 0, "changes");
             canonicalize_to(value, &mut out).map_err(|source| sealing("changes", source))?;
         }
         None => {}
     }
 
     if let Some(context) = &context {
-        key(&mut out, 0, "context");
+        top(&mut out, &mut starts, 0, "context");
         let start = open(&mut out);
         if let Some(channel) = context.channel {
             key(&mut out, start, "channel");
@@ -164,40 +167,46 @@ pub(super) fn write(
         out.push(b'}');
     }
 
-    optional_text(&mut out, 0, "data_subject", data_subject.as_deref());
-    key(&mut out, 0, "id");
+    if let Some(data_subject) = data_subject.as_deref() {
+        top(&mut out, &mut starts, 0, "data_subject");
+        write_string(data_subject, &mut out);
+    }
+    top(&mut out, &mut starts, 0, "id");
     write_string(id, &mut out);
     if let Some(metadata) = &metadata {
-        key(&mut out, 0, "metadata");
+        top(&mut out, &mut starts, 0, "metadata");
         canonicalize_to(metadata, &mut out).map_err(|source| sealing("metadata", source))?;
     }
-    key(&mut out, 0, "occurred_at");
+    top(&mut out, &mut starts, 0, "occurred_at");
     write_string(&time::format_exact(occurred_at), &mut out);
-    key(&mut out, 0, "occurred_at_source");
+    top(&mut out, &mut starts, 0, "occurred_at_source");
     write_string(occurred_at_source, &mut out);
-    key(&mut out, 0, "outcome");
+    top(&mut out, &mut starts, 0, "outcome");
     write_string(outcome.as_str(), &mut out);
     if !classified.is_empty() {
-        key(&mut out, 0, super::PERSONAL_FIELDS_MEMBER);
+        top(&mut out, &mut starts, 0, super::PERSONAL_FIELDS_MEMBER);
         write_strings(classified.iter().copied(), &mut out);
     }
-    optional_text(&mut out, 0, "reason", reason.as_deref());
+    if let Some(reason) = reason.as_deref() {
+        top(&mut out, &mut starts, 0, "reason");
+        write_string(reason, &mut out);
+    }
 
     // Between `received_at` and `seq`.
     let first = out.len();
     if let Some(resource) = &resource {
-        key(&mut out, first, "resource");
+        top(&mut out, &mut starts, first, "resource");
         write_resource(resource, &mut out);
     }
     if !sensitivity.is_empty() {
-        key(&mut out, first, "sensitivity");
+        top(&mut out, &mut starts, first, "sensitivity");
         write_strings(sensitivity.iter().map(|label| label.as_str()), &mut out);
     }
 
     // Between `seq` and `tenant`.
     let second = out.len();
     if !targets.is_empty() {
-        key(&mut out, second, "targets");
+        top(&mut out, &mut starts, second, "targets");
         out.push(b'[');
         for (index, target) in targets.iter().enumerate() {
             if index > 0 {
@@ -207,7 +216,7 @@ pub(super) fn write(
         }
         out.push(b']');
     }
-    Ok(Written { body: out, splits: [first, second], personal })
+    Ok(Written { body: out, splits: [first, second], starts, personal })
 }
 
 /// The value of `changes` in the sealed record.
@@ -238,6 +247,12 @@ fn key(out: &mut Vec<u8>, start: usize, name: &str) {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
+}
+
+/// [`key`] for a member of the record itself, noting where it begins.
+fn top(out: &mut Vec<u8>, starts: &mut Vec<u32>, start: usize, name: &str) {
+    key(out, start, name);
+    starts.push((out.len() - name.len() - 3) as u32);
 }
 
 /// Opens an object; returns where its members start.

@@ -441,6 +441,16 @@ mod classified {
     }
 
     #[test]
+    fn a_layout_that_does_not_fit_is_refused() {
+        let prepared = prepare(&event_json());
+        let (sealed, layout) = crate::seal_with_layout(&prepared, "tenant-1", 7, received_at()).unwrap();
+        assert!(crate::SealedMembers::from_layout(&sealed, &layout).is_ok());
+        assert!(crate::SealedMembers::from_layout(&sealed[..sealed.len() / 2], &layout).is_err());
+        let shifted = [b" ".as_slice(), &sealed].concat();
+        assert!(crate::SealedMembers::from_layout(&shifted, &layout).is_err());
+    }
+
+    #[test]
     fn personal_paths_are_validated() {
         assert!(validate_personal_path("metadata.patient.name").is_ok());
         for bad in
@@ -516,6 +526,20 @@ mod members {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn the_layout_sealing_notes_finds_the_members_a_scan_finds(
+            event in event(),
+            classify in any::<bool>(),
+            seq in prop_oneof![Just(0u64), 1u64..1_000_000_000_000],
+        ) {
+            let prepared = if classify { prepare_classifying(&event) } else { prepare(&event) };
+            let (sealed, layout) = crate::seal_with_layout(&prepared, "tenant-1", seq, received_at()).unwrap();
+            prop_assert_eq!(&sealed, &seal(&prepared, "tenant-1", seq, received_at()).unwrap());
+            let scanned = SealedMembers::parse(&sealed).unwrap();
+            let laid_out = SealedMembers::from_layout(&sealed, &layout).unwrap();
+            prop_assert_eq!(&laid_out.members, &scanned.members);
+        }
+
         #[test]
         fn kept_members_open_as_in_the_whole_view(
             event in event(),
