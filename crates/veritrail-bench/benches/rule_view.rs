@@ -1,7 +1,8 @@
 //! CPU cost of opening sealed records for the rule engine (what `alerting::view_for_rules` does
-//! per event), on the generated events of the other benchmarks: the member scan, the cut-down
-//! open of the members the default pack reads of most events, and the whole open for
-//! comparison.
+//! per event), on the generated events of the other benchmarks: the member scan (or, for records
+//! the embedded store sealed in the same process, the members taken from the layout sealing
+//! noted), the cut-down open of the members the default pack reads of most events, and the
+//! whole open for comparison.
 //!
 //! `cargo bench -p veritrail-bench --bench rule_view` prints the median of several rounds in
 //! microseconds of this thread's CPU time per event (`/proc/thread-self/schedstat`).
@@ -10,15 +11,20 @@ mod common;
 
 use common::{counter_salt, cpu_seconds, events, report};
 
-use veritrail_model::{BodyFormat, Limits, PrepareContext, PreparedEvent, SealedMembers, open, parse_batch, seal};
+use veritrail_model::{
+    BodyFormat, Limits, MemberLayout, PrepareContext, PreparedEvent, SealedMembers, open, parse_batch, seal_with_layout,
+};
 
 const EVENTS: u64 = 50_000;
 const ROUNDS: usize = 7;
 /// One way of opening a sealed record with its personal data; returns something to keep.
-type Phase = dyn Fn(&[u8], Option<&veritrail_model::PersonalData>) -> usize;
+type Phase = dyn Fn(&[u8], &MemberLayout, Option<&veritrail_model::PersonalData>) -> usize;
 
 /// What the engine reads of every event.
 const INPUT: [&str; 5] = ["action", "id", "occurred_at", "received_at", "seq"];
+/// What the default pack reads of most events: the engine's members and the path
+/// `logging_stopped` groups by.
+const PATHS: [&str; 6] = ["action", "id", "occurred_at", "received_at", "seq", "metadata.source.service"];
 
 fn main() {
     run("the generated events", false);
@@ -55,24 +61,27 @@ fn run(label: &str, bulky: bool) {
         .map(|event| event.prepare(PrepareContext { id_if_missing: "evt_bench".to_owned(), now, salt: &mut salt }))
         .collect::<Result<_, _>>()
         .expect("valid events prepare");
-    let sealed: Vec<Vec<u8>> = prepared
+    let sealed: Vec<(Vec<u8>, MemberLayout)> = prepared
         .iter()
         .enumerate()
-        .map(|(seq, event)| seal(event, "tn_bench", seq as u64, now).expect("seal"))
+        .map(|(seq, event)| seal_with_layout(event, "tn_bench", seq as u64, now).expect("seal"))
         .collect();
-    let bytes: usize = sealed.iter().map(Vec::len).sum();
+    let bytes: usize = sealed.iter().map(|(record, _)| record.len()).sum();
     println!("\n{label}: {EVENTS} sealed records, {:.0} bytes each", bytes as f64 / EVENTS as f64);
-    let records: Vec<(&Vec<u8>, Option<&veritrail_model::PersonalData>)> = sealed
+    let records: Vec<(&Vec<u8>, &MemberLayout, Option<&veritrail_model::PersonalData>)> = sealed
         .iter()
         .zip(&prepared)
-        .map(|(sealed, event)| (sealed, (!event.personal.is_empty()).then_some(&event.personal)))
+        .map(|((sealed, layout), event)| (sealed, layout, (!event.personal.is_empty()).then_some(&event.personal)))
         .collect();
 
-    let phases: [(&str, &Phase); 4] = [
-        ("SealedMembers::parse (member scan)", &|s, _| {
+    let phases: [(&str, &Phase); 6] = [
+        ("SealedMembers::parse (member scan)", &|s, _, _| {
             SealedMembers::parse(s).map(|m| m.str("action").map_or(0, str::len)).unwrap_or(0)
         }),
-        ("scan + open of the engine's members and all of `metadata` (before)", &|s, p| {
+        ("SealedMembers::from_layout (members where sealing noted them)", &|s, l, _| {
+            SealedMembers::from_layout(s, l).map(|m| m.str("action").map_or(0, str::len)).unwrap_or(0)
+        }),
+        ("scan + open of the engine's members and all of `metadata` (before)", &|s, _, p| {
             let members = SealedMembers::parse(s).expect("sealed by this bench");
             members
                 .open(p, &|key| INPUT.contains(&key) || key == "metadata")
@@ -82,22 +91,26 @@ fn run(label: &str, bulky: bool) {
         }),
         (
             "scan + open_paths of the engine's members and `metadata.source.service` (what the default pack needs of most events)",
-            &|s, p| {
+            &|s, _, p| {
                 let members = SealedMembers::parse(s).expect("sealed by this bench");
-                let mut paths = INPUT.to_vec();
-                paths.push("metadata.source.service");
-                members.open_paths(p, &paths).expect("sealed by this bench").as_object().map_or(0, |o| o.len())
+                members.open_paths(p, &PATHS).expect("sealed by this bench").as_object().map_or(0, |o| o.len())
             },
         ),
-        ("whole open (API view)", &|s, p| open(s, p).expect("sealed by this bench").as_object().map_or(0, |o| o.len())),
+        ("from_layout + the same open_paths (records served from the embedded store's memory)", &|s, l, p| {
+            let members = SealedMembers::from_layout(s, l).expect("sealed by this bench");
+            members.open_paths(p, &PATHS).expect("sealed by this bench").as_object().map_or(0, |o| o.len())
+        }),
+        ("whole open (API view)", &|s, _, p| {
+            open(s, p).expect("sealed by this bench").as_object().map_or(0, |o| o.len())
+        }),
     ];
     for (name, phase) in phases {
         let mut samples = Vec::new();
         for _ in 0..ROUNDS {
             let started = cpu_seconds();
             let mut sink = 0usize;
-            for (sealed, personal) in &records {
-                sink += phase(sealed, *personal);
+            for (sealed, layout, personal) in &records {
+                sink += phase(sealed, layout, *personal);
             }
             std::hint::black_box(sink);
             samples.push((cpu_seconds() - started) * 1e6 / EVENTS as f64);

@@ -279,8 +279,7 @@ impl<'a> SealedMembers<'a> {
     pub fn parse(sealed: &'a [u8]) -> Result<SealedMembers<'a>, OpenError> {
         let text = std::str::from_utf8(sealed).map_err(|error| malformed(error.to_string()))?;
         let record = SealedMembers { members: scan::members(text).map_err(malformed)? };
-        let version = record.raw("v").map(parse_value).transpose()?;
-        check_version(version)?;
+        record.check_version()?;
         Ok(record)
     }
 
@@ -306,9 +305,16 @@ impl<'a> SealedMembers<'a> {
             members.push((std::borrow::Cow::Borrowed(name), value));
         }
         let record = SealedMembers { members };
-        let version = record.raw("v").map(parse_value).transpose()?;
-        check_version(version)?;
+        record.check_version()?;
         Ok(record)
+    }
+
+    /// Checks `v` as [`open`] does, without parsing it when it is the plain number expected.
+    fn check_version(&self) -> Result<(), OpenError> {
+        match self.raw("v") {
+            Some(raw) if raw.parse::<u64>() == Ok(SEALED_RECORD_VERSION) => Ok(()),
+            raw => check_version(raw.map(parse_value).transpose()?),
+        }
     }
 
     /// The member `key` unparsed (of repeated keys the last, as in a parsed record).
