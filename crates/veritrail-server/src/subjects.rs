@@ -111,10 +111,14 @@ async fn claim_for_erasure(
             if !setting.is_object() {
                 setting = json!({});
             }
+            if let Some(members) = setting.as_object_mut() {
+                members.remove("erasing"); // a lapsed claim is not given back
+            }
+            let before = to_bytes(&setting)?;
             setting["erasing"] = json!({"since": now.to_string()});
             let claimed = to_bytes(&setting)?;
-            if state.store.swap_setting(&name, current.clone(), claimed.clone()).await? {
-                return Ok(Ok(ErasureClaim { name, claimed, before: current }));
+            if state.store.swap_setting(&name, current, claimed.clone()).await? {
+                return Ok(Ok(ErasureClaim { name, claimed, before }));
             }
             continue; // changed meanwhile: look again
         }
@@ -125,8 +129,8 @@ async fn claim_for_erasure(
     }
 }
 
-/// Gives the setting back as it was before the claim (a stale claim taken over meanwhile is
-/// left to its new owner).
+/// Gives the setting back as it was before the claim (a claim that lapsed and was taken over
+/// meanwhile is left to its new owner).
 async fn release_claim(state: &AppState, claim: ErasureClaim) {
     match state.store.swap_setting(&claim.name, claim.claimed, claim.before).await {
         Ok(true) => {}
@@ -817,6 +821,22 @@ pub(crate) async fn put_classification(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_erasure_claim_lapses_after_a_while() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let claim = |seconds_ago: i64| {
+            let since = now.checked_sub(jiff::SignedDuration::from_secs(seconds_ago)).unwrap();
+            json!({"active": false, "erasing": {"since": since.to_string()}})
+        };
+        assert!(erasure_claimed(&claim(0), now));
+        assert!(erasure_claimed(&claim(299), now));
+        assert!(erasure_claimed(&claim(-30), now), "a node's clock a little ahead");
+        assert!(!erasure_claimed(&claim(301), now), "left by a node that stopped mid-erasure");
+        assert!(!erasure_claimed(&json!({"active": false}), now));
+        assert!(!erasure_claimed(&json!({"erasing": {"since": "yesterday"}}), now));
+        assert!(!erasure_claimed(&Value::Null, now));
+    }
+
     #[test]
     fn an_erased_subjects_own_values_are_cut_out_of_monitoring_text() {
         let events = [
