@@ -64,32 +64,9 @@ impl SideDb {
         durable: bool,
         work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let conn = self.conn.clone();
-        let file = self.file;
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            // Not through the statement cache: SQLite compiles a PRAGMA afresh at every run
-            // (it applies the setting while compiling, and marks the statement run-once).
-            if !durable {
-                conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
-            }
-            let result = (|| {
-                let tx = conn.transaction().map_err(sql_error)?;
-                let result = work(&tx)?;
-                tx.commit().map_err(sql_error)?;
-                Ok(result)
-            })();
-            if !durable {
-                conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("{file} task failed: {e}")))?
+        self.run_as(if durable { Mode::Durable } else { Mode::Lazy }, work).await
     }
-}
 
-impl SideDb {
     /// [`SideDb::run`], durable, with SQLite's `secure_delete` on for the transaction: the bytes
     /// of rows it changes or deletes are overwritten in the database file, not left in free
     /// space (for rewrites that erase personal data). Earlier page images can survive in the
@@ -98,24 +75,58 @@ impl SideDb {
         &self,
         work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.run_as(Mode::Overwriting, work).await
+    }
+
+    async fn run_as<T: Send + 'static>(
+        &self,
+        mode: Mode,
+        work: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let conn = self.conn.clone();
         let file = self.file;
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let before: i64 = conn.query_row("PRAGMA secure_delete", [], |row| row.get(0)).map_err(sql_error)?;
-            conn.pragma_update(None, "secure_delete", "ON").map_err(sql_error)?;
+            // Not through the statement cache: SQLite compiles a PRAGMA afresh at every run
+            // (it applies the setting while compiling, and marks the statement run-once).
+            let restore = match mode {
+                Mode::Durable => None,
+                Mode::Lazy => {
+                    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
+                    Some(("synchronous", 2))
+                }
+                Mode::Overwriting => {
+                    let before: i64 =
+                        conn.query_row("PRAGMA secure_delete", [], |row| row.get(0)).map_err(sql_error)?;
+                    conn.pragma_update(None, "secure_delete", 1).map_err(sql_error)?;
+                    Some(("secure_delete", before))
+                }
+            };
             let result = (|| {
                 let tx = conn.transaction().map_err(sql_error)?;
                 let result = work(&tx)?;
                 tx.commit().map_err(sql_error)?;
                 Ok(result)
             })();
-            conn.pragma_update(None, "secure_delete", before).map_err(sql_error)?;
+            if let Some((pragma, value)) = restore {
+                conn.pragma_update(None, pragma, value).map_err(sql_error)?;
+            }
             result
         })
         .await
         .map_err(|e| StoreError::Backend(format!("{file} task failed: {e}")))?
     }
+}
+
+/// How [`SideDb::run_as`] commits.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Synced before it returns.
+    Durable,
+    /// Without waiting for the disk.
+    Lazy,
+    /// Synced, with `secure_delete` on.
+    Overwriting,
 }
 
 /// Every row of `sql` (with `args`), read by `read` and converted by `convert`, through the

@@ -374,17 +374,22 @@ pub async fn messages_fan_out_to_matching_endpoints_only(store: &impl AlertStore
     assert_eq!(store.next_delivery_due().await.unwrap(), Some(at(100)));
 }
 
-/// Several attempts recorded in one call: each applied as if recorded alone, one answer per
-/// attempt in order (false for an absent delivery, another tenant's, or one no longer pending —
-/// including one made not pending earlier in the same call).
-pub async fn attempts_recorded_together_are_answered_in_order(store: &impl AlertStore) {
+/// Tenant `tn_a` with webhook `wh_1` and alert `al_1`, raised with one message per id.
+async fn one_alert_to_one_webhook(store: &impl AlertStore, message_ids: &[&str]) {
     store.install_rules("tn_a", Vec::new(), 0).await.unwrap();
     store.create_webhook(endpoint("tn_a", "wh_1", &["alert.*"])).await.unwrap();
     let new = NewAlert {
         alert: alert("tn_a", "al_1", "k1", "brute_force", "high", 10),
-        messages: vec![message("msg_1", "alert.raised", "al_1"), message("msg_2", "alert.raised", "al_1")],
+        messages: message_ids.iter().map(|id| message(id, "alert.raised", "al_1")).collect(),
     };
     store.record_alerts("tn_a", vec![new], 1).await.unwrap();
+}
+
+/// Several attempts recorded in one call: each applied as if recorded alone, one answer per
+/// attempt in order (false for an absent delivery, another tenant's, or one no longer pending —
+/// including one made not pending earlier in the same call).
+pub async fn attempts_recorded_together_are_answered_in_order(store: &impl AlertStore) {
+    one_alert_to_one_webhook(store, &["msg_1", "msg_2"]).await;
     let recorded = |tenant: &str, message_id: &str, attempt: DeliveryAttempt| RecordedAttempt {
         tenant: tenant.into(),
         endpoint_id: "wh_1".into(),
@@ -415,13 +420,7 @@ pub async fn attempts_recorded_together_are_answered_in_order(store: &impl Alert
 /// An erasure rewrites an alert's group key and summary and a delivery's payload: nothing else
 /// of them changes, and another tenant's ids are refused.
 pub async fn alerts_and_messages_are_rewritten_in_place(store: &impl AlertStore) {
-    store.install_rules("tn_a", Vec::new(), 0).await.unwrap();
-    store.create_webhook(endpoint("tn_a", "wh_1", &["alert.*"])).await.unwrap();
-    let new = NewAlert {
-        alert: alert("tn_a", "al_1", "k1", "brute_force", "high", 10),
-        messages: vec![message("msg_1", "alert.raised", "al_1")],
-    };
-    store.record_alerts("tn_a", vec![new], 1).await.unwrap();
+    one_alert_to_one_webhook(store, &["msg_1"]).await;
     let before = store.alert("tn_a", "al_1").await.unwrap().unwrap();
     let group_key = json!({"context.ip": "[erased]"});
     assert!(!store.rewrite_alert("tn_b", "al_1", group_key.clone(), "x".into()).await.unwrap());
@@ -444,13 +443,7 @@ pub async fn alerts_and_messages_are_rewritten_in_place(store: &impl AlertStore)
 /// Failed attempts are rescheduled, the last one makes the delivery dead, and a redelivery
 /// starts a new round with the same message.
 pub async fn deliveries_retry_die_and_are_redelivered(store: &impl AlertStore) {
-    store.install_rules("tn_a", Vec::new(), 0).await.unwrap();
-    store.create_webhook(endpoint("tn_a", "wh_1", &["alert.*"])).await.unwrap();
-    let new = NewAlert {
-        alert: alert("tn_a", "al_1", "k1", "brute_force", "high", 10),
-        messages: vec![message("msg_1", "alert.raised", "al_1")],
-    };
-    store.record_alerts("tn_a", vec![new], 1).await.unwrap();
+    one_alert_to_one_webhook(store, &["msg_1"]).await;
     let attempt = |seconds: i64, retry: Option<i64>| DeliveryAttempt {
         at: at(seconds),
         status: Some(503),
