@@ -396,12 +396,12 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "delete",
         path: "/v1/subjects/{subject_id}",
-        summary: "Erase a data subject (GDPR Art. 17) by crypto-shredding `{\"reason\"?}`: the subject's data keys and blind-index tokens are destroyed, its personal fields read as \"[erased]\" everywhere, sealed records and proofs are unchanged; recorded as audit.erasure.performed with any retention conflict; 409 legal_hold under a legal hold",
+        summary: "Erase a data subject (GDPR Art. 17) by crypto-shredding `{\"reason\"?}`: the subject's data keys and blind-index tokens are destroyed, its personal fields read as \"[erased]\" everywhere, sealed records and proofs are unchanged; the subject's values are also cut out of alert group keys, summaries and stored webhook messages; recorded as audit.erasure.performed with any retention conflict; 409 legal_hold under a legal hold",
         auth: "subjects:manage",
         query: &[],
         success: (
             200,
-            "`{\"subject\", \"erased\", \"keys_destroyed\", \"events_affected\", \"retention_conflicts\", \"erasure_event_seq\"}`",
+            "`{\"subject\", \"erased\", \"keys_destroyed\", \"events_affected\", \"alerts_redacted\", \"webhook_messages_redacted\", \"retention_conflicts\", \"erasure_event_seq\"}`",
         ),
     },
     Operation {
@@ -423,7 +423,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "put",
         path: "/v1/subjects/{subject_id}/legal-hold",
-        summary: "Place a legal hold `{\"reason\"}`: erasure of the subject is refused (409) until released; recorded as audit.legal_hold.placed",
+        summary: "Place a legal hold `{\"reason\"}`: erasure of the subject is refused (409) until released; an erasure already under way is waited for (409 conflict after 10 s); recorded as audit.legal_hold.placed",
         auth: "subjects:manage",
         query: &[],
         success: (200, "`{\"subject\", \"legal_hold\"}`"),

@@ -296,6 +296,8 @@ async fn erase_claimed(
         "erased": true,
         "keys_destroyed": erasure.keys_destroyed,
         "events_affected": events.len(),
+        "alerts_redacted": alerts_redacted,
+        "webhook_messages_redacted": deliveries_redacted,
         "retention_conflicts": metadata["retention_conflicts"],
         "erasure_event_seq": seq,
     })))

@@ -781,8 +781,8 @@ impl AlertStore for SqliteAlertStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ?1 AND id = ?2");
-            tx.query_row(&sql, params![tenant, id], webhook_row)
-                .optional()
+            tx.prepare_cached(&sql)
+                .and_then(|mut statement| statement.query_row(params![tenant, id], webhook_row).optional())
                 .map_err(sql_error)?
                 .map(to_webhook)
                 .transpose()

@@ -589,6 +589,8 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
 
     let erased = c.delete(Some(&key), "/v1/subjects/alice");
     assert_eq!(erased.status, 200, "{}", erased.text());
+    let erased = erased.json();
+    assert_eq!((erased["alerts_redacted"].as_u64(), erased["webhook_messages_redacted"].as_u64()), (Some(1), Some(1)));
     let after = alerts(c, &key, "?rule=brute_force");
     assert_eq!(after.len(), 2);
     for alert in &after {
