@@ -34,11 +34,22 @@ impl SealedAlertStore {
     }
 
     async fn seal_alert(&self, mut alert: Alert) -> StoreResult<Alert> {
-        let group_key = serde_json::to_string(&alert.group_key).unwrap_or_default();
-        alert.group_key =
-            Value::String(self.seal(&alert.tenant, format!("alert.group_key/{}", alert.id), &group_key).await?);
-        alert.summary = self.seal(&alert.tenant, format!("alert.summary/{}", alert.id), &alert.summary).await?;
+        (alert.group_key, alert.summary) =
+            self.seal_alert_text(&alert.tenant, &alert.id, &alert.group_key, &alert.summary).await?;
         Ok(alert)
+    }
+
+    /// An alert's group key and summary as stored.
+    async fn seal_alert_text(
+        &self,
+        tenant: &str,
+        id: &str,
+        group_key: &Value,
+        summary: &str,
+    ) -> StoreResult<(Value, String)> {
+        let group_key = serde_json::to_string(group_key).unwrap_or_default();
+        let group_key = Value::String(self.seal(tenant, format!("alert.group_key/{id}"), &group_key).await?);
+        Ok((group_key, self.seal(tenant, format!("alert.summary/{id}"), summary).await?))
     }
 
     async fn open_alert(&self, mut alert: Alert) -> StoreResult<Alert> {
@@ -51,8 +62,13 @@ impl SealedAlertStore {
     }
 
     async fn seal_message(&self, tenant: &str, mut message: OutboundMessage) -> StoreResult<OutboundMessage> {
-        message.payload = self.seal(tenant, format!("message/{}", message.id), &message.payload).await?;
+        message.payload = self.seal_payload(tenant, &message.id, &message.payload).await?;
         Ok(message)
+    }
+
+    /// A message's payload as stored.
+    async fn seal_payload(&self, tenant: &str, message_id: &str, payload: &str) -> StoreResult<String> {
+        self.seal(tenant, format!("message/{message_id}"), payload).await
     }
 
     async fn open_delivery(&self, mut delivery: Delivery) -> StoreResult<Delivery> {
@@ -279,9 +295,7 @@ impl AlertStore for SealedAlertStore {
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
-            let group_key = serde_json::to_string(&group_key).unwrap_or_default();
-            let group_key = Value::String(self.seal(&tenant, format!("alert.group_key/{id}"), &group_key).await?);
-            let summary = self.seal(&tenant, format!("alert.summary/{id}"), &summary).await?;
+            let (group_key, summary) = self.seal_alert_text(&tenant, &id, &group_key, &summary).await?;
             self.inner.rewrite_alert(&tenant, &id, group_key, summary).await
         })
     }
@@ -295,7 +309,7 @@ impl AlertStore for SealedAlertStore {
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
         Box::pin(async move {
-            let payload = self.seal(&tenant, format!("message/{message_id}"), &payload).await?;
+            let payload = self.seal_payload(&tenant, &message_id, &payload).await?;
             self.inner.rewrite_delivery(&tenant, &endpoint_id, &message_id, payload).await
         })
     }

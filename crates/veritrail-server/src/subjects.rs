@@ -48,7 +48,7 @@ async fn json_setting(state: &AppState, name: &str) -> Result<Value, ApiError> {
 
 /// Replaces a JSON setting (created if absent), retrying a concurrent change.
 async fn put_json_setting(state: &AppState, name: &str, value: &Value) -> Result<(), ApiError> {
-    let new = serde_json::to_vec(value).map_err(|e| ApiError::new(Code::Internal, format!("setting: {e}")))?;
+    let new = to_bytes(value)?;
     for _ in 0..5 {
         let current = state.store.init_setting(name, new.clone()).await?;
         if current == new || state.store.swap_setting(name, current, new.clone()).await? {
@@ -92,6 +92,49 @@ struct ErasureClaim {
     before: Vec<u8>,
 }
 
+/// What [`change_unclaimed`] does with the setting it found.
+enum Change<T> {
+    /// Swap in these bytes, then answer `T`.
+    To(Vec<u8>, T),
+    /// Leave it, answer `T`.
+    Keep(T),
+}
+
+/// Changes the subject's legal-hold setting `name` (by compare-and-swap, again until nothing
+/// changed it meanwhile) to what `change` makes of it, once no erasure claims it: a live claim
+/// is waited for up to [`ERASURE_WAIT`], then 409.
+async fn change_unclaimed<T>(
+    state: &AppState,
+    subject: &str,
+    name: &str,
+    change: impl Fn(&Value, jiff::Timestamp) -> Result<Change<T>, ApiError>,
+) -> Result<T, ApiError> {
+    let deadline = tokio::time::Instant::now() + ERASURE_WAIT;
+    loop {
+        let current = state.store.init_setting(name, b"{}".to_vec()).await?;
+        let setting = serde_json::from_slice::<Value>(&current).unwrap_or(Value::Null);
+        let now = jiff::Timestamp::now();
+        if !erasure_claimed(&setting, now) {
+            match change(&setting, now)? {
+                Change::Keep(answer) => return Ok(answer),
+                Change::To(new, answer) => {
+                    if state.store.swap_setting(name, current, new).await? {
+                        return Ok(answer);
+                    }
+                    continue; // changed meanwhile: look again
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!("an erasure of subject {subject:?} is under way; retry in a moment"),
+            ));
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+}
+
 /// Claims a subject for erasure: `Ok(Err(hold))` when a legal hold is active (nothing claimed).
 async fn claim_for_erasure(
     state: &AppState,
@@ -99,34 +142,20 @@ async fn claim_for_erasure(
     subject: &str,
 ) -> Result<Result<ErasureClaim, Value>, ApiError> {
     let name = setting_name("legal_hold", tenant, Some(subject));
-    let deadline = tokio::time::Instant::now() + ERASURE_WAIT;
-    loop {
-        let current = state.store.init_setting(&name, b"{}".to_vec()).await?;
-        let mut setting = serde_json::from_slice::<Value>(&current).unwrap_or(Value::Null);
+    change_unclaimed(state, subject, &name, |setting, now| {
         if setting["active"] == json!(true) {
-            return Ok(Err(setting));
+            return Ok(Change::Keep(Err(setting.clone())));
         }
-        let now = jiff::Timestamp::now();
-        if !erasure_claimed(&setting, now) {
-            if !setting.is_object() {
-                setting = json!({});
-            }
-            if let Some(members) = setting.as_object_mut() {
-                members.remove("erasing"); // a lapsed claim is not given back
-            }
-            let before = to_bytes(&setting)?;
-            setting["erasing"] = json!({"since": now.to_string()});
-            let claimed = to_bytes(&setting)?;
-            if state.store.swap_setting(&name, current, claimed.clone()).await? {
-                return Ok(Ok(ErasureClaim { name, claimed, before }));
-            }
-            continue; // changed meanwhile: look again
+        let mut setting = if setting.is_object() { setting.clone() } else { json!({}) };
+        if let Some(members) = setting.as_object_mut() {
+            members.remove("erasing"); // a lapsed claim is not given back
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(erasure_under_way(subject));
-        }
-        tokio::time::sleep(CLAIM_POLL).await;
-    }
+        let before = to_bytes(&setting)?;
+        setting["erasing"] = json!({"since": now.to_string()});
+        let claimed = to_bytes(&setting)?;
+        Ok(Change::To(claimed.clone(), Ok(ErasureClaim { name: name.clone(), claimed, before })))
+    })
+    .await
 }
 
 /// Gives the setting back as it was before the claim (a claim that lapsed and was taken over
@@ -141,10 +170,6 @@ async fn release_claim(state: &AppState, claim: ErasureClaim) {
     }
 }
 
-fn erasure_under_way(subject: &str) -> ApiError {
-    ApiError::new(Code::Conflict, format!("an erasure of subject {subject:?} is under way; retry in a moment"))
-}
-
 fn to_bytes(value: &Value) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|e| ApiError::new(Code::Internal, format!("setting: {e}")))
 }
@@ -154,24 +179,7 @@ fn to_bytes(value: &Value) -> Result<Vec<u8>, ApiError> {
 async fn put_hold(state: &AppState, tenant: &str, subject: &str, hold: &Value) -> Result<(), ApiError> {
     let name = setting_name("legal_hold", tenant, Some(subject));
     let new = to_bytes(hold)?;
-    let deadline = tokio::time::Instant::now() + ERASURE_WAIT;
-    loop {
-        let current = state.store.init_setting(&name, new.clone()).await?;
-        if current == new {
-            return Ok(());
-        }
-        let setting = serde_json::from_slice::<Value>(&current).unwrap_or(Value::Null);
-        if !erasure_claimed(&setting, jiff::Timestamp::now()) {
-            if state.store.swap_setting(&name, current, new.clone()).await? {
-                return Ok(());
-            }
-            continue;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(erasure_under_way(subject));
-        }
-        tokio::time::sleep(CLAIM_POLL).await;
-    }
+    change_unclaimed(state, subject, &name, |_, _| Ok(Change::To(new.clone(), ()))).await
 }
 
 /// Every event by (`actor_id`) or about (`data_subject`) the subject matching the `also`
@@ -320,15 +328,14 @@ fn personal_values(events: &[Value], subject: &str) -> Vec<String> {
         let as_actor = view["actor"]["id"] == subject;
         if as_actor {
             for path in veritrail_model::PERSONAL_FIELDS.iter().filter(|path| path.contains('.')) {
-                let pointer = format!("/{}", path.replace('.', "/"));
-                collect_strings(view.pointer(&pointer), &mut values);
+                collect_strings(at_path(view, path), &mut values);
             }
         }
         if view["data_subject"] == subject || (as_actor && view["data_subject"].is_null()) {
             collect_strings(view.get("changes"), &mut values);
             for path in view[veritrail_model::PERSONAL_FIELDS_MEMBER].as_array().into_iter().flatten() {
                 if let Some(path) = path.as_str() {
-                    collect_strings(view.pointer(&format!("/{}", path.replace('.', "/"))), &mut values);
+                    collect_strings(at_path(view, path), &mut values);
                 }
             }
         }
@@ -339,6 +346,11 @@ fn personal_values(events: &[Value], subject: &str) -> Vec<String> {
         .collect();
     values.sort_by_key(|value| std::cmp::Reverse(value.len()));
     values
+}
+
+/// What is at the dotted `path` of an event view.
+fn at_path<'v>(view: &'v Value, path: &str) -> Option<&'v Value> {
+    view.pointer(&format!("/{}", path.replace('.', "/")))
 }
 
 /// Every string below `value`.

@@ -876,11 +876,9 @@ impl AlertStore for PgAlertStore {
                 .map_err(pg_error)?;
             let mut recorded = Vec::with_capacity(attempts.len());
             for RecordedAttempt { tenant, endpoint_id, message_id, attempt } in attempts {
-                let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
-                    (None, _) => (DeliveryStatus::Delivered, None, Some(attempt.at)),
-                    (Some(_), Some(retry)) => (DeliveryStatus::Pending, Some(retry), None),
-                    (Some(_), None) => (DeliveryStatus::Dead, None, None),
-                };
+                let status = attempt.status_after();
+                let next = attempt.next_attempt_at();
+                let delivered = (status == DeliveryStatus::Delivered).then_some(attempt.at);
                 let error: Option<String> = attempt.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
                 let last_status = attempt.status.map(i32::from);
                 let changed = tx

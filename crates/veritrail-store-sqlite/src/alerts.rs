@@ -781,8 +781,8 @@ impl AlertStore for SqliteAlertStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run(true, move |tx| {
             let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ?1 AND id = ?2");
-            tx.prepare_cached(&sql)
-                .and_then(|mut statement| statement.query_row(params![tenant, id], webhook_row).optional())
+            tx.query_row_cached(&sql, params![tenant, id], webhook_row)
+                .optional()
                 .map_err(sql_error)?
                 .map(to_webhook)
                 .transpose()
@@ -870,11 +870,9 @@ impl AlertStore for SqliteAlertStore {
             let mut recorded = Vec::with_capacity(attempts.len());
             for RecordedAttempt { tenant, endpoint_id, message_id, attempt } in attempts {
                 let at = to_micros(attempt.at);
-                let (status, next, delivered) = match (&attempt.error, attempt.retry_at) {
-                    (None, _) => (DeliveryStatus::Delivered, None, Some(at)),
-                    (Some(_), Some(retry)) => (DeliveryStatus::Pending, Some(to_micros(retry)), None),
-                    (Some(_), None) => (DeliveryStatus::Dead, None, None),
-                };
+                let status = attempt.status_after();
+                let next = attempt.next_attempt_at().map(to_micros);
+                let delivered = (status == DeliveryStatus::Delivered).then_some(at);
                 let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
                 let changed = tx
                     .execute_cached(

@@ -93,7 +93,7 @@ impl SideDb {
                 Mode::Durable => None,
                 Mode::Lazy => {
                     conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
-                    Some(("synchronous", 2))
+                    Some(("synchronous", SYNCHRONOUS_FULL))
                 }
                 Mode::Overwriting => {
                     let before: i64 =
@@ -117,6 +117,9 @@ impl SideDb {
         .map_err(|e| StoreError::Backend(format!("{file} task failed: {e}")))?
     }
 }
+
+/// `PRAGMA synchronous = FULL`, the side databases' level outside lazy commits.
+const SYNCHRONOUS_FULL: i64 = 2;
 
 /// How [`SideDb::run_as`] commits.
 #[derive(Clone, Copy)]

@@ -259,6 +259,23 @@ pub struct DeliveryAttempt {
     pub retry_at: Option<Timestamp>,
 }
 
+impl DeliveryAttempt {
+    /// The delivery's status once this attempt is recorded: delivered, pending again (a retry
+    /// is scheduled), or dead.
+    pub fn status_after(&self) -> DeliveryStatus {
+        match (&self.error, self.retry_at) {
+            (None, _) => DeliveryStatus::Delivered,
+            (Some(_), Some(_)) => DeliveryStatus::Pending,
+            (Some(_), None) => DeliveryStatus::Dead,
+        }
+    }
+
+    /// When the delivery is tried next: the retry after a failed attempt, none otherwise.
+    pub fn next_attempt_at(&self) -> Option<Timestamp> {
+        self.retry_at.filter(|_| self.status_after() == DeliveryStatus::Pending)
+    }
+}
+
 /// An attempt on one delivery, as [`AlertStore::record_delivery_attempts`] records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedAttempt {

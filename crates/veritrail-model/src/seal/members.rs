@@ -167,10 +167,7 @@ pub(super) fn write(
         out.push(b'}');
     }
 
-    if let Some(data_subject) = data_subject.as_deref() {
-        top(&mut out, &mut starts, 0, "data_subject");
-        write_string(data_subject, &mut out);
-    }
+    optional_top(&mut out, &mut starts, "data_subject", data_subject.as_deref());
     top(&mut out, &mut starts, 0, "id");
     write_string(id, &mut out);
     if let Some(metadata) = &metadata {
@@ -187,10 +184,7 @@ pub(super) fn write(
         top(&mut out, &mut starts, 0, super::PERSONAL_FIELDS_MEMBER);
         write_strings(classified.iter().copied(), &mut out);
     }
-    if let Some(reason) = reason.as_deref() {
-        top(&mut out, &mut starts, 0, "reason");
-        write_string(reason, &mut out);
-    }
+    optional_top(&mut out, &mut starts, "reason", reason.as_deref());
 
     // Between `received_at` and `seq`.
     let first = out.len();
@@ -253,6 +247,14 @@ fn key(out: &mut Vec<u8>, start: usize, name: &str) {
 fn top(out: &mut Vec<u8>, starts: &mut Vec<u32>, start: usize, name: &str) {
     key(out, start, name);
     starts.push((out.len() - name.len() - 3) as u32);
+}
+
+/// [`optional_text`] for a member of the record itself (in the run before `received_at`).
+fn optional_top(out: &mut Vec<u8>, starts: &mut Vec<u32>, name: &str, text: Option<&str>) {
+    if let Some(text) = text {
+        top(out, starts, 0, name);
+        write_string(text, out);
+    }
 }
 
 /// Opens an object; returns where its members start.
