@@ -298,8 +298,11 @@ impl<'a> SealedMembers<'a> {
                 None => text.len().checked_sub(1).ok_or_else(unfit)?,
             };
             let member = text.get(start as usize..end).ok_or_else(unfit)?;
-            let (name, value) = member.strip_prefix('"').and_then(|rest| rest.split_once("\":")).ok_or_else(unfit)?;
-            if name.contains(['"', '\\']) || value.is_empty() {
+            // A plain name ends at the first quote (one byte search, no substring searcher).
+            let rest = member.strip_prefix('"').ok_or_else(unfit)?;
+            let (name, after) = rest.split_at(rest.find('"').ok_or_else(unfit)?);
+            let value = after.strip_prefix("\":").ok_or_else(unfit)?;
+            if name.contains('\\') || value.is_empty() {
                 return Err(unfit());
             }
             members.push((std::borrow::Cow::Borrowed(name), value));

@@ -58,6 +58,11 @@ impl<'a> EventInput<'a> {
 /// [`EventInput::from_view`]'s and the action.
 pub const INPUT_MEMBERS: [&str; 5] = ["action", "id", "occurred_at", "received_at", "seq"];
 
+/// Of [`INPUT_MEMBERS`], the one [`Engine::process`] reads from the view itself; the others
+/// it takes from [`EventInput`]'s fields. A reader that fills those fields itself (from the
+/// record it holds) need put only this member in the view, beside [`Engine::needs`]' paths.
+pub const VIEW_MEMBER: &str = "action";
+
 /// What [`Engine::process`] may read of an event's view beyond [`INPUT_MEMBERS`] (see
 /// [`Engine::needs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,7 +318,8 @@ impl Engine {
     }
 
     /// What [`Engine::process`] may read of an event whose action is `action`: fed the event's
-    /// view cut down to [`INPUT_MEMBERS`] and what is below these paths, the engine fires, keeps
+    /// view cut down to [`INPUT_MEMBERS`] (or to [`VIEW_MEMBER`] when the [`EventInput`]'s other
+    /// fields are filled from elsewhere) and what is below these paths, the engine fires, keeps
     /// state and counts exactly as with the whole view. For readers that pay for every member
     /// they open: an event no rule's action filter admits needs nothing more (it still moves the
     /// clock and may let silences fire), and a rule filtering on the action alone reads only the
@@ -351,7 +357,7 @@ impl Engine {
         // runs ahead cannot push events into the future.
         let at = event.occurred_at.min(event.received_at);
         let time = micros(at);
-        let action = event.view.get("action").and_then(Value::as_str).unwrap_or("");
+        let action = event.view.get(VIEW_MEMBER).and_then(Value::as_str).unwrap_or("");
         let floor = clock.saturating_sub(self.config.lateness_micros());
         let late = time < floor;
         let mut counted_late = false;

@@ -48,7 +48,7 @@ mod window;
 pub use dry_run::{DryRun, DryRunReport};
 pub use engine::{
     DEFAULT_MAX_LATENESS, Engine, EngineConfig, EngineStats, EventInput, EventNeeds, Firing, GroupKey, INPUT_MEMBERS,
-    MAX_FIRING_EVENTS, MAX_GROUP_VALUE_BYTES, StateLimits,
+    MAX_FIRING_EVENTS, MAX_GROUP_VALUE_BYTES, StateLimits, VIEW_MEMBER,
 };
 pub use error::RuleError;
 pub use hours::BusinessHours;

@@ -49,8 +49,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use veritrail_model::{Limits, SealedMembers};
 use veritrail_rules::{
-    BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, EventNeeds, Firing,
-    INPUT_MEMBERS, Rule, RuleId, RuleSpec, default_pack,
+    BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, EventNeeds, Firing, Rule,
+    RuleId, RuleSpec, VIEW_MEMBER, default_pack,
 };
 use veritrail_store::{
     Alert, AlertStatus, AlertStore, NewAlert, OutboundMessage, Store, StoredEvent, StoredRule, engine_owner,
@@ -367,20 +367,31 @@ fn hidden_from_rules(view: &Value) -> bool {
     view.get("action").and_then(Value::as_str) == Some(ALERT_RAISED_ACTION)
 }
 
+/// What the engine is fed of one record: the view, and when it was cut down to the action and
+/// the rules' paths, the input's other fields taken from the record (`None`: from the view).
+struct RuleView {
+    view: Value,
+    times: Option<(Timestamp, Timestamp)>,
+}
+
 /// The event as `engine` may read it (`Engine::needs`), or `None` for events rules must not
 /// see and records that cannot be opened (logged). Events are opened only as far as the rules
-/// read them: the members `Engine::process` reads of every event (taken from the record's bytes
-/// unparsed), plus what the admitting rules' paths name — below `metadata` only those paths,
-/// elsewhere their whole members, with only their commitments checked; events a rule filtering
-/// on more than the action admits are opened whole. The engine fires on these views exactly as
-/// on whole ones (tested in `veritrail-rules` and `veritrail-model`), so only the cost changes.
-fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
+/// read them: the action, plus what the admitting rules' paths name — below `metadata` only
+/// those paths, elsewhere their whole members, with only their commitments checked — while the
+/// seq, id and times the engine reads of every event come from the record unparsed; events a
+/// rule filtering on more than the action admits are opened whole. The engine fires on these
+/// views exactly as on whole ones (tested in `veritrail-rules` and `veritrail-model`), so only
+/// the cost changes.
+fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<RuleView> {
+    let unreadable = |error: &dyn std::fmt::Display| {
+        tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
+    };
     // Records the embedded store sealed in this process come with their members' layout.
     let laid_out = stored.layout.as_ref().and_then(|layout| SealedMembers::from_layout(&stored.sealed, layout).ok());
     let members = match laid_out.map_or_else(|| SealedMembers::parse(&stored.sealed), Ok) {
         Ok(members) => members,
         Err(error) => {
-            tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
+            unreadable(&error);
             return None;
         }
     };
@@ -392,20 +403,39 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<Value> {
         Some(action) => engine.needs(action),
         None => EventNeeds::View,
     };
-    let opened = match needs {
-        EventNeeds::View => veritrail_model::open(&stored.sealed, stored.personal.as_ref()),
+    let (opened, times) = match needs {
+        EventNeeds::View => (veritrail_model::open(&stored.sealed, stored.personal.as_ref()), None),
         EventNeeds::Paths(mut paths) => {
-            paths.extend(INPUT_MEMBERS);
-            members.open_paths(stored.personal.as_ref(), &paths)
+            let time = |member: &str| members.str(member).and_then(|text| text.parse::<Timestamp>().ok());
+            let Some(times) = time("occurred_at").zip(time("received_at")) else {
+                unreadable(&"occurred_at or received_at is not an RFC 3339 timestamp");
+                return None;
+            };
+            paths.push(VIEW_MEMBER);
+            (members.open_paths(stored.personal.as_ref(), &paths), Some(times))
         }
     };
     match opened {
         Ok(view) if hidden_from_rules(&view) => None,
-        Ok(view) => Some(view),
+        Ok(view) => Some(RuleView { view, times }),
         Err(error) => {
-            tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
+            unreadable(&error);
             None
         }
+    }
+}
+
+impl RuleView {
+    /// What the engine is fed of `stored`, this view of it; `None` (logged) when the view lacks
+    /// the members the engine reads of every event.
+    fn input<'a>(&'a self, stored: &'a StoredEvent) -> Option<EventInput<'a>> {
+        let input = match self.times {
+            Some((occurred_at, received_at)) => {
+                Ok(EventInput { view: &self.view, seq: stored.seq, id: &stored.id, occurred_at, received_at })
+            }
+            None => EventInput::from_view(&self.view),
+        };
+        input.map_err(|error| tracing::error!(%error, seq = stored.seq, "event not evaluated")).ok()
     }
 }
 
@@ -890,7 +920,7 @@ async fn feed_events(
             let mut fired = Vec::new();
             for stored in &records {
                 let Some(view) = view_for_rules(&engine, stored) else { continue };
-                let Ok(input) = EventInput::from_view(&view) else { continue };
+                let Some(input) = view.input(stored) else { continue };
                 match feed {
                     Feed::Replay => engine.replay(&input),
                     Feed::Process => fired.extend(engine.process(&input)),
@@ -971,10 +1001,8 @@ async fn evaluate_tenant(
             let mut firings = Vec::new();
             for stored in &records {
                 let Some(view) = view_for_rules(&engine.engine, stored) else { continue };
-                match EventInput::from_view(&view) {
-                    Ok(input) => firings.extend(engine.engine.process(&input)),
-                    Err(error) => tracing::error!(%error, seq = stored.seq, "event not evaluated"),
-                }
+                let Some(input) = view.input(stored) else { continue };
+                firings.extend(engine.engine.process(&input));
             }
             (engine, firings)
         })

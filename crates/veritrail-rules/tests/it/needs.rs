@@ -2,22 +2,24 @@
 //! state and counts exactly as one fed the whole views.
 
 use serde_json::{Map, Value, json};
-use veritrail_rules::{BusinessHours, Engine, EventInput, EventNeeds, Firing, INPUT_MEMBERS, Rule, default_pack};
+use veritrail_rules::{
+    BusinessHours, Engine, EventInput, EventNeeds, Firing, INPUT_MEMBERS, Rule, VIEW_MEMBER, default_pack,
+};
 
 use crate::replay::{Op, config, rules, scenario};
 use crate::sim::{engine, rule};
 
 /// The view as a reader that opens only what `engine` needs would build it, and no more: the
-/// engine's own members, and for each path the value it names with everything below (a path
-/// reaching an array keeps the whole array, which the engine looks through).
-fn cut_down(engine: &Engine, view: &Value) -> Value {
+/// `members` given (the engine's own), and for each path the value it names with everything
+/// below (a path reaching an array keeps the whole array, which the engine looks through).
+fn cut_down(engine: &Engine, view: &Value, members: &[&str]) -> Value {
     let action = view["action"].as_str().unwrap();
     let paths = match engine.needs(action) {
         EventNeeds::View => return view.clone(),
         EventNeeds::Paths(paths) => paths,
     };
     let mut kept = Map::new();
-    for path in INPUT_MEMBERS.iter().chain(&paths) {
+    for path in members.iter().chain(&paths) {
         copy_path(view, &path.split('.').collect::<Vec<_>>(), &mut kept);
     }
     Value::Object(kept)
@@ -38,32 +40,43 @@ fn copy_path(from: &Value, segments: &[&str], into: &mut Map<String, Value>) {
     }
 }
 
-/// Feeds `ops` to two engines with `rules`, one the whole views and one the cut-down views;
-/// asserts they agree at every step. Returns the firings and how many events were cut down.
+/// Feeds `ops` to three engines with `rules`: one the whole views, one views cut down to
+/// [`INPUT_MEMBERS`] and the paths (read with `EventInput::from_view`), one views cut down to
+/// [`VIEW_MEMBER`] and the paths with the input's other fields filled from the record (as the
+/// server does); asserts they agree at every step. Returns the firings and how many events were
+/// cut down.
 fn check_equivalence(rules: Vec<Rule>, ops: &[Op]) -> (Vec<Firing>, usize) {
-    let mut whole = Engine::new(config());
-    whole.set_rules(rules.clone());
-    let mut cut = Engine::new(config());
-    cut.set_rules(rules);
+    let new_engine = || {
+        let mut engine = Engine::new(config());
+        engine.set_rules(rules.clone());
+        engine
+    };
+    let (mut whole, mut cut, mut bare) = (new_engine(), new_engine(), new_engine());
     let mut firings = Vec::new();
     let mut reduced = 0;
     for (i, op) in ops.iter().enumerate() {
-        let (expected, actual) = match op {
+        let (expected, actual, from_record) = match op {
             Op::Event(view) => {
-                let small = cut_down(&cut, view);
+                let small = cut_down(&cut, view, &INPUT_MEMBERS);
+                let smallest = cut_down(&bare, view, &[VIEW_MEMBER]);
                 if small != *view {
                     reduced += 1;
                 }
+                let input = EventInput::from_view(view).unwrap();
                 (
-                    whole.process(&EventInput::from_view(view).unwrap()),
+                    whole.process(&input),
                     cut.process(&EventInput::from_view(&small).unwrap()),
+                    bare.process(&EventInput { view: &smallest, ..input }),
                 )
             }
-            Op::Tick(at) => (whole.tick(*at), cut.tick(*at)),
+            Op::Tick(at) => (whole.tick(*at), cut.tick(*at), bare.tick(*at)),
         };
         assert_eq!(actual, expected, "op {i}");
-        assert_eq!(cut.stats(), whole.stats(), "op {i}");
-        assert_eq!(cut.state_size(), whole.state_size(), "op {i}");
+        assert_eq!(from_record, expected, "op {i}, view of the action and the paths alone");
+        for engine in [&cut, &bare] {
+            assert_eq!(engine.stats(), whole.stats(), "op {i}");
+            assert_eq!(engine.state_size(), whole.state_size(), "op {i}");
+        }
         firings.extend(expected);
     }
     (firings, reduced)
