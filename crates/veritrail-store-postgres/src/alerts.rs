@@ -54,9 +54,6 @@ use crate::{connection_pool, migrate, pg_error, pool_error, to_i64};
 /// 10 s by default), short enough that a node's death delays its claimed deliveries little.
 const CLAIM_LEASE: Duration = Duration::from_secs(300);
 
-/// Longest `last_error` kept, in characters (as in the SQLite store).
-const MAX_ERROR_CHARS: usize = 1000;
-
 /// Most connections the alert store of one node holds open (the delivery task has up to eight
 /// attempts in flight, each reading its endpoint and recording its outcome).
 const MAX_CONNECTIONS: usize = 8;
@@ -879,7 +876,7 @@ impl AlertStore for PgAlertStore {
                 let status = attempt.status_after();
                 let next = attempt.next_attempt_at();
                 let delivered = (status == DeliveryStatus::Delivered).then_some(attempt.at);
-                let error: Option<String> = attempt.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
+                let error = attempt.stored_error();
                 let last_status = attempt.status.map(i32::from);
                 let changed = tx
                     .execute(

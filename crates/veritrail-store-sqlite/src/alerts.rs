@@ -873,7 +873,7 @@ impl AlertStore for SqliteAlertStore {
                 let status = attempt.status_after();
                 let next = attempt.next_attempt_at().map(to_micros);
                 let delivered = (status == DeliveryStatus::Delivered).then_some(at);
-                let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
+                let error = attempt.stored_error();
                 let changed = tx
                     .execute_cached(
                         "UPDATE deliveries SET status = ?4, attempts = attempts + 1, round_attempts = round_attempts + 1,

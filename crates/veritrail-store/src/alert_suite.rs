@@ -8,8 +8,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::{
-    Alert, AlertFilter, AlertStatus, AlertStore, DeliveryAttempt, DeliveryStatus, NewAlert, OutboundMessage,
-    RecordedAttempt, StatusChange, StoreError, StoredRule, WebhookEndpoint,
+    Alert, AlertFilter, AlertStatus, AlertStore, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ERROR_CHARS, NewAlert,
+    OutboundMessage, RecordedAttempt, StatusChange, StoreError, StoredRule, WebhookEndpoint,
 };
 
 /// Stamps every alert-store conformance test onto a backend. See the module docs.
@@ -461,9 +461,15 @@ pub async fn deliveries_retry_die_and_are_redelivered(store: &impl AlertStore) {
     assert_eq!(store.due_deliveries(at(105), 10).await.unwrap().len(), 1);
     assert!(!store.record_delivery_attempt("tn_b", "wh_1", "msg_1", attempt(105, None)).await.unwrap());
 
-    assert!(store.record_delivery_attempt("tn_a", "wh_1", "msg_1", attempt(105, None)).await.unwrap());
+    // The last attempt's error is long (a receiver's whole answer): it is kept cut to the
+    // limit, on a character boundary.
+    let long_error = format!("http 503: {}", "é".repeat(MAX_DELIVERY_ERROR_CHARS));
+    let last = DeliveryAttempt { error: Some(long_error.clone()), ..attempt(105, None) };
+    assert!(store.record_delivery_attempt("tn_a", "wh_1", "msg_1", last).await.unwrap());
     let dead = store.delivery("tn_a", "wh_1", "msg_1").await.unwrap().unwrap();
     assert_eq!((dead.status, dead.attempts, dead.next_attempt_at), (DeliveryStatus::Dead, 2, None));
+    let kept: String = long_error.chars().take(MAX_DELIVERY_ERROR_CHARS).collect();
+    assert_eq!(dead.last_error.as_deref(), Some(kept.as_str()));
     assert!(store.due_deliveries(at(10_000), 10).await.unwrap().is_empty());
     assert_eq!(store.next_delivery_due().await.unwrap(), None);
     assert!(!store.record_delivery_attempt("tn_a", "wh_1", "msg_1", attempt(106, Some(200))).await.unwrap(), "dead");

@@ -274,7 +274,16 @@ impl DeliveryAttempt {
     pub fn next_attempt_at(&self) -> Option<Timestamp> {
         self.retry_at.filter(|_| self.status_after() == DeliveryStatus::Pending)
     }
+
+    /// The error as stores keep it (`last_error`): its first [`MAX_DELIVERY_ERROR_CHARS`]
+    /// characters.
+    pub fn stored_error(&self) -> Option<String> {
+        self.error.as_ref().map(|error| error.chars().take(MAX_DELIVERY_ERROR_CHARS).collect())
+    }
 }
+
+/// Longest delivery error a store keeps, in characters.
+pub const MAX_DELIVERY_ERROR_CHARS: usize = 1000;
 
 /// An attempt on one delivery, as [`AlertStore::record_delivery_attempts`] records it.
 #[derive(Debug, Clone, PartialEq)]

@@ -39,8 +39,9 @@ pub use access::{
     is_builtin_role, normalize_email,
 };
 pub use alerts::{
-    Alert, AlertFilter, AlertStatus, AlertStore, Delivery, DeliveryAttempt, DeliveryStatus, NewAlert, OutboundMessage,
-    RecordedAttempt, StatusChange, StoredRule, WebhookEndpoint, engine_owner, event_type_matches,
+    Alert, AlertFilter, AlertStatus, AlertStore, Delivery, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ERROR_CHARS,
+    NewAlert, OutboundMessage, RecordedAttempt, StatusChange, StoredRule, WebhookEndpoint, engine_owner,
+    event_type_matches,
 };
 
 /// Opens a stored record as readers see it (what queries match on; both backends use it);
