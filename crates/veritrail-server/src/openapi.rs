@@ -396,7 +396,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "delete",
         path: "/v1/subjects/{subject_id}",
-        summary: "Erase a data subject (GDPR Art. 17) by crypto-shredding `{\"reason\"?}`: the subject's data keys and blind-index tokens are destroyed, its personal fields read as \"[erased]\" everywhere, sealed records and proofs are unchanged; the subject's values are also cut out of alert group keys, summaries and stored webhook messages; recorded as audit.erasure.performed with any retention conflict; 409 legal_hold under a legal hold",
+        summary: "Erase a data subject (GDPR Art. 17) by crypto-shredding `{\"reason\"?}`: the subject's data keys and blind-index tokens are destroyed, its personal fields read as \"[erased]\" everywhere, sealed records and proofs are unchanged; the subject's values are also cut out of alert group keys, summaries, status notes and stored webhook messages; recorded as audit.erasure.performed with any retention conflict; 409 legal_hold under a legal hold",
         auth: "subjects:manage",
         query: &[],
         success: (

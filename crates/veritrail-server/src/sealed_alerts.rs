@@ -292,11 +292,12 @@ impl AlertStore for SealedAlertStore {
         id: &str,
         group_key: Value,
         summary: String,
+        status_note: Option<String>,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
             let (group_key, summary) = self.seal_alert_text(&tenant, &id, &group_key, &summary).await?;
-            self.inner.rewrite_alert(&tenant, &id, group_key, summary).await
+            self.inner.rewrite_alert(&tenant, &id, group_key, summary, status_note).await
         })
     }
 

@@ -409,9 +409,11 @@ async fn redact_monitoring(state: &AppState, tenant: &str, values: &[String]) ->
             let mut group_key = alert.group_key.clone();
             let grouped = redact_json(&mut group_key, values);
             let summary = redact_text(&alert.summary, values);
-            if grouped || summary.is_some() {
+            let note = alert.status_note.as_deref().and_then(|note| redact_text(note, values));
+            if grouped || summary.is_some() || note.is_some() {
                 let summary = summary.unwrap_or_else(|| alert.summary.clone());
-                alerts += u64::from(state.alerts.rewrite_alert(tenant, &alert.id, group_key, summary).await?);
+                let note = note.or_else(|| alert.status_note.clone());
+                alerts += u64::from(state.alerts.rewrite_alert(tenant, &alert.id, group_key, summary, note).await?);
             }
         }
         match page.last() {

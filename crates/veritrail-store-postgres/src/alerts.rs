@@ -908,15 +908,21 @@ impl AlertStore for PgAlertStore {
         id: &str,
         group_key: serde_json::Value,
         summary: String,
+        status_note: Option<String>,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
             let client = self.client().await?;
             let statement = client
-                .prepare_cached("UPDATE alerts SET group_key = $3, summary = $4 WHERE tenant = $1 AND id = $2")
+                .prepare_cached(
+                    "UPDATE alerts SET group_key = $3, summary = $4, status_note = $5 WHERE tenant = $1 AND id = $2",
+                )
                 .await
                 .map_err(pg_error)?;
-            let changed = client.execute(&statement, &[&tenant, &id, &group_key, &summary]).await.map_err(pg_error)?;
+            let changed = client
+                .execute(&statement, &[&tenant, &id, &group_key, &summary, &status_note])
+                .await
+                .map_err(pg_error)?;
             Ok(changed == 1)
         })
     }

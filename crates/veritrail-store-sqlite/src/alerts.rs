@@ -905,13 +905,14 @@ impl AlertStore for SqliteAlertStore {
         id: &str,
         group_key: serde_json::Value,
         summary: String,
+        status_note: Option<String>,
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(self.db.run_overwriting(move |tx| {
             let changed = tx
                 .execute_cached(
-                    "UPDATE alerts SET group_key = ?3, summary = ?4 WHERE tenant = ?1 AND id = ?2",
-                    params![tenant, id, json_text(&group_key)?, summary],
+                    "UPDATE alerts SET group_key = ?3, summary = ?4, status_note = ?5 WHERE tenant = ?1 AND id = ?2",
+                    params![tenant, id, json_text(&group_key)?, summary, status_note],
                 )
                 .map_err(sql_error)?;
             Ok(changed == 1)

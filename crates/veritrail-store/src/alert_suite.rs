@@ -423,12 +423,22 @@ pub async fn alerts_and_messages_are_rewritten_in_place(store: &impl AlertStore)
     one_alert_to_one_webhook(store, &["msg_1"]).await;
     let before = store.alert("tn_a", "al_1").await.unwrap().unwrap();
     let group_key = json!({"context.ip": "[erased]"});
-    assert!(!store.rewrite_alert("tn_b", "al_1", group_key.clone(), "x".into()).await.unwrap());
-    assert!(!store.rewrite_alert("tn_a", "al_404", group_key.clone(), "x".into()).await.unwrap());
-    assert!(store.rewrite_alert("tn_a", "al_1", group_key.clone(), "for [erased]".into()).await.unwrap());
+    let note = || Some("called [erased]".to_string());
+    assert!(!store.rewrite_alert("tn_b", "al_1", group_key.clone(), "x".into(), note()).await.unwrap());
+    assert!(!store.rewrite_alert("tn_a", "al_404", group_key.clone(), "x".into(), note()).await.unwrap());
+    assert!(store.rewrite_alert("tn_a", "al_1", group_key.clone(), "for [erased]".into(), note()).await.unwrap());
     let after = store.alert("tn_a", "al_1").await.unwrap().unwrap();
-    assert_eq!((after.group_key.clone(), after.summary.as_str()), (group_key, "for [erased]"));
-    assert_eq!(Alert { group_key: before.group_key.clone(), summary: before.summary.clone(), ..after }, before);
+    assert_eq!(
+        (after.group_key.clone(), after.summary.as_str(), after.status_note.clone()),
+        (group_key, "for [erased]", note())
+    );
+    let unchanged = Alert {
+        group_key: before.group_key.clone(),
+        summary: before.summary.clone(),
+        status_note: before.status_note.clone(),
+        ..after
+    };
+    assert_eq!(unchanged, before);
 
     let delivery = store.delivery("tn_a", "wh_1", "msg_1").await.unwrap().unwrap();
     assert!(!store.rewrite_delivery("tn_b", "wh_1", "msg_1", "{}".into()).await.unwrap());

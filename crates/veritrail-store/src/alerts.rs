@@ -468,14 +468,16 @@ pub trait AlertStore: Send + Sync + 'static {
         };
         Box::pin(async move { Ok(self.record_delivery_attempts(vec![one]).await?.first().copied().unwrap_or(false)) })
     }
-    /// Replaces an alert's group key and summary (a data subject's values erased from them,
-    /// GDPR Art. 17), overwriting the old text where the backend can; false when absent.
+    /// Replaces an alert's group key, summary and status note (a data subject's values erased
+    /// from them, GDPR Art. 17), overwriting the old text where the backend can; false when
+    /// absent.
     fn rewrite_alert(
         &self,
         tenant: &str,
         id: &str,
         group_key: Value,
         summary: String,
+        status_note: Option<String>,
     ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Replaces a delivery's payload (the same erasure); false when absent.
     fn rewrite_delivery(

@@ -548,8 +548,8 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
     // Alice fails to log in five times from her address: brute_force fires for her actor and
     // address, the alert's group key and summary carry the address in clear (under the tenant's key),
     // and so does its webhook message, kept pending by a receiver that keeps failing. Mallory
-    // does the same from another address. Erasing alice reaches her alert and message, not
-    // mallory's.
+    // does the same from another address. Erasing alice reaches her alert (group key, summary,
+    // an operator's status note) and its messages, not mallory's.
     let receiver = WebhookReceiver::start();
     let server = TestServer::start_with(config(Duration::from_secs(60)));
     let c = &server.client;
@@ -586,11 +586,21 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
     })
     .expect("both messages tried");
     assert!(stored.iter().any(|d| text(d).contains("198.51.100.23")), "{stored:?}");
+    // An operator acknowledges alice's alert with a note naming her address: the note is kept
+    // on the alert and travels in an `alert.acknowledged` message.
+    let alice_alert = fired.iter().find(|a| a["group_key"]["actor.id"] == "alice").expect("alice's alert")["id"]
+        .as_str()
+        .expect("alert id")
+        .to_string();
+    let note = json!({"note": "called her back at 198.51.100.23"});
+    let ack = c.post_json(Some(&key), &format!("/v1/alerts/{alice_alert}/acknowledge"), &note);
+    assert_eq!(ack.status, 200, "{}", ack.text());
+    assert_eq!(messages(c).len(), 3);
 
     let erased = c.delete(Some(&key), "/v1/subjects/alice");
     assert_eq!(erased.status, 200, "{}", erased.text());
     let erased = erased.json();
-    assert_eq!((erased["alerts_redacted"].as_u64(), erased["webhook_messages_redacted"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((erased["alerts_redacted"].as_u64(), erased["webhook_messages_redacted"].as_u64()), (Some(1), Some(2)));
     let after = alerts(c, &key, "?rule=brute_force");
     assert_eq!(after.len(), 2);
     for alert in &after {
@@ -601,8 +611,9 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
     let alice = after.iter().find(|a| a["group_key"]["actor.id"] == "alice").expect("ids are kept, as in the ledger");
     assert_eq!(alice["group_key"]["context.ip"], "[erased]");
     assert!(alice["summary"].as_str().is_some_and(|s| s.ends_with("actor.id=alice, context.ip=[erased]")), "{alice}");
+    assert_eq!(alice["status_note"], "called her back at [erased]", "{alice}");
     let stored = messages(c);
-    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.len(), 3);
     assert!(stored.iter().all(|d| !text(d).contains("198.51.100.23")), "{stored:?}");
     assert!(stored.iter().any(|d| text(d).contains("203.0.113.66")), "{stored:?}");
     // The erasure's audit event says what it reached.
@@ -612,5 +623,5 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
     })
     .expect("erasure recorded");
     assert_eq!(performed["metadata"]["alerts_redacted"], 1, "{performed}");
-    assert_eq!(performed["metadata"]["webhook_messages_redacted"], 1, "{performed}");
+    assert_eq!(performed["metadata"]["webhook_messages_redacted"], 2, "{performed}");
 }
