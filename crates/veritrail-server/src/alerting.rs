@@ -60,6 +60,7 @@ use crate::AppState;
 use crate::audit;
 use crate::error::{ApiError, Code};
 use crate::ids;
+use crate::rule_thread::RuleThread;
 
 /// Records read and evaluated per step; between steps the task answers rule commands.
 const BATCH: u32 = 2000;
@@ -213,6 +214,8 @@ pub(crate) struct Alerting {
     /// but not predictable by clients (who could otherwise take an alert's ledger event id).
     id_key: [u8; 32],
     pub(crate) metrics: AlertingMetrics,
+    /// Where rules are evaluated: a thread below the ingest path's priority.
+    rule_thread: RuleThread,
 }
 
 impl Alerting {
@@ -230,6 +233,7 @@ impl Alerting {
             endpoints_deleted: std::sync::atomic::AtomicU64::new(0),
             id_key: mac.finalize().into_bytes().into(),
             metrics: AlertingMetrics::default(),
+            rule_thread: RuleThread::default(),
         }
     }
 
@@ -763,7 +767,7 @@ async fn catch_up(
 ) -> Result<(Engine, Vec<Firing>), ApiError> {
     let mut engine = Engine::new(EngineConfig::default());
     engine.set_rules(rules);
-    feed_events(state.store.as_ref(), tenant, engine, from, to, Feed::Process).await
+    feed_events(state, tenant, engine, from, to, Feed::Process).await
 }
 
 /// Applies the rules other nodes changed to the engines of their tenants: one read of every
@@ -885,7 +889,7 @@ async fn replay(state: &AppState, tenant: &str, engine: Engine, next_seq: u64) -
     let from_time = last.checked_sub(engine.replay_horizon()).unwrap_or(Timestamp::MIN);
     let from = first_seq_received_since(store, tenant, from_time, 0, next_seq - 1).await?;
     let started = Instant::now();
-    let (engine, _) = feed_events(store, tenant, engine, from, next_seq, Feed::Replay).await?;
+    let (engine, _) = feed_events(state, tenant, engine, from, next_seq, Feed::Replay).await?;
     let replayed = next_seq - from;
     tracing::info!(%tenant, replayed, elapsed_ms = started.elapsed().as_millis() as u64, "rule engine state rebuilt");
     Ok(engine)
@@ -900,9 +904,9 @@ enum Feed {
     Process,
 }
 
-/// Gives the events `[from, to)` of `tenant` to `engine` in seq order, on the blocking pool.
+/// Gives the events `[from, to)` of `tenant` to `engine` in seq order, on the rule thread.
 async fn feed_events(
-    store: &dyn Store,
+    state: &AppState,
     tenant: &str,
     mut engine: Engine,
     from: u64,
@@ -913,23 +917,26 @@ async fn feed_events(
     let mut seq = from;
     while seq < to {
         let limit = u32::try_from((to - seq).min(u64::from(BATCH))).unwrap_or(BATCH);
-        let records = store.records(tenant, seq, limit).await?;
+        let records = state.store.records(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
-        let (returned, fired) = tokio::task::spawn_blocking(move || {
-            let mut fired = Vec::new();
-            for stored in &records {
-                let Some(view) = view_for_rules(&engine, stored) else { continue };
-                let Some(input) = view.input(stored) else { continue };
-                match feed {
-                    Feed::Replay => engine.replay(&input),
-                    Feed::Process => fired.extend(engine.process(&input)),
+        let (returned, fired) = state
+            .alerting
+            .rule_thread
+            .run(move || {
+                let mut fired = Vec::new();
+                for stored in &records {
+                    let Some(view) = view_for_rules(&engine, stored) else { continue };
+                    let Some(input) = view.input(stored) else { continue };
+                    match feed {
+                        Feed::Replay => engine.replay(&input),
+                        Feed::Process => fired.extend(engine.process(&input)),
+                    }
                 }
-            }
-            (engine, fired)
-        })
-        .await
-        .map_err(|e| ApiError::new(Code::Internal, format!("rule engine task failed: {e}")))?;
+                (engine, fired)
+            })
+            .await
+            .map_err(|e| ApiError::new(Code::Internal, format!("rule engine task failed: {e}")))?;
         engine = returned;
         firings.extend(fired);
     }
@@ -997,17 +1004,20 @@ async fn evaluate_tenant(
         let next_seq = last.seq + 1;
         evaluated += records.len() as u64;
         let count = records.len() as u64;
-        let (returned, firings) = tokio::task::spawn_blocking(move || {
-            let mut firings = Vec::new();
-            for stored in &records {
-                let Some(view) = view_for_rules(&engine.engine, stored) else { continue };
-                let Some(input) = view.input(stored) else { continue };
-                firings.extend(engine.engine.process(&input));
-            }
-            (engine, firings)
-        })
-        .await
-        .map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation task failed: {e}")))?;
+        let (returned, firings) = state
+            .alerting
+            .rule_thread
+            .run(move || {
+                let mut firings = Vec::new();
+                for stored in &records {
+                    let Some(view) = view_for_rules(&engine.engine, stored) else { continue };
+                    let Some(input) = view.input(stored) else { continue };
+                    firings.extend(engine.engine.process(&input));
+                }
+                (engine, firings)
+            })
+            .await
+            .map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation task failed: {e}")))?;
         engine = returned;
         engine.next_seq = next_seq;
         state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);

@@ -20,6 +20,7 @@ mod privacy;
 mod roles;
 mod routes;
 mod routes_alerts;
+mod rule_thread;
 mod sealed_alerts;
 mod smtp;
 mod sso;
