@@ -920,27 +920,35 @@ async fn feed_events(
         let records = state.store.records(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
-        let (returned, fired) = state
-            .alerting
-            .rule_thread
-            .run(move || {
-                let mut fired = Vec::new();
-                for stored in &records {
-                    let Some(view) = view_for_rules(&engine, stored) else { continue };
-                    let Some(input) = view.input(stored) else { continue };
-                    match feed {
-                        Feed::Replay => engine.replay(&input),
-                        Feed::Process => fired.extend(engine.process(&input)),
-                    }
-                }
-                (engine, fired)
-            })
-            .await
-            .map_err(|e| ApiError::new(Code::Internal, format!("rule engine task failed: {e}")))?;
+        let (returned, fired) = feed_records(state, engine, records, feed).await?;
         engine = returned;
         firings.extend(fired);
     }
     Ok((engine, firings))
+}
+
+/// Gives `records` to `engine` in seq order on the rule thread; records rules must not see,
+/// or that cannot be opened, are skipped (logged).
+async fn feed_records(
+    state: &AppState,
+    mut engine: Engine,
+    records: Vec<StoredEvent>,
+    feed: Feed,
+) -> Result<(Engine, Vec<Firing>), ApiError> {
+    let work = move || {
+        let mut fired = Vec::new();
+        for stored in &records {
+            let Some(view) = view_for_rules(&engine, stored) else { continue };
+            let Some(input) = view.input(stored) else { continue };
+            match feed {
+                Feed::Replay => engine.replay(&input),
+                Feed::Process => fired.extend(engine.process(&input)),
+            }
+        }
+        (engine, fired)
+    };
+    let evaluated = state.alerting.rule_thread.run(work).await;
+    evaluated.map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation failed: {e}")))
 }
 
 /// One pass over every tenant this node runs: evaluate what was committed since the last one,
@@ -1004,21 +1012,8 @@ async fn evaluate_tenant(
         let next_seq = last.seq + 1;
         evaluated += records.len() as u64;
         let count = records.len() as u64;
-        let (returned, firings) = state
-            .alerting
-            .rule_thread
-            .run(move || {
-                let mut firings = Vec::new();
-                for stored in &records {
-                    let Some(view) = view_for_rules(&engine.engine, stored) else { continue };
-                    let Some(input) = view.input(stored) else { continue };
-                    firings.extend(engine.engine.process(&input));
-                }
-                (engine, firings)
-            })
-            .await
-            .map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation task failed: {e}")))?;
-        engine = returned;
+        let (returned, firings) = feed_records(state, engine.engine, records, Feed::Process).await?;
+        engine.engine = returned;
         engine.next_seq = next_seq;
         state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);
         queue_firings(state, tenant, &mut engine, firings)?;
