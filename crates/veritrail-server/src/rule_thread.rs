@@ -3,8 +3,8 @@
 //!
 //! Issue 7 asks the engine to run "in its own task, never slowing ingest". Evaluation is CPU
 //! work on every committed event; on the shared blocking pool it competed as an equal with the
-//! ledger writer, the indexer and the request threads, and under full ingest load every slice
-//! it took delayed a group commit. Here it runs on a thread with a higher nice value (Linux
+//! ledger writer, the indexer and the request threads, so under full ingest load a slice it
+//! took could hold back a group commit. Here it runs on a thread with a higher nice value (Linux
 //! keeps nice per thread): when the cores are busy the ingest path goes first and the engine
 //! takes what is left — at nice 5 about a seventh of a core shared with two busy threads, well
 //! above the ~0.1 core the default pack needs at 50,000 events/s — and when they are not, it
@@ -15,7 +15,8 @@ use std::sync::{Mutex, mpsc};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The evaluation thread's nice value (0 is the ingest path's).
+/// How far the evaluation thread's nice value is raised above the process's (the ingest
+/// path's).
 pub(crate) const RULE_THREAD_NICE: i32 = 5;
 
 /// Runs work on the rule engine's thread, started at first use and ended when this is dropped.
