@@ -440,7 +440,12 @@ impl SqliteStore {
 /// behind on the disk; a page rewritten by many commits (the tail of `records`, the frontier's
 /// nodes) is copied once per pass. At 250 ms the single-event ack p99 at 1,000 events/s was
 /// 4–7 ms, at 2 s 2.4–3.1 ms (same runs, BENCHMARKS.md), and bulk ingest wrote 20 % fewer
-/// bytes per event. The WAL then holds up to ~2 s of commits (~120 MB at full ingest).
+/// bytes per event. The database file is then at most ~2 s behind the WAL; the WAL file itself
+/// does not wrap while ingest is sustained (the checkpoint never catches up with a writer that
+/// commits every few tens of ms, so SQLite cannot restart the log): it grows while the load
+/// lasts, ~1.9 kB per event (600–750 MB after 400,000 events, BENCHMARKS.md). Forcing a
+/// `RESTART` checkpoint past 256 MB stopped the growth but gained no ingest speed (46.3k and
+/// 46.8k against 47.9k and 47.7k events/s, 2026-11-24) and stalled the writer: not done.
 const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Copies the ledger's WAL into the database file every [`WAL_CHECKPOINT_INTERVAL`], off the
