@@ -92,6 +92,14 @@ impl PgAlertStore {
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
         self.inner.pool.get().await.map_err(pool_error)
     }
+
+    /// Runs one statement (prepared once per connection) on a pooled connection: whether it
+    /// changed exactly one row.
+    async fn execute_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+        Ok(client.execute(&statement, params).await.map_err(pg_error)? == 1)
+    }
 }
 
 fn count_u32(value: i64, what: &str) -> StoreResult<u32> {
@@ -754,14 +762,9 @@ impl AlertStore for PgAlertStore {
 
     fn delete_webhook(&self, tenant: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
+        // Its deliveries go with it (ON DELETE CASCADE).
         Box::pin(async move {
-            let client = self.client().await?;
-            // Its deliveries go with it (ON DELETE CASCADE).
-            let deleted = client
-                .execute("DELETE FROM webhooks WHERE tenant = $1 AND id = $2", &[&tenant, &id])
-                .await
-                .map_err(pg_error)?;
-            Ok(deleted == 1)
+            self.execute_one("DELETE FROM webhooks WHERE tenant = $1 AND id = $2", &[&tenant, &id]).await
         })
     }
 
@@ -912,18 +915,11 @@ impl AlertStore for PgAlertStore {
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         Box::pin(async move {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached(
-                    "UPDATE alerts SET group_key = $3, summary = $4, status_note = $5 WHERE tenant = $1 AND id = $2",
-                )
-                .await
-                .map_err(pg_error)?;
-            let changed = client
-                .execute(&statement, &[&tenant, &id, &group_key, &summary, &status_note])
-                .await
-                .map_err(pg_error)?;
-            Ok(changed == 1)
+            self.execute_one(
+                "UPDATE alerts SET group_key = $3, summary = $4, status_note = $5 WHERE tenant = $1 AND id = $2",
+                &[&tenant, &id, &group_key, &summary, &status_note],
+            )
+            .await
         })
     }
 
@@ -936,16 +932,11 @@ impl AlertStore for PgAlertStore {
     ) -> BoxFuture<'_, StoreResult<bool>> {
         let (tenant, endpoint_id, message_id) = (tenant.to_string(), endpoint_id.to_string(), message_id.to_string());
         Box::pin(async move {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached(
-                    "UPDATE deliveries SET payload = $4 WHERE tenant = $1 AND endpoint_id = $2 AND message_id = $3",
-                )
-                .await
-                .map_err(pg_error)?;
-            let changed =
-                client.execute(&statement, &[&tenant, &endpoint_id, &message_id, &payload]).await.map_err(pg_error)?;
-            Ok(changed == 1)
+            self.execute_one(
+                "UPDATE deliveries SET payload = $4 WHERE tenant = $1 AND endpoint_id = $2 AND message_id = $3",
+                &[&tenant, &endpoint_id, &message_id, &payload],
+            )
+            .await
         })
     }
 
