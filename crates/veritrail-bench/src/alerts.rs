@@ -6,18 +6,28 @@
 //! is loaded, a probe thread sends a `bench.probe` event every 100 ms and waits for the webhook
 //! of the alert citing it at a local receiver: the alert latency under full ingest load, from the
 //! probe's ack to the signed webhook arriving (every alert of the load is delivered there too).
+//!
+//! Each round's server is the release binary as an operator runs it, `veritrail serve`, in a
+//! process of its own (as in `bench postgres`). Servers used to run one after another inside
+//! the benchmark's process, and then a round inherited the allocator's state from the rounds
+//! before it: whether the memory freed by the previous server had been handed back to the OS
+//! during the pause before the load depended on what ran in that pause (the engine's polling
+//! did; an idle engine-off server did not), so engine-on rounds paid ~2 CPU-µs per event more
+//! in page faults (zeroing of transparent huge pages) for memory the engine-off rounds reused.
+//! A process per round starts both modes from the same state.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use veritrail_server::{AlertingConfig, ServerConfig};
 use veritrail_test_support::webhook::WebhookReceiver;
 
-use crate::stats::{CpuSnapshot, median, min_max, percentile};
-use crate::vt::{self, VtServer, agent};
+use crate::backend::{Node, veritrail_binary};
+use crate::stats::{CpuSnapshot, median, min_max, percentile, process_cpu, process_minor_faults, process_peak_rss_mb};
+use crate::vt::{self, agent};
 
 /// Batches of the unmeasured warm-up round of each mode.
 const WARM_UP_BATCHES: usize = 20;
@@ -34,26 +44,32 @@ struct Round {
     /// Alerts stored within 0.25 s and 1 s of their trigger's receipt (server histogram).
     within_quarter: f64,
     within_second: f64,
-    /// CPU-µs of the whole process (server, clients, webhook receiver) per event, from the
-    /// start of the load until everything is indexed (and, engine on, evaluated).
-    cpu_per_event: f64,
+    /// CPU-µs per event of the server process, from the start of the load until everything is
+    /// indexed (and, engine on, evaluated).
+    server_cpu_per_event: f64,
+    /// CPU-µs per event of the benchmark's process meanwhile (ingest clients, probe, webhook
+    /// receiver).
+    bench_cpu_per_event: f64,
+    /// Minor page faults of the server per event over the same stretch, and its peak resident
+    /// memory (MB) at the end.
+    server_faults_per_event: f64,
+    server_peak_rss_mb: f64,
     /// Cores other processes kept busy meanwhile (the machine is shared).
     others: f64,
 }
 
 /// Runs the benchmark and prints its table.
-pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_dir: &std::path::Path) -> Result<()> {
+pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_dir: &Path) -> Result<()> {
+    let binary = veritrail_binary()?;
     println!("\n== alerts: {events} events per round, {rounds} interleaved rounds, engine on (default pack) vs off ==");
     let mut on = Vec::new();
     let mut off = Vec::new();
     let mut latencies = Vec::new();
-    // One short unmeasured round of each mode first: the process's first round pays for
-    // memory the allocator takes from the OS for the first time (page faults and zeroing, a
-    // few CPU-µs per event), which would be charged to whichever mode went first.
+    // One short unmeasured round of each mode first (the binary and the file system warm up).
     let warm_bodies = &bodies[..bodies.len().min(WARM_UP_BATCHES)];
     let warm_events = events * warm_bodies.len() as u64 / bodies.len().max(1) as u64;
     for enabled in [true, false] {
-        let (result, _) = round_of(enabled, warm_bodies, warm_events, clients, work_dir)?;
+        let (result, _) = round_of(&binary, enabled, warm_bodies, warm_events, clients, work_dir)?;
         println!(
             "warm-up, engine {} (not counted): {} events, acked {:.0} events/s",
             if enabled { "on " } else { "off" },
@@ -65,13 +81,16 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
         // Alternate which mode goes first, so that warm caches and disk state favour neither.
         let order = if round % 2 == 0 { [true, false] } else { [false, true] };
         for enabled in order {
-            let (result, samples) = round_of(enabled, bodies, events, clients, work_dir)?;
+            let (result, samples) = round_of(&binary, enabled, bodies, events, clients, work_dir)?;
             println!(
-                "round {} engine {}: acked {:.0} events/s, {:.1} CPU-µs per event (other processes: {:.2} cores){}",
+                "round {} engine {}: acked {:.0} events/s, server {:.1} CPU-µs per event ({:.3} page faults per event, peak {:.0} MB resident), benchmark {:.1} (other processes: {:.2} cores){}",
                 round + 1,
                 if enabled { "on " } else { "off" },
                 result.ack_rate,
-                result.cpu_per_event,
+                result.server_cpu_per_event,
+                result.server_faults_per_event,
+                result.server_peak_rss_mb,
+                result.bench_cpu_per_event,
                 result.others,
                 if enabled {
                     format!(
@@ -120,11 +139,11 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
         paired_min,
         paired_max
     );
-    let cpu = |rounds: &[Round]| rounds.iter().map(|r| r.cpu_per_event).collect::<Vec<_>>();
+    let cpu = |rounds: &[Round]| rounds.iter().map(|r| r.server_cpu_per_event).collect::<Vec<_>>();
     let (on_cpu, off_cpu) = (cpu(&on), cpu(&off));
     let ((on_cpu_min, on_cpu_max), (off_cpu_min, off_cpu_max)) = (min_max(&on_cpu), min_max(&off_cpu));
     println!(
-        "| CPU-µs per event, whole process until indexed and evaluated (median [range]) | {:.1} [{:.1}–{:.1}] | {:.1} [{:.1}–{:.1}] |",
+        "| CPU-µs per event, server process until indexed and evaluated (median [range]) | {:.1} [{:.1}–{:.1}] | {:.1} [{:.1}–{:.1}] |",
         median(&on_cpu),
         on_cpu_min,
         on_cpu_max,
@@ -133,8 +152,14 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
         off_cpu_max
     );
     println!(
-        "| CPU-µs per event the engine adds (difference of medians) | {:.1} | — |",
+        "| CPU-µs per event the engine adds to the server (difference of medians) | {:.1} | — |",
         median(&on_cpu) - median(&off_cpu)
+    );
+    let bench_cpu = |rounds: &[Round]| rounds.iter().map(|r| r.bench_cpu_per_event).collect::<Vec<_>>();
+    println!(
+        "| CPU-µs per event of the benchmark's process (clients, probe, webhook receiver; median) | {:.1} | {:.1} |",
+        median(&bench_cpu(&on)),
+        median(&bench_cpu(&off))
     );
     let others: Vec<f64> = on.iter().chain(&off).map(|r| r.others).collect();
     println!(
@@ -161,53 +186,55 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
     Ok(())
 }
 
-/// One round: a fresh server and data directory with the engine on or off, loaded with
-/// `bodies`.
+/// One round: a fresh `veritrail serve` process over a fresh data directory, with the engine on
+/// or off, loaded with `bodies`.
 fn round_of(
+    binary: &Path,
     enabled: bool,
     bodies: &[Vec<u8>],
     events: u64,
     clients: usize,
-    work_dir: &std::path::Path,
+    work_dir: &Path,
 ) -> Result<(Round, Vec<f64>)> {
     let dir = tempfile::Builder::new().prefix("veritrail-bench-alerts-").tempdir_in(work_dir)?;
-    let config = ServerConfig {
-        alerting: AlertingConfig { enabled, webhook_allow_private: true, ..AlertingConfig::default() },
-        ..ServerConfig::default()
-    };
-    let mut server = VtServer::start_with(dir.path(), config)?;
-    let key = server.create_tenant("bench")?;
-    let result = load(&server, &key, bodies, events, clients, enabled);
-    server.stop();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("veritrail.toml");
+    std::fs::write(&config, format!("alerting = {enabled}\nwebhook_allow_private = true\n"))?;
+    let mut node = Node::start_with(binary, &data_dir, None, Some(&config))?;
+    let (_, key) = vt::create_tenant_at(&node.base, "bench")?;
+    let result = load(&node, &key, bodies, events, clients, enabled);
+    node.stop();
     result
 }
 
 /// Ingests the load; with the engine on, probes alert latency meanwhile.
 fn load(
-    server: &VtServer,
+    node: &Node,
     key: &str,
     bodies: &[Vec<u8>],
     events: u64,
     clients: usize,
     enabled: bool,
 ) -> Result<(Round, Vec<f64>)> {
+    let base = node.base.as_str();
     let receiver = WebhookReceiver::start();
     if enabled {
-        create_probe_rule(&server.base, key)?;
-        post_json(&server.base, key, "/v1/webhooks", &json!({"url": receiver.url}))?;
+        create_probe_rule(base, key)?;
+        post_json(base, key, "/v1/webhooks", &json!({"url": receiver.url}))?;
     }
-    // Both modes wait alike before the load: an idle pause in one mode only would let the
-    // allocator hand memory back to the OS there and be paid for again in that mode's round.
-    let never_evaluated = settled_gap(server)?;
+    // Both modes wait alike before the load.
+    let never_evaluated = settled_gap(base)?;
     let loading = AtomicBool::new(true);
     let cpu_before = CpuSnapshot::take(None);
+    let server_before = process_cpu(node.pid());
+    let faults_before = process_minor_faults(node.pid());
     let started = Instant::now();
     let (run, samples) = std::thread::scope(|scope| {
         let probe = enabled.then(|| {
             let (loading, receiver) = (&loading, &receiver);
-            scope.spawn(move || probe(&server.base, key, receiver, loading))
+            scope.spawn(move || probe(base, key, receiver, loading))
         });
-        let run = vt::ingest(&server.base, key, bodies, clients);
+        let run = vt::ingest(base, key, bodies, clients);
         loading.store(false, Ordering::SeqCst);
         let samples = match probe {
             Some(handle) => handle.join().unwrap_or_else(|_| Err(anyhow!("probe thread panicked"))),
@@ -223,8 +250,8 @@ fn load(
     if enabled {
         let caught_up = Instant::now();
         loop {
-            let appended = server.metric("veritrail_events_ingested_total")?;
-            let evaluated = server.metric("veritrail_rule_events_evaluated_total")?;
+            let appended = vt::metric_at(base, "veritrail_events_ingested_total")?;
+            let evaluated = vt::metric_at(base, "veritrail_rule_events_evaluated_total")?;
             if evaluated >= appended - never_evaluated {
                 break;
             }
@@ -234,23 +261,40 @@ fn load(
             std::thread::sleep(Duration::from_millis(10));
         }
         engine_tail = caught_up.elapsed().as_secs_f64();
-        alerts = server.metric("veritrail_alerts_raised_total")?;
+        alerts = vt::metric_at(base, "veritrail_alerts_raised_total")?;
     }
-    server.wait_indexed(Duration::from_secs(600))?;
+    vt::wait_indexed_at(base, Duration::from_secs(600))?;
+    let server = process_cpu(node.pid()) - server_before;
+    let faults = process_minor_faults(node.pid()) - faults_before;
+    let server_peak_rss_mb = process_peak_rss_mb(node.pid());
     let cpu_after = CpuSnapshot::take(None);
-    let process = cpu_after.process - cpu_before.process;
-    let cpu_per_event = process * 1e6 / events as f64;
+    let bench = cpu_after.process - cpu_before.process;
     let others =
-        (cpu_after.machine_busy - cpu_before.machine_busy - process).max(0.0) / started.elapsed().as_secs_f64();
+        (cpu_after.machine_busy - cpu_before.machine_busy - server - bench).max(0.0) / started.elapsed().as_secs_f64();
     let (mut within_quarter, mut within_second) = (0.0, 0.0);
     if enabled && alerts > 0.0 {
-        let bucket = |le: &str| server.metric(&format!("veritrail_alert_latency_seconds_bucket{{le=\"{le}\"}}"));
-        let count = server.metric("veritrail_alert_latency_seconds_count")?.max(1.0);
+        let bucket = |le: &str| vt::metric_at(base, &format!("veritrail_alert_latency_seconds_bucket{{le=\"{le}\"}}"));
+        let count = vt::metric_at(base, "veritrail_alert_latency_seconds_count")?.max(1.0);
         within_quarter = bucket("0.25")? / count;
         within_second = bucket("1")? / count;
     }
     let ack_rate = events as f64 / acked.as_secs_f64();
-    Ok((Round { ack_rate, engine_tail, alerts, within_quarter, within_second, cpu_per_event, others }, samples))
+    let per_event = |seconds: f64| seconds * 1e6 / events as f64;
+    Ok((
+        Round {
+            ack_rate,
+            engine_tail,
+            alerts,
+            within_quarter,
+            within_second,
+            server_cpu_per_event: per_event(server),
+            bench_cpu_per_event: per_event(bench),
+            server_faults_per_event: faults / events as f64,
+            server_peak_rss_mb,
+            others,
+        },
+        samples,
+    ))
 }
 
 /// Events the engine will never evaluate: those a ledger held before the engine first looked at
@@ -258,10 +302,10 @@ fn load(
 /// `audit.log.initialized`). Read once ingested − evaluated has stayed the same for longer than
 /// the engine's full-pass interval (1 s). With the engine off nothing is evaluated and the gap
 /// settles at the first look, after an idle pause of 1.5 s (engine on: usually 3 s).
-fn settled_gap(server: &VtServer) -> Result<f64> {
+fn settled_gap(base: &str) -> Result<f64> {
     let gap = || -> Result<f64> {
-        Ok(server.metric("veritrail_events_ingested_total")?
-            - server.metric("veritrail_rule_events_evaluated_total")?)
+        Ok(vt::metric_at(base, "veritrail_events_ingested_total")?
+            - vt::metric_at(base, "veritrail_rule_events_evaluated_total")?)
     };
     let mut last = gap()?;
     for _ in 0..20 {

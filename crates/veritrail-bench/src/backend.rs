@@ -38,16 +38,26 @@ const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const RECORDS_PAGE: usize = 10_000;
 
 /// One `veritrail serve` child process.
-struct Node {
+pub(crate) struct Node {
     child: Child,
     /// `http://127.0.0.1:<port>`.
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Node {
     /// Starts `binary serve` on a free loopback port, on the embedded store in `data_dir` or on
     /// the database at `database_url`, and waits until it answers `/healthz`.
     fn start(binary: &Path, data_dir: &Path, database_url: Option<&str>) -> Result<Node> {
+        Node::start_with(binary, data_dir, database_url, None)
+    }
+
+    /// [`Node::start`] with a configuration file (`--config`).
+    pub(crate) fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        database_url: Option<&str>,
+        config: Option<&Path>,
+    ) -> Result<Node> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = Command::new(binary);
         command
@@ -63,6 +73,9 @@ impl Node {
             .stderr(Stdio::inherit());
         if let Some(url) = database_url {
             command.args(["--database-url", url]).env("VERITRAIL_MASTER_KEY", MASTER_KEY);
+        }
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
         }
         let child = command.spawn().with_context(|| format!("cannot run {}", binary.display()))?;
         let mut node = Node { child, base: format!("http://127.0.0.1:{port}") };
@@ -84,12 +97,12 @@ impl Node {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM (the server commits and closes), then waits; SIGKILL after 60 s.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
@@ -414,7 +427,7 @@ impl ActivitySampler {
 /// The `veritrail` release binary next to this one, built first (`cargo build --release
 /// --package veritrail`, a no-op when it is up to date) so that it is the code of this tree.
 /// `VERITRAIL_BENCH_BINARY` names another binary instead.
-fn veritrail_binary() -> Result<PathBuf> {
+pub(crate) fn veritrail_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("VERITRAIL_BENCH_BINARY") {
         return Ok(PathBuf::from(path));
     }

@@ -76,6 +76,27 @@ pub fn process_cpu(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Minor page faults of process `pid` so far (0 once it is gone).
+pub fn process_minor_faults(pid: u32) -> f64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Field 10 (minflt), after the parenthesised command name: index 7 from field 3.
+    text.rfind(')')
+        .and_then(|close| text.get(close + 2..))
+        .and_then(|rest| rest.split_whitespace().nth(7))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Peak resident memory of process `pid` in MB (`VmHWM`; 0 once it is gone).
+pub fn process_peak_rss_mb(pid: u32) -> f64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0.0 };
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// A snapshot of CPU time: this process (total and per live thread name), a PostgreSQL cluster
 /// (postmaster with reaped children plus live children) and the whole machine.
 #[derive(Debug, Clone, Default)]

@@ -109,16 +109,7 @@ impl VtServer {
     /// Waits until every committed event is visible to queries (`veritrail_index_lag_events 0`);
     /// returns how long that took.
     pub fn wait_indexed(&self, limit: Duration) -> Result<Duration> {
-        let started = Instant::now();
-        loop {
-            if self.metric("veritrail_index_lag_events")? <= 0.0 {
-                return Ok(started.elapsed());
-            }
-            if started.elapsed() > limit {
-                bail!("index still lagging after {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_indexed_at(&self.base, limit)
     }
 
     /// Stops the server (it commits and closes the store) and waits for it.
@@ -133,6 +124,20 @@ impl VtServer {
 impl Drop for VtServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// [`VtServer::wait_indexed`] for the server at `base`.
+pub fn wait_indexed_at(base: &str, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if metric_at(base, "veritrail_index_lag_events")? <= 0.0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("index still lagging after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
