@@ -26,7 +26,10 @@ use serde_json::{Value, json};
 use veritrail_test_support::webhook::WebhookReceiver;
 
 use crate::backend::{Node, veritrail_binary};
-use crate::stats::{CpuSnapshot, median, min_max, percentile, process_cpu, process_minor_faults, process_peak_rss_mb};
+use crate::stats::{
+    CpuSnapshot, median, min_max, percentile, process_cpu, process_minor_faults, process_peak_rss_mb,
+    process_write_bytes,
+};
 use crate::vt::{self, agent};
 
 /// Batches of the unmeasured warm-up round of each mode.
@@ -54,6 +57,9 @@ struct Round {
     /// memory (MB) at the end.
     server_faults_per_event: f64,
     server_peak_rss_mb: f64,
+    /// Ledger group commits per 1,000 events, and bytes the server wrote to storage per event.
+    commits_per_thousand: f64,
+    written_per_event: f64,
     /// Cores other processes kept busy meanwhile (the machine is shared).
     others: f64,
 }
@@ -83,13 +89,15 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
         for enabled in order {
             let (result, samples) = round_of(&binary, enabled, bodies, events, clients, work_dir)?;
             println!(
-                "round {} engine {}: acked {:.0} events/s, server {:.1} CPU-µs per event ({:.3} page faults per event, peak {:.0} MB resident), benchmark {:.1} (other processes: {:.2} cores){}",
+                "round {} engine {}: acked {:.0} events/s, server {:.1} CPU-µs per event ({:.3} page faults per event, peak {:.0} MB resident, {:.1} group commits per 1,000 events, {:.0} bytes written per event), benchmark {:.1} (other processes: {:.2} cores){}",
                 round + 1,
                 if enabled { "on " } else { "off" },
                 result.ack_rate,
                 result.server_cpu_per_event,
                 result.server_faults_per_event,
                 result.server_peak_rss_mb,
+                result.commits_per_thousand,
+                result.written_per_event,
                 result.bench_cpu_per_event,
                 result.others,
                 if enabled {
@@ -228,6 +236,8 @@ fn load(
     let cpu_before = CpuSnapshot::take(None);
     let server_before = process_cpu(node.pid());
     let faults_before = process_minor_faults(node.pid());
+    let written_before = process_write_bytes(node.pid());
+    let commits_before = vt::metric_at(base, "veritrail_commits_total")?;
     let started = Instant::now();
     let (run, samples) = std::thread::scope(|scope| {
         let probe = enabled.then(|| {
@@ -267,6 +277,8 @@ fn load(
     let server = process_cpu(node.pid()) - server_before;
     let faults = process_minor_faults(node.pid()) - faults_before;
     let server_peak_rss_mb = process_peak_rss_mb(node.pid());
+    let written = process_write_bytes(node.pid()) - written_before;
+    let commits = vt::metric_at(base, "veritrail_commits_total")? - commits_before;
     let cpu_after = CpuSnapshot::take(None);
     let bench = cpu_after.process - cpu_before.process;
     let others =
@@ -291,6 +303,8 @@ fn load(
             bench_cpu_per_event: per_event(bench),
             server_faults_per_event: faults / events as f64,
             server_peak_rss_mb,
+            commits_per_thousand: commits * 1000.0 / events as f64,
+            written_per_event: written / events as f64,
             others,
         },
         samples,

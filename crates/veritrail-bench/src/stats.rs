@@ -76,6 +76,11 @@ pub fn process_cpu(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Bytes process `pid` caused to be written to storage so far (0 once it is gone).
+pub fn process_write_bytes(pid: u32) -> f64 {
+    write_bytes(&pid.to_string())
+}
+
 /// Minor page faults of process `pid` so far (0 once it is gone).
 pub fn process_minor_faults(pid: u32) -> f64 {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };

@@ -180,11 +180,21 @@ pub struct OpenOptions {
     /// default) means about 48 MiB. Tests set it small to exercise eviction.
     #[doc(hidden)]
     pub recent_records_bytes: usize,
+    /// Size of the ledger's WAL past which it is restarted; 0 (the default) means
+    /// [`WAL_RESTART_BYTES`]. Tests set it small.
+    #[doc(hidden)]
+    pub wal_restart_bytes: u64,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { merkle_tree: true, encrypt_personal: true, master_keys: None, recent_records_bytes: 0 }
+        OpenOptions {
+            merkle_tree: true,
+            encrypt_personal: true,
+            master_keys: None,
+            recent_records_bytes: 0,
+            wal_restart_bytes: 0,
+        }
     }
 }
 
@@ -271,9 +281,13 @@ impl SqliteStore {
         let checkpoint_conn = Connection::open(&ledger_path).map_err(sql_error)?;
         schema::configure(&checkpoint_conn, true, schema::Checkpointing::Background).map_err(sql_error)?;
         let checkpoint_shared = shared.clone();
+        let restart_bytes = match options.wal_restart_bytes {
+            0 => WAL_RESTART_BYTES,
+            bytes => i64::try_from(bytes).unwrap_or(i64::MAX),
+        };
         std::thread::Builder::new()
             .name("veritrail-checkpoint".into())
-            .spawn(move || run_wal_checkpoints(checkpoint_conn, checkpoint_shared))
+            .spawn(move || run_wal_checkpoints(checkpoint_conn, checkpoint_shared, restart_bytes))
             .map_err(|e| StoreError::Backend(format!("cannot start checkpoint thread: {e}")))?;
         let indexer_thread = std::thread::Builder::new()
             .name("veritrail-indexer".into())
@@ -440,17 +454,31 @@ impl SqliteStore {
 /// behind on the disk; a page rewritten by many commits (the tail of `records`, the frontier's
 /// nodes) is copied once per pass. At 250 ms the single-event ack p99 at 1,000 events/s was
 /// 4–7 ms, at 2 s 2.4–3.1 ms (same runs, BENCHMARKS.md), and bulk ingest wrote 20 % fewer
-/// bytes per event. The database file is then at most ~2 s behind the WAL; the WAL file itself
-/// does not wrap while ingest is sustained (the checkpoint never catches up with a writer that
-/// commits every few tens of ms, so SQLite cannot restart the log): it grows while the load
-/// lasts, ~1.9 kB per event (600–750 MB after 400,000 events, BENCHMARKS.md). Forcing a
-/// `RESTART` checkpoint past 256 MB stopped the growth but gained no ingest speed (46.3k and
-/// 46.8k against 47.9k and 47.7k events/s, 2026-11-24) and stalled the writer: not done.
+/// bytes per event. The database file is then at most ~2 s behind the WAL.
 const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Past this size a pass ends the WAL's growth. A PASSIVE checkpoint never catches up with a
+/// writer that commits every few tens of ms, so under sustained ingest SQLite never restarts
+/// the log and the WAL grew for as long as the load lasted (~1.9 kB per event: 16 GB in a
+/// 10-million-event load), every frame written into fresh file space. Past the limit the pass
+/// that has just copied the WAL runs a `RESTART` checkpoint: it copies only the frames
+/// committed during the pass, with the writer waiting (tens of ms), and the next commit writes
+/// the WAL from its start again. (A `RESTART` alone, without the PASSIVE pass before it, made the
+/// writer wait while it copied everything: tried and dropped in the eleventh session.)
+const WAL_RESTART_BYTES: i64 = 512 << 20;
+
+/// How long the `RESTART` checkpoint waits for the writer and for readers still in the WAL
+/// before it gives up until the next pass.
+const WAL_RESTART_WAIT: Duration = Duration::from_millis(200);
+
 /// Copies the ledger's WAL into the database file every [`WAL_CHECKPOINT_INTERVAL`], off the
-/// writer's commit path (PASSIVE: never waits for the writer or readers).
-fn run_wal_checkpoints(conn: Connection, shared: Arc<Shared>) {
+/// writer's commit path (PASSIVE: never waits for the writer or readers); restarts the WAL
+/// once it is past `restart_bytes` ([`WAL_RESTART_BYTES`] by default).
+fn run_wal_checkpoints(conn: Connection, shared: Arc<Shared>, restart_bytes: i64) {
+    let frame_bytes = conn.query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0)).unwrap_or(4096) + 24;
+    if let Err(error) = conn.busy_timeout(WAL_RESTART_WAIT) {
+        tracing::warn!(%error, "cannot set the checkpoint connection's busy timeout");
+    }
     let mut last = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(250));
@@ -458,8 +486,19 @@ fn run_wal_checkpoints(conn: Connection, shared: Arc<Shared>) {
             continue;
         }
         last = std::time::Instant::now();
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "ledger wal checkpoint failed");
+        // Columns: busy, frames in the WAL, frames copied.
+        let frames = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
+            Ok(frames) => frames,
+            Err(error) => {
+                tracing::warn!(%error, "ledger wal checkpoint failed");
+                continue;
+            }
+        };
+        // A busy answer (the writer or a reader stayed past the wait) leaves it to the next pass.
+        if frames.saturating_mul(frame_bytes) > restart_bytes
+            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        {
+            tracing::warn!(%error, "ledger wal restart failed");
         }
     }
 }

@@ -6,6 +6,7 @@
 mod access;
 mod durability;
 mod recent;
+mod wal;
 
 use veritrail_store_sqlite::SqliteStore;
 
