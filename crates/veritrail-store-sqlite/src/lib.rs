@@ -461,15 +461,25 @@ const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 /// writer that commits every few tens of ms, so under sustained ingest SQLite never restarts
 /// the log and the WAL grew for as long as the load lasted (~1.9 kB per event: 16 GB in a
 /// 10-million-event load), every frame written into fresh file space. Past the limit the pass
-/// that has just copied the WAL runs a `RESTART` checkpoint: it copies only the frames
-/// committed during the pass, with the writer waiting (tens of ms), and the next commit writes
-/// the WAL from its start again. (A `RESTART` alone, without the PASSIVE pass before it, made the
-/// writer wait while it copied everything: tried and dropped in the eleventh session.)
+/// that has just copied the WAL catches up ([`WAL_RESTART_CATCH_UPS`]) and runs a `RESTART`
+/// checkpoint: it copies only the frames committed since, with the writer waiting, and the next
+/// commit writes the WAL from its start again. (The eleventh session's attempt, a `RESTART`
+/// once the WAL passed 256 MB, stalled the writer and showed no gain in `bench ingest`, whose
+/// rounds of ~130,000 events never reach this size; `bench alerts`' million-event rounds do,
+/// BENCHMARKS.md.)
 const WAL_RESTART_BYTES: i64 = 512 << 20;
 
 /// How long the `RESTART` checkpoint waits for the writer and for readers still in the WAL
 /// before it gives up until the next pass.
-const WAL_RESTART_WAIT: Duration = Duration::from_millis(200);
+const WAL_RESTART_WAIT: Duration = Duration::from_millis(100);
+
+/// Before a `RESTART`, PASSIVE passes follow one another (at most this many) until one had at
+/// most [`WAL_RESTART_TAIL_BYTES`] to copy: the `RESTART` then copies about as little while the
+/// writer waits. With one PASSIVE pass before it, the `RESTART` copied and synced what the
+/// writer committed during that pass's `fsync` (~0.5 s of ingest), and an alert's webhook under
+/// full load arrived ~200 ms later at p99.
+const WAL_RESTART_CATCH_UPS: usize = 4;
+const WAL_RESTART_TAIL_BYTES: i64 = 16 << 20;
 
 /// Copies the ledger's WAL into the database file every [`WAL_CHECKPOINT_INTERVAL`], off the
 /// writer's commit path (PASSIVE: never waits for the writer or readers); restarts the WAL
@@ -486,18 +496,41 @@ fn run_wal_checkpoints(conn: Connection, shared: Arc<Shared>, restart_bytes: i64
             continue;
         }
         last = std::time::Instant::now();
-        // Columns: busy, frames in the WAL, frames copied.
-        let frames = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
-            Ok(frames) => frames,
+        let passive = || {
+            // Columns: busy, frames in the WAL, frames copied (up to the WAL's end at the start).
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })
+        };
+        let (frames, mut copied) = match passive() {
+            Ok(counts) => counts,
             Err(error) => {
                 tracing::warn!(%error, "ledger wal checkpoint failed");
                 continue;
             }
         };
+        if frames.saturating_mul(frame_bytes) <= restart_bytes {
+            continue;
+        }
+        // The writer waits while RESTART copies what is left: first catch up with PASSIVE passes
+        // (each copies what was committed during the one before, the last of them little).
+        for _ in 0..WAL_RESTART_CATCH_UPS {
+            match passive() {
+                Ok((frames, now_copied)) => {
+                    let fresh = frames.saturating_sub(copied);
+                    copied = now_copied;
+                    if fresh.saturating_mul(frame_bytes) <= WAL_RESTART_TAIL_BYTES {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "ledger wal checkpoint failed");
+                    break;
+                }
+            }
+        }
         // A busy answer (the writer or a reader stayed past the wait) leaves it to the next pass.
-        if frames.saturating_mul(frame_bytes) > restart_bytes
-            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-        {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
             tracing::warn!(%error, "ledger wal restart failed");
         }
     }
