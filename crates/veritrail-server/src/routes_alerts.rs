@@ -254,12 +254,15 @@ async fn change_status(
         let Some(changed) = changed else { continue }; // changed meanwhile: look again
         state.alerting.deliveries.notify_one();
         let action = format!("audit.{}", event_type);
+        // The note is an operator's free text and may name a data subject: like an alert's group
+        // key and summary it stays out of the ledger, whose records an erasure cannot change; the
+        // alert keeps it (sealed, redacted by an erasure). The ledger records that one was given.
         let metadata = json!({
             "alert_id": id,
             "rule": changed.rule_id,
             "previous_status": current.status.as_str(),
             "status": to.as_str(),
-            "note": note,
+            "with_note": note.is_some(),
         });
         audit::record(&state, &key.tenant, &action, key.actor_json(), metadata, &request).await?;
         return Ok(Json(alerting::alert_json(&changed)));
