@@ -41,14 +41,20 @@ pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// The command name and the fields after it (`fields[0]` is field 3, the state) of the text of a
+/// `/proc/.../stat` file.
+fn stat_fields(text: &str) -> Option<(&str, Vec<&str>)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    Some((text.get(open + 1..close)?, text.get(close + 2..)?.split_whitespace().collect()))
+}
+
 /// `utime + stime` (seconds) from the text of a `/proc/.../stat` file, plus `cutime + cstime`
 /// when `children` is set.
 fn stat_cpu(text: &str, children: bool) -> Option<(String, f64, u32)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let fields: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
-    // fields[0] is field 3 (state); utime is field 14 → index 11.
+    let (comm, fields) = stat_fields(text)?;
+    let comm = comm.to_string();
+    // utime is field 14 → index 11.
     let num = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let ppid = fields.get(1).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
     let mut ticks = num(11) + num(12);
@@ -84,12 +90,8 @@ pub fn process_write_bytes(pid: u32) -> f64 {
 /// Minor page faults of process `pid` so far (0 once it is gone).
 pub fn process_minor_faults(pid: u32) -> f64 {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Field 10 (minflt), after the parenthesised command name: index 7 from field 3.
-    text.rfind(')')
-        .and_then(|close| text.get(close + 2..))
-        .and_then(|rest| rest.split_whitespace().nth(7))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    // minflt is field 10 → index 7.
+    stat_fields(&text).and_then(|(_, fields)| fields.get(7)?.parse().ok()).unwrap_or(0.0)
 }
 
 /// Peak resident memory of process `pid` in MB (`VmHWM`; 0 once it is gone).
