@@ -61,6 +61,13 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP veritrail_index_rebuilding 1 while the query index is rebuilt from the ledger.");
     let _ = writeln!(out, "# TYPE veritrail_index_rebuilding gauge");
     let _ = writeln!(out, "veritrail_index_rebuilding {}", u8::from(stats.index.rebuilding));
+    let _ = writeln!(
+        out,
+        "# HELP veritrail_ledger_records_read_total Sealed records read in seq order (the rule engine following the ledger, the ledger API), by where they came from: the store's memory of its last commits, or storage."
+    );
+    let _ = writeln!(out, "# TYPE veritrail_ledger_records_read_total counter");
+    let _ = writeln!(out, "veritrail_ledger_records_read_total{{source=\"memory\"}} {}", stats.records_from_memory);
+    let _ = writeln!(out, "veritrail_ledger_records_read_total{{source=\"storage\"}} {}", stats.records_from_storage);
     let counter = |value: &std::sync::atomic::AtomicU64| value.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(out, "# HELP veritrail_checkpoints_signed_total Ledger checkpoints signed since start.");
     let _ = writeln!(out, "# TYPE veritrail_checkpoints_signed_total counter");

@@ -674,7 +674,9 @@ impl Store for PgStore {
         Box::pin(async move {
             let no = self.tenant_no(&tenant).await?;
             let client = self.client().await?;
-            reader::records(&**client, &self.read_ctx(&tenant, no), from, limit).await
+            let records = reader::records(&**client, &self.read_ctx(&tenant, no), from, limit).await?;
+            self.inner.stats.records_read.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(records)
         })
     }
 

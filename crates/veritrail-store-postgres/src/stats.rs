@@ -16,6 +16,8 @@ pub(crate) struct Stats {
     pub(crate) queue_depth: AtomicU64,
     latency_counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
+    /// Records `Store::records` answered (always from the database).
+    pub(crate) records_read: AtomicU64,
 }
 
 impl Stats {
@@ -44,6 +46,8 @@ impl Stats {
             commit_latency_sum: self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
             // Indexed in the appending transaction: queries never lag.
             index: IndexStatus::default(),
+            records_from_memory: 0,
+            records_from_storage: self.records_read.load(Ordering::Relaxed),
         }
     }
 }

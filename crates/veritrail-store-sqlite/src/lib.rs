@@ -983,10 +983,14 @@ impl Store for SqliteStore {
         Box::pin(async move {
             // The live tail (what the rule engine follows) is served from the last commits.
             let no = self.tenant_no(&tenant).await?;
-            if let Some(records) = self.inner.shared.records.get(no, from, limit) {
+            let shared = &self.inner.shared;
+            if let Some(records) = shared.records.get(no, from, limit) {
+                shared.records_from_memory.fetch_add(records.len() as u64, Ordering::Relaxed);
                 return Ok(records);
             }
-            self.read_tenant(&tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await
+            let records = self.read_tenant(&tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await?;
+            shared.records_from_storage.fetch_add(records.len() as u64, Ordering::Relaxed);
+            Ok(records)
         })
     }
 
@@ -1264,6 +1268,8 @@ impl Store for SqliteStore {
                 lag_events: committed.saturating_sub(indexed),
                 rebuilding: shared.rebuilding.load(Ordering::SeqCst),
             },
+            records_from_memory: shared.records_from_memory.load(Ordering::Relaxed),
+            records_from_storage: shared.records_from_storage.load(Ordering::Relaxed),
         }
     }
 

@@ -23,6 +23,9 @@ pub(crate) struct Shared {
     pub(crate) committed_total: AtomicU64,
     pub(crate) indexed_total: AtomicU64,
     pub(crate) rebuilding: AtomicBool,
+    /// Records `Store::records` answered from [`RecentRecords`], and from SQLite.
+    pub(crate) records_from_memory: AtomicU64,
+    pub(crate) records_from_storage: AtomicU64,
     pub(crate) writer_stopped: AtomicBool,
     pub(crate) stopping: AtomicBool,
     dirty: Mutex<BTreeSet<i64>>,

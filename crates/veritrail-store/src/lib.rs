@@ -313,6 +313,12 @@ pub struct StoreStats {
     pub commit_latency_sum: f64,
     /// Index progress.
     pub index: IndexStatus,
+    /// Records [`Store::records`] answered since start from the store's memory of the last
+    /// commits, and from storage: a follower of the live ledger (the rule engine) that falls
+    /// behind that memory shows as reads from storage.
+    pub records_from_memory: u64,
+    /// See [`StoreStats::records_from_memory`].
+    pub records_from_storage: u64,
 }
 
 /// The persistence of Veritrail: tenants, keys, settings, ledgers and their query indexes.

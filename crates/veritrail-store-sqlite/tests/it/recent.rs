@@ -76,6 +76,15 @@ async fn served_equals_stored(recent_records_bytes: usize) {
         assert_eq!(all_records(&store, tenant, 7).await, whole);
         served.push(whole);
     }
+    // The metric says where the answers came from: all from memory when everything fits the
+    // budget, some from storage under eviction.
+    let stats = store.stats();
+    assert!(stats.records_from_memory > 0, "{stats:?}");
+    if recent_records_bytes == 0 {
+        assert_eq!(stats.records_from_storage, 0, "{stats:?}");
+    } else {
+        assert!(stats.records_from_storage > 0, "{stats:?}");
+    }
     store.shutdown().await.unwrap();
     drop(store);
 
@@ -85,6 +94,12 @@ async fn served_equals_stored(recent_records_bytes: usize) {
         assert_eq!(stored, served, "{tenant}: served from memory = read back from storage");
         assert!(stored.iter().filter(|r| r.personal.is_some()).count() == 60, "{tenant}: clear values read back");
     }
+    let stats = store.stats();
+    assert_eq!(
+        (stats.records_from_memory, stats.records_from_storage),
+        (0, 2 * 78),
+        "after a reopen, all from storage"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -330,6 +330,8 @@ fn operational_endpoints_answer() {
         "veritrail_commit_duration_seconds_bucket{le=\"0.001\"}",
         "veritrail_commit_duration_seconds_count",
         "veritrail_index_lag_events",
+        "veritrail_ledger_records_read_total{source=\"memory\"}",
+        "veritrail_ledger_records_read_total{source=\"storage\"}",
         "veritrail_http_requests_total{method=\"POST\",route=\"/v1/events\",status=\"200\"}",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
