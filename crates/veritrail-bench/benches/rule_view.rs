@@ -17,6 +17,11 @@ use veritrail_model::{
 
 const EVENTS: u64 = 50_000;
 const ROUNDS: usize = 7;
+thread_local! {
+    /// The key buffer of the view-cache phase (the server keeps one per rule thread).
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// One way of opening a sealed record with its personal data; returns something to keep.
 type Phase = dyn Fn(&[u8], &MemberLayout, Option<&veritrail_model::PersonalData>) -> usize;
 
@@ -77,7 +82,7 @@ fn run(label: &str, bulky: bool) {
         .map(|((sealed, layout), event)| (sealed, layout, (!event.personal.is_empty()).then_some(&event.personal)))
         .collect();
 
-    let phases: [(&str, &Phase); 7] = [
+    let phases: [(&str, &Phase); 8] = [
         ("SealedMembers::parse (member scan)", &|s, _, _| {
             SealedMembers::parse(s).map(|m| m.str("action").map_or(0, str::len)).unwrap_or(0)
         }),
@@ -111,6 +116,19 @@ fn run(label: &str, bulky: bool) {
                 let times = time("occurred_at").zip(time("received_at")).expect("sealed by this bench");
                 let view = members.open_paths(p, &SERVER_PATHS).expect("sealed by this bench");
                 view.as_object().map_or(0, |o| o.len()) + usize::from(times.0 <= times.1)
+            },
+        ),
+        (
+            "from_layout + plain_view_key of the same, both times parsed (a hit in the server's view cache)",
+            &|s, l, _| {
+                let members = SealedMembers::from_layout(s, l).expect("sealed by this bench");
+                let time = |member: &str| members.str(member).and_then(|text| text.parse::<jiff::Timestamp>().ok());
+                let times = time("occurred_at").zip(time("received_at")).expect("sealed by this bench");
+                let keyed = KEY.with_borrow_mut(|key| {
+                    let keyed = members.plain_view_key(&SERVER_PATHS, key).expect("sealed by this bench");
+                    key.len() + usize::from(keyed)
+                });
+                keyed + usize::from(times.0 <= times.1)
             },
         ),
         ("whole open (API view)", &|s, _, p| {

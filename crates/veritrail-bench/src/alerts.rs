@@ -37,9 +37,19 @@ use veritrail_test_support::webhook::WebhookReceiver;
 use crate::backend::{Node, veritrail_binary};
 use crate::stats::{
     CpuSnapshot, median, min_max, percentile, process_cpu, process_minor_faults, process_peak_rss_mb,
-    process_write_bytes,
+    process_write_bytes, threads_cpu,
 };
 use crate::vt::{self, agent};
+
+/// The server's long-lived threads, by name, whose CPU the rounds report apart: where the
+/// engine's cost lands (rule evaluation runs on its own thread; storing and sending alerts on
+/// the async runtime; the ledger events of alerts in the writer and indexer).
+const NAMED_THREADS: [(&str, &str); 4] = [
+    ("veritrail-rules", "rule evaluation"),
+    ("veritrail-write", "ledger writer"),
+    ("veritrail-index", "indexer"),
+    ("veritrail-check", "checkpointer"),
+];
 
 /// How often the probe sends a triggering event.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
@@ -53,6 +63,8 @@ struct Round {
     /// Records the engine read back from storage, having fallen behind the store's memory of
     /// its last commits.
     read_from_storage: f64,
+    /// CPU-µs per event of the server's named threads ([`NAMED_THREADS`]), in that order.
+    threads_cpu_per_event: [f64; NAMED_THREADS.len()],
     /// Alerts stored within 0.25 s and 1 s of their trigger's receipt (server histogram).
     within_quarter: f64,
     within_second: f64,
@@ -172,6 +184,30 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
         "| CPU-µs per event the engine adds to the server (difference of medians) | {:.1} | — |",
         median(&on_cpu) - median(&off_cpu)
     );
+    // Where the difference lands: the named threads each, and the rest of the process (the
+    // async runtime and its blocking pool: requests, storing and sending alerts).
+    let on_named = |index: usize| median(&on.iter().map(|r| r.threads_cpu_per_event[index]).collect::<Vec<_>>());
+    let off_named = |index: usize| median(&off.iter().map(|r| r.threads_cpu_per_event[index]).collect::<Vec<_>>());
+    for (index, (name, what)) in NAMED_THREADS.iter().enumerate() {
+        println!(
+            "| CPU-µs per event, {what} (thread `{name}`, median) | {:.2} | {:.2} |",
+            on_named(index),
+            off_named(index)
+        );
+    }
+    let rest = |rounds: &[Round]| {
+        median(
+            &rounds
+                .iter()
+                .map(|r| r.server_cpu_per_event - r.threads_cpu_per_event.iter().sum::<f64>())
+                .collect::<Vec<_>>(),
+        )
+    };
+    println!(
+        "| CPU-µs per event, the rest of the server (async runtime, request and blocking threads; median) | {:.2} | {:.2} |",
+        rest(&on),
+        rest(&off)
+    );
     let bench_cpu = |rounds: &[Round]| rounds.iter().map(|r| r.bench_cpu_per_event).collect::<Vec<_>>();
     println!(
         "| CPU-µs per event of the benchmark's process (clients, probe, webhook receiver; median) | {:.1} | {:.1} |",
@@ -244,6 +280,7 @@ fn load(
     let loading = AtomicBool::new(true);
     let cpu_before = CpuSnapshot::take(None);
     let server_before = process_cpu(node.pid());
+    let threads_before = NAMED_THREADS.map(|(name, _)| threads_cpu(node.pid(), name));
     let faults_before = process_minor_faults(node.pid());
     let written_before = process_write_bytes(node.pid());
     let commits_before = vt::metric_at(base, "veritrail_commits_total")?;
@@ -286,6 +323,10 @@ fn load(
     }
     vt::wait_indexed_at(base, Duration::from_secs(600))?;
     let server = process_cpu(node.pid()) - server_before;
+    let mut threads = NAMED_THREADS.map(|(name, _)| threads_cpu(node.pid(), name));
+    for (after, before) in threads.iter_mut().zip(threads_before) {
+        *after -= before;
+    }
     let faults = process_minor_faults(node.pid()) - faults_before;
     let server_peak_rss_mb = process_peak_rss_mb(node.pid());
     let written = process_write_bytes(node.pid()) - written_before;
@@ -309,6 +350,7 @@ fn load(
             engine_tail,
             alerts,
             read_from_storage,
+            threads_cpu_per_event: threads.map(per_event),
             within_quarter,
             within_second,
             server_cpu_per_event: per_event(server),

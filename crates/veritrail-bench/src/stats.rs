@@ -82,6 +82,19 @@ pub fn process_cpu(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds used so far by the live threads of process `pid` whose name is `name` (threads
+/// that ended are not counted: use it for long-lived threads).
+pub fn threads_cpu(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|text| stat_cpu(&text, false))
+        .filter(|(comm, _, _)| comm == name)
+        .map(|(_, seconds, _)| seconds)
+        .sum()
+}
+
 /// Bytes process `pid` caused to be written to storage so far (0 once it is gone).
 pub fn process_write_bytes(pid: u32) -> f64 {
     write_bytes(&pid.to_string())

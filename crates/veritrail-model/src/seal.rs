@@ -4,6 +4,7 @@
 //! fixed forever once data exists, so every change here must keep old records opening.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -269,7 +270,17 @@ pub fn open(sealed: &[u8], personal: Option<&PersonalData>) -> Result<Value, Ope
 /// and would otherwise build every record's whole view and check every commitment in it.
 #[derive(Debug)]
 pub struct SealedMembers<'a> {
-    members: scan::RawMembers<'a>,
+    members: Members<'a>,
+}
+
+/// Where [`SealedMembers`] finds the members.
+#[derive(Debug)]
+enum Members<'a> {
+    /// Found by a scan of the record.
+    Scanned(scan::RawMembers<'a>),
+    /// Where sealing noted them ([`MemberLayout`]): each member is read where its entry points
+    /// when it is asked for, so that a reader of a few members builds nothing.
+    Laid { record: &'a [u8], starts: &'a [u32] },
 }
 
 impl<'a> SealedMembers<'a> {
@@ -278,38 +289,70 @@ impl<'a> SealedMembers<'a> {
     /// member's value is parsed, and so checked, only when it is read.
     pub fn parse(sealed: &'a [u8]) -> Result<SealedMembers<'a>, OpenError> {
         let text = std::str::from_utf8(sealed).map_err(|error| malformed(error.to_string()))?;
-        let record = SealedMembers { members: scan::members(text).map_err(malformed)? };
+        let record = SealedMembers { members: Members::Scanned(scan::members(text).map_err(malformed)?) };
         record.check_version()?;
         Ok(record)
     }
 
     /// The members of a record [`seal_with_layout`] sealed in this process, taken from its
-    /// `layout` instead of a scan: no structure is checked beyond where the layout points
-    /// (every entry at a key of a plain name, in order, inside the record); a layout that does
-    /// not fit is refused, and the caller can [`SealedMembers::parse`] instead.
-    pub fn from_layout(sealed: &'a [u8], layout: &MemberLayout) -> Result<SealedMembers<'a>, OpenError> {
-        let text = std::str::from_utf8(sealed).map_err(|error| malformed(error.to_string()))?;
+    /// `layout` instead of a scan: no structure is checked beyond where the layout points. Here
+    /// the entries are checked to lie in order inside the record, each at the opening quote of a
+    /// member (after the record's `{` or a `,`); a layout that does not fit is refused, and the
+    /// caller can [`SealedMembers::parse`] instead. A member is checked further (a plain name
+    /// closed and followed by `:` and a value, UTF-8) when it is read; one that is not is read
+    /// as absent, and makes [`SealedMembers::open`] fail.
+    pub fn from_layout(sealed: &'a [u8], layout: &'a MemberLayout) -> Result<SealedMembers<'a>, OpenError> {
         let unfit = || malformed("the member layout does not fit the record".to_owned());
-        let starts = &layout.0;
-        let mut members = Vec::with_capacity(starts.len());
+        let starts: &[u32] = &layout.0;
+        if sealed.first() != Some(&b'{') || sealed.last() != Some(&b'}') {
+            return Err(unfit());
+        }
+        let mut previous = 0;
         for (index, &start) in starts.iter().enumerate() {
-            let end = match starts.get(index + 1) {
-                Some(&next) => (next as usize).checked_sub(1).ok_or_else(unfit)?,
-                None => text.len().checked_sub(1).ok_or_else(unfit)?,
-            };
-            let member = text.get(start as usize..end).ok_or_else(unfit)?;
-            // A plain name ends at the first quote (one byte search, no substring searcher).
-            let rest = member.strip_prefix('"').ok_or_else(unfit)?;
-            let (name, after) = rest.split_at(rest.find('"').ok_or_else(unfit)?);
-            let value = after.strip_prefix("\":").ok_or_else(unfit)?;
-            if name.contains('\\') || value.is_empty() {
+            let start = start as usize;
+            let opens = if index == 0 { start == 1 } else { start > previous && sealed.get(start - 1) == Some(&b',') };
+            // The last entry must leave room for a name, `:` and a value before the `}`.
+            if !opens || sealed.get(start) != Some(&b'"') || start + 4 >= sealed.len() {
                 return Err(unfit());
             }
-            members.push((std::borrow::Cow::Borrowed(name), value));
+            previous = start;
         }
-        let record = SealedMembers { members };
+        let record = SealedMembers { members: Members::Laid { record: sealed, starts } };
         record.check_version()?;
         Ok(record)
+    }
+
+    /// The member at entry `index` of a layout: its name and raw value, or `None` when the
+    /// entry does not hold one.
+    fn laid_member(record: &'a [u8], starts: &[u32], index: usize) -> Option<(&'a str, &'a str)> {
+        let start = *starts.get(index)? as usize;
+        let end = match starts.get(index + 1) {
+            Some(&next) => (next as usize).checked_sub(1)?,
+            None => record.len().checked_sub(1)?,
+        };
+        let member = record.get(start + 1..end)?;
+        let quote = member.iter().position(|&b| b == b'"')?;
+        let (name, after) = member.split_at(quote);
+        let value = after.strip_prefix(b"\":")?;
+        if name.contains(&b'\\') || value.is_empty() {
+            return None;
+        }
+        Some((std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?))
+    }
+
+    /// Every member in order (name, raw value); for a layout, an entry that does not hold a
+    /// member fails.
+    fn entries(&self) -> Result<Vec<(std::borrow::Cow<'a, str>, &'a str)>, OpenError> {
+        match &self.members {
+            Members::Scanned(members) => Ok(members.clone()),
+            Members::Laid { record, starts } => (0..starts.len())
+                .map(|index| {
+                    let (name, value) = Self::laid_member(record, starts, index)
+                        .ok_or_else(|| malformed("the member layout does not fit the record".to_owned()))?;
+                    Ok((std::borrow::Cow::Borrowed(name), value))
+                })
+                .collect(),
+        }
     }
 
     /// Checks `v` as [`open`] does, without parsing it when it is the plain number expected.
@@ -322,7 +365,21 @@ impl<'a> SealedMembers<'a> {
 
     /// The member `key` unparsed (of repeated keys the last, as in a parsed record).
     fn raw(&self, key: &str) -> Option<&'a str> {
-        self.members.iter().rev().find(|(name, _)| name == key).map(|(_, raw)| *raw)
+        match &self.members {
+            Members::Scanned(members) => members.iter().rev().find(|(name, _)| name == key).map(|(_, raw)| *raw),
+            Members::Laid { record, starts } => {
+                let key = key.as_bytes();
+                // A cheap look at each entry's name first; the one that matches is read whole.
+                let named = |start: u32| {
+                    let name = start as usize + 1;
+                    record.get(name) == key.first()
+                        && record.get(name + key.len()) == Some(&b'"')
+                        && record.get(name..name + key.len()) == Some(key)
+                };
+                let index = starts.iter().rposition(|&start| named(start))?;
+                Self::laid_member(record, starts, index).map(|(_, value)| value)
+            }
+        }
     }
 
     /// The member `key` if it is a string without escapes (`action`, `received_at`), borrowed
@@ -338,7 +395,7 @@ impl<'a> SealedMembers<'a> {
     /// is parsed and checked: personal data for a member left out goes unnoticed.
     pub fn open(&self, personal: Option<&PersonalData>, keep: &dyn Fn(&str) -> bool) -> Result<Value, OpenError> {
         let mut record = Map::new();
-        for (key, raw) in &self.members {
+        for (key, raw) in &self.entries()? {
             if key != "v" && keep(key) {
                 record.insert(key.as_ref().to_owned(), parse_value(raw)?);
             }
@@ -429,6 +486,54 @@ impl<'a> SealedMembers<'a> {
         }
         Ok(view)
     }
+
+    /// A key for the view [`SealedMembers::open_paths`] gives of `paths`, written to `key`
+    /// (cleared first), when that view follows from what the key holds alone: every path is a
+    /// top-level member that is absent or a plain string or integer (as
+    /// [`SealedMembers::open_plain`] reads them), or a path below `metadata` that touches no
+    /// field the tenant classified as personal. Then two records with the same key have the
+    /// same view of `paths`, and a reader of many records can keep views by key (the rule
+    /// engine does). `false` when the view may depend on more (a member that may hold
+    /// commitments, `metadata` whole, a classified field): only `open_paths` gives it then.
+    /// Fails where `open_paths` fails on the same paths.
+    pub fn plain_view_key(&self, paths: &[&str], key: &mut String) -> Result<bool, OpenError> {
+        key.clear();
+        let mut classified: Option<Vec<String>> = None;
+        for &path in paths {
+            key.push_str(path);
+            key.push('\0');
+            match path.split_once('.') {
+                Some(("metadata", below)) => {
+                    let classified = match &mut classified {
+                        Some(classified) => classified,
+                        None => {
+                            let member = self.raw(PERSONAL_FIELDS_MEMBER).map(parse_value).transpose()?;
+                            classified.insert(classified_paths(member.as_ref())?)
+                        }
+                    };
+                    if classified.iter().any(|c| overlaps(c, path)) {
+                        return Ok(false);
+                    }
+                    match self.raw("metadata").map(|raw| raw_path_text(raw, below)).transpose()?.flatten() {
+                        Some((depth, raw)) => {
+                            let _ = write!(key, "{depth}:{raw}");
+                        }
+                        None => key.push('\u{1}'),
+                    }
+                }
+                Some(_) => return Ok(false),
+                None => match self.raw(path) {
+                    None => key.push('\u{1}'),
+                    Some(raw) if path != "changes" && path != "v" && path != "metadata" && plain_scalar(raw) => {
+                        key.push_str(raw);
+                    }
+                    Some(_) => return Ok(false),
+                },
+            }
+            key.push('\0');
+        }
+        Ok(true)
+    }
 }
 
 /// Whether one of two dotted paths is the other or below it.
@@ -449,8 +554,7 @@ fn raw_path(raw: &str, segments: &[&str]) -> Result<Option<Value>, OpenError> {
     if !raw.starts_with('{') {
         return Ok(None);
     }
-    let members = scan::members(raw).map_err(malformed)?;
-    let Some(value) = members.iter().rev().find(|(name, _)| name == first).map(|(_, value)| *value) else {
+    let Some(value) = scan::member(raw, first).map_err(malformed)? else {
         return Ok(None);
     };
     let found = if rest.is_empty() || !value.starts_with('{') {
@@ -464,6 +568,42 @@ fn raw_path(raw: &str, segments: &[&str]) -> Result<Option<Value>, OpenError> {
     let mut object = Map::new();
     object.insert((*first).to_owned(), found);
     Ok(Some(Value::Object(object)))
+}
+
+/// Where [`raw_path`] finds the value at the dotted `path` inside the raw object `raw`: how
+/// many of the path's segments it went down and the raw value there, unparsed. `None` when
+/// `raw_path` finds nothing.
+fn raw_path_text<'r>(raw: &'r str, path: &str) -> Result<Option<(usize, &'r str)>, OpenError> {
+    let (first, rest) = match path.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    if !raw.starts_with('{') {
+        return Ok(None);
+    }
+    let Some(value) = scan::member(raw, first).map_err(malformed)? else {
+        return Ok(None);
+    };
+    match rest {
+        Some(rest) if value.starts_with('{') => {
+            Ok(raw_path_text(value, rest)?.map(|(depth, found)| (depth + 1, found)))
+        }
+        _ => Ok(Some((1, value))),
+    }
+}
+
+/// Whether [`SealedMembers::open_plain`] reads the raw member value `raw` without parsing: a
+/// string without escapes or a canonical non-negative integer.
+fn plain_scalar(raw: &str) -> bool {
+    match raw.strip_prefix('"') {
+        Some(inner) => inner.strip_suffix('"').is_some_and(|inner| !inner.contains('\\')),
+        None => {
+            !raw.is_empty()
+                && raw.bytes().all(|b| b.is_ascii_digit())
+                && (raw == "0" || !raw.starts_with('0'))
+                && raw.parse::<u64>().is_ok()
+        }
+    }
 }
 
 /// Merges the object `from` into `into` (objects member by member, anything else replaced).

@@ -37,6 +37,7 @@
 //! `audit.*` cannot trigger itself.
 
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -374,8 +375,50 @@ fn hidden_from_rules(view: &Value) -> bool {
 /// What the engine is fed of one record: the view, and when it was cut down to the action and
 /// the rules' paths, the input's other fields taken from the record (`None`: from the view).
 struct RuleView {
-    view: Value,
+    view: Rc<Value>,
     times: Option<(Timestamp, Timestamp)>,
+}
+
+/// Views kept by [`SealedMembers::plain_view_key`] on the thread that evaluates rules. Most
+/// events are read only as far as their action and a path or two (`logging_stopped` reads
+/// `metadata.source.service` of every event), so a few hundred views serve nearly all of them:
+/// each is built once and shared instead of being built, and its memory touched, per event.
+/// Views depend on nothing but their key, so one cache serves every tenant and rule version.
+#[derive(Default)]
+struct ViewCache {
+    views: HashMap<String, Rc<Value>>,
+    /// The key of the record at hand (kept to reuse its buffer).
+    key: String,
+}
+
+/// Views [`ViewCache`] holds at most (emptied when full): a few hundred kilobytes.
+const VIEW_CACHE_ENTRIES: usize = 1024;
+
+thread_local! {
+    static VIEW_CACHE: std::cell::RefCell<ViewCache> = std::cell::RefCell::new(ViewCache::default());
+}
+
+impl ViewCache {
+    /// `members.open_paths(personal, paths)`, from the cache when the view has a key.
+    fn open_paths(
+        &mut self,
+        members: &SealedMembers<'_>,
+        personal: Option<&veritrail_model::PersonalData>,
+        paths: &[&str],
+    ) -> Result<Rc<Value>, veritrail_model::OpenError> {
+        if !members.plain_view_key(paths, &mut self.key)? {
+            return members.open_paths(personal, paths).map(Rc::new);
+        }
+        if let Some(view) = self.views.get(self.key.as_str()) {
+            return Ok(Rc::clone(view));
+        }
+        let view = Rc::new(members.open_paths(personal, paths)?);
+        if self.views.len() >= VIEW_CACHE_ENTRIES {
+            self.views.clear();
+        }
+        self.views.insert(self.key.clone(), Rc::clone(&view));
+        Ok(view)
+    }
 }
 
 /// The event as `engine` may read it (`Engine::needs`), or `None` for events rules must not
@@ -386,7 +429,7 @@ struct RuleView {
 /// rule filtering on more than the action admits are opened whole. The engine fires on these
 /// views exactly as on whole ones (tested in `veritrail-rules` and `veritrail-model`), so only
 /// the cost changes.
-fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<RuleView> {
+fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) -> Option<RuleView> {
     let unreadable = |error: &dyn std::fmt::Display| {
         tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
     };
@@ -408,7 +451,7 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<RuleView> {
         None => EventNeeds::View,
     };
     let (opened, times) = match needs {
-        EventNeeds::View => (veritrail_model::open(&stored.sealed, stored.personal.as_ref()), None),
+        EventNeeds::View => (veritrail_model::open(&stored.sealed, stored.personal.as_ref()).map(Rc::new), None),
         EventNeeds::Paths(mut paths) => {
             let time = |member: &str| members.str(member).and_then(|text| text.parse::<Timestamp>().ok());
             let Some(times) = time("occurred_at").zip(time("received_at")) else {
@@ -416,7 +459,7 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent) -> Option<RuleView> {
                 return None;
             };
             paths.push(VIEW_MEMBER);
-            (members.open_paths(stored.personal.as_ref(), &paths), Some(times))
+            (cache.open_paths(&members, stored.personal.as_ref(), &paths), Some(times))
         }
     };
     match opened {
@@ -937,14 +980,16 @@ async fn feed_records(
 ) -> Result<(Engine, Vec<Firing>), ApiError> {
     let work = move || {
         let mut fired = Vec::new();
-        for stored in &records {
-            let Some(view) = view_for_rules(&engine, stored) else { continue };
-            let Some(input) = view.input(stored) else { continue };
-            match feed {
-                Feed::Replay => engine.replay(&input),
-                Feed::Process => fired.extend(engine.process(&input)),
+        VIEW_CACHE.with_borrow_mut(|cache| {
+            for stored in &records {
+                let Some(view) = view_for_rules(&engine, stored, cache) else { continue };
+                let Some(input) = view.input(stored) else { continue };
+                match feed {
+                    Feed::Replay => engine.replay(&input),
+                    Feed::Process => fired.extend(engine.process(&input)),
+                }
             }
-        }
+        });
         (engine, fired)
     };
     let evaluated = state.alerting.rule_thread.run(work).await;
@@ -1096,8 +1141,9 @@ async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Res
     let pending = engine.pending.clone();
     let stored = state.alerts.record_alerts(tenant, pending, engine.pending_next_seq).await?;
     let now = Timestamp::now();
+    let stored_ids: HashSet<&str> = stored.iter().map(String::as_str).collect();
     for new in &engine.pending {
-        if stored.contains(&new.alert.id) {
+        if stored_ids.contains(new.alert.id.as_str()) {
             let latency = now.duration_since(new.alert.fired_at).as_secs_f64();
             state.alerting.metrics.observe_latency(latency);
         }

@@ -360,17 +360,35 @@ fn set_cursor(tx: &Transaction<'_>, tenant: &str, next_seq: u64, now: Timestamp)
 }
 
 /// One delivery per endpoint of the tenant whose filter accepts the message.
-fn fan_out(tx: &Transaction<'_>, tenant: &str, message: &OutboundMessage) -> StoreResult<()> {
+/// A webhook endpoint of the tenant and the event types it subscribed to.
+struct Subscriber {
+    endpoint_id: String,
+    events: Vec<String>,
+}
+
+/// The tenant's webhook endpoints, read once per transaction that fans messages out.
+fn subscribers(tx: &Transaction<'_>, tenant: &str) -> StoreResult<Vec<Subscriber>> {
     let mut stmt =
         tx.prepare_cached("SELECT id, events FROM webhooks WHERE tenant = ?1 ORDER BY no").map_err(sql_error)?;
-    let endpoints: Vec<(String, String)> = stmt
+    let rows: Vec<(String, String)> = stmt
         .query_map([tenant], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
-    for (endpoint_id, events) in endpoints {
-        let events: Vec<String> = json_value(&events, "webhook events")?;
-        if !events.iter().any(|filter| event_type_matches(filter, &message.event_type)) {
+    rows.into_iter()
+        .map(|(endpoint_id, events)| Ok(Subscriber { endpoint_id, events: json_value(&events, "webhook events")? }))
+        .collect()
+}
+
+/// One pending delivery of `message` per subscriber whose filter accepts its type.
+fn fan_out(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    subscribers: &[Subscriber],
+    message: &OutboundMessage,
+) -> StoreResult<()> {
+    for subscriber in subscribers {
+        if !subscriber.events.iter().any(|filter| event_type_matches(filter, &message.event_type)) {
             continue;
         }
         let created = to_micros(message.created_at);
@@ -378,7 +396,15 @@ fn fan_out(tx: &Transaction<'_>, tenant: &str, message: &OutboundMessage) -> Sto
             "INSERT OR IGNORE INTO deliveries (tenant, endpoint_id, message_id, event_type, alert_id, payload, status,
                  attempts, round_attempts, round_started_at, created_at, next_attempt_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, 0, ?7, ?7, ?7)",
-            params![tenant, endpoint_id, message.id, message.event_type, message.alert_id, message.payload, created],
+            params![
+                tenant,
+                subscriber.endpoint_id,
+                message.id,
+                message.event_type,
+                message.alert_id,
+                message.payload,
+                created
+            ],
         )
         .map_err(sql_error)?;
     }
@@ -646,6 +672,7 @@ impl AlertStore for SqliteAlertStore {
         let tenant = tenant.to_string();
         Box::pin(self.db.run(true, move |tx| {
             let mut stored = Vec::new();
+            let subscribers = if alerts.is_empty() { Vec::new() } else { subscribers(tx, &tenant)? };
             for NewAlert { alert, messages } in alerts {
                 debug_assert_eq!(alert.tenant, tenant);
                 let inserted = insert_alert(tx, &alert, false, "ON CONFLICT (tenant, dedup_key) DO NOTHING")?;
@@ -653,7 +680,7 @@ impl AlertStore for SqliteAlertStore {
                     continue;
                 }
                 for message in &messages {
-                    fan_out(tx, &tenant, message)?;
+                    fan_out(tx, &tenant, &subscribers, message)?;
                 }
                 stored.push(alert.id);
             }
@@ -738,7 +765,7 @@ impl AlertStore for SqliteAlertStore {
                 return Ok(None);
             }
             if let Some(message) = &message {
-                fan_out(tx, &tenant, message)?;
+                fan_out(tx, &tenant, &subscribers(tx, &tenant)?, message)?;
             }
             read_alert(tx, &tenant, &id)
         }))

@@ -14,13 +14,32 @@ const MAX_DEPTH: usize = 128;
 
 /// Splits the object `text` into its members.
 pub(super) fn members(text: &str) -> Result<RawMembers<'_>, String> {
+    let mut members = Vec::with_capacity(20);
+    walk(text, |key, value| members.push((key, value)))?;
+    Ok(members)
+}
+
+/// The raw value of the member `key` of the object `text` (of repeated keys the last, as in a
+/// parsed object), with the whole object's structure checked as [`members`] does, but nothing
+/// collected.
+pub(super) fn member<'a>(text: &'a str, key: &str) -> Result<Option<&'a str>, String> {
+    let mut found = None;
+    walk(text, |name, value| {
+        if name == key {
+            found = Some(value);
+        }
+    })?;
+    Ok(found)
+}
+
+/// Calls `each` with every member of the object `text`, in order.
+fn walk<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, &'a str)) -> Result<(), String> {
     let bytes = text.as_bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return Err("not a json object".to_owned());
     }
     at = skip_space(bytes, at + 1);
-    let mut members = Vec::with_capacity(20);
     if bytes.get(at) == Some(&b'}') {
         at += 1;
     } else {
@@ -36,7 +55,7 @@ pub(super) fn members(text: &str) -> Result<RawMembers<'_>, String> {
             }
             at = skip_space(bytes, at + 1);
             let value_end = value_end(bytes, at)?;
-            members.push((key, &text[at..value_end]));
+            each(key, &text[at..value_end]);
             at = skip_space(bytes, value_end);
             match bytes.get(at) {
                 Some(b',') => at = skip_space(bytes, at + 1),
@@ -51,7 +70,7 @@ pub(super) fn members(text: &str) -> Result<RawMembers<'_>, String> {
     if skip_space(bytes, at) != bytes.len() {
         return Err(format!("trailing characters at byte {at}"));
     }
-    Ok(members)
+    Ok(())
 }
 
 fn skip_space(bytes: &[u8], mut at: usize) -> usize {
@@ -119,7 +138,10 @@ fn value_end(bytes: &[u8], start: usize) -> Result<usize, String> {
         None => Err("missing value at the end".to_owned()),
         Some(b'"') => string_end(bytes, start),
         Some(b'{' | b'[') => {
-            let mut open: Vec<u8> = Vec::new();
+            // The closing bracket each open one expects, innermost last (on the stack: most
+            // values scanned are small objects, and an allocation each would cost more).
+            let mut open = [0u8; MAX_DEPTH];
+            let mut depth = 0;
             let mut at = start;
             loop {
                 match bytes.get(at) {
@@ -129,16 +151,19 @@ fn value_end(bytes: &[u8], start: usize) -> Result<usize, String> {
                         continue;
                     }
                     Some(&bracket @ (b'{' | b'[')) => {
-                        if open.len() == MAX_DEPTH {
+                        let Some(slot) = open.get_mut(depth) else {
                             return Err(format!("value nested deeper than {MAX_DEPTH} at byte {at}"));
-                        }
-                        open.push(if bracket == b'{' { b'}' } else { b']' });
+                        };
+                        *slot = if bracket == b'{' { b'}' } else { b']' };
+                        depth += 1;
                     }
                     Some(&close @ (b'}' | b']')) => {
-                        if open.pop() != Some(close) {
+                        let expected = depth.checked_sub(1).and_then(|top| open.get(top));
+                        if expected != Some(&close) {
                             return Err(format!("mismatched '{}' at byte {at}", close as char));
                         }
-                        if open.is_empty() {
+                        depth -= 1;
+                        if depth == 0 {
                             return Ok(at + 1);
                         }
                     }
@@ -192,6 +217,20 @@ mod tests {
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(members(&deep).is_err(), "nesting is bounded");
+    }
+
+    #[test]
+    fn one_member_is_found_with_the_whole_structure_checked() {
+        use super::member;
+        let text = r#"{"a":1,"b":{"c":[1,"}"]},"a":"last","\u0064":true}"#;
+        assert_eq!(member(text, "a").unwrap(), Some(r#""last""#), "of repeated names the last");
+        assert_eq!(member(text, "b").unwrap(), Some(r#"{"c":[1,"}"]}"#));
+        assert_eq!(member(text, "d").unwrap(), Some("true"), "escaped names decoded");
+        assert_eq!(member(text, "z").unwrap(), None);
+        assert_eq!(member("{}", "a").unwrap(), None);
+        for bad in [r#"{"a":1,}"#, r#"{"a":1} x"#, r#"{"a":[1}"#, r#"{"z":1,"a":{]}"#] {
+            assert!(member(bad, "a").is_err(), "{bad:?}: a broken object is refused, found or not");
+        }
     }
 
     /// Strings are skipped eight bytes at a time: the end, an escape or a control character at

@@ -448,6 +448,27 @@ mod classified {
         assert!(crate::SealedMembers::from_layout(&sealed[..sealed.len() / 2], &layout).is_err());
         let shifted = [b" ".as_slice(), &sealed].concat();
         assert!(crate::SealedMembers::from_layout(&shifted, &layout).is_err());
+        // Entries out of order, or not at a member's opening quote, are refused too.
+        let starts: Vec<u32> = layout.0.to_vec();
+        let mut swapped = starts.clone();
+        swapped.swap(1, 2);
+        let inside = starts.iter().map(|&start| if start == starts[3] { start + 1 } else { start }).collect::<Vec<_>>();
+        for bad in [swapped, inside, vec![starts[0], starts[0]]] {
+            let bad = crate::seal::MemberLayout(bad.into());
+            assert!(crate::SealedMembers::from_layout(&sealed, &bad).is_err(), "{bad:?}");
+        }
+        // An entry at a `,"` inside a value passes the look from_layout takes; reading it finds
+        // no member there and opening the record fails.
+        let text = std::str::from_utf8(&sealed).unwrap();
+        let metadata = text.find("\"metadata\":").unwrap();
+        let inner = metadata + text[metadata..].find(",\"").unwrap() + 1;
+        assert!(!starts.contains(&(inner as u32)), "the event's metadata has several members");
+        let mut inserted = starts.clone();
+        inserted.push(inner as u32);
+        inserted.sort_unstable();
+        let inserted = crate::seal::MemberLayout(inserted.into());
+        let members = crate::SealedMembers::from_layout(&sealed, &inserted).unwrap();
+        assert!(members.open(None, &|_| true).is_err());
     }
 
     #[test]
@@ -537,7 +558,7 @@ mod members {
             prop_assert_eq!(&sealed, &seal(&prepared, "tenant-1", seq, received_at()).unwrap());
             let scanned = SealedMembers::parse(&sealed).unwrap();
             let laid_out = SealedMembers::from_layout(&sealed, &layout).unwrap();
-            prop_assert_eq!(&laid_out.members, &scanned.members);
+            prop_assert_eq!(laid_out.entries().unwrap(), scanned.entries().unwrap());
         }
 
         #[test]
@@ -644,6 +665,117 @@ mod members {
                 prop_assert!(whole.get(key).is_some(), "{} is not in the whole view", key);
             }
         }
+    }
+
+    /// Wire members of an event a variant may take from another event.
+    const SWAPPABLE: &[&str] = &["action", "actor", "context", "id", "metadata", "occurred_at", "outcome", "resource"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        /// The rule engine keeps views by `plain_view_key`: two records with the same key must
+        /// have the same view of the paths, whatever else differs between them.
+        #[test]
+        fn records_with_the_same_view_key_have_the_same_view(
+            event in event(),
+            other in event(),
+            swap in prop::sample::subsequence(SWAPPABLE, 0..=SWAPPABLE.len()),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            classify in any::<bool>(),
+        ) {
+            let mut variant = event.clone();
+            for member in &swap {
+                match other.get(*member) {
+                    Some(value) => variant[*member] = value.clone(),
+                    None => {
+                        variant.as_object_mut().unwrap().remove(*member);
+                    }
+                }
+            }
+            prop_assume!(parse_event(variant.to_string().as_bytes(), &Limits::default()).is_ok());
+            let sealed: Vec<(Vec<u8>, crate::PreparedEvent)> = [&event, &variant]
+                .into_iter()
+                .map(|event| {
+                    let prepared = if classify { prepare_classifying(event) } else { prepare(event) };
+                    (seal(&prepared, "tenant-1", 7, received_at()).unwrap(), prepared)
+                })
+                .collect();
+            let mut all = Vec::new();
+            for (record, prepared) in &sealed {
+                paths_of(&open(record, Some(&prepared.personal)).unwrap(), "", 3, &mut all);
+            }
+            let mut paths: Vec<&str> = picks.iter().map(|pick| all[pick.index(all.len())].as_str()).collect();
+            // The first record's metadata paths, so that keys holding metadata often agree.
+            paths.extend(all.iter().filter(|path| path.starts_with("metadata.")).take(3).map(String::as_str));
+            paths.push("action");
+            let mut keys = Vec::new();
+            for (record, prepared) in &sealed {
+                let members = SealedMembers::parse(record).unwrap();
+                let mut key = String::new();
+                let keyed = members.plain_view_key(&paths, &mut key).unwrap();
+                let view = members.open_paths(Some(&prepared.personal), &paths).unwrap();
+                keys.push((keyed.then_some(key), view));
+            }
+            if let [(Some(a), view_a), (Some(b), view_b)] = &keys[..]
+                && a == b
+            {
+                prop_assert_eq!(view_a, view_b, "same key {:?}, paths {:?}", a, paths);
+            }
+        }
+    }
+
+    #[test]
+    fn a_view_key_names_exactly_what_the_view_holds() {
+        let paths = ["metadata.source.service", "action"];
+        let key_and_view = |event: Value, classified: &[&str], paths: &[&str]| {
+            let parsed = parse_event(event.to_string().as_bytes(), &Limits::default()).unwrap();
+            let mut salt = || [9u8; 32];
+            let ctx = PrepareContext { id_if_missing: "evt_x".to_owned(), now: now(), salt: &mut salt };
+            let classified: Vec<String> = classified.iter().map(|c| (*c).to_owned()).collect();
+            let prepared = parsed.prepare_classified(ctx, &classified).unwrap();
+            let sealed = seal(&prepared, "acme", 4, received_at()).unwrap();
+            let members = SealedMembers::parse(&sealed).unwrap();
+            let mut key = String::new();
+            let keyed = members.plain_view_key(paths, &mut key).unwrap();
+            (keyed.then_some(key), members.open_paths(Some(&prepared.personal), paths).unwrap())
+        };
+        let base = json!({"id": "e1", "action": "data.read", "actor": {"id": "u"}, "context": {"ip": "10.0.0.1"},
+            "metadata": {"source": {"service": "api", "host": "h1"}, "n": 1}});
+        let (key, view) = key_and_view(base.clone(), &[], &paths);
+        assert_eq!(view, json!({"action": "data.read", "metadata": {"source": {"service": "api"}}}));
+        // Another id, actor and metadata beside the path: the same key and view.
+        let elsewhere = json!({"id": "e2", "action": "data.read", "actor": {"id": "w", "email": "w@example.com"},
+            "metadata": {"source": {"service": "api", "host": "h2"}, "n": 2, "extra": [1]}});
+        let (same, same_view) = key_and_view(elsewhere, &[], &paths);
+        assert_eq!((&same, &same_view), (&key, &view));
+        // Another value at a path, the path's end missing, or a scalar before its end: new keys.
+        let mut seen = vec![key.clone().unwrap()];
+        for metadata in [json!({"source": {"service": "web"}}), json!({})] {
+            let (other, _) =
+                key_and_view(json!({"action": "data.read", "actor": {"id": "u"}, "metadata": metadata}), &[], &paths);
+            let other = other.unwrap();
+            assert!(!seen.contains(&other), "{other:?}");
+            seen.push(other);
+        }
+        // Nothing at the path's end is nothing, however far the path got.
+        let stops =
+            key_and_view(json!({"action": "data.read", "actor": {"id": "u"}, "metadata": {"source": {}}}), &[], &paths);
+        assert_eq!(stops.0.as_ref(), seen.last());
+        // A scalar where the path goes on: its own key.
+        let deeper = ["metadata.n.deeper", "action"];
+        let scalar = key_and_view(json!({"action": "a.b", "actor": {"id": "u"}, "metadata": {"n": 1}}), &[], &deeper);
+        let object = key_and_view(
+            json!({"action": "a.b", "actor": {"id": "u"}, "metadata": {"n": {"deeper": 1}}}),
+            &[],
+            &deeper,
+        );
+        assert_eq!(scalar.1, json!({"action": "a.b", "metadata": {"n": 1}}));
+        assert_ne!(scalar.0.unwrap(), object.0.unwrap());
+        // Members that may hold commitments, `metadata` whole, classified fields: no key.
+        for paths in [&["actor.id"][..], &["metadata"], &["context"]] {
+            assert_eq!(key_and_view(base.clone(), &[], paths).0, None, "{paths:?}");
+        }
+        assert_eq!(key_and_view(base.clone(), &["metadata.source"], &paths).0, None, "classified");
+        assert!(key_and_view(base, &["metadata.n"], &paths).0.is_some(), "a classified field elsewhere");
     }
 
     #[test]
