@@ -14,6 +14,7 @@
 //! an erasure elsewhere (PostgreSQL reads fetch the page's keys with the page).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::RwLock;
 
 use base64::Engine as _;
@@ -73,11 +74,18 @@ struct Cache {
     subjects: HashMap<String, HashMap<String, (u64, DataKey)>>,
     by_id: HashMap<u64, DataKey>,
     blind: HashMap<String, BlindKey>,
+    /// tenant → the key of the tenant's own records at rest, derived from its blind-index key
+    /// when that is loaded (derived once: a derivation is an HMAC and an AES key expansion,
+    /// and alert storage and delivery seal or open several texts per alert).
+    tenant_data: HashMap<String, Arc<DataKey>>,
     /// Ids of keys an erasure destroyed, never cached again (see [`Privacy::forget`]).
     destroyed: HashSet<u64>,
     /// The same ids, oldest first, to bound `destroyed` at [`DESTROYED_LIMIT`].
     destroyed_order: VecDeque<u64>,
 }
+
+/// The derivation label of a tenant's key for its own records at rest.
+const TENANT_DATA_LABEL: &str = "tenant-data";
 
 /// Destroyed key ids remembered. A reader holding key rows from before an erasure finishes
 /// within seconds; this many erasures take far longer (key ids are random, never reused).
@@ -272,7 +280,11 @@ impl Privacy {
     /// Loads the tenant's stored blind-index key.
     pub fn remember_blind_key(&self, tenant: &str, wrapped: &[u8]) -> StoreResult<()> {
         let key = self.keys().unwrap(wrapped, &blind_context(tenant)).map_err(crypto)?;
-        self.write().blind.insert(tenant.to_string(), BlindKey::new(&key));
+        let blind = BlindKey::new(&key);
+        let tenant_data = Arc::new(blind.derive(TENANT_DATA_LABEL));
+        let mut cache = self.write();
+        cache.blind.insert(tenant.to_string(), blind);
+        cache.tenant_data.insert(tenant.to_string(), tenant_data);
         Ok(())
     }
 
@@ -361,13 +373,13 @@ impl Privacy {
         String::from_utf8(plain).map_err(|_| StoreError::Corrupt(format!("sealed {context} is not utf-8")))
     }
 
-    fn tenant_data_key(&self, tenant: &str) -> StoreResult<DataKey> {
+    fn tenant_data_key(&self, tenant: &str) -> StoreResult<Arc<DataKey>> {
         let cache = self.read();
-        let blind = cache
-            .blind
+        let key = cache
+            .tenant_data
             .get(tenant)
             .ok_or_else(|| StoreError::Backend(format!("blind-index key of tenant {tenant} is not loaded")))?;
-        Ok(blind.derive("tenant-data"))
+        Ok(Arc::clone(key))
     }
 
     /// The blind-index token of `value` (`kind` is [`BLIND_EMAIL`] or [`BLIND_IP`]); `None` when
