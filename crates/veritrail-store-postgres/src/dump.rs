@@ -67,21 +67,34 @@ async fn connect(url: &str) -> StoreResult<(Client, tokio::task::JoinHandle<()>)
 
 /// Refuses while `veritrail` servers are connected to the database.
 async fn refuse_running_servers(client: &Client) -> StoreResult<()> {
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'veritrail'",
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    let servers: i64 = row.get(0);
-    if servers > 0 {
-        return Err(StoreError::Conflict(format!(
-            "{servers} connections of running veritrail servers are open on the database: stop every server first"
-        )));
+    // A connection closed a moment ago (a server just stopped, or another command's) can stay
+    // in `pg_stat_activity` until its backend has exited: look again for a while before
+    // refusing. A running server's connections stay.
+    let mut servers: i64 = 0;
+    for attempt in 0..=SERVER_CHECK_RETRIES {
+        if attempt > 0 {
+            tokio::time::sleep(SERVER_CHECK_PAUSE).await;
+        }
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'veritrail'",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        servers = row.get(0);
+        if servers == 0 {
+            return Ok(());
+        }
     }
-    Ok(())
+    Err(StoreError::Conflict(format!(
+        "{servers} connections of running veritrail servers are open on the database: stop every server first"
+    )))
 }
+
+/// How often, and how far apart, [`refuse_running_servers`] looks again before refusing.
+const SERVER_CHECK_RETRIES: u32 = 10;
+const SERVER_CHECK_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What the database already holds of a store (`None`: nothing, an import may write it).
 pub async fn contents(url: &str) -> StoreResult<Option<String>> {
@@ -305,7 +318,7 @@ struct Sink<'a, 'b> {
 
 impl Sink<'_, '_> {
     async fn send(&self, batch: Batch) -> StoreResult<()> {
-        self.out.send(batch).await.map_err(|_| StoreError::Unavailable("the import stopped".into()))
+        self.out.send(batch).await.map_err(|_| veritrail_store::dump::import_stopped())
     }
 
     /// Sends every row of `sql`, read by `read`, in batches of at most [`BATCH_ROWS`] (a portal:
@@ -337,9 +350,13 @@ impl Sink<'_, '_> {
 /// Writes the batches of `batches` into the database at `url` (schema applied first), which
 /// must hold no store ([`contents`]) and have no server connected, in one transaction.
 pub async fn import(url: &str, batches: mpsc::Receiver<Batch>) -> StoreResult<ImportCounts> {
-    crate::migrate(url).await?;
     let (mut client, driver) = connect(url).await?;
-    let result = import_on(&mut client, batches).await;
+    // Migrated on this connection (named as this module's), not on one of a server's name
+    // that could still be listed when `refuse_running_servers` looks.
+    let result = match crate::migrate::run(&mut client).await {
+        Ok(_) => import_on(&mut client, batches).await,
+        Err(error) => Err(error),
+    };
     drop(client);
     let _ = driver.await;
     result

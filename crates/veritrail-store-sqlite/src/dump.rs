@@ -326,7 +326,7 @@ impl From<StoreError> for ReadError {
 
 impl Sink<'_> {
     fn send(&self, batch: Batch) -> StoreResult<()> {
-        self.out.blocking_send(batch).map_err(|_| StoreError::Unavailable("the import stopped".into()))
+        self.out.blocking_send(batch).map_err(|_| veritrail_store::dump::import_stopped())
     }
 
     /// Sends every row of `sql`, read by `read`, in batches of at most [`BATCH_ROWS`].

@@ -19,6 +19,19 @@ use crate::{
     Tenant, UserRecord, WebhookEndpoint,
 };
 
+/// The error an exporter returns when the importer stopped taking batches: the importer's own
+/// error is the one to report ([`is_import_stopped`]).
+pub fn import_stopped() -> crate::StoreError {
+    crate::StoreError::Unavailable(IMPORT_STOPPED.to_owned())
+}
+
+/// Whether `error` is an exporter's [`import_stopped`].
+pub fn is_import_stopped(error: &crate::StoreError) -> bool {
+    matches!(error, crate::StoreError::Unavailable(message) if message == IMPORT_STOPPED)
+}
+
+const IMPORT_STOPPED: &str = "the import stopped";
+
 /// Most rows an exporter puts in one [`Batch`].
 pub const BATCH_ROWS: usize = 2_000;
 

@@ -278,8 +278,12 @@ async fn copy(from: &Location, to: &Location, env_keys: Option<MasterKeys>) -> R
         Location::Postgres(url) => veritrail_store_postgres::dump::import(url, batches).await,
     };
     let exported = export.await.context("export task failed")?;
-    // The export's own error first: the import only saw the stream stop.
-    exported.with_context(|| format!("cannot read {}", from.describe()))?;
+    // The export's own error first (the import only saw the stream stop), unless the export
+    // stopped because the import did.
+    match exported {
+        Err(error) if veritrail_store::dump::is_import_stopped(&error) && imported.is_err() => {}
+        exported => exported.with_context(|| format!("cannot read {}", from.describe()))?,
+    }
     // Both imports leave nothing behind on failure: the run can simply be repeated.
     imported.with_context(|| format!("cannot write {} (nothing was kept)", to.describe()))
 }

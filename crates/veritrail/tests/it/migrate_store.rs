@@ -2,8 +2,8 @@
 //! back to a new data directory answers over HTTP as the original did (events by query and by
 //! id, personal data readable, the erased subject still erased, the same checkpoint, new events
 //! continuing the ledger consistently, keys, users, rules, alerts and webhooks); a non-empty
-//! target, a wrong master key and a source whose records do not match its checkpoint are
-//! refused with a non-zero exit. These tests choose their backends themselves (xtask leaves them
+//! target, a wrong master key, a source whose records do not match its checkpoint and a
+//! database a server still runs on are refused with a non-zero exit. These tests choose their backends themselves (xtask leaves them
 //! out of the PostgreSQL pass).
 
 use std::path::Path;
@@ -331,4 +331,24 @@ fn a_source_whose_records_do_not_match_their_checkpoint_is_refused() {
     let output = text(&refused);
     assert!(output.contains(&format!("tenant {tenant}: checkpoint at size")), "{output}");
     assert!(!target_dir.join("ledger.sqlite").exists(), "nothing copied");
+}
+
+#[test]
+fn a_database_a_server_runs_on_is_refused_until_it_stops() {
+    let database = TestDatabase::create();
+    let (dir, target) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master_key = STANDARD.encode([7u8; 32]);
+    let envs = [("VERITRAIL_MASTER_KEY", master_key.as_str())];
+    let server = ChildServer::start_with(BINARY, dir.path(), &["--database-url", &database.url], &envs);
+    let (_, key) = server.client.create_tenant("acme");
+    ingest(&server.client, &key, json!([alice("a1")]));
+    let copy_to = target.path().join("data");
+    let refused = migrate(&database.url, path(&copy_to), Some(&master_key));
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("stop every server first"), "{}", text(&refused));
+    assert!(!copy_to.join("ledger.sqlite").exists(), "nothing was written");
+    // Its connections close with it (their backends may linger a moment): then it goes.
+    assert!(server.signal_and_wait("TERM").success());
+    let copied = migrate(&database.url, path(&copy_to), Some(&master_key));
+    assert!(copied.status.success(), "{}", text(&copied));
 }
