@@ -48,7 +48,7 @@ use sha2::Sha256;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use veritrail_model::{Limits, SealedMembers};
+use veritrail_model::SealedMembers;
 use veritrail_rules::{
     BusinessHours, DEFAULT_PACK_IDS, DryRun, DryRunReport, Engine, EngineConfig, EventInput, EventNeeds, Firing, Rule,
     RuleId, RuleSpec, VIEW_MEMBER, default_pack,
@@ -1163,6 +1163,7 @@ async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Res
 /// that doing it again after a crash writes nothing new.
 async fn record_raised(state: &AppState, tenant: &str, alerts: &[NewAlert]) -> Result<(), ApiError> {
     let mut prepared = Vec::with_capacity(alerts.len());
+    let mut random = ids::RandomStream::new()?;
     for NewAlert { alert, .. } in alerts {
         let event = json!({
             "id": format!("veritrail:alert:{}", alert.id),
@@ -1181,12 +1182,7 @@ async fn record_raised(state: &AppState, tenant: &str, alerts: &[NewAlert]) -> R
                 "trigger_seq": alert.trigger_seq,
             },
         });
-        let bytes = serde_json::to_vec(&event).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
-        let parsed = veritrail_model::parse_event(&bytes, &Limits::default()).map_err(|e| {
-            tracing::error!(error = %e.message, field = %e.field, "alert ledger event failed validation");
-            ApiError::new(Code::Internal, "cannot record the alert in the ledger")
-        })?;
-        prepared.push(audit::prepare(parsed)?);
+        prepared.push(audit::prepare_with(audit::internal_event(&event)?, &mut random)?);
     }
     state.store.append(tenant, prepared).await?;
     Ok(())

@@ -280,11 +280,14 @@ async fn record(state: &AppState, finished: &mut Vec<Finished>, in_flight: &mut 
 ///
 /// Due deliveries are read a batch at a time ([`FETCH_BATCH`]) and started as slots free up
 /// ([`MAX_IN_FLIGHT`]); the store is read again only when the batch is used up or older than
-/// [`BATCH_FRESH_FOR`] (well inside the PostgreSQL claim lease). Reading again at every
-/// finished attempt re-read and re-opened the whole batch each time, most of it in flight: an
-/// alert storm cost ~0.3 ms of CPU per delivery that way (BENCHMARKS.md, issue 7). Attempts
-/// that end together are recorded together ([`RECORD_WITHIN`], [`RECORD_BATCH`]); a delivery
-/// stays out of the batches read meanwhile until its attempt is recorded.
+/// [`BATCH_FRESH_FOR`] (well inside the PostgreSQL claim lease), and, once used up, only when
+/// something can have become due: new deliveries were announced, attempts were recorded, or the
+/// wait for the next due one ran out. Reading again at every finished attempt re-read and
+/// re-opened the deliveries still in flight each time: an alert storm cost ~0.3 ms of CPU per
+/// delivery that way, and ~6 µs per delivery while only the batch's tail re-read (BENCHMARKS.md,
+/// issue 7). Attempts that end together are recorded together ([`RECORD_WITHIN`],
+/// [`RECORD_BATCH`]); a delivery stays out of the batches read meanwhile until its attempt is
+/// recorded.
 pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     let config = state.alerting.config().clone();
     let mut in_flight: HashSet<(String, String)> = HashSet::new();
@@ -294,17 +297,23 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     let mut endpoints = Endpoints::default();
     let mut finished: Vec<Finished> = Vec::new();
     let mut first_finished_at = Instant::now();
+    // Whether the store may hold due deliveries the batch does not: set by an announcement, a
+    // recorded attempt, the end of a wait, a failed read.
+    let mut may_be_due = true;
+    // Whether the last read met deliveries in flight: they read as due until recorded.
+    let mut met_in_flight = false;
     loop {
         if !finished.is_empty()
             && (tasks.is_empty() || finished.len() >= RECORD_BATCH || first_finished_at.elapsed() >= RECORD_WITHIN)
         {
             record(&state, &mut finished, &mut in_flight).await;
+            may_be_due = true;
         }
-        let mut waiting_on_busy = false;
         let mut store_trouble = false;
-        if batch.is_empty() || batch_read_at.elapsed() >= BATCH_FRESH_FOR {
+        if (batch.is_empty() && may_be_due) || batch_read_at.elapsed() >= BATCH_FRESH_FOR {
             batch.clear();
             endpoints.clear();
+            may_be_due = false;
             match state.alerts.due_deliveries(Timestamp::now(), FETCH_BATCH).await {
                 Ok(due) => {
                     // Deliveries whose attempt is under way (or not yet recorded) still read as
@@ -314,10 +323,14 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                     batch.extend(due.into_iter().filter(|delivery| {
                         !in_flight.contains(&(delivery.endpoint_id.clone(), delivery.message_id.clone()))
                     }));
-                    waiting_on_busy = batch.len() < fetched;
+                    met_in_flight = batch.len() < fetched;
                     batch_read_at = Instant::now();
                 }
-                Err(error) => tracing::warn!(%error, "cannot read due webhook deliveries"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read due webhook deliveries");
+                    may_be_due = true;
+                    store_trouble = true;
+                }
             }
         }
         while tasks.len() < MAX_IN_FLIGHT {
@@ -340,12 +353,11 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                 Finished { key, record }
             });
         }
-        if !batch.is_empty() {
-            waiting_on_busy = true;
-        }
         let sleep = if store_trouble {
             STORE_TROUBLE_PAUSE
-        } else if waiting_on_busy {
+        } else if !batch.is_empty() || met_in_flight {
+            // Waiting for a free slot, or for attempts under way to be recorded (which sets
+            // `may_be_due`): the store's next due time would be one of those, already past.
             MAX_IDLE
         } else {
             match state.alerts.next_delivery_due().await {
@@ -363,8 +375,8 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
         let record_at = first_finished_at + RECORD_WITHIN;
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = state.alerting.deliveries.notified(), if !store_trouble => {}
-            _ = tokio::time::sleep(sleep) => {}
+            _ = state.alerting.deliveries.notified(), if !store_trouble => may_be_due = true,
+            _ = tokio::time::sleep(sleep) => may_be_due = true,
             _ = tokio::time::sleep_until(record_at.into()), if !finished.is_empty() => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if finished.is_empty() {
@@ -384,6 +396,7 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                     // The failed task's key is unknown; the store still says pending.
                     record(&state, &mut finished, &mut in_flight).await;
                     in_flight.clear();
+                    may_be_due = true;
                 }
             }
         }
