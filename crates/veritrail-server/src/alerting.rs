@@ -242,14 +242,17 @@ impl Alerting {
         &self.config
     }
 
-    /// The id of the alert for `dedup_key` in `tenant`: `al_` + 26 base32 characters.
-    pub(crate) fn alert_id(&self, tenant: &str, dedup_key: &str) -> String {
+    /// The id of the alert for `dedup_key` in `tenant`: `al_` + 26 base32 characters, the
+    /// first 10 [`ids::ordered`] by `seq` (the ledger position the firing is about, named in
+    /// its dedup key: the same firing derived again gets the same id), the other 16 from a keyed
+    /// hash of the tenant and the dedup key.
+    pub(crate) fn alert_id(&self, tenant: &str, dedup_key: &str, seq: u64) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.id_key).expect("hmac accepts keys of any length");
         mac.update(tenant.as_bytes());
         mac.update(b"\n");
         mac.update(dedup_key.as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("al_{}", ids::base32(&digest, 26))
+        format!("al_{}", ids::ordered(seq, &digest, 26 - ids::ORDER_CHARS))
     }
 
     /// Applies a rule change: through the engine task when it runs (so the new version starts
@@ -518,7 +521,11 @@ pub(crate) fn message(
     data["tenant"] = json!(tenant);
     let payload = json!({"type": event_type, "timestamp": now.to_string(), "data": data});
     Ok(OutboundMessage {
-        id: format!("msg_{}", ids::random_base32(26)?),
+        // Time-ordered, so deliveries are inserted at the end of their index (see `ids::ordered`).
+        id: format!(
+            "msg_{}",
+            ids::ordered(now.as_millisecond().max(0) as u64, &ids::random_bytes::<16>()?, 26 - ids::ORDER_CHARS)
+        ),
         event_type: event_type.to_string(),
         alert_id: alert.id.clone(),
         payload: payload.to_string(),
@@ -1107,7 +1114,12 @@ fn new_alerts(state: &AppState, tenant: &str, firings: Vec<Firing>) -> Result<Ve
     let mut alerts = Vec::with_capacity(firings.len());
     for firing in firings {
         let alert = Alert {
-            id: state.alerting.alert_id(tenant, &firing.dedup_key),
+            // The seq of the dedup key: the trigger's, or for a silence the last event's.
+            id: state.alerting.alert_id(
+                tenant,
+                &firing.dedup_key,
+                firing.trigger_seq.or(firing.event_seqs.last().copied()).unwrap_or(0),
+            ),
             tenant: tenant.to_string(),
             position: 0,
             rule_id: firing.rule_id.as_str().to_string(),
@@ -1168,7 +1180,9 @@ async fn record_raised(state: &AppState, tenant: &str, alerts: &[NewAlert]) -> R
         let event = json!({
             "id": format!("veritrail:alert:{}", alert.id),
             "action": ALERT_RAISED_ACTION,
-            "actor": {"id": "veritrail:rule-engine", "type": "system", "name": "rule engine"},
+            // No `name`: a name is personal data (a commitment plus an encrypted sidecar row per
+            // event) and the id already says who acted.
+            "actor": {"id": "veritrail:rule-engine", "type": "system"},
             "outcome": "success",
             "resource": {"type": "alert", "id": alert.id},
             "context": {"channel": "system"},
