@@ -33,8 +33,9 @@ pub const ORDER_CHARS: usize = 10;
 /// An id that sorts by `order` (big-endian base32 of its low 50 bits, [`ORDER_CHARS`]
 /// characters; the alphabet is in ASCII order) followed by `tail_chars` characters of `tail`
 /// ([`base32`]). Rows keyed by such ids are inserted next to one another, at the end of their
-/// index: with uniformly random ids each insert dirtied its own index page, and the alert store
-/// wrote ~11 kB of WAL per alert at 20,000 alerts (BENCHMARKS.md, issue 7).
+/// index: with uniformly random ids each insert dirtied its own index page (a model of the
+/// alert store wrote 10.8 kB of WAL per alert at 20,000 alerts, 5.5 kB with ordered alert and
+/// message ids; BENCHMARKS.md, issue 7).
 pub fn ordered(order: u64, tail: &[u8], tail_chars: usize) -> String {
     let mut id = String::with_capacity(ORDER_CHARS + tail_chars);
     for index in (0..ORDER_CHARS).rev() {
