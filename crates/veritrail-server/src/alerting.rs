@@ -1241,3 +1241,23 @@ pub(crate) async fn dry_run(
     }
     Ok(run.finish(Timestamp::now()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_ids_are_stable_keyed_and_sort_by_seq() {
+        let alerting = Alerting::new(AlertingConfig::default(), b"installation pepper");
+        let id = alerting.alert_id("tn_a", "brute_force:7", 7);
+        assert_eq!(id, alerting.alert_id("tn_a", "brute_force:7", 7), "derived again after a restart");
+        assert_eq!(id.len(), "al_".len() + 26);
+        assert!(id.starts_with("al_0000000007"), "{id}");
+        assert_ne!(id, alerting.alert_id("tn_b", "brute_force:7", 7), "another tenant");
+        assert_ne!(id, alerting.alert_id("tn_a", "mass_export:7", 7), "another rule on the same event");
+        let other_pepper = Alerting::new(AlertingConfig::default(), b"another installation");
+        assert_ne!(id, other_pepper.alert_id("tn_a", "brute_force:7", 7), "unguessable without the pepper");
+        let later = [8u64, 40, 1_000_000].map(|seq| alerting.alert_id("tn_a", &format!("brute_force:{seq}"), seq));
+        assert!(id < later[0] && later[0] < later[1] && later[1] < later[2], "{id} {later:?}");
+    }
+}
