@@ -514,7 +514,7 @@ impl<'a> SealedMembers<'a> {
                     if classified.iter().any(|c| overlaps(c, path)) {
                         return Ok(false);
                     }
-                    match self.raw("metadata").map(|raw| raw_path_text(raw, below)).transpose()?.flatten() {
+                    match self.raw("metadata").map(|raw| raw_path_text(raw, below.split('.'))).transpose()?.flatten() {
                         Some((depth, raw)) => {
                             let _ = write!(key, "{depth}:{raw}");
                         }
@@ -550,46 +550,41 @@ fn overlaps_below(path: &str, base: &str) -> bool {
 /// `{"source": {"service": "api"}}` for `source.service`. A value that is not an object before
 /// the path ends is taken whole (readers look through arrays). `None` when the path is absent.
 fn raw_path(raw: &str, segments: &[&str]) -> Result<Option<Value>, OpenError> {
-    let Some((first, rest)) = segments.split_first() else { return Ok(None) };
-    if !raw.starts_with('{') {
+    let Some((depth, text)) = raw_path_text(raw, segments.iter().copied())? else {
         return Ok(None);
+    };
+    let mut found = parse_value(text)?;
+    for segment in segments[..depth].iter().rev() {
+        let mut object = Map::new();
+        object.insert((*segment).to_owned(), found);
+        found = Value::Object(object);
     }
-    let Some(value) = scan::member(raw, first).map_err(malformed)? else {
-        return Ok(None);
-    };
-    let found = if rest.is_empty() || !value.starts_with('{') {
-        parse_value(value)?
-    } else {
-        match raw_path(value, rest)? {
-            Some(found) => found,
-            None => return Ok(None),
-        }
-    };
-    let mut object = Map::new();
-    object.insert((*first).to_owned(), found);
-    Ok(Some(Value::Object(object)))
+    Ok(Some(found))
 }
 
-/// Where [`raw_path`] finds the value at the dotted `path` inside the raw object `raw`: how
-/// many of the path's segments it went down and the raw value there, unparsed. `None` when
-/// `raw_path` finds nothing.
-fn raw_path_text<'r>(raw: &'r str, path: &str) -> Result<Option<(usize, &'r str)>, OpenError> {
-    let (first, rest) = match path.split_once('.') {
-        Some((first, rest)) => (first, Some(rest)),
-        None => (path, None),
-    };
-    if !raw.starts_with('{') {
-        return Ok(None);
-    }
-    let Some(value) = scan::member(raw, first).map_err(malformed)? else {
-        return Ok(None);
-    };
-    match rest {
-        Some(rest) if value.starts_with('{') => {
-            Ok(raw_path_text(value, rest)?.map(|(depth, found)| (depth + 1, found)))
+/// Where [`raw_path`] finds the value at `segments` inside the raw object `raw`: how many of
+/// the segments it went down and the raw value there, unparsed (what
+/// [`SealedMembers::plain_view_key`] keys views by). `None` when the path is absent.
+fn raw_path_text<'r, 's>(
+    mut raw: &'r str,
+    segments: impl IntoIterator<Item = &'s str>,
+) -> Result<Option<(usize, &'r str)>, OpenError> {
+    let mut segments = segments.into_iter().peekable();
+    let mut depth = 0;
+    while let Some(segment) = segments.next() {
+        if !raw.starts_with('{') {
+            return Ok(None);
         }
-        _ => Ok(Some((1, value))),
+        let Some(value) = scan::member(raw, segment).map_err(malformed)? else {
+            return Ok(None);
+        };
+        depth += 1;
+        if segments.peek().is_none() || !value.starts_with('{') {
+            return Ok(Some((depth, value)));
+        }
+        raw = value;
     }
+    Ok(None)
 }
 
 /// Whether [`SealedMembers::open_plain`] reads the raw member value `raw` without parsing: a

@@ -252,7 +252,9 @@ impl Alerting {
         mac.update(b"\n");
         mac.update(dedup_key.as_bytes());
         let digest = mac.finalize().into_bytes();
-        format!("al_{}", ids::ordered(seq, &digest, 26 - ids::ORDER_CHARS))
+        let mut tail = [0u8; ids::TAIL_CHARS];
+        tail.copy_from_slice(&digest[..ids::TAIL_CHARS]);
+        format!("al_{}", ids::ordered(seq, &tail))
     }
 
     /// Applies a rule change: through the engine task when it runs (so the new version starts
@@ -522,10 +524,7 @@ pub(crate) fn message(
     let payload = json!({"type": event_type, "timestamp": now.to_string(), "data": data});
     Ok(OutboundMessage {
         // Time-ordered, so deliveries are inserted at the end of their index (see `ids::ordered`).
-        id: format!(
-            "msg_{}",
-            ids::ordered(now.as_millisecond().max(0) as u64, &ids::random_bytes::<16>()?, 26 - ids::ORDER_CHARS)
-        ),
+        id: format!("msg_{}", ids::ordered(now.as_millisecond().max(0) as u64, &ids::random_bytes()?)),
         event_type: event_type.to_string(),
         alert_id: alert.id.clone(),
         payload: payload.to_string(),

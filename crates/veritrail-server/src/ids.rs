@@ -30,18 +30,21 @@ pub fn base32(bytes: &[u8], len: usize) -> String {
 /// Characters of an [`ordered`] id's leading part: 50 bits.
 pub const ORDER_CHARS: usize = 10;
 
-/// An id that sorts by `order` (big-endian base32 of its low 50 bits, [`ORDER_CHARS`]
-/// characters; the alphabet is in ASCII order) followed by `tail_chars` characters of `tail`
-/// ([`base32`]). Rows keyed by such ids are inserted next to one another, at the end of their
-/// index: with uniformly random ids each insert dirtied its own index page (a model of the
-/// alert store wrote 10.8 kB of WAL per alert at 20,000 alerts, 5.5 kB with ordered alert and
-/// message ids; BENCHMARKS.md, issue 7).
-pub fn ordered(order: u64, tail: &[u8], tail_chars: usize) -> String {
-    let mut id = String::with_capacity(ORDER_CHARS + tail_chars);
+/// Characters of an [`ordered`] id's tail: 80 bits.
+pub const TAIL_CHARS: usize = 16;
+
+/// A 26-character id (as [`random_base32`]`(26)` ones) that sorts by `order`: big-endian base32
+/// of its low 50 bits ([`ORDER_CHARS`] characters; the alphabet is in ASCII order), followed by
+/// [`TAIL_CHARS`] characters of `tail` ([`base32`]). Rows keyed by such ids are inserted next to
+/// one another, at the end of their index: with uniformly random ids each insert dirtied its own
+/// index page (a model of the alert store wrote 10.8 kB of WAL per alert at 20,000 alerts,
+/// 5.5 kB with ordered alert and message ids; BENCHMARKS.md, issue 7).
+pub fn ordered(order: u64, tail: &[u8; TAIL_CHARS]) -> String {
+    let mut id = String::with_capacity(ORDER_CHARS + TAIL_CHARS);
     for index in (0..ORDER_CHARS).rev() {
         id.push(BASE32[((order >> (5 * index)) & 31) as usize] as char);
     }
-    id.push_str(&base32(tail, tail_chars));
+    id.push_str(&base32(tail, TAIL_CHARS));
     id
 }
 
@@ -78,12 +81,12 @@ mod tests {
     fn ordered_ids_sort_by_their_order_then_tail() {
         let tail = [7u8; 16];
         let ids: Vec<String> =
-            [0u64, 1, 31, 32, 1_000, 1 << 40, (1 << 50) - 1].iter().map(|&o| ordered(o, &tail, 16)).collect();
+            [0u64, 1, 31, 32, 1_000, 1 << 40, (1 << 50) - 1].iter().map(|&o| ordered(o, &tail)).collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
-        assert!(ids.iter().all(|id| id.len() == ORDER_CHARS + 16));
+        assert!(ids.iter().all(|id| id.len() == 26));
         assert_eq!(ids[0], "00000000007777777777777777");
         assert_eq!(&ids[2][..ORDER_CHARS], "000000000z");
         assert_eq!(&ids[3][..ORDER_CHARS], "0000000010");
-        assert_ne!(ordered(5, &[1u8; 16], 16), ordered(5, &[2u8; 16], 16));
+        assert_ne!(ordered(5, &[1u8; 16]), ordered(5, &[2u8; 16]));
     }
 }

@@ -359,7 +359,6 @@ fn set_cursor(tx: &Transaction<'_>, tenant: &str, next_seq: u64, now: Timestamp)
     Ok(())
 }
 
-/// One delivery per endpoint of the tenant whose filter accepts the message.
 /// A webhook endpoint of the tenant and the event types it subscribed to.
 struct Subscriber {
     endpoint_id: String,
