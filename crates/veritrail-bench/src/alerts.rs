@@ -48,7 +48,9 @@ const NAMED_THREADS: [(&str, &str); 4] = [
     ("veritrail-rules", "rule evaluation"),
     ("veritrail-write", "ledger writer"),
     ("veritrail-index", "indexer"),
-    ("veritrail-check", "checkpointer"),
+    // `veritrail-checkpoint`, cut to the 15 characters Linux keeps of a thread's name: the
+    // ledger's WAL checkpoints (not the signed ledger checkpoints).
+    ("veritrail-check", "ledger WAL checkpointer"),
 ];
 
 /// How often the probe sends a triggering event.
@@ -186,13 +188,14 @@ pub fn run(bodies: &[Vec<u8>], events: u64, clients: usize, rounds: usize, work_
     );
     // Where the difference lands: the named threads each, and the rest of the process (the
     // async runtime and its blocking pool: requests, storing and sending alerts).
-    let on_named = |index: usize| median(&on.iter().map(|r| r.threads_cpu_per_event[index]).collect::<Vec<_>>());
-    let off_named = |index: usize| median(&off.iter().map(|r| r.threads_cpu_per_event[index]).collect::<Vec<_>>());
+    let named = |rounds: &[Round], index: usize| {
+        median(&rounds.iter().map(|r| r.threads_cpu_per_event[index]).collect::<Vec<_>>())
+    };
     for (index, (name, what)) in NAMED_THREADS.iter().enumerate() {
         println!(
             "| CPU-µs per event, {what} (thread `{name}`, median) | {:.2} | {:.2} |",
-            on_named(index),
-            off_named(index)
+            named(&on, index),
+            named(&off, index)
         );
     }
     let rest = |rounds: &[Round]| {
