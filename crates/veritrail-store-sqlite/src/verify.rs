@@ -88,6 +88,12 @@ impl From<rusqlite::Error> for VerifyError {
     }
 }
 
+impl From<pages::Corrupt> for VerifyError {
+    fn from(pages::Corrupt(problem): pages::Corrupt) -> Self {
+        ledger_failure(format!("database is corrupt: {problem}"))
+    }
+}
+
 /// The first integrity problem found: displayed as
 /// `tenant tn_x: seq 41: leaf hash mismatch (stored ..., computed ...)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +155,9 @@ pub struct Report {
     pub tenants: Vec<TenantReport>,
     /// The answer of `PRAGMA quick_check` (`ok`).
     pub quick_check: String,
+    /// The records were read straight from the database file's pages (its WAL held no frames);
+    /// else through SQLite.
+    pub read_pages: bool,
 }
 
 impl Report {
@@ -252,14 +261,54 @@ pub fn verify_data_dir_with(dir: &Path, options: VerifyOptions<'_>) -> Result<Re
         return Err(VerifyError::NoLedger(path));
     }
     let mut conn = open_read_only(&path)?;
+    // Every table is read in this one snapshot, taken at the first read: whatever the server
+    // writes meanwhile.
+    let snapshot = conn.transaction()?;
+    let records = pages::Table::new("records", root_page(&snapshot, "records")?.unwrap_or_default())?;
+    let file = pages::DatabaseFile::open(&path).map_err(ledger_failure)?;
+    let personal = match (&file, root_page(&snapshot, "personal")?) {
+        (Some(_), Some(root)) => Some(pages::Table::new("personal", root)?),
+        _ => None,
+    };
     let structure_conn = open_read_only(&path)?;
     let interrupt = structure_conn.get_interrupt_handle();
     thread::scope(|scope| {
-        // SQLite's own structural check runs meanwhile, on a second connection.
-        let structure = scope.spawn(move || quick_check(&structure_conn));
-        let tenants = verify_ledgers(&mut conn, options).inspect_err(|_| interrupt.interrupt())?;
+        // SQLite's own structural check runs meanwhile, on a second connection, of what the scan
+        // does not read itself; so does the check of `personal` when it is read from pages.
+        let skip = personal.map(|table| table.name);
+        let structure = scope.spawn(move || quick_check(&structure_conn, skip));
+        let sidecars =
+            personal.zip(file.as_ref()).map(|(table, file)| scope.spawn(move || check_personal(file, table)));
+        let tenants =
+            verify_ledgers(&snapshot, (file.as_ref(), records), options).inspect_err(|_| interrupt.interrupt())?;
         let quick_check = structure.join().map_err(|_| ledger_failure("quick_check panicked".into()))??;
-        Ok(Report { tenants, quick_check })
+        if let Some(sidecars) = sidecars {
+            sidecars.join().map_err(|_| ledger_failure("the check of personal data panicked".into()))??;
+        }
+        Ok(Report { tenants, quick_check, read_pages: file.is_some() })
+    })
+}
+
+/// The root page of table `name`, if it exists.
+fn root_page(conn: &Connection, name: &str) -> Result<Option<i64>, VerifyError> {
+    let sql = "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = ?1";
+    Ok(conn.query_row(sql, [name], |row| row.get(0)).optional()?)
+}
+
+/// The `personal` sidecars read from pages: what `PRAGMA quick_check` checks of them — their
+/// B-tree, and the column types of every row (`data` a blob, the blind-index tokens blobs or
+/// NULL). They are the one table whose content no hash covers (erasure clears them).
+fn check_personal(file: &pages::DatabaseFile, table: pages::Table) -> Result<(), VerifyError> {
+    let mut buffers = pages::Buffers::default();
+    file.scan(table, i64::MIN..=i64::MAX, &mut buffers, |pages::Row { key, columns: [_, data, email, ip] }| {
+        let token = |value: ValueRef<'_>| matches!(value, ValueRef::Blob(_) | ValueRef::Null);
+        let wrong = match (matches!(data, ValueRef::Blob(_)), token(email), token(ip)) {
+            (true, true, true) => return Ok(()),
+            (false, _, _) => "data is not a blob",
+            (true, false, _) => "email_bidx is neither a blob nor NULL",
+            (true, true, false) => "ip_bidx is neither a blob nor NULL",
+        };
+        Err(ledger_failure(format!("personal data of record key {key}: {wrong}")))
     })
 }
 
@@ -274,15 +323,17 @@ fn open_read_only(path: &Path) -> Result<Connection, VerifyError> {
     Ok(conn)
 }
 
-/// Every tenant's ledger, read in one transaction: every table is seen at the same instant,
-/// whatever the server writes meanwhile.
-fn verify_ledgers(conn: &mut Connection, options: VerifyOptions<'_>) -> Result<Vec<TenantReport>, VerifyError> {
-    let snapshot = conn.transaction()?;
+/// Every tenant's ledger, in the snapshot of `conn`; records read from `file`'s pages if given.
+fn verify_ledgers(
+    conn: &Connection,
+    records: (Option<&pages::DatabaseFile>, pages::Table),
+    options: VerifyOptions<'_>,
+) -> Result<Vec<TenantReport>, VerifyError> {
     let keys = match options.trusted_keys {
         Some(keys) => keys.to_vec(),
-        None => signing_keys(&snapshot)?,
+        None => signing_keys(conn)?,
     };
-    scan(&snapshot, &keys, options.tsa_trust, options.published)
+    scan(conn, records, &keys, options.tsa_trust, options.published)
 }
 
 /// The verifier keys of [`SIGNING_KEYS_SETTING`] (none if the setting is absent).
@@ -312,6 +363,7 @@ fn signing_keys(conn: &Connection) -> Result<Vec<VerifierKey>, VerifyError> {
 /// Verifies every tenant's ledger, and that no record, node or checkpoint belongs to no tenant.
 fn scan(
     conn: &Connection,
+    (file, records): (Option<&pages::DatabaseFile>, pages::Table),
     keys: &[VerifierKey],
     tsa: Option<&TrustAnchors>,
     published: &[String],
@@ -329,7 +381,7 @@ fn scan(
         return Err(ledger_failure(format!("merkle nodes of unknown tenant number {no}")));
     }
 
-    let mut checkers = Checkers::open(Path::new(conn.path().unwrap_or_default()))?;
+    let mut checkers = Checkers::open(conn, file, records)?;
     let mut reports = Vec::with_capacity(tenants.len());
     // The first key after the previous tenant's range (none after the largest tenant number).
     let mut next_key = Some(i64::MIN);
@@ -481,11 +533,12 @@ const SCANNED_TABLES: [&str; 2] = ["records", "merkle_nodes"];
 /// checks every byte against the hashes: SQLite's own pass over them would cost about as much
 /// as the whole scan and only repeat what reading them checks, apart from file-level bookkeeping
 /// (pages counted twice or never, the freelist) that does not touch their content.
-fn quick_check(conn: &Connection) -> Result<String, VerifyError> {
+fn quick_check(conn: &Connection, also_skip: Option<&str>) -> Result<String, VerifyError> {
     let mut tables = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?;
     let tables = tables.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     let mut problems = Vec::new();
-    for table in tables.iter().filter(|table| !SCANNED_TABLES.contains(&table.as_str())) {
+    let skipped = |table: &str| SCANNED_TABLES.contains(&table) || also_skip == Some(table);
+    for table in tables.iter().filter(|table| !skipped(table)) {
         let mut stmt = conn.prepare(&format!("PRAGMA quick_check(\"{}\")", table.replace('"', "\"\"")))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -554,7 +607,7 @@ impl<'a> TenantScan<'a> {
     /// Checker threads read and check blocks of records on their own (canonical form, fields,
     /// leaf hash: what needs no other record), each through its own connection, while this one
     /// puts the checked blocks in the tree in order, checking what depends on position.
-    fn run(mut self, checkers: &mut Checkers) -> Result<TenantReport, VerifyError> {
+    fn run(mut self, checkers: &mut Checkers<'_>) -> Result<TenantReport, VerifyError> {
         self.check_checkpoints()?;
         let last: Option<i64> = self.conn.query_row(
             "SELECT max(key) FROM records WHERE key BETWEEN ?1 AND ?2",
@@ -562,13 +615,13 @@ impl<'a> TenantScan<'a> {
             |row| row.get(0),
         )?;
         if let Some(last) = last {
-            let queue = BlockQueue::new(key_seq(last), checkers.conns.len() * BLOCKS_PER_CHECKER);
+            let queue = BlockQueue::new(key_seq(last), checkers.threads() * BLOCKS_PER_CHECKER);
             let (no, id) = (self.no, self.id);
             thread::scope(|scope| {
                 let (done, arrivals) = mpsc::channel();
-                for conn in &mut checkers.conns {
+                for reader in checkers.readers() {
                     let (queue, done) = (&queue, done.clone());
-                    scope.spawn(move || queue.work(conn, (no, id), &done));
+                    scope.spawn(move || queue.work(reader, (no, id), &done));
                 }
                 drop(done);
                 // After a failure (or a panic) the checkers stop at the end of their current block.
@@ -773,15 +826,26 @@ fn checker_threads() -> usize {
     cores.clamp(1, MAX_CHECKERS)
 }
 
-/// The connections of the checker threads, each in a read transaction of its own opened after
-/// the main one's: records are append-only and each tenant's scan stops at the last key the main
-/// snapshot sees, so they read exactly the records that snapshot holds.
-struct Checkers {
-    conns: Vec<Connection>,
+/// How the checker threads read records: straight from the database file's pages when the WAL
+/// holds no frames (`pages.rs`), else through connections of their own, each in a read
+/// transaction opened after the main one's: records are append-only and each tenant's scan stops
+/// at the last key the main snapshot sees, so they read exactly the records that snapshot holds.
+enum Checkers<'a> {
+    File { file: &'a pages::DatabaseFile, records: pages::Table, threads: usize },
+    Sqlite { conns: Vec<Connection> },
 }
 
-impl Checkers {
-    fn open(path: &Path) -> Result<Self, VerifyError> {
+impl<'a> Checkers<'a> {
+    /// Called with the main snapshot taken (`conn` has read in its transaction).
+    fn open(
+        conn: &Connection,
+        file: Option<&'a pages::DatabaseFile>,
+        records: pages::Table,
+    ) -> Result<Self, VerifyError> {
+        if let Some(file) = file {
+            return Ok(Self::File { file, records, threads: checker_threads() });
+        }
+        let path = Path::new(conn.path().unwrap_or_default());
         let mut conns = Vec::new();
         for _ in 0..checker_threads() {
             let conn = open_read_only(path)?;
@@ -791,8 +855,29 @@ impl Checkers {
             conn.execute_batch("BEGIN")?;
             conns.push(conn);
         }
-        Ok(Self { conns })
+        Ok(Self::Sqlite { conns })
     }
+
+    fn threads(&self) -> usize {
+        match self {
+            Self::File { threads, .. } => *threads,
+            Self::Sqlite { conns } => conns.len(),
+        }
+    }
+
+    /// What each checker thread reads with.
+    fn readers(&mut self) -> Vec<Reader<'_>> {
+        match self {
+            Self::File { file, records, threads } => (0..*threads).map(|_| Reader::File(file, *records)).collect(),
+            Self::Sqlite { conns } => conns.iter_mut().map(Reader::Sqlite).collect(),
+        }
+    }
+}
+
+/// A checker thread's way to the records (a connection is used by one thread at a time).
+enum Reader<'a> {
+    File(&'a pages::DatabaseFile, pages::Table),
+    Sqlite(&'a mut Connection),
 }
 
 /// Hands out the blocks of one tenant's records, in order, to the checker threads, each with a
@@ -852,14 +937,18 @@ impl BlockQueue {
     }
 
     /// A checker thread: reads and checks blocks until there are no more.
-    fn work(&self, conn: &Connection, (no, tenant): (i64, &str), done: &mpsc::Sender<(u64, Block)>) {
+    fn work(&self, reader: Reader<'_>, (no, tenant): (i64, &str), done: &mpsc::Sender<(u64, Block)>) {
         // A panicking checker never delivers its block: the others must not wait for buffers.
         let _stop = StopOnDrop { queue: self, only_when_panicking: true };
         while let Some((index, mut block)) = self.take() {
             block.rows.clear();
             let first = index * BLOCK_SEQS;
             let seqs = first..=(first + BLOCK_SEQS - 1).min(self.last_seq);
-            block.error = block.read(conn, (no, tenant), seqs).err();
+            block.error = match &reader {
+                Reader::File(file, records) => block.read_pages((file, *records), (no, tenant), seqs),
+                Reader::Sqlite(conn) => block.read(conn, (no, tenant), seqs),
+            }
+            .err();
             if done.send((index, block)).is_err() {
                 return;
             }
@@ -887,6 +976,8 @@ struct Block {
     rows: Vec<CheckedRow>,
     /// Reading failed after `rows`.
     error: Option<VerifyError>,
+    /// Reused from block to block when reading pages.
+    buffers: pages::Buffers,
 }
 
 /// One row of `records`, checked on its own.
@@ -916,6 +1007,26 @@ impl Block {
             self.rows.push(CheckedRow { key, tenant_no: row.get(1)?, verdict });
         }
         Ok(())
+    }
+
+    /// [`Block::read`] from the database file's pages.
+    fn read_pages(
+        &mut self,
+        (file, records): (&pages::DatabaseFile, pages::Table),
+        (no, tenant): (i64, &str),
+        seqs: RangeInclusive<u64>,
+    ) -> Result<(), VerifyError> {
+        let keys = record_key(no, *seqs.start())..=record_key(no, *seqs.end());
+        let Self { rows, buffers, .. } = self;
+        file.scan(records, keys, buffers, |pages::Row { key, columns: [_, tenant_no, event_id, leaf_hash, sealed] }| {
+            let ValueRef::Integer(tenant_no) = tenant_no else {
+                let at = Location::Seq(key_seq(key));
+                return Err(VerifyError::Failed(Failure::new(Some(tenant), at, "tenant_no is not an integer")));
+            };
+            let verdict = check_row(key, [event_id, leaf_hash, sealed], tenant);
+            rows.push(CheckedRow { key, tenant_no, verdict });
+            Ok(())
+        })
     }
 }
 
@@ -1096,6 +1207,7 @@ pub fn read_sealed_head(sealed: &[u8]) -> Result<SealedHead<'_>, SealedRecordErr
 /// not ASCII, deep nesting, anything malformed) is left to [`jcs::is_canonical`], so it can only
 /// be wrong by accepting what the reference refuses, which its tests look for.
 mod canonical;
+mod pages;
 
 /// Checkpoint time-stamps (`checkpoint_timestamps`).
 mod timestamps;

@@ -87,12 +87,30 @@ fn replace(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     text.replacen(from, to, 1).into_bytes()
 }
 
-/// Builds a ledger, damages it with `tamper`, and returns the failure.
+/// Builds a ledger, damages it with `tamper`, and returns the failure — found alike with the
+/// damage still in the WAL (records read through SQLite) and once it is in the database file
+/// (records read from its pages).
 fn failure_after(tamper: impl FnOnce(&Connection)) -> super::Failure {
     let dir = tempfile::tempdir().unwrap();
     ledger(dir.path());
-    tamper(&open(dir.path()));
-    match verify_data_dir(dir.path(), None) {
+    let conn = open(dir.path());
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    tamper(&conn);
+    let path = dir.path().join(LEDGER_FILE);
+    assert!(super::pages::wal_may_hold_frames(&path).unwrap());
+    let through_sqlite = failure_of(dir.path());
+    // What a stopped server leaves (the store's WAL checkpointer may still hold a connection
+    // here for a moment, so closing this one is not enough).
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(conn);
+    assert!(!super::pages::wal_may_hold_frames(&path).unwrap());
+    let from_pages = failure_of(dir.path());
+    assert_eq!(through_sqlite, from_pages);
+    from_pages
+}
+
+fn failure_of(dir: &Path) -> super::Failure {
+    match verify_data_dir(dir, None) {
         Err(VerifyError::Failed(failure)) => failure,
         other => panic!("expected a failure, got {other:?}"),
     }
@@ -111,8 +129,18 @@ fn an_intact_ledger_verifies() {
     assert_eq!(report.tenants[0].latest_checkpoint, Some(90));
     assert_eq!(report.uncovered(), 10);
 
+    assert!(report.read_pages, "the store is closed: its WAL is empty");
+
     let trusted = [signer().verifier_key()];
     assert_eq!(verify_data_dir(dir.path(), Some(&trusted)).unwrap(), report);
+
+    // The same verdict through SQLite, while a connection keeps a frame in the WAL.
+    let conn = open(dir.path());
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    conn.execute("INSERT INTO settings (name, value) VALUES ('test.touch', x'00')", []).unwrap();
+    let through_sqlite = verify_data_dir(dir.path(), None).unwrap();
+    assert!(!through_sqlite.read_pages);
+    assert_eq!(through_sqlite.tenants, report.tenants);
 }
 
 #[test]
@@ -232,26 +260,234 @@ fn a_ledger_verifies_while_it_grows() {
 #[test]
 fn checker_threads_stop_at_the_last_record_of_the_main_snapshot() {
     // The checkers' connections may see records appended after the main snapshot: blocks end at
-    // the last seq that snapshot holds, even inside a block.
+    // the last seq that snapshot holds, even inside a block. Likewise when they read pages.
     let dir = tempfile::tempdir().unwrap();
     ledger(dir.path());
-    let mut conn = super::open_read_only(&dir.path().join(LEDGER_FILE)).unwrap();
+    let path = dir.path().join(LEDGER_FILE);
+    let mut conn = super::open_read_only(&path).unwrap();
     let no: i64 = conn.query_row("SELECT no FROM tenants WHERE id = ?1", [TENANT], |row| row.get(0)).unwrap();
-    let queue = super::BlockQueue::new(50, 2);
-    let (done, arrivals) = std::sync::mpsc::channel();
-    let mut seqs = Vec::new();
-    std::thread::scope(|scope| {
-        let (queue, conn, done) = (&queue, &mut conn, done);
-        scope.spawn(move || queue.work(conn, (no, TENANT), &done));
-        for _ in 0..queue.blocks {
-            let (_, block) = arrivals.recv().unwrap();
-            assert!(block.error.is_none());
-            seqs.extend(block.rows.iter().map(|row| crate::schema::key_seq(row.key)));
-            queue.give_back(block);
+    let root: i64 =
+        conn.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0)).unwrap();
+    let file = super::pages::DatabaseFile::open(&path).unwrap().expect("the WAL is empty");
+    let records = super::pages::Table::new("records", root).unwrap();
+    for reader in [super::Reader::Sqlite(&mut conn), super::Reader::File(&file, records)] {
+        let queue = super::BlockQueue::new(50, 2);
+        let (done, arrivals) = std::sync::mpsc::channel();
+        let mut seqs = Vec::new();
+        std::thread::scope(|scope| {
+            let (queue, done) = (&queue, done);
+            scope.spawn(move || queue.work(reader, (no, TENANT), &done));
+            for _ in 0..queue.blocks {
+                let (_, block) = arrivals.recv().unwrap();
+                assert!(block.error.is_none());
+                seqs.extend(block.rows.iter().map(|row| crate::schema::key_seq(row.key)));
+                queue.give_back(block);
+            }
+        });
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..=50).collect::<Vec<u64>>());
+    }
+}
+
+/// The `records` file of a closed store, read from its pages.
+fn table_pages(path: &Path, table: &'static str) -> (super::pages::DatabaseFile, super::pages::Table) {
+    let conn = super::open_read_only(path).unwrap();
+    let root = super::root_page(&conn, table).unwrap().unwrap();
+    let file = super::pages::DatabaseFile::open(path).unwrap().expect("the WAL is empty");
+    (file, super::pages::Table::new(table, root).unwrap())
+}
+
+type OwnedRow = (i64, Vec<rusqlite::types::Value>);
+
+fn owned(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::Value {
+    use rusqlite::types::{Value, ValueRef};
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) => Value::Text(String::from_utf8(t.to_vec()).unwrap()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+#[test]
+fn rows_read_from_pages_are_the_rows_sqlite_reads() {
+    // Records small and large: those past ~4 kB spill to overflow pages, one over several.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for tenant in [TENANT, OTHER] {
+            let created_at = Timestamp::UNIX_EPOCH;
+            store.create_tenant(Tenant { id: tenant.into(), name: tenant.into(), created_at }).await.unwrap();
+            let events = (0..400)
+                .map(|i: usize| {
+                    let note = "n".repeat([10, 900, 3_900, 4_100, 9_000, 60_000][i % 6] + i);
+                    veritrail_store::suite::prepared(json!({"id": format!("evt_{i}"), "action": "user.login",
+                        "actor": {"id": "u1"}, "metadata": {"note": note}}))
+                })
+                .collect();
+            store.append(tenant, events).await.unwrap();
         }
+        store.shutdown().await.unwrap();
     });
-    seqs.sort_unstable();
-    assert_eq!(seqs, (0..=50).collect::<Vec<u64>>());
+    let path = dir.path().join(LEDGER_FILE);
+    let (file, records) = table_pages(&path, "records");
+    let conn = super::open_read_only(&path).unwrap();
+    let (alpha, beta) = (key(&conn, TENANT, 0), key(&conn, OTHER, 0));
+    let ranges = [
+        i64::MIN..=i64::MAX,
+        alpha..=alpha + 399,
+        alpha + 17..=alpha + 230,
+        beta + 5..=beta + 5,
+        beta + 400..=i64::MAX,
+    ];
+    let mut buffers = super::pages::Buffers::default();
+    for keys in ranges {
+        let mut from_pages: Vec<OwnedRow> = Vec::new();
+        file.scan(records, keys.clone(), &mut buffers, |row: super::pages::Row<'_, 5>| {
+            from_pages.push((row.key, row.columns.iter().map(|value| owned(*value)).collect()));
+            Ok::<_, super::pages::Corrupt>(())
+        })
+        .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT key, key, tenant_no, event_id, leaf_hash, sealed FROM records WHERE key BETWEEN ?1 AND ?2 ORDER BY key")
+            .unwrap();
+        let through_sqlite: Vec<OwnedRow> = stmt
+            .query_map(params![keys.start(), keys.end()], |row| {
+                // The key column is the rowid itself, stored as NULL in the record.
+                let mut columns = vec![rusqlite::types::Value::Null];
+                columns.extend((2..6).map(|i| row.get::<_, rusqlite::types::Value>(i).unwrap()));
+                Ok((row.get(0)?, columns))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(from_pages.len(), through_sqlite.len(), "{keys:?}");
+        assert!(from_pages == through_sqlite, "{keys:?}: the rows differ");
+    }
+    let report = verify_data_dir(dir.path(), None).unwrap();
+    assert!(report.read_pages);
+    assert_eq!(report.records(), 800);
+}
+
+fn read_page(path: &Path, page_size: usize, page: u32) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0; page_size];
+    std::fs::File::open(path).unwrap().read_exact_at(&mut bytes, (u64::from(page) - 1) * page_size as u64).unwrap();
+    bytes
+}
+
+/// Overwrites `bytes` at `offset` of page `page` of the ledger file.
+fn damage_page(path: &Path, page_size: usize, page: u32, offset: usize, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(bytes, (u64::from(page) - 1) * page_size as u64 + offset as u64).unwrap();
+}
+
+#[test]
+fn a_damaged_records_page_is_a_corrupt_database() {
+    // Page header: type at 0, cell count at 3..5; cell pointers from 8 (a leaf page).
+    /// Where to write what, given the page.
+    type Damage = fn(&[u8]) -> (usize, Vec<u8>);
+    let cases: [(&str, Damage); 4] = [
+        ("page type 0x0a is not a table B-tree page", |_| (0, vec![0x0a])),
+        ("cells do not fit in the page", |_| (3, vec![0xff, 0xff])),
+        ("outside the cell content area", |_| (8, vec![0x00, 0x01])),
+        // The first two cell pointers swapped: keys out of order.
+        ("out of order", |page| (8, [&page[10..12], &page[8..10]].concat())),
+    ];
+    for (expected, damage) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        ledger(dir.path());
+        let path = dir.path().join(LEDGER_FILE);
+        let (file, records) = table_pages(&path, "records");
+        let leaf = file.leaf_pages(records)[3];
+        let page = read_page(&path, file.page_size(), leaf);
+        let (offset, bytes) = damage(&page);
+        damage_page(&path, page.len(), leaf, offset, &bytes);
+        let failure = failure_of(dir.path());
+        assert_eq!((failure.tenant.as_deref(), failure.at), (None, Location::Ledger));
+        assert!(
+            failure.problem.starts_with(&format!("database is corrupt: records page {leaf}: ")),
+            "{}",
+            failure.problem
+        );
+        assert!(failure.problem.contains(expected), "{expected}: {}", failure.problem);
+    }
+}
+
+#[test]
+fn a_records_page_outside_the_file_is_a_corrupt_database() {
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let path = dir.path().join(LEDGER_FILE);
+    let conn = super::open_read_only(&path).unwrap();
+    let root: u32 =
+        conn.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0)).unwrap();
+    drop(conn);
+    let (file, _) = table_pages(&path, "records");
+    let page = read_page(&path, file.page_size(), root);
+    assert_eq!(page[0], 0x05, "100 records of this size take more than one page");
+    // The child pointer of the root's third cell (SQLite's own queries of the main snapshot go
+    // down the first and last) beyond the end of the file.
+    let cell = usize::from(u16::from_be_bytes([page[12 + 4], page[12 + 5]]));
+    damage_page(&path, page.len(), root, cell, &u32::MAX.to_be_bytes());
+    let failure = failure_of(dir.path());
+    assert!(failure.problem.contains(&format!("refers to page {}", u32::MAX)), "{}", failure.problem);
+}
+
+#[test]
+fn personal_data_read_from_pages_is_checked_like_quick_check_does() {
+    use super::pages::varint;
+    // `personal` is STRICT: a wrong column type can only come from damage below SQL. Here the
+    // serial type of the first row's `data` (a blob) turned into a text of the same length.
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let path = dir.path().join(LEDGER_FILE);
+    let (file, personal) = table_pages(&path, "personal");
+    let leaf = file.leaf_pages(personal)[0];
+    let page = read_page(&path, file.page_size(), leaf);
+    let cell = usize::from(u16::from_be_bytes([page[8], page[9]]));
+    let (_, rowid_at) = varint(&page, cell).unwrap();
+    let (key, record_at) = varint(&page, rowid_at).unwrap();
+    let (_, key_type_at) = varint(&page, record_at).unwrap();
+    let (_, data_type_at) = varint(&page, key_type_at).unwrap();
+    let (data_type, after) = varint(&page, data_type_at).unwrap();
+    assert!(data_type >= 12 && data_type % 2 == 0, "data is a blob");
+    damage_page(&path, page.len(), leaf, after - 1, &[page[after - 1] ^ 1]);
+    let failure = failure_of(dir.path());
+    assert_eq!(failure.problem, format!("personal data of record key {key}: data is not a blob"));
+
+    // And its B-tree like the records' one.
+    damage_page(&path, page.len(), leaf, 0, &[0x0a]);
+    let failure = failure_of(dir.path());
+    assert!(
+        failure.problem.starts_with(&format!("database is corrupt: personal page {leaf}: page type 0x0a")),
+        "{}",
+        failure.problem
+    );
+}
+
+#[test]
+fn only_a_wal_whose_first_frame_matches_its_header_may_hold_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LEDGER_FILE);
+    let wal = dir.path().join(format!("{LEDGER_FILE}-wal"));
+    let may_hold = || super::pages::wal_may_hold_frames(&path).unwrap();
+    assert!(!may_hold(), "no WAL");
+    std::fs::write(&wal, []).unwrap();
+    assert!(!may_hold(), "an empty WAL");
+    std::fs::write(&wal, [7; 40]).unwrap();
+    assert!(!may_hold(), "shorter than a header and a frame header");
+    let mut bytes = vec![0; 32 + 24 + 4096];
+    bytes[16..24].copy_from_slice(b"saltsalt");
+    bytes[40..48].copy_from_slice(b"oldsalts");
+    std::fs::write(&wal, &bytes).unwrap();
+    assert!(!may_hold(), "a frame left from before the last restart");
+    bytes[40..48].copy_from_slice(b"saltsalt");
+    std::fs::write(&wal, &bytes).unwrap();
+    assert!(may_hold());
 }
 
 #[test]
