@@ -97,7 +97,7 @@ impl Table {
 
 impl DatabaseFile {
     /// The database at `path`; `None` where its pages cannot be read directly (the WAL may hold
-    /// frames, or this platform has no `pread`).
+    /// frames, text is not UTF-8, or this platform has no `pread`).
     pub(super) fn open(path: &Path) -> Result<Option<Self>, String> {
         if !cfg!(unix) || wal_may_hold_frames(path)? {
             return Ok(None);
@@ -107,6 +107,11 @@ impl DatabaseFile {
         read_at(&file, &mut header, 0).map_err(|e| format!("cannot read the database header: {e}"))?;
         if &header[..16] != b"SQLite format 3\0" {
             return Err("not an SQLite database".into());
+        }
+        // Text as stored is handed out as is: UTF-8 only (what Veritrail creates); SQLite itself
+        // converts any other encoding.
+        if u32::from_be_bytes([header[56], header[57], header[58], header[59]]) != 1 {
+            return Ok(None);
         }
         let page_size = match u16::from_be_bytes([header[16], header[17]]) {
             1 => 65536,
