@@ -107,6 +107,39 @@ async fn an_index_that_lost_rows_in_an_unclean_stop_is_rebuilt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_row_beyond_its_progress_has_the_index_rebuilt() {
+    // Rows and progress commit together, so a row past the progress is damage: the batch that
+    // meets it fails and the whole index is derived again (never a stale row kept or patched).
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..20)).await.unwrap();
+    assert_eq!(count(&store).await, 20);
+    store.shutdown().await.unwrap();
+    drop(store);
+    let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
+    let (no, next): (i64, i64) =
+        index.query_row("SELECT tenant_no, next_seq FROM progress", [], |row| Ok((row.get(0)?, row.get(1)?))).unwrap();
+    assert_eq!(next, 20);
+    index
+        .execute(
+            "INSERT INTO events (key, occurred_at, action, actor_id, actor_type, outcome) VALUES (?1, 0, 'bogus', 'x', 'user', 'success')",
+            [(no << 40) | 25],
+        )
+        .unwrap();
+    drop(index);
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.append("tn_a", events(20..30)).await.unwrap();
+    assert_eq!(count(&store).await, 30, "indexing went past the damaged row");
+    store.shutdown().await.unwrap();
+    drop(store);
+    let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
+    let action: String =
+        index.query_row("SELECT action FROM events WHERE key = ?1", [(no << 40) | 25], |row| row.get(0)).unwrap();
+    assert_eq!(action, "data.read", "the row was derived again from the ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_of_an_older_layout_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let store = with_tenant(dir.path()).await;
