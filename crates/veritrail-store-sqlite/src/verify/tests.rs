@@ -371,6 +371,21 @@ fn rows_read_from_pages_are_the_rows_sqlite_reads() {
     assert_eq!(report.records(), 800);
 }
 
+/// A fresh ledger (`ledger`), and one page of `table` in it: its number and bytes; `pick`
+/// chooses it from the leaf pages in key order and the root.
+fn ledger_page(
+    table: &'static str,
+    pick: impl FnOnce(&[u32], u32) -> u32,
+) -> (tempfile::TempDir, std::path::PathBuf, u32, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    ledger(dir.path());
+    let path = dir.path().join(LEDGER_FILE);
+    let (file, table) = table_pages(&path, table);
+    let page = pick(&file.leaf_pages(table), table.root);
+    let bytes = read_page(&path, file.page_size(), page);
+    (dir, path, page, bytes)
+}
+
 fn read_page(path: &Path, page_size: usize, page: u32) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let mut bytes = vec![0; page_size];
@@ -398,12 +413,7 @@ fn a_damaged_records_page_is_a_corrupt_database() {
         ("out of order", |page| (8, [&page[10..12], &page[8..10]].concat())),
     ];
     for (expected, damage) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        ledger(dir.path());
-        let path = dir.path().join(LEDGER_FILE);
-        let (file, records) = table_pages(&path, "records");
-        let leaf = file.leaf_pages(records)[3];
-        let page = read_page(&path, file.page_size(), leaf);
+        let (dir, path, leaf, page) = ledger_page("records", |leaves, _| leaves[3]);
         let (offset, bytes) = damage(&page);
         damage_page(&path, page.len(), leaf, offset, &bytes);
         let failure = failure_of(dir.path());
@@ -419,15 +429,7 @@ fn a_damaged_records_page_is_a_corrupt_database() {
 
 #[test]
 fn a_records_page_outside_the_file_is_a_corrupt_database() {
-    let dir = tempfile::tempdir().unwrap();
-    ledger(dir.path());
-    let path = dir.path().join(LEDGER_FILE);
-    let conn = super::open_read_only(&path).unwrap();
-    let root: u32 =
-        conn.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0)).unwrap();
-    drop(conn);
-    let (file, _) = table_pages(&path, "records");
-    let page = read_page(&path, file.page_size(), root);
+    let (dir, path, root, page) = ledger_page("records", |_, root| root);
     assert_eq!(page[0], 0x05, "100 records of this size take more than one page");
     // The child pointer of the root's third cell (SQLite's own queries of the main snapshot go
     // down the first and last) beyond the end of the file.
@@ -442,12 +444,7 @@ fn personal_data_read_from_pages_is_checked_like_quick_check_does() {
     use super::pages::varint;
     // `personal` is STRICT: a wrong column type can only come from damage below SQL. Here the
     // serial type of the first row's `data` (a blob) turned into a text of the same length.
-    let dir = tempfile::tempdir().unwrap();
-    ledger(dir.path());
-    let path = dir.path().join(LEDGER_FILE);
-    let (file, personal) = table_pages(&path, "personal");
-    let leaf = file.leaf_pages(personal)[0];
-    let page = read_page(&path, file.page_size(), leaf);
+    let (dir, path, leaf, page) = ledger_page("personal", |leaves, _| leaves[0]);
     let cell = usize::from(u16::from_be_bytes([page[8], page[9]]));
     let (_, rowid_at) = varint(&page, cell).unwrap();
     let (key, record_at) = varint(&page, rowid_at).unwrap();

@@ -18,6 +18,17 @@ fn events(range: std::ops::Range<u32>) -> Vec<veritrail_model::PreparedEvent> {
     range.map(|i| prepared(json!({"id": format!("e{i}"), "action": "data.read", "actor": {"id": "u"}}))).collect()
 }
 
+/// A data directory whose store appended and indexed `n` events of `tn_a`, then stopped.
+async fn stopped_after_indexing(n: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_tenant(dir.path()).await;
+    store.append("tn_a", events(0..n)).await.unwrap();
+    assert_eq!(count(&store).await, n as usize);
+    store.shutdown().await.unwrap();
+    drop(store);
+    dir
+}
+
 async fn count(store: &SqliteStore) -> usize {
     store.wait_indexed().await.unwrap();
     let page = PageRequest { limit: 1000, ..PageRequest::default() };
@@ -90,12 +101,7 @@ async fn appends_after_shutdown_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_that_lost_rows_in_an_unclean_stop_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = with_tenant(dir.path()).await;
-    store.append("tn_a", events(0..30)).await.unwrap();
-    assert_eq!(count(&store).await, 30);
-    store.shutdown().await.unwrap();
-    drop(store);
+    let dir = stopped_after_indexing(30).await;
     assert!(!dir.path().join(format!("{INDEX_FILE}.unclean")).exists(), "a clean stop removes the marker");
     // Simulate a power loss that kept the progress row but lost index rows.
     let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
@@ -110,12 +116,7 @@ async fn an_index_that_lost_rows_in_an_unclean_stop_is_rebuilt() {
 async fn an_index_row_beyond_its_progress_has_the_index_rebuilt() {
     // Rows and progress commit together, so a row past the progress is damage: the batch that
     // meets it fails and the whole index is derived again (never a stale row kept or patched).
-    let dir = tempfile::tempdir().unwrap();
-    let store = with_tenant(dir.path()).await;
-    store.append("tn_a", events(0..20)).await.unwrap();
-    assert_eq!(count(&store).await, 20);
-    store.shutdown().await.unwrap();
-    drop(store);
+    let dir = stopped_after_indexing(20).await;
     let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
     let (no, next): (i64, i64) =
         index.query_row("SELECT tenant_no, next_seq FROM progress", [], |row| Ok((row.get(0)?, row.get(1)?))).unwrap();
@@ -141,12 +142,7 @@ async fn an_index_row_beyond_its_progress_has_the_index_rebuilt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_of_an_older_layout_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = with_tenant(dir.path()).await;
-    store.append("tn_a", events(0..12)).await.unwrap();
-    assert_eq!(count(&store).await, 12);
-    store.shutdown().await.unwrap();
-    drop(store);
+    let dir = stopped_after_indexing(12).await;
     let index = rusqlite::Connection::open(dir.path().join(INDEX_FILE)).unwrap();
     index.pragma_update(None, "user_version", 1).unwrap();
     drop(index);
