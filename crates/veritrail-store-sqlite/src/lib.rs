@@ -1227,9 +1227,12 @@ impl Store for SqliteStore {
 
     fn wait_indexed(&self) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
-            let target = self.inner.shared.committed_total.load(Ordering::SeqCst);
+            let shared = &self.inner.shared;
+            let target = shared.committed_total.load(Ordering::SeqCst);
+            // Someone waits: the indexer indexes what is there instead of gathering a batch.
+            let _waiting = shared.index_waiter();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while self.inner.shared.indexed_total.load(Ordering::SeqCst) < target {
+            while shared.indexed_total.load(Ordering::SeqCst) < target {
                 if tokio::time::Instant::now() > deadline {
                     return Err(StoreError::Unavailable("index did not catch up within 60 s".into()));
                 }

@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     /// Events in all ledgers (committed), and how many of them are indexed.
     pub(crate) committed_total: AtomicU64,
     pub(crate) indexed_total: AtomicU64,
+    /// Callers of `Store::wait_indexed` waiting now: the indexer does not gather while any does.
+    pub(crate) index_waiters: AtomicU64,
     pub(crate) rebuilding: AtomicBool,
     /// Records `Store::records` answered from [`RecentRecords`], and from SQLite.
     pub(crate) records_from_memory: AtomicU64,
@@ -127,6 +129,13 @@ impl Shared {
     }
 
     /// Wakes the indexer without new work (shutdown).
+    /// Counts the caller among [`Shared::index_waiters`] until dropped, and wakes the indexer.
+    pub(crate) fn index_waiter(&self) -> IndexWaiter<'_> {
+        self.index_waiters.fetch_add(1, Ordering::SeqCst);
+        self.wake_indexer();
+        IndexWaiter(&self.index_waiters)
+    }
+
     pub(crate) fn wake_indexer(&self) {
         let _guard = self.dirty.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.wake.notify_all();
@@ -154,6 +163,15 @@ impl Shared {
             buckets.push((bound, cumulative));
         }
         (buckets, self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+/// One caller of `Store::wait_indexed`, counted while it lives ([`Shared::index_waiter`]).
+pub(crate) struct IndexWaiter<'a>(&'a AtomicU64);
+
+impl Drop for IndexWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
