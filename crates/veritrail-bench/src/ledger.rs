@@ -14,13 +14,13 @@ use veritrail_store::Store;
 use veritrail_store_sqlite::SqliteStore;
 
 use crate::events::Generator;
+use crate::stats::{self, CpuSnapshot, median, min_max};
+use crate::vt::{VtServer, agent};
 
 /// How often the checkpoint is polled while loading. A checkpoint counts as seen when the poll's
 /// answer arrives, so the measured lag is an upper bound, too high by up to this much plus one
 /// request: against a 1 s target, a 10 ms poll was a whole percentile of error.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(2);
-use crate::stats::{self, CpuSnapshot, median, min_max};
-use crate::vt::{VtServer, agent};
 
 /// Figures of one ledger run.
 pub struct LedgerFigures {

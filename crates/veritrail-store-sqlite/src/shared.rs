@@ -128,7 +128,6 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// Wakes the indexer without new work (shutdown).
     /// Counts the caller among [`Shared::index_waiters`] until dropped, and wakes the indexer.
     pub(crate) fn index_waiter(&self) -> IndexWaiter<'_> {
         self.index_waiters.fetch_add(1, Ordering::SeqCst);
@@ -136,6 +135,7 @@ impl Shared {
         IndexWaiter(&self.index_waiters)
     }
 
+    /// Wakes the indexer without new work (shutdown, a caller waiting for the index).
     pub(crate) fn wake_indexer(&self) {
         let _guard = self.dirty.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.wake.notify_all();

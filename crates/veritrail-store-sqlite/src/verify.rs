@@ -264,29 +264,36 @@ pub fn verify_data_dir_with(dir: &Path, options: VerifyOptions<'_>) -> Result<Re
     // Every table is read in this one snapshot, taken at the first read: whatever the server
     // writes meanwhile.
     let snapshot = conn.transaction()?;
-    let records = pages::Table::new("records", root_page(&snapshot, "records")?.unwrap_or_default())?;
     let file = pages::DatabaseFile::open(&path).map_err(ledger_failure)?;
-    let personal = match (&file, root_page(&snapshot, "personal")?) {
-        (Some(_), Some(root)) => Some(pages::Table::new("personal", root)?),
-        _ => None,
-    };
+    let records = table_pages(&snapshot, file.as_ref(), "records")?;
+    let personal = table_pages(&snapshot, file.as_ref(), "personal")?;
     let structure_conn = open_read_only(&path)?;
     let interrupt = structure_conn.get_interrupt_handle();
     thread::scope(|scope| {
         // SQLite's own structural check runs meanwhile, on a second connection, of what the scan
         // does not read itself; so does the check of `personal` when it is read from pages.
-        let skip = personal.map(|table| table.name);
+        let skip = personal.map(|(_, table)| table.name);
         let structure = scope.spawn(move || quick_check(&structure_conn, skip));
-        let sidecars =
-            personal.zip(file.as_ref()).map(|(table, file)| scope.spawn(move || check_personal(file, table)));
-        let tenants =
-            verify_ledgers(&snapshot, (file.as_ref(), records), options).inspect_err(|_| interrupt.interrupt())?;
+        let sidecars = personal.map(|(file, table)| scope.spawn(move || check_personal(file, table)));
+        let tenants = verify_ledgers(&snapshot, records, options).inspect_err(|_| interrupt.interrupt())?;
         let quick_check = structure.join().map_err(|_| ledger_failure("quick_check panicked".into()))??;
         if let Some(sidecars) = sidecars {
             sidecars.join().map_err(|_| ledger_failure("the check of personal data panicked".into()))??;
         }
-        Ok(Report { tenants, quick_check, read_pages: file.is_some() })
+        Ok(Report { tenants, quick_check, read_pages: records.is_some() })
     })
+}
+
+/// Table `name` of `file` to read from its pages, when there is a file to read so (see
+/// [`pages::DatabaseFile::open`]) and the table exists in the snapshot of `conn`.
+fn table_pages<'f>(
+    conn: &Connection,
+    file: Option<&'f pages::DatabaseFile>,
+    name: &'static str,
+) -> Result<Option<(&'f pages::DatabaseFile, pages::Table)>, VerifyError> {
+    let Some(file) = file else { return Ok(None) };
+    let root = root_page(conn, name)?;
+    Ok(root.map(|root| pages::Table::new(name, root)).transpose()?.map(|table| (file, table)))
 }
 
 /// The root page of table `name`, if it exists.
@@ -323,10 +330,11 @@ fn open_read_only(path: &Path) -> Result<Connection, VerifyError> {
     Ok(conn)
 }
 
-/// Every tenant's ledger, in the snapshot of `conn`; records read from `file`'s pages if given.
+/// Every tenant's ledger, in the snapshot of `conn`; records read from pages if `records` says
+/// where.
 fn verify_ledgers(
     conn: &Connection,
-    records: (Option<&pages::DatabaseFile>, pages::Table),
+    records: Option<(&pages::DatabaseFile, pages::Table)>,
     options: VerifyOptions<'_>,
 ) -> Result<Vec<TenantReport>, VerifyError> {
     let keys = match options.trusted_keys {
@@ -363,7 +371,7 @@ fn signing_keys(conn: &Connection) -> Result<Vec<VerifierKey>, VerifyError> {
 /// Verifies every tenant's ledger, and that no record, node or checkpoint belongs to no tenant.
 fn scan(
     conn: &Connection,
-    (file, records): (Option<&pages::DatabaseFile>, pages::Table),
+    records: Option<(&pages::DatabaseFile, pages::Table)>,
     keys: &[VerifierKey],
     tsa: Option<&TrustAnchors>,
     published: &[String],
@@ -381,7 +389,7 @@ fn scan(
         return Err(ledger_failure(format!("merkle nodes of unknown tenant number {no}")));
     }
 
-    let mut checkers = Checkers::open(conn, file, records)?;
+    let mut checkers = Checkers::open(conn, records)?;
     let mut reports = Vec::with_capacity(tenants.len());
     // The first key after the previous tenant's range (none after the largest tenant number).
     let mut next_key = Some(i64::MIN);
@@ -831,19 +839,15 @@ fn checker_threads() -> usize {
 /// transaction opened after the main one's: records are append-only and each tenant's scan stops
 /// at the last key the main snapshot sees, so they read exactly the records that snapshot holds.
 enum Checkers<'a> {
-    File { file: &'a pages::DatabaseFile, records: pages::Table, threads: usize },
+    File { file: &'a pages::DatabaseFile, records: pages::Table },
     Sqlite { conns: Vec<Connection> },
 }
 
 impl<'a> Checkers<'a> {
     /// Called with the main snapshot taken (`conn` has read in its transaction).
-    fn open(
-        conn: &Connection,
-        file: Option<&'a pages::DatabaseFile>,
-        records: pages::Table,
-    ) -> Result<Self, VerifyError> {
-        if let Some(file) = file {
-            return Ok(Self::File { file, records, threads: checker_threads() });
+    fn open(conn: &Connection, records: Option<(&'a pages::DatabaseFile, pages::Table)>) -> Result<Self, VerifyError> {
+        if let Some((file, records)) = records {
+            return Ok(Self::File { file, records });
         }
         let path = Path::new(conn.path().unwrap_or_default());
         let mut conns = Vec::new();
@@ -860,7 +864,7 @@ impl<'a> Checkers<'a> {
 
     fn threads(&self) -> usize {
         match self {
-            Self::File { threads, .. } => *threads,
+            Self::File { .. } => checker_threads(),
             Self::Sqlite { conns } => conns.len(),
         }
     }
@@ -868,7 +872,7 @@ impl<'a> Checkers<'a> {
     /// What each checker thread reads with.
     fn readers(&mut self) -> Vec<Reader<'_>> {
         match self {
-            Self::File { file, records, threads } => (0..*threads).map(|_| Reader::File(file, *records)).collect(),
+            Self::File { file, records } => (0..checker_threads()).map(|_| Reader::File(file, *records)).collect(),
             Self::Sqlite { conns } => conns.iter_mut().map(Reader::Sqlite).collect(),
         }
     }

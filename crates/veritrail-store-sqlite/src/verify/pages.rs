@@ -111,7 +111,7 @@ impl DatabaseFile {
         }
         // Text as stored is handed out as is: UTF-8 only (what Veritrail creates); SQLite itself
         // converts any other encoding.
-        if u32::from_be_bytes([header[56], header[57], header[58], header[59]]) != 1 {
+        if be_u32(&header, 56) != Some(1) {
             return Ok(None);
         }
         let page_size = match u16::from_be_bytes([header[16], header[17]]) {
@@ -203,13 +203,13 @@ impl DatabaseFile {
             }
         }
         let cells = self.cells(table, page, bytes, INTERIOR_TABLE)?;
-        let right_most = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        let right_most = be_u32(bytes, 8).unwrap_or_default();
         // Children and the keys bounding them from above, read before the buffer is reused.
         let mut children = Vec::with_capacity(cells.len() + 1);
         let mut previous = low;
         for &at in &cells {
             let past = || Corrupt(format!("{} page {page}: cell at offset {at} runs past the page", table.name));
-            let child = u32::from_be_bytes(bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or_else(past)?);
+            let child = be_u32(bytes, at).ok_or_else(past)?;
             let (key, _) = varint(bytes, at + 4).ok_or_else(past)?;
             let key = key as i64;
             if previous.is_some_and(|previous| key <= previous) || high.is_some_and(|high| key > high) {
@@ -259,8 +259,7 @@ impl DatabaseFile {
             let payload = if local == size {
                 payload
             } else {
-                let first = bytes.get(start + local..start + local + 4).ok_or_else(|| corrupt(at))?;
-                let first = u32::from_be_bytes(first.try_into().map_err(|_| corrupt(at))?);
+                let first = be_u32(bytes, start + local).ok_or_else(|| corrupt(at))?;
                 self.read_overflow(table, page, payload, first, size, overflow)?;
                 &overflow[..]
             };
@@ -337,7 +336,7 @@ impl DatabaseFile {
             self.read_pages(table, next, &mut buffer)?;
             let take = (size - out.len()).min(self.usable - 4);
             out.extend_from_slice(&buffer[4..4 + take]);
-            next = u32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+            next = be_u32(&buffer, 0).unwrap_or_default();
         }
         Ok(())
     }
@@ -422,6 +421,11 @@ fn be_signed(bytes: &[u8]) -> i64 {
         value = (value << 8) | i64::from(*byte);
     }
     value
+}
+
+/// The big-endian `u32` at `at`, if `bytes` hold it.
+fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 /// An SQLite varint at `at`: the value and where the next field starts.

@@ -266,10 +266,7 @@ fn checker_threads_stop_at_the_last_record_of_the_main_snapshot() {
     let path = dir.path().join(LEDGER_FILE);
     let mut conn = super::open_read_only(&path).unwrap();
     let no: i64 = conn.query_row("SELECT no FROM tenants WHERE id = ?1", [TENANT], |row| row.get(0)).unwrap();
-    let root: i64 =
-        conn.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0)).unwrap();
-    let file = super::pages::DatabaseFile::open(&path).unwrap().expect("the WAL is empty");
-    let records = super::pages::Table::new("records", root).unwrap();
+    let (file, records) = table_pages(&path, "records");
     for reader in [super::Reader::Sqlite(&mut conn), super::Reader::File(&file, records)] {
         let queue = super::BlockQueue::new(50, 2);
         let (done, arrivals) = std::sync::mpsc::channel();
@@ -289,7 +286,7 @@ fn checker_threads_stop_at_the_last_record_of_the_main_snapshot() {
     }
 }
 
-/// The `records` file of a closed store, read from its pages.
+/// Table `table` of the ledger of a closed store, to read from its pages.
 fn table_pages(path: &Path, table: &'static str) -> (super::pages::DatabaseFile, super::pages::Table) {
     let conn = super::open_read_only(path).unwrap();
     let root = super::root_page(&conn, table).unwrap().unwrap();
@@ -298,17 +295,6 @@ fn table_pages(path: &Path, table: &'static str) -> (super::pages::DatabaseFile,
 }
 
 type OwnedRow = (i64, Vec<rusqlite::types::Value>);
-
-fn owned(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::Value {
-    use rusqlite::types::{Value, ValueRef};
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(t) => Value::Text(String::from_utf8(t.to_vec()).unwrap()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
-}
 
 #[test]
 fn rows_read_from_pages_are_the_rows_sqlite_reads() {
@@ -346,7 +332,10 @@ fn rows_read_from_pages_are_the_rows_sqlite_reads() {
     for keys in ranges {
         let mut from_pages: Vec<OwnedRow> = Vec::new();
         file.scan(records, keys.clone(), &mut buffers, |row: super::pages::Row<'_, 5>| {
-            from_pages.push((row.key, row.columns.iter().map(|value| owned(*value)).collect()));
+            from_pages.push((
+                row.key,
+                row.columns.iter().map(|value| rusqlite::types::Value::try_from(*value).unwrap()).collect(),
+            ));
             Ok::<_, super::pages::Corrupt>(())
         })
         .unwrap();
