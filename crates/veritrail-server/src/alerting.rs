@@ -1,6 +1,6 @@
 //! The rule engine task: follows every tenant's committed ledger in seq order, feeds
 //! [`veritrail_rules::Engine`], and stores what fires as alerts (with their webhook messages and
-//! an `audit.alert.raised` ledger event).
+//! `audit.alert.raised` ledger events listing them).
 //!
 //! One task for all tenants, apart from ingest: it polls `Store::records` (every
 //! `poll_interval`, skipped while the store's append counter has not moved), opens each record
@@ -29,9 +29,10 @@
 //!
 //! **Restart** (the crate's protocol): load the rules, replay from the first seq whose
 //! `received_at` is within `replay_horizon()` of the cursor's, tick, then process on. Alert ids
-//! are derived from `(tenant, dedup_key)` under a server secret, the ledger event of a raised
-//! alert has an id derived from the alert id, and `record_alerts` stores alerts and the cursor
-//! in one transaction: whatever step a crash interrupts is redone without duplicates.
+//! are derived from `(tenant, dedup_key)` under a server secret, the ledger events listing raised
+//! alerts have ids derived from their first alert's id and are looked up again after a load
+//! (`record_raised`), and `record_alerts` stores alerts and the cursor in one transaction:
+//! whatever step a crash interrupts is redone without duplicates.
 //!
 //! **No feedback:** `audit.alert.raised` events are never fed to rules, so a rule matching
 //! `audit.*` cannot trigger itself.
@@ -562,6 +563,11 @@ struct TenantEngine {
     last_cursor_write: Instant,
     /// True when the last pass read everything there was.
     caught_up: bool,
+    /// From the load until the engine has caught up: the last flush before the load may have
+    /// appended `audit.alert.raised` events for alerts it did not store (`record_raised`).
+    recovering: bool,
+    /// Alerts listed by such an event: not listed again.
+    ledgered: HashSet<String>,
     /// The tenant's rule change count the rules were loaded at; `None` when unknown (the next
     /// check compares the rules themselves).
     rule_changes: Option<u64>,
@@ -895,6 +901,8 @@ async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, Api
         pending_next_seq: next_seq,
         last_cursor_write: Instant::now(),
         caught_up: false,
+        recovering: true,
+        ledgered: HashSet::new(),
         rule_changes: None,
     })
 }
@@ -1148,7 +1156,7 @@ async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Res
     if engine.pending.is_empty() {
         return Ok(());
     }
-    record_raised(state, tenant, &engine.pending).await?;
+    record_raised(state, tenant, engine).await?;
     let pending = engine.pending.clone();
     let stored = state.alerts.record_alerts(tenant, pending, engine.pending_next_seq).await?;
     let now = Timestamp::now();
@@ -1161,6 +1169,10 @@ async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Res
     }
     state.alerting.metrics.alerts_raised.fetch_add(stored.len() as u64, Ordering::Relaxed);
     engine.pending.clear();
+    if engine.caught_up {
+        // Everything the last flush before the load can have listed has been fired again.
+        engine.recovering = false;
+    }
     engine.stored_next_seq = engine.stored_next_seq.max(engine.pending_next_seq);
     engine.last_cursor_write = Instant::now();
     if !stored.is_empty() {
@@ -1170,35 +1182,94 @@ async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Res
     Ok(())
 }
 
-/// Appends one `audit.alert.raised` event per alert, with ids derived from the alert ids so
-/// that doing it again after a crash writes nothing new.
-async fn record_raised(state: &AppState, tenant: &str, alerts: &[NewAlert]) -> Result<(), ApiError> {
-    let mut prepared = Vec::with_capacity(alerts.len());
-    let mut random = ids::RandomStream::new()?;
-    for NewAlert { alert, .. } in alerts {
-        let event = json!({
-            "id": format!("veritrail:alert:{}", alert.id),
-            "action": ALERT_RAISED_ACTION,
-            // No `name`: a name is personal data (a commitment plus an encrypted sidecar row per
-            // event) and the id already says who acted.
-            "actor": {"id": "veritrail:rule-engine", "type": "system"},
-            "outcome": "success",
-            "resource": {"type": "alert", "id": alert.id},
-            "context": {"channel": "system"},
-            "metadata": {
-                "alert_id": alert.id,
-                "rule": alert.rule_id,
-                "rule_version": alert.rule_version,
-                "severity": alert.severity,
-                "event_ids": alert.event_ids,
-                "event_count": alert.event_count,
-                "trigger_seq": alert.trigger_seq,
-            },
-        });
-        prepared.push(audit::prepare_with(audit::internal_event(&event)?, &mut random)?);
+/// Alerts one `audit.alert.raised` event lists at most.
+const RAISED_PER_EVENT: usize = 200;
+/// Bytes (estimated) the alerts one `audit.alert.raised` event lists may take: half of an
+/// event's 64 KiB limit, whatever the alerts' event ids.
+const RAISED_EVENT_BYTES: usize = 32 * 1024;
+
+/// The id of the `audit.alert.raised` event whose list starts with `alert_id`.
+fn raised_event_id(alert_id: &str) -> String {
+    format!("veritrail:alert:{alert_id}")
+}
+
+/// Appends the `audit.alert.raised` events of the alerts waiting: one event lists the alerts of
+/// a flush (up to [`RAISED_PER_EVENT`] and [`RAISED_EVENT_BYTES`] per event), its id derived
+/// from the first one's id. An alert storm thus adds a few ledger events a second, not one per
+/// alert (each costs about as much as an ingested event: sealing, the writer, the indexer).
+///
+/// Exactly once: only the last flush before a crash (or a hand-over) can be in the ledger
+/// without its alerts stored, and the replay that follows fires them again. So after a load,
+/// until the engine has caught up, the raised event an alert would lead is looked up for every
+/// alert waiting; the alerts of one found are left out of new events, then and later.
+async fn record_raised(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Result<(), ApiError> {
+    if engine.recovering {
+        for NewAlert { alert, .. } in &engine.pending {
+            if engine.ledgered.contains(&alert.id) {
+                continue;
+            }
+            if let Some(found) = state.store.event_by_id(tenant, &raised_event_id(&alert.id)).await? {
+                engine.ledgered.extend(listed_alerts(&found));
+            }
+        }
     }
+    let mut events = Vec::new();
+    let mut listed: Vec<Value> = Vec::new();
+    let (mut first, mut bytes) = (None, 0);
+    let fresh = engine.pending.iter().map(|new| &new.alert).filter(|alert| !engine.ledgered.contains(&alert.id));
+    for alert in fresh {
+        let size = 160 + alert.rule_id.len() + alert.event_ids.iter().map(|id| id.len() + 3).sum::<usize>();
+        if !listed.is_empty() && (listed.len() == RAISED_PER_EVENT || bytes + size > RAISED_EVENT_BYTES) {
+            events.push(raised_event(first.take().unwrap_or_default(), std::mem::take(&mut listed)));
+            bytes = 0;
+        }
+        first.get_or_insert_with(|| alert.id.clone());
+        bytes += size;
+        listed.push(json!({
+            "alert_id": alert.id,
+            "rule": alert.rule_id,
+            "rule_version": alert.rule_version,
+            "severity": alert.severity,
+            "event_ids": alert.event_ids,
+            "event_count": alert.event_count,
+            "trigger_seq": alert.trigger_seq,
+        }));
+    }
+    if let Some(first) = first {
+        events.push(raised_event(first, listed));
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut random = ids::RandomStream::new()?;
+    let prepared = events
+        .iter()
+        .map(|event| audit::prepare_with(audit::internal_event(event)?, &mut random))
+        .collect::<Result<Vec<_>, ApiError>>()?;
     state.store.append(tenant, prepared).await?;
     Ok(())
+}
+
+/// The `audit.alert.raised` event listing `alerts`, the first of which has id `first`.
+fn raised_event(first: String, alerts: Vec<Value>) -> Value {
+    json!({
+        "id": raised_event_id(&first),
+        "action": ALERT_RAISED_ACTION,
+        // No `name`: a name is personal data (a commitment plus an encrypted sidecar row per
+        // event) and the id already says who acted.
+        "actor": {"id": "veritrail:rule-engine", "type": "system"},
+        "outcome": "success",
+        "resource": {"type": "alert", "id": first},
+        "context": {"channel": "system"},
+        "metadata": {"alert_count": alerts.len(), "alerts": alerts},
+    })
+}
+
+/// The alert ids an `audit.alert.raised` event lists.
+fn listed_alerts(event: &StoredEvent) -> Vec<String> {
+    let Some(view) = open_view(event) else { return Vec::new() };
+    let alerts = view.pointer("/metadata/alerts").and_then(Value::as_array);
+    alerts.into_iter().flatten().filter_map(|alert| alert["alert_id"].as_str().map(str::to_owned)).collect()
 }
 
 /// Evaluates `rule` over the stored events `[from, to)` of `tenant`, collecting at most

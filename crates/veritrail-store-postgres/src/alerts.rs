@@ -4,8 +4,8 @@
 //!
 //! - **Alerts once, whichever node derives them.** Every node runs the rule engine over every
 //!   tenant (the server has no per-tenant ownership). Alerts and deliveries stay exact without
-//!   a lock: alert ids and the ids of their `audit.alert.raised` ledger events are derived from
-//!   `(tenant, dedup_key)`, replayed engines reproduce the same dedup keys (the engine's restart
+//!   a lock: alert ids (and through them the ids of the `audit.alert.raised` ledger events that
+//!   list them) are derived from `(tenant, dedup_key)`, replayed engines reproduce the same dedup keys (the engine's restart
 //!   protocol), `UNIQUE (tenant, dedup_key)` stores each alert once, and only the transaction
 //!   that inserted an alert fans out its messages, so a firing becomes one alert and one
 //!   delivery per endpoint. [`AlertStore::record_alerts`] upserts the tenant's cursor row first,
