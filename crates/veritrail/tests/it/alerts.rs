@@ -418,3 +418,311 @@ fn alerts_listed_in_the_ledger_but_not_stored_are_stored_and_not_listed_again() 
     assert_eq!(sorted(listed), alert_ids(&again));
     assert_eq!(events_after, 2);
 }
+
+#[test]
+fn rules_are_managed_versioned_and_dry_run_over_history() {
+    let server = TestServer::start();
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let rules = c.get(Some(&key), "/v1/rules").json();
+    let ids: Vec<&str> = rules["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "brute_force",
+            "mass_export",
+            "mass_deletion",
+            "privilege_escalation",
+            "off_hours_sensitive_access",
+            "security_config_change",
+            "audit_log_tampering",
+            "logging_stopped"
+        ]
+    );
+    assert!(rules["rules"].as_array().unwrap().iter().all(|r| r["builtin"] == true && r["enabled"] == true));
+
+    // A stricter brute-force rule: version 2, evaluated from the next event on.
+    let stricter = json!({"name": "Brute force (strict)", "severity": "critical", "when": {"action": "auth.login.failed"},
+                          "group_by": ["actor.id"], "threshold": {"count": 3, "window": "10m"}});
+    let updated = c.put_json(Some(&key), "/v1/rules/brute_force", &stricter);
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    assert_eq!(updated.json()["version"], 2);
+    let logins: Vec<Value> = (0..3).map(|i| failed_login(&format!("l-{i}"), "trudy")).collect();
+    ingest_ok(c, &key, &Value::Array(logins));
+    let fired = wait_for(Duration::from_secs(2), || alerts(c, &key, "?rule=brute_force").first().cloned())
+        .expect("the new version fires");
+    assert_eq!((fired["rule_version"].as_u64(), fired["severity"].as_str()), (Some(2), Some("critical")));
+    let updated_events = ledger_events(c, &key, "audit.rule.updated", 1);
+    assert_eq!(updated_events[0]["metadata"]["previous_version"], 1);
+
+    // Disable it by sending back what GET returns, edited; then delete another.
+    let mut disabled = c.get(Some(&key), "/v1/rules/brute_force").json();
+    disabled["enabled"] = json!(false);
+    let reply = c.put_json(Some(&key), "/v1/rules/brute_force", &disabled);
+    assert_eq!(
+        (reply.status, reply.json()["enabled"].as_bool(), reply.json()["version"].as_u64()),
+        (200, Some(false), Some(3))
+    );
+    disabled["id"] = json!("mass_export");
+    assert_eq!(c.put_json(Some(&key), "/v1/rules/brute_force", &disabled).error_code(), "invalid_value");
+    assert_eq!(c.delete(Some(&key), "/v1/rules/mass_deletion").status, 204);
+    assert_eq!(c.get(Some(&key), "/v1/rules/mass_deletion").status, 404);
+    assert_eq!(c.delete(Some(&key), "/v1/rules/mass_deletion").status, 404);
+    assert_eq!(ledger_events(c, &key, "audit.rule.deleted", 1)[0]["metadata"]["rule_id"], "mass_deletion");
+
+    // Dry runs over what is stored.
+    let draft = json!({"rule": {"name": "Trudy", "severity": "low", "when": {"actor_id": "trudy"}}});
+    let run = c.post_json(Some(&key), "/v1/rules/dry-run", &draft);
+    assert_eq!(run.status, 200, "{}", run.text());
+    let run = run.json();
+    assert_eq!(run["firings"].as_array().unwrap().len(), 3);
+    assert_eq!(run["firings"][0]["event_ids"], json!(["l-0"]));
+    assert_eq!(run["truncated"], false);
+    let capped = c.post_json(Some(&key), "/v1/rules/dry-run", &json!({"rule": draft["rule"], "max_firings": 2}));
+    assert_eq!(
+        (capped.json()["truncated"].as_bool(), capped.json()["firings"].as_array().map(Vec::len)),
+        (Some(true), Some(2))
+    );
+    let stored = c.post_json(Some(&key), "/v1/rules/brute_force/dry-run", &json!({}));
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(stored.json()["firings"].as_array().unwrap().len(), 1);
+    let recorded = wait_for(Duration::from_secs(5), || {
+        let reads = c.get(Some(&key), "/v1/events?action=audit.read&limit=1000").json();
+        reads["events"].as_array()?.iter().any(|e| e["metadata"]["dry_run"] == "draft").then_some(())
+    });
+    assert!(recorded.is_some(), "dry runs are recorded as audit.read");
+}
+
+#[test]
+fn monitoring_endpoints_refuse_hostile_input_and_other_tenants() {
+    let server = TestServer::start(); // webhooks to private addresses refused (the default)
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let (_, other) = c.create_tenant("globex");
+    let reader = c.create_key(&key, &["events:read"]);
+    let rules_before = c.get(Some(&key), "/v1/rules").json();
+
+    let rule_cases: Vec<(Value, &str)> = vec![
+        (json!({"name": "x", "severity": "low", "when": {"action": "a.b"}, "colour": "red"}), "unknown_field"),
+        (json!({"severity": "low", "when": {"action": "a.b"}}), "missing_field"),
+        (json!({"name": 5, "severity": "low", "when": {"action": "a.b"}}), "wrong_type"),
+        (json!({"name": "x", "severity": "urgent", "when": {"action": "a.b"}}), "invalid_rule"),
+        (
+            json!({"name": "x", "severity": "low", "when": {"action": "a.b"}, "threshold": {"count": 5, "window": "10 minutes"}}),
+            "invalid_rule",
+        ),
+        (json!({"name": "x", "severity": "low", "when": {"since": "2024-01-01T00:00:00Z"}}), "invalid_rule"),
+        (
+            json!({"name": "x", "severity": "low", "outside_hours": {"timezone": "Mars/Olympus", "days": "mon-fri", "from": "08:00", "to": "18:00"}}),
+            "invalid_rule",
+        ),
+        (json!({"name": "x", "severity": "low"}), "invalid_rule"),
+        (json!(["not", "an", "object"]), "wrong_type"),
+    ];
+    for (body, code) in rule_cases {
+        let reply = c.post_json(Some(&key), "/v1/rules", &body);
+        assert_eq!((reply.status, reply.error_code()), (400, code.to_string()), "{body}: {}", reply.text());
+    }
+    let malformed = c.post_raw(Some(&key), "/v1/rules", "application/json", b"{\"name\": ");
+    assert_eq!(malformed.error_code(), "malformed_json");
+    let huge =
+        format!("{{\"name\": \"{}\", \"severity\": \"low\", \"when\": {{\"action\": \"a.b\"}}}}", "x".repeat(70_000));
+    assert_eq!(c.post_raw(Some(&key), "/v1/rules", "application/json", huge.as_bytes()).status, 413);
+    let text = c.post_raw(Some(&key), "/v1/rules", "text/plain", b"{}");
+    assert_eq!(text.status, 415);
+    let valid = json!({"name": "ok", "severity": "low", "when": {"action": "a.b"}});
+    assert_eq!(c.post_json(Some(&reader), "/v1/rules", &valid).status, 403, "rules need admin");
+    assert_eq!(c.get(Some(&reader), "/v1/rules").status, 200, "reading rules needs events:read");
+    assert_eq!(c.put_json(Some(&key), "/v1/rules/no_such_rule", &valid).status, 404);
+    assert_eq!(c.put_json(Some(&key), "/v1/rules/Not%20An%20Id", &valid).status, 404);
+    assert_eq!(c.get(Some(&key), &format!("/v1/rules/{}", "a".repeat(300))).status, 404);
+    assert_eq!(c.get(Some(&key), "/v1/rules").json(), rules_before, "nothing changed");
+
+    // Another tenant's objects do not exist.
+    let created = c.post_json(Some(&key), "/v1/rules", &valid).json();
+    let rule_id = created["id"].as_str().unwrap();
+    assert_eq!(c.get(Some(&other), &format!("/v1/rules/{rule_id}")).status, 404);
+    assert_eq!(c.delete(Some(&other), &format!("/v1/rules/{rule_id}")).status, 404);
+    assert_eq!(c.put_json(Some(&other), &format!("/v1/rules/{rule_id}"), &valid).status, 404);
+    assert_eq!(c.get(Some(&key), &format!("/v1/rules/{rule_id}")).status, 200);
+
+    // Webhooks: only http:// to public addresses here; bad filters and fields refused.
+    for (url, code) in [
+        ("https://10.0.0.8/hook", "url_not_allowed"),
+        ("http://127.0.0.1:9/hook", "url_not_allowed"),
+        ("http://169.254.169.254/latest/meta-data/", "url_not_allowed"),
+        ("http://[::1]/hook", "url_not_allowed"),
+        ("http://localhost:8080/", "url_not_allowed"),
+        ("http://10.0.0.8/hook", "url_not_allowed"),
+        ("http://user:secret@siem.example.com/", "url_not_allowed"),
+        ("gopher://siem.example.com/", "url_not_allowed"),
+        ("not a url", "url_not_allowed"),
+    ] {
+        let reply = c.post_json(Some(&key), "/v1/webhooks", &json!({"url": url}));
+        assert_eq!((reply.status, reply.error_code()), (400, code.to_string()), "{url}: {}", reply.text());
+    }
+    let bad_events =
+        c.post_json(Some(&key), "/v1/webhooks", &json!({"url": "http://siem.example.com/", "events": ["event.*"]}));
+    assert_eq!(bad_events.error_code(), "invalid_value");
+    let empty_events =
+        c.post_json(Some(&key), "/v1/webhooks", &json!({"url": "http://siem.example.com/", "events": []}));
+    assert_eq!(empty_events.error_code(), "invalid_value");
+    let unknown =
+        c.post_json(Some(&key), "/v1/webhooks", &json!({"url": "http://siem.example.com/", "secret": "mine"}));
+    assert_eq!(unknown.error_code(), "unknown_field");
+    let wrong_type = c.post_json(Some(&key), "/v1/webhooks", &json!({"url": 7}));
+    assert_eq!(wrong_type.error_code(), "wrong_type");
+    assert_eq!(c.post_json(Some(&reader), "/v1/webhooks", &json!({"url": "http://siem.example.com/"})).status, 403);
+    assert_eq!(c.get(Some(&key), "/v1/webhooks").json(), json!({"webhooks": []}), "nothing stored");
+    let public = c.post_json(
+        Some(&key),
+        "/v1/webhooks",
+        &json!({"url": "http://siem.example.com/hook", "events": ["alert.raised"]}),
+    );
+    assert_eq!(public.status, 201, "{}", public.text());
+    let webhook = public.json()["id"].as_str().unwrap().to_string();
+    let listed = c.get(Some(&key), "/v1/webhooks").json();
+    assert!(listed["webhooks"][0].get("secret").is_none(), "the secret is shown once");
+    assert_eq!(c.get(Some(&other), &format!("/v1/webhooks/{webhook}")).status, 404);
+    assert_eq!(c.get(Some(&other), &format!("/v1/webhooks/{webhook}/deliveries")).status, 404);
+    assert_eq!(c.delete(Some(&other), &format!("/v1/webhooks/{webhook}")).status, 404);
+    assert_eq!(c.delete(Some(&key), &format!("/v1/webhooks/{webhook}")).status, 204);
+
+    // Alerts: unknown parameters and cursors refused; other tenants' alerts absent.
+    for query in [
+        "?colour=red",
+        "?status=closed",
+        "?severity=urgent",
+        "?limit=0",
+        "?limit=5000",
+        "?since=yesterday",
+        "?cursor=zzz",
+        "?rule=a&rule=b",
+    ] {
+        let reply = c.get(Some(&key), &format!("/v1/alerts{query}"));
+        assert_eq!((reply.status, reply.error_code()), (400, "invalid_query".to_string()), "{query}");
+    }
+    ingest_ok(c, &key, &event("sso", "config.sso.configured", "admin-1"));
+    let alert = wait_for(Duration::from_secs(2), || alerts(c, &key, "").first().cloned()).expect("an alert");
+    let alert_id = alert["id"].as_str().unwrap();
+    assert_eq!(c.get(Some(&other), &format!("/v1/alerts/{alert_id}")).status, 404);
+    assert_eq!(c.post_json(Some(&other), &format!("/v1/alerts/{alert_id}/acknowledge"), &json!({})).status, 404);
+    assert_eq!(c.post_json(Some(&reader), &format!("/v1/alerts/{alert_id}/acknowledge"), &json!({})).status, 403);
+    let bad_note = c.post_json(Some(&key), &format!("/v1/alerts/{alert_id}/acknowledge"), &json!({"note": 5}));
+    assert_eq!(bad_note.error_code(), "wrong_type");
+    let extra = c.post_json(Some(&key), &format!("/v1/alerts/{alert_id}/resolve"), &json!({"status": "open"}));
+    assert_eq!(extra.error_code(), "unknown_field");
+    assert_eq!(alerts(c, &other, "").len(), 0);
+    assert_eq!(c.get(Some(&reader), &format!("/v1/alerts/{alert_id}")).json()["status"], "open", "unchanged");
+}
+
+#[test]
+fn alert_pages_follow_the_cursor() {
+    let server = TestServer::start();
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let changes: Vec<Value> = (0..7).map(|i| event(&format!("c-{i}"), "config.security.updated", "admin")).collect();
+    ingest_ok(c, &key, &Value::Array(changes));
+    wait_for(Duration::from_secs(2), || (alerts(c, &key, "").len() == 7).then_some(())).expect("7 alerts");
+    let mut seen = Vec::new();
+    let mut query = "?limit=3".to_string();
+    loop {
+        let page = c.get(Some(&key), &format!("/v1/alerts{query}")).json();
+        for alert in page["alerts"].as_array().unwrap() {
+            seen.push(alert["event_ids"][0].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("c-{i}")).collect();
+    assert_eq!(seen, expected, "newest first, each once");
+}
+
+#[test]
+fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages() {
+    // Alice fails to log in five times from her address: brute_force fires for her actor and
+    // address, the alert's group key and summary carry the address in clear (under the tenant's key),
+    // and so does its webhook message, kept pending by a receiver that keeps failing. Mallory
+    // does the same from another address. Erasing alice reaches her alert (group key, summary,
+    // an operator's status note) and its messages, not mallory's.
+    let receiver = WebhookReceiver::start();
+    let server = TestServer::start_with(config(Duration::from_secs(60)));
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let (webhook, _) = create_webhook(c, &key, &receiver.url);
+    receiver.fail_next(u64::MAX);
+    let from = |id: String, actor: &str, ip: &str| {
+        let mut login = failed_login(&id, actor);
+        login["actor"]["email"] = json!(format!("{actor}@wonder.example"));
+        login["context"] = json!({"ip": ip});
+        login
+    };
+    let logins: Vec<Value> = (0..5)
+        .flat_map(|i| {
+            [from(format!("a-{i}"), "alice", "198.51.100.23"), from(format!("m-{i}"), "mallory", "203.0.113.66")]
+        })
+        .collect();
+    ingest_ok(c, &key, &Value::Array(logins));
+    let fired = wait_for(Duration::from_secs(10), || {
+        let fired = alerts(c, &key, "?rule=brute_force");
+        (fired.len() == 2).then_some(fired)
+    })
+    .unwrap_or_else(|| panic!("brute_force alerts: {:?}", alerts(c, &key, "")));
+    let text = |value: &Value| value.to_string();
+    assert!(fired.iter().any(|a| text(&a["group_key"]).contains("198.51.100.23")), "{fired:?}");
+    let messages = |c: &Client| {
+        let reply = c.get(Some(&key), &format!("/v1/webhooks/{webhook}/deliveries?limit=100"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()["deliveries"].as_array().cloned().unwrap_or_default()
+    };
+    let stored = wait_for(Duration::from_secs(10), || {
+        let stored = messages(c);
+        (stored.len() == 2 && stored.iter().all(|d| d["attempts"].as_u64() >= Some(1))).then_some(stored)
+    })
+    .expect("both messages tried");
+    assert!(stored.iter().any(|d| text(d).contains("198.51.100.23")), "{stored:?}");
+    // An operator acknowledges alice's alert with a note naming her address: the note is kept
+    // on the alert and travels in an `alert.acknowledged` message.
+    let alice_alert = fired.iter().find(|a| a["group_key"]["actor.id"] == "alice").expect("alice's alert")["id"]
+        .as_str()
+        .expect("alert id")
+        .to_string();
+    let note = json!({"note": "called her back at 198.51.100.23"});
+    let ack = c.post_json(Some(&key), &format!("/v1/alerts/{alice_alert}/acknowledge"), &note);
+    assert_eq!(ack.status, 200, "{}", ack.text());
+    assert_eq!(messages(c).len(), 3);
+    // The ledger records the acknowledgement but not the note: a sealed record cannot be redacted.
+    let acknowledged = ledger_events(c, &key, "audit.alert.acknowledged", 1);
+    assert!(!text(&acknowledged[0]).contains("198.51.100.23"), "{}", acknowledged[0]);
+    assert_eq!(acknowledged[0]["metadata"]["with_note"], true);
+
+    let erased = c.delete(Some(&key), "/v1/subjects/alice");
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    let erased = erased.json();
+    assert_eq!((erased["alerts_redacted"].as_u64(), erased["webhook_messages_redacted"].as_u64()), (Some(1), Some(2)));
+    let after = alerts(c, &key, "?rule=brute_force");
+    assert_eq!(after.len(), 2);
+    for alert in &after {
+        assert!(!text(alert).contains("198.51.100.23"), "{alert}");
+    }
+    assert!(after.iter().any(|a| a["group_key"]["context.ip"] == "[erased]"), "{after:?}");
+    assert!(after.iter().any(|a| a["group_key"]["context.ip"] == "203.0.113.66"), "mallory's stays: {after:?}");
+    let alice = after.iter().find(|a| a["group_key"]["actor.id"] == "alice").expect("ids are kept, as in the ledger");
+    assert_eq!(alice["group_key"]["context.ip"], "[erased]");
+    assert!(alice["summary"].as_str().is_some_and(|s| s.ends_with("actor.id=alice, context.ip=[erased]")), "{alice}");
+    assert_eq!(alice["status_note"], "called her back at [erased]", "{alice}");
+    let stored = messages(c);
+    assert_eq!(stored.len(), 3);
+    assert!(stored.iter().all(|d| !text(d).contains("198.51.100.23")), "{stored:?}");
+    assert!(stored.iter().any(|d| text(d).contains("203.0.113.66")), "{stored:?}");
+    // The erasure's audit event says what it reached.
+    let performed = wait_for(Duration::from_secs(5), || {
+        let reply = c.get(Some(&key), "/v1/events?action=audit.erasure.performed").json();
+        reply["events"].as_array().and_then(|events| events.first().cloned())
+    })
+    .expect("erasure recorded");
+    assert_eq!(performed["metadata"]["alerts_redacted"], 1, "{performed}");
+    assert_eq!(performed["metadata"]["webhook_messages_redacted"], 2, "{performed}");
+}
