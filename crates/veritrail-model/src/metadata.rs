@@ -24,6 +24,21 @@ pub(crate) fn validate_metadata(value: Option<&Value>, limits: &Limits) -> Resul
     let Some(value) = value else {
         return Ok(None);
     };
+    let metadata = check_metadata(value, limits)?;
+    Ok((!metadata.is_empty()).then(|| metadata.clone()))
+}
+
+/// [`validate_metadata`] of a value the caller owns: the map is moved out, not copied.
+pub(crate) fn validate_owned_metadata(value: Value, limits: &Limits) -> Result<Option<Map<String, Value>>> {
+    check_metadata(&value, limits)?;
+    match value {
+        Value::Object(metadata) if !metadata.is_empty() => Ok(Some(metadata)),
+        _ => Ok(None),
+    }
+}
+
+/// The metadata object, checked: its size and its reserved keys.
+fn check_metadata<'a>(value: &'a Value, limits: &Limits) -> Result<&'a Map<String, Value>> {
     let Value::Object(metadata) = value else {
         return Err(wrong_type("metadata", "an object"));
     };
@@ -40,10 +55,7 @@ pub(crate) fn validate_metadata(value: Option<&Value>, limits: &Limits) -> Resul
         }
         validate_reserved_key(key, value)?;
     }
-    if metadata.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(metadata.clone()))
+    Ok(metadata)
 }
 
 fn validate_reserved_key(key: &str, value: &Value) -> Result<()> {

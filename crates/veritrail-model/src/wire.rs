@@ -34,7 +34,7 @@ use crate::event::{Actor, Changes, Context, Event, Resource};
 use crate::fields::{check_max_chars, check_nonempty};
 use crate::json::{check_values_at, parse_strict, serialized_len};
 use crate::limits::*;
-use crate::metadata::validate_metadata;
+use crate::metadata::validate_owned_metadata;
 use crate::time;
 use crate::validate::{check_email, is_valid_action, is_valid_event_id};
 use crate::vocabulary::{ActorType, Channel, Outcome, Sensitivity};
@@ -57,7 +57,7 @@ pub(crate) fn event(text: &str, limits: &Limits) -> Option<Event> {
     let metadata = match wire.metadata {
         Some(raw) => {
             let value = free_form(raw, "metadata", 2, &mut size, limits)?;
-            validate_metadata(Some(&value), limits).ok()?
+            validate_owned_metadata(value, limits).ok()?
         }
         None => None,
     };

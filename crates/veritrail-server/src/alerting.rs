@@ -1184,8 +1184,8 @@ async fn flush(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Res
 
 /// Alerts one `audit.alert.raised` event lists at most.
 const RAISED_PER_EVENT: usize = 200;
-/// Bytes (estimated) the alerts one `audit.alert.raised` event lists may take: half of an
-/// event's 64 KiB limit, whatever the alerts' event ids.
+/// Bytes the entries of the alerts one `audit.alert.raised` event lists may take (compact
+/// JSON): half of an event's 64 KiB limit.
 const RAISED_EVENT_BYTES: usize = 32 * 1024;
 
 /// The id of the `audit.alert.raised` event whose list starts with `alert_id`.
@@ -1213,31 +1213,8 @@ async fn record_raised(state: &AppState, tenant: &str, engine: &mut TenantEngine
             }
         }
     }
-    let mut events = Vec::new();
-    let mut listed: Vec<Value> = Vec::new();
-    let (mut first, mut bytes) = (None, 0);
     let fresh = engine.pending.iter().map(|new| &new.alert).filter(|alert| !engine.ledgered.contains(&alert.id));
-    for alert in fresh {
-        let size = 160 + alert.rule_id.len() + alert.event_ids.iter().map(|id| id.len() + 3).sum::<usize>();
-        if !listed.is_empty() && (listed.len() == RAISED_PER_EVENT || bytes + size > RAISED_EVENT_BYTES) {
-            events.push(raised_event(first.take().unwrap_or_default(), std::mem::take(&mut listed)));
-            bytes = 0;
-        }
-        first.get_or_insert_with(|| alert.id.clone());
-        bytes += size;
-        listed.push(json!({
-            "alert_id": alert.id,
-            "rule": alert.rule_id,
-            "rule_version": alert.rule_version,
-            "severity": alert.severity,
-            "event_ids": alert.event_ids,
-            "event_count": alert.event_count,
-            "trigger_seq": alert.trigger_seq,
-        }));
-    }
-    if let Some(first) = first {
-        events.push(raised_event(first, listed));
-    }
+    let events = raised_events(fresh);
     if events.is_empty() {
         return Ok(());
     }
@@ -1248,6 +1225,38 @@ async fn record_raised(state: &AppState, tenant: &str, engine: &mut TenantEngine
         .collect::<Result<Vec<_>, ApiError>>()?;
     state.store.append(tenant, prepared).await?;
     Ok(())
+}
+
+/// The `audit.alert.raised` events listing `alerts`, in order: up to [`RAISED_PER_EVENT`]
+/// alerts and [`RAISED_EVENT_BYTES`] of entries each.
+fn raised_events<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut listed: Vec<Value> = Vec::new();
+    let (mut first, mut bytes) = (None, 0);
+    for alert in alerts {
+        let entry = json!({
+            "alert_id": alert.id,
+            "rule": alert.rule_id,
+            "rule_version": alert.rule_version,
+            "severity": alert.severity,
+            "event_ids": alert.event_ids,
+            "event_count": alert.event_count,
+            "trigger_seq": alert.trigger_seq,
+        });
+        // Its exact size: event ids may be up to six times longer escaped than raw.
+        let size = entry.to_string().len() + 1;
+        if !listed.is_empty() && (listed.len() == RAISED_PER_EVENT || bytes + size > RAISED_EVENT_BYTES) {
+            events.push(raised_event(first.take().unwrap_or_default(), std::mem::take(&mut listed)));
+            bytes = 0;
+        }
+        first.get_or_insert_with(|| alert.id.clone());
+        bytes += size;
+        listed.push(entry);
+    }
+    if let Some(first) = first {
+        events.push(raised_event(first, listed));
+    }
+    events
 }
 
 /// The `audit.alert.raised` event listing `alerts`, the first of which has id `first`.
@@ -1329,5 +1338,62 @@ mod tests {
         assert_ne!(id, other_pepper.alert_id("tn_a", "brute_force:7", 7), "unguessable without the pepper");
         let later = [8u64, 40, 1_000_000].map(|seq| alerting.alert_id("tn_a", &format!("brute_force:{seq}"), seq));
         assert!(id < later[0] && later[0] < later[1] && later[1] < later[2], "{id} {later:?}");
+    }
+
+    fn alert(n: usize, event_ids: Vec<String>) -> Alert {
+        Alert {
+            id: format!("al_{n:026}"),
+            tenant: "tn_a".into(),
+            position: 0,
+            rule_id: "brute_force".into(),
+            rule_version: 1,
+            severity: "high".into(),
+            group_key: json!({"actor.id": "mallory"}),
+            event_count: event_ids.len() as u64,
+            event_ids,
+            trigger_seq: Some(n as u64),
+            started_at: Timestamp::UNIX_EPOCH,
+            fired_at: Timestamp::UNIX_EPOCH,
+            summary: "summary".into(),
+            dedup_key: format!("brute_force:{n}"),
+            status: AlertStatus::Open,
+            status_changed_by: None,
+            status_changed_at: None,
+            status_note: None,
+        }
+    }
+
+    /// Every alert listed once, in order, by events that are valid events of the server's own
+    /// (within the 64 KiB limit whatever the event ids: escaped, they can be six times longer).
+    #[test]
+    fn raised_events_list_every_alert_once_within_the_event_limits() {
+        let one = raised_events([alert(1, vec!["e1".into()])].iter());
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0]["id"], format!("veritrail:alert:{}", alert(1, vec![]).id));
+        assert_eq!(one[0]["metadata"]["alerts"][0]["event_ids"], json!(["e1"]));
+        assert!(raised_events(std::iter::empty()).is_empty());
+
+        let many: Vec<Alert> = (0..450).map(|n| alert(n, vec![format!("e{n}")])).collect();
+        let short = raised_events(many.iter());
+        assert_eq!(
+            short.iter().map(|event| event["metadata"]["alert_count"].as_u64().unwrap()).collect::<Vec<_>>(),
+            [200, 200, 50]
+        );
+        // Ids made of control characters: escaped as \u00XX, six bytes each.
+        let awkward: String = std::iter::repeat_n('\u{1}', veritrail_model::limits::MAX_ID_CHARS).collect();
+        let heavy: Vec<Alert> = (0..60).map(|n| alert(n, vec![awkward.clone(); 32])).collect();
+        for (alerts, expected_events) in [(&many, 3), (&heavy, 60)] {
+            let events = raised_events(alerts.iter());
+            assert_eq!(events.len(), expected_events);
+            let mut listed = Vec::new();
+            for event in &events {
+                assert!(event.to_string().len() <= 64 * 1024);
+                audit::internal_event(event).expect("a valid event");
+                let entries = event["metadata"]["alerts"].as_array().unwrap();
+                assert_eq!(event["resource"]["id"], entries[0]["alert_id"]);
+                listed.extend(entries.iter().map(|entry| entry["alert_id"].as_str().unwrap().to_string()));
+            }
+            assert_eq!(listed, alerts.iter().map(|alert| alert.id.clone()).collect::<Vec<_>>());
+        }
     }
 }
