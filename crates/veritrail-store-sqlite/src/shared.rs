@@ -49,7 +49,9 @@ pub(crate) struct Shared {
 /// **Invariant:** every committed record is findable by id either here or in
 /// `index.event_ids`. The writer adds ids after its commit and before answering; the indexer
 /// removes them only after committing them to `index.event_ids`. A lookup therefore checks here
-/// first and then the index in a snapshot taken after that check.
+/// first and then the index in a snapshot taken after that check — or, under a [`RecentPin`]
+/// (nothing is removed while one is held), in one snapshot taken after the pin, which is how
+/// the writer reads the index once per group commit instead of once per new event.
 #[derive(Default)]
 pub(crate) struct RecentIds {
     inner: Mutex<RecentInner>,
@@ -59,6 +61,42 @@ pub(crate) struct RecentIds {
 struct RecentInner {
     by_id: HashMap<(i64, String), u64>,
     by_tenant: HashMap<i64, VecDeque<(u64, String)>>,
+    /// Pins held ([`RecentIds::pin`]).
+    pins: usize,
+    /// Evictions asked for while pinned, per tenant: the highest `seq` of `evict_below`.
+    deferred: HashMap<i64, u64>,
+}
+
+/// While held, no id leaves [`RecentIds`]: evictions wait for the last pin to go.
+pub(crate) struct RecentPin<'a> {
+    ids: &'a RecentIds,
+}
+
+impl Drop for RecentPin<'_> {
+    fn drop(&mut self) {
+        let mut guard = self.ids.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        inner.pins -= 1;
+        if inner.pins == 0 {
+            for (tenant_no, seq) in std::mem::take(&mut inner.deferred) {
+                inner.evict(tenant_no, seq);
+            }
+        }
+    }
+}
+
+impl RecentInner {
+    fn evict(&mut self, tenant_no: i64, seq: u64) {
+        let Some(queue) = self.by_tenant.get_mut(&tenant_no) else { return };
+        while let Some((first, _)) = queue.front() {
+            if *first >= seq {
+                break;
+            }
+            if let Some((_, id)) = queue.pop_front() {
+                self.by_id.remove(&(tenant_no, id));
+            }
+        }
+    }
 }
 
 impl RecentIds {
@@ -77,19 +115,23 @@ impl RecentIds {
         }
     }
 
-    /// Forgets the tenant's ids below `seq` (they are in the index now).
+    /// Keeps every id here until the pin is dropped.
+    pub(crate) fn pin(&self) -> RecentPin<'_> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).pins += 1;
+        RecentPin { ids: self }
+    }
+
+    /// Forgets the tenant's ids below `seq` (they are in the index now); while pinned, when
+    /// the last pin goes.
     pub(crate) fn evict_below(&self, tenant_no: i64, seq: u64) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
-        let Some(queue) = inner.by_tenant.get_mut(&tenant_no) else { return };
-        while let Some((first, _)) = queue.front() {
-            if *first >= seq {
-                break;
-            }
-            if let Some((_, id)) = queue.pop_front() {
-                inner.by_id.remove(&(tenant_no, id));
-            }
+        if inner.pins > 0 {
+            let deferred = inner.deferred.entry(tenant_no).or_default();
+            *deferred = (*deferred).max(seq);
+            return;
         }
+        inner.evict(tenant_no, seq);
     }
 
     /// Puts back ids older than any held for the tenant (ascending `entries`), before an index
@@ -97,6 +139,8 @@ impl RecentIds {
     pub(crate) fn restore_older(&self, tenant_no: i64, entries: Vec<(u64, String)>) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
+        // An eviction waiting for a pin named ids the rebuild is about to drop from the index.
+        inner.deferred.remove(&tenant_no);
         let queue = inner.by_tenant.entry(tenant_no).or_default();
         debug_assert!(entries.last().zip(queue.front()).is_none_or(|(last, first)| last.0 < first.0));
         for (seq, id) in entries.into_iter().rev() {
@@ -308,5 +352,46 @@ impl RecentRecords {
         if let Some(queue) = inner.by_tenant.remove(&tenant_no) {
             inner.bytes -= queue.iter().map(RecentRecord::size).sum::<usize>();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(tenant_no: i64, seqs: std::ops::Range<u64>) -> Vec<(i64, String, u64)> {
+        seqs.map(|seq| (tenant_no, format!("e{seq}"), seq)).collect()
+    }
+
+    #[test]
+    fn evictions_wait_for_the_last_pin() {
+        let recent = RecentIds::default();
+        recent.insert(ids(1, 0..10));
+        recent.insert(ids(2, 0..10));
+        let first = recent.pin();
+        let second = recent.pin();
+        recent.evict_below(1, 4);
+        recent.evict_below(1, 6);
+        recent.evict_below(2, 3);
+        assert_eq!((recent.get(1, "e0"), recent.get(2, "e0")), (Some(0), Some(0)), "nothing leaves while pinned");
+        drop(first);
+        assert_eq!(recent.get(1, "e5"), Some(5), "one pin still held");
+        drop(second);
+        assert_eq!((recent.get(1, "e5"), recent.get(1, "e6")), (None, Some(6)), "the highest eviction asked for");
+        assert_eq!((recent.get(2, "e2"), recent.get(2, "e3")), (None, Some(3)));
+        recent.evict_below(2, 8);
+        assert_eq!((recent.get(2, "e7"), recent.get(2, "e8")), (None, Some(8)), "unpinned: at once");
+    }
+
+    #[test]
+    fn a_rebuild_cancels_the_evictions_waiting_for_a_pin() {
+        let recent = RecentIds::default();
+        recent.insert(ids(1, 5..10));
+        let pin = recent.pin();
+        recent.evict_below(1, 8);
+        // The index is rebuilt: the ids it held come back, and none may leave until re-indexed.
+        recent.restore_older(1, (0..5).map(|seq| (seq, format!("e{seq}"))).collect());
+        drop(pin);
+        assert!((0..10).all(|seq| recent.get(1, &format!("e{seq}")) == Some(seq)));
     }
 }

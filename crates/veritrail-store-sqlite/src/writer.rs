@@ -161,6 +161,27 @@ impl Writer {
         }
     }
 
+    /// For each event id of the group's loaded tenants that [`RecentIds`] does not hold: its
+    /// seq in the index, or `None` — read in one snapshot. Call it pinned (see `RecentIds`).
+    /// A read that fails leaves the id out (looked up again later).
+    fn indexed_ids(&self, appends: &[PendingAppend]) -> HashMap<(i64, String), Option<u64>> {
+        let mut indexed = HashMap::new();
+        let _snapshot = ReadTransaction::begin(&self.ids);
+        let Ok(mut stmt) = self.ids.prepare_cached(ID_IN_INDEX) else { return indexed };
+        for append in appends {
+            let Some(tenant_no) = self.tenants.get(&append.tenant).map(|ledger| ledger.no) else { continue };
+            for event in append.events.iter() {
+                if self.shared.recent.get(tenant_no, &event.id).is_some() {
+                    continue;
+                }
+                if let Ok(seq) = stmt.query_row(params![tenant_no, event.id], |row| row.get::<_, i64>(0)).optional() {
+                    indexed.insert((tenant_no, event.id.clone()), seq.map(|seq| seq as u64));
+                }
+            }
+        }
+        indexed
+    }
+
     fn commit_group(&mut self, appends: Vec<PendingAppend>) {
         let started = Instant::now();
         let now = Timestamp::now();
@@ -170,6 +191,10 @@ impl Writer {
         let mut touched = Vec::new();
         let mut batch_ids: HashMap<(i64, String), u64> = HashMap::new();
         let mut recent = Vec::new();
+        // The group's ids not held in memory are looked up in the index first, in one snapshot
+        // taken after the pin (see `RecentIds`): one short read transaction, not one per event.
+        let _pin = self.shared.recent.pin();
+        let indexed = self.indexed_ids(&appends);
         let outcome = (|| -> StoreResult<()> {
             let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
             for append in &appends {
@@ -177,7 +202,12 @@ impl Writer {
                     results.push(Err(StoreError::Retry("a data key it was sealed under was destroyed".into())));
                     continue;
                 }
-                let lookup = IdLookup { batch: &mut batch_ids, recent: &self.shared.recent, index: &self.ids };
+                let lookup = IdLookup {
+                    batch: &mut batch_ids,
+                    recent: &self.shared.recent,
+                    indexed: &indexed,
+                    index: &self.ids,
+                };
                 let result =
                     append_request(&mut tx, &mut self.tenants, append, now, lookup, self.merkle_tree, &mut recent);
                 if let Ok(appended) = &result
@@ -239,27 +269,63 @@ impl Writer {
     }
 }
 
+/// A read transaction on `conn` until dropped: its first read fixes the snapshot every read in
+/// it sees. One that cannot begin leaves each read its own snapshot, which is as correct.
+struct ReadTransaction<'a> {
+    conn: Option<&'a Connection>,
+}
+
+impl<'a> ReadTransaction<'a> {
+    fn begin(conn: &'a Connection) -> ReadTransaction<'a> {
+        match conn.execute_batch("BEGIN") {
+            Ok(()) => ReadTransaction { conn: Some(conn) },
+            Err(error) => {
+                tracing::warn!(%error, "cannot begin a read of the index for the group's ids");
+                ReadTransaction { conn: None }
+            }
+        }
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn
+            && let Err(error) = conn.execute_batch("COMMIT")
+        {
+            tracing::warn!(%error, "cannot end the read of the index for the group's ids");
+        }
+    }
+}
+
+/// Seq of an event id in the index.
+const ID_IN_INDEX: &str = "SELECT seq FROM event_ids WHERE tenant_no = ?1 AND event_id = ?2";
+
 /// Where an event id may already be: earlier in this group, committed recently, or indexed.
 struct IdLookup<'a> {
     batch: &'a mut HashMap<(i64, String), u64>,
     recent: &'a crate::shared::RecentIds,
+    /// What [`Writer::indexed_ids`] read for the group.
+    indexed: &'a HashMap<(i64, String), Option<u64>>,
     index: &'a Connection,
 }
 
 impl IdLookup<'_> {
-    /// The seq of an existing event with this id. Checks the recent ids before the index, each
-    /// index read in a fresh snapshot (see the RecentIds invariant).
+    /// The seq of an existing event with this id. Checks the recent ids before the index, the
+    /// index read in a snapshot taken after that check or, for ids read before the group, after
+    /// the group's pin of the recent ids (see the RecentIds invariant).
     fn find(&self, tenant_no: i64, id: &str) -> StoreResult<Option<u64>> {
-        if let Some(&seq) = self.batch.get(&(tenant_no, id.to_string())) {
+        let key = (tenant_no, id.to_string());
+        if let Some(&seq) = self.batch.get(&key) {
             return Ok(Some(seq));
+        }
+        // Read before the group, when the recent ids did not hold it (nor can they since).
+        if let Some(&indexed) = self.indexed.get(&key) {
+            return Ok(indexed);
         }
         if let Some(seq) = self.recent.get(tenant_no, id) {
             return Ok(Some(seq));
         }
-        let mut stmt = self
-            .index
-            .prepare_cached("SELECT seq FROM event_ids WHERE tenant_no = ?1 AND event_id = ?2")
-            .map_err(sql_error)?;
+        let mut stmt = self.index.prepare_cached(ID_IN_INDEX).map_err(sql_error)?;
         let seq: Option<i64> =
             stmt.query_row(params![tenant_no, id], |row| row.get(0)).optional().map_err(sql_error)?;
         Ok(seq.map(|seq| seq as u64))
