@@ -382,6 +382,15 @@ impl<'a> SealedMembers<'a> {
         }
     }
 
+    /// The member `key` if it is a string: borrowed from the record when it has no escapes,
+    /// unescaped otherwise; `None` for any other value, or when it is absent.
+    pub fn string(&self, key: &str) -> Option<std::borrow::Cow<'a, str>> {
+        match self.str(key) {
+            Some(text) => Some(std::borrow::Cow::Borrowed(text)),
+            None => serde_json::from_str::<String>(self.raw(key)?).ok().map(std::borrow::Cow::Owned),
+        }
+    }
+
     /// The member `key` if it is a string without escapes (`action`, `received_at`), borrowed
     /// from the record; `None` for any other value, or when it is absent.
     pub fn str(&self, key: &str) -> Option<&'a str> {

@@ -383,6 +383,28 @@ fn hidden_from_rules(view: &Value) -> bool {
 struct RuleView {
     view: Rc<Value>,
     times: Option<(Timestamp, Timestamp)>,
+    /// Where the id is, for a cut-down view of a record the store gave without one
+    /// (`Store::records_lean`).
+    id: Option<IdIn>,
+}
+
+/// Where an event's id is when the store left `StoredEvent::id` empty.
+enum IdIn {
+    /// The bytes of the sealed record between the quotes of its `id` member (no escapes).
+    Sealed(std::ops::Range<usize>),
+    /// Unescaped from the member.
+    Owned(String),
+}
+
+/// Where the id of the record `members` reads is (its `id` member).
+fn id_in(members: &SealedMembers<'_>, sealed: &[u8]) -> Option<IdIn> {
+    match members.string("id")? {
+        std::borrow::Cow::Borrowed(id) => {
+            let start = (id.as_ptr() as usize).checked_sub(sealed.as_ptr() as usize)?;
+            Some(IdIn::Sealed(start..start + id.len()))
+        }
+        std::borrow::Cow::Owned(id) => Some(IdIn::Owned(id)),
+    }
 }
 
 /// Views kept by [`SealedMembers::plain_view_key`] on the thread that evaluates rules. Most
@@ -468,9 +490,20 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
             (cache.open_paths(&members, stored.personal.as_ref(), &paths), Some(times))
         }
     };
+    // A whole view has the id; a cut-down one is given it from the record.
+    let id = match times {
+        Some(_) if stored.id.is_empty() => match id_in(&members, &stored.sealed) {
+            Some(id) => Some(id),
+            None => {
+                unreadable(&"the record has no string id");
+                return None;
+            }
+        },
+        _ => None,
+    };
     match opened {
         Ok(view) if hidden_from_rules(&view) => None,
-        Ok(view) => Some(RuleView { view, times }),
+        Ok(view) => Some(RuleView { view, times, id }),
         Err(error) => {
             unreadable(&error);
             None
@@ -484,7 +517,12 @@ impl RuleView {
     fn input<'a>(&'a self, stored: &'a StoredEvent) -> Option<EventInput<'a>> {
         let input = match self.times {
             Some((occurred_at, received_at)) => {
-                Ok(EventInput { view: &self.view, seq: stored.seq, id: &stored.id, occurred_at, received_at })
+                let id = match &self.id {
+                    None => stored.id.as_str(),
+                    Some(IdIn::Owned(id)) => id.as_str(),
+                    Some(IdIn::Sealed(range)) => std::str::from_utf8(stored.sealed.get(range.clone())?).ok()?,
+                };
+                Ok(EventInput { view: &self.view, seq: stored.seq, id, occurred_at, received_at })
             }
             None => EventInput::from_view(&self.view),
         };
@@ -974,7 +1012,7 @@ async fn feed_events(
     let mut seq = from;
     while seq < to {
         let limit = u32::try_from((to - seq).min(u64::from(BATCH))).unwrap_or(BATCH);
-        let records = state.store.records(tenant, seq, limit).await?;
+        let records = state.store.records_lean(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
         let (returned, fired) = feed_records(state, engine, records, feed).await?;
@@ -1062,7 +1100,7 @@ async fn evaluate_tenant(
     let mut evaluated = 0u64;
     engine.caught_up = false;
     while evaluated < MAX_EVENTS_PER_PASS {
-        let records = state.store.records(tenant, engine.next_seq, BATCH).await?;
+        let records = state.store.records_lean(tenant, engine.next_seq, BATCH).await?;
         let Some(last) = records.last() else {
             engine.caught_up = true;
             break;

@@ -431,6 +431,20 @@ impl SqliteStore {
     }
 
     /// The internal number of a tenant, cached (tenants are never renumbered or deleted).
+    /// `Store::records`: the live tail (what the rule engine follows) from the last commits in
+    /// memory, ids copied only `with_ids`; older records from the ledger.
+    async fn records_from(&self, tenant: &str, from: u64, limit: u32, with_ids: bool) -> StoreResult<Vec<StoredEvent>> {
+        let no = self.tenant_no(tenant).await?;
+        let shared = &self.inner.shared;
+        if let Some(records) = shared.records.get(no, from, limit, with_ids) {
+            shared.records_from_memory.fetch_add(records.len() as u64, Ordering::Relaxed);
+            return Ok(records);
+        }
+        let records = self.read_tenant(tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await?;
+        shared.records_from_storage.fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(records)
+    }
+
     async fn tenant_no(&self, tenant: &str) -> StoreResult<i64> {
         if let Some(&no) = self.inner.tenant_nos.read().unwrap_or_else(|p| p.into_inner()).get(tenant) {
             return Ok(no);
@@ -980,18 +994,12 @@ impl Store for SqliteStore {
 
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
         let tenant = tenant.to_string();
-        Box::pin(async move {
-            // The live tail (what the rule engine follows) is served from the last commits.
-            let no = self.tenant_no(&tenant).await?;
-            let shared = &self.inner.shared;
-            if let Some(records) = shared.records.get(no, from, limit) {
-                shared.records_from_memory.fetch_add(records.len() as u64, Ordering::Relaxed);
-                return Ok(records);
-            }
-            let records = self.read_tenant(&tenant, move |conn, ctx| reader::records(conn, ctx, from, limit)).await?;
-            shared.records_from_storage.fetch_add(records.len() as u64, Ordering::Relaxed);
-            Ok(records)
-        })
+        Box::pin(async move { self.records_from(&tenant, from, limit, true).await })
+    }
+
+    fn records_lean(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move { self.records_from(&tenant, from, limit, false).await })
     }
 
     fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>> {

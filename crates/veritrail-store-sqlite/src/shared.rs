@@ -262,11 +262,12 @@ pub(crate) struct RecentRecord {
 }
 
 impl RecentRecord {
-    fn stored(&self) -> Option<StoredEvent> {
+    /// The record as `Store::records` gives it; its `id` left empty unless `with_id`.
+    fn stored(&self, with_id: bool) -> Option<StoredEvent> {
         let event = self.events.get(self.index)?;
         Some(StoredEvent {
             seq: self.seq,
-            id: event.id.clone(),
+            id: if with_id { event.id.clone() } else { String::new() },
             sealed: self.sealed.clone(),
             leaf_hash: self.leaf_hash,
             personal: (!event.personal.is_empty()).then(|| event.personal.clone()),
@@ -332,7 +333,7 @@ impl RecentRecords {
     /// Up to `limit` records of the tenant from `from` on, when `from` is at or after its first
     /// held record (an empty answer when `from` is past its last: nothing newer is committed);
     /// `None` when the range must be read from storage.
-    pub(crate) fn get(&self, tenant_no: i64, from: u64, limit: u32) -> Option<Vec<StoredEvent>> {
+    pub(crate) fn get(&self, tenant_no: i64, from: u64, limit: u32, with_ids: bool) -> Option<Vec<StoredEvent>> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let queue = inner.by_tenant.get(&tenant_no)?;
         let first = queue.front()?.seq;
@@ -341,7 +342,7 @@ impl RecentRecords {
         }
         let start = usize::try_from(from - first).ok()?;
         let records = queue.range(start.min(queue.len())..).take(limit as usize);
-        records.map(RecentRecord::stored).collect()
+        records.map(|record| record.stored(with_ids)).collect()
     }
 
     /// Drops every held record of the tenant (an erasure: its clear values may be the

@@ -383,6 +383,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<EventPage>>;
     /// Sealed records with `seq >= from`, in seq order, at most `limit`.
     fn records(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>>;
+    /// [`Store::records`] for a reader that takes each event's id from its sealed record (the
+    /// rule engine, which needs ids only of the events rules keep): a store may leave `id`
+    /// empty — the embedded store does for records it serves from memory, sparing a copy per
+    /// event. Everything else is as `records` gives it.
+    fn records_lean(&self, tenant: &str, from: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<StoredEvent>>> {
+        self.records(tenant, from, limit)
+    }
     /// The tenant's current tree size and root.
     fn tree_head(&self, tenant: &str) -> BoxFuture<'_, StoreResult<TreeHead>>;
     /// The tenant's current tree size (its next `seq`), for callers that need no root: backends

@@ -589,6 +589,9 @@ mod members {
             prop_assert_eq!(members.str("action"), whole["action"].as_str());
             prop_assert_eq!(members.str("received_at"), whole["received_at"].as_str());
             prop_assert_eq!(members.str("seq"), None);
+            let id = members.string("id");
+            prop_assert_eq!(id.as_deref(), whole["id"].as_str());
+            prop_assert_eq!(members.string("seq"), None);
             // The plain members open without parsing, exactly as the whole view has them.
             let plain_keep: Vec<&str> = keep.iter().copied().filter(|k| PLAIN.contains(k)).collect();
             let plain = members.open_plain(&plain_keep);
@@ -843,6 +846,9 @@ mod members {
         assert!(matches!(SealedMembers::parse(br#"{"v":2}"#), Err(OpenError::UnsupportedVersion(v)) if v == "2"));
         let escaped = SealedMembers::parse(br#"{"\u0061ction":"x\"y","v":1,"id":"e"}"#).unwrap();
         assert_eq!(escaped.str("action"), None, "escaped strings are not borrowed");
+        assert_eq!(escaped.string("action").as_deref(), Some("x\"y"), "but unescaped");
+        assert!(matches!(escaped.string("id"), Some(std::borrow::Cow::Borrowed("e"))));
+        assert_eq!(escaped.string("v"), None, "not a string");
         assert_eq!(escaped.open(None, &|_| true).unwrap(), json!({"action": "x\"y", "id": "e"}));
         assert_eq!(escaped.open_plain(&["action"]), None, "escaped strings are parsed by open");
         assert_eq!(escaped.open_plain(&["id", "seq"]), Some(json!({"id": "e"})), "absent members stay absent");

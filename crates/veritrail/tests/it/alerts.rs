@@ -419,6 +419,25 @@ fn alerts_listed_in_the_ledger_but_not_stored_are_stored_and_not_listed_again() 
     assert_eq!(events_after, 2);
 }
 
+/// The rule engine reads the events it follows without their ids where the store can spare the
+/// copy (`Store::records_lean`) and takes each cited id from the sealed record: every id comes
+/// back exactly, whatever characters of the id alphabet (`[A-Za-z0-9._:@/-]`) it uses.
+#[test]
+fn alerts_cite_event_ids_read_from_the_sealed_records() {
+    let server = TestServer::start();
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let ids = ["plain-1", "a.b_c:d@e/f-g", "0/1:2@3", "Z_9.x", "k-5"];
+    let logins: Vec<Value> = ids.iter().map(|id| failed_login(id, "mallory")).collect();
+    ingest_ok(c, &key, &Value::Array(logins));
+    let fired = wait_for(Duration::from_secs(3), || {
+        let found = alerts(c, &key, "?rule=brute_force");
+        (!found.is_empty()).then_some(found)
+    })
+    .expect("brute force alert");
+    assert_eq!(fired[0]["event_ids"], json!(ids));
+}
+
 #[test]
 fn rules_are_managed_versioned_and_dry_run_over_history() {
     let server = TestServer::start();
