@@ -323,14 +323,20 @@ fn dead_deliveries_are_listed_and_redelivered_by_hand() {
     assert!(status.is_some(), "the log shows it delivered");
 }
 
-#[test]
-fn a_restart_neither_duplicates_nor_forgets_alerts() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path());
+/// A server over `dir` with a new tenant whose `mallory` has just failed to log in five times.
+fn five_failed_logins(dir: &std::path::Path) -> (TestServer, String, Client) {
+    let server = TestServer::start_in(dir);
     let (_, key) = server.client.create_tenant("acme");
     let c = server.client.clone();
     let logins: Vec<Value> = (0..5).map(|i| failed_login(&format!("login-{i}"), "mallory")).collect();
     ingest_ok(&c, &key, &Value::Array(logins));
+    (server, key, c)
+}
+
+#[test]
+fn a_restart_neither_duplicates_nor_forgets_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, key, c) = five_failed_logins(dir.path());
     let mut export = event("export-1", "data.exported", "bob");
     export["metadata"] = json!({"record_count": 6000});
     ingest_ok(&c, &key, &export);
@@ -373,11 +379,7 @@ fn a_restart_neither_duplicates_nor_forgets_alerts() {
 #[test]
 fn alerts_listed_in_the_ledger_but_not_stored_are_stored_and_not_listed_again() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path());
-    let (_, key) = server.client.create_tenant("acme");
-    let c = server.client.clone();
-    let logins: Vec<Value> = (0..5).map(|i| failed_login(&format!("login-{i}"), "mallory")).collect();
-    ingest_ok(&c, &key, &Value::Array(logins));
+    let (server, key, c) = five_failed_logins(dir.path());
     let fired = wait_for(Duration::from_secs(3), || {
         let found = alerts(&c, &key, "");
         (!found.is_empty()).then_some(found)
