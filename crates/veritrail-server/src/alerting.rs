@@ -2,7 +2,7 @@
 //! [`veritrail_rules::Engine`], and stores what fires as alerts (with their webhook messages and
 //! `audit.alert.raised` ledger events listing them).
 //!
-//! One task for all tenants, apart from ingest: it polls `Store::records` (every
+//! One task for all tenants, apart from ingest: it polls `Store::records_lean` (every
 //! `poll_interval`, skipped while the store's append counter has not moved), opens each record
 //! as far as the rules read it ([`veritrail_rules::Engine::needs`]), and runs the engine on the
 //! blocking pool. It owns each tenant's engine and is the only writer of rules: rule changes
@@ -1281,7 +1281,7 @@ fn raised_events<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Vec<Value> {
             "event_count": alert.event_count,
             "trigger_seq": alert.trigger_seq,
         });
-        // Its exact size: event ids may be up to six times longer escaped than raw.
+        // Its exact size (escaping could make an estimate from the raw lengths short).
         let size = entry.to_string().len() + 1;
         if !listed.is_empty() && (listed.len() == RAISED_PER_EVENT || bytes + size > RAISED_EVENT_BYTES) {
             events.push(raised_event(first.take().unwrap_or_default(), std::mem::take(&mut listed)));
@@ -1417,7 +1417,8 @@ mod tests {
             short.iter().map(|event| event["metadata"]["alert_count"].as_u64().unwrap()).collect::<Vec<_>>(),
             [200, 200, 50]
         );
-        // Ids made of control characters: escaped as \u00XX, six bytes each.
+        // Ids of control characters (impossible in events, not in this function): six bytes
+        // each once escaped.
         let awkward: String = std::iter::repeat_n('\u{1}', veritrail_model::limits::MAX_ID_CHARS).collect();
         let heavy: Vec<Alert> = (0..60).map(|n| alert(n, vec![awkward.clone(); 32])).collect();
         for (alerts, expected_events) in [(&many, 3), (&heavy, 60)] {
