@@ -2,11 +2,12 @@
 //! rule engine's cursors in the shared database (`migrations/0002_alerts.sql`), so every node
 //! sees the same monitoring state. Same semantics as the SQLite store; what several nodes add:
 //!
-//! - **Alerts once, whichever node derives them.** Every node runs the rule engine over every
-//!   tenant (the server has no per-tenant ownership). Alerts and deliveries stay exact without
-//!   a lock: alert ids (and through them the ids of the `audit.alert.raised` ledger events that
-//!   list them) are derived from `(tenant, dedup_key)`, replayed engines reproduce the same dedup keys (the engine's restart
-//!   protocol), `UNIQUE (tenant, dedup_key)` stores each alert once, and only the transaction
+//! - **Alerts once, whichever node derives them.** Each tenant's rule engine runs on one node
+//!   at a time, but while nodes join or leave two may run it for about a second, and a node
+//!   taking a tenant over replays what the other derived. Alerts and deliveries stay exact
+//!   without a lock: alert ids (and through them the ids of the `audit.alert.raised` ledger
+//!   events that list them) are derived from `(tenant, dedup_key)`, replayed engines reproduce
+//!   the same dedup keys (the engine's restart protocol), `UNIQUE (tenant, dedup_key)` stores each alert once, and only the transaction
 //!   that inserted an alert fans out its messages, so a firing becomes one alert and one
 //!   delivery per endpoint. [`AlertStore::record_alerts`] upserts the tenant's cursor row first,
 //!   so one tenant's alerts are recorded by one transaction at a time (never two nodes waiting

@@ -430,7 +430,6 @@ impl SqliteStore {
         self.read(move |conn| work(conn, &reader::ReadCtx { privacy: &privacy, tenant: &tenant, tenant_no })).await
     }
 
-    /// The internal number of a tenant, cached (tenants are never renumbered or deleted).
     /// `Store::records`: the live tail (what the rule engine follows) from the last commits in
     /// memory, ids copied only `with_ids`; older records from the ledger.
     async fn records_from(&self, tenant: &str, from: u64, limit: u32, with_ids: bool) -> StoreResult<Vec<StoredEvent>> {
@@ -445,6 +444,7 @@ impl SqliteStore {
         Ok(records)
     }
 
+    /// The internal number of a tenant, cached (tenants are never renumbered or deleted).
     async fn tenant_no(&self, tenant: &str) -> StoreResult<i64> {
         if let Some(&no) = self.inner.tenant_nos.read().unwrap_or_else(|p| p.into_inner()).get(tenant) {
             return Ok(no);

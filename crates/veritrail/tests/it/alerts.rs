@@ -75,19 +75,23 @@ fn verify(secret: &str, received: &ReceivedWebhook) -> Value {
 /// The ledger's events of `action` (the index may trail the ledger by a moment).
 fn ledger_events(c: &Client, key: &str, action: &str, expected: usize) -> Vec<Value> {
     wait_for(Duration::from_secs(5), || {
-        let reply = c.get(Some(key), &format!("/v1/events?action={action}&limit=1000"));
-        let events = reply.json()["events"].as_array().cloned().unwrap_or_default();
+        let events = events_of(c, key, action);
         (events.len() >= expected).then_some(events)
     })
     .unwrap_or_else(|| panic!("fewer than {expected} {action} events in the ledger"))
 }
 
-/// The alert ids the ledger's `audit.alert.raised` events list, in ledger order, once at least
-/// `expected` are listed; and how many events list them.
+/// The query's answer for the ledger's events of `action` (up to 1,000, newest first).
+fn events_of(c: &Client, key: &str, action: &str) -> Vec<Value> {
+    let reply = c.get(Some(key), &format!("/v1/events?action={action}&limit=1000"));
+    reply.json()["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// The alert ids the ledger's `audit.alert.raised` events list, newest event first, once at
+/// least `expected` are listed; and how many events list them.
 fn raised_alerts(c: &Client, key: &str, expected: usize) -> (Vec<String>, usize) {
     wait_for(Duration::from_secs(5), || {
-        let reply = c.get(Some(key), "/v1/events?action=audit.alert.raised&limit=1000&order=asc");
-        let events = reply.json()["events"].as_array().cloned().unwrap_or_default();
+        let events = events_of(c, key, "audit.alert.raised");
         let listed: Vec<String> = events
             .iter()
             .flat_map(|event| {
