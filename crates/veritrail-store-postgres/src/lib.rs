@@ -1031,4 +1031,39 @@ mod tests {
         assert!(plan.contains("records_tenant_no_event_id_key"), "{plan}");
         assert!(!plan.contains("records_actor"), "{plan}");
     }
+
+    /// Inserts pipelined in one transaction fail with the error that failed it — here the
+    /// unique index refusing a known event id — never with the 25P02 refusal of a statement
+    /// sent after it, whichever of them is polled first (with `try_join!` this test failed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_inserts_fail_with_their_cause() {
+        let database =
+            tokio::task::spawn_blocking(veritrail_test_support::postgres::TestDatabase::create).await.expect("join");
+        migrate(&database.url).await.expect("migrated");
+        let (mut client, connection) =
+            tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let event = veritrail_store::suite::prepared(
+            serde_json::json!({"id": "known", "action": "data.read", "actor": {"id": "u1"}}),
+        );
+        let sealed = veritrail_model::seal(&event, "tn_a", 0, Timestamp::now()).expect("sealed");
+        let leaf = veritrail_ledger::hash::leaf_hash(&sealed);
+        let rows = |seq: i64| {
+            let mut rows = writer::Rows::default();
+            let personal = veritrail_store::dump::PersonalRow { data: vec![1], email_bidx: None, ip_bidx: None };
+            rows.push_record(seq, "known".into(), &leaf, sealed.clone(), Some(personal)).expect("row");
+            rows
+        };
+        let tx = client.transaction().await.expect("begin");
+        writer::RowInserts::prepare(&tx).await.expect("prepared").insert(&tx, 1, &rows(0)).await.expect("inserted");
+        tx.commit().await.expect("committed");
+        for _ in 0..20 {
+            let tx = client.transaction().await.expect("begin");
+            let inserts = writer::RowInserts::prepare(&tx).await.expect("prepared");
+            let error = inserts.insert(&tx, 1, &rows(1)).await.expect_err("the id is known");
+            let constraint = error.as_db_error().and_then(|db| db.constraint());
+            assert_eq!(constraint, Some("records_tenant_no_event_id_key"), "{error:?}");
+            tx.rollback().await.expect("rolled back");
+        }
+    }
 }

@@ -20,6 +20,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Statement;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use veritrail_ledger::hash::{Hash, leaf_hash};
 use veritrail_ledger::tree::Frontier;
@@ -296,14 +297,35 @@ impl RowInserts {
         let resource_params: [&(dyn ToSql + Sync); 4] =
             [&tenant_no, &rows.resource_seq, &rows.resource_id, &rows.resource_type];
         let node_params: [&(dyn ToSql + Sync); 4] = [&tenant_no, &rows.node_level, &rows.node_index, &rows.node_hash];
-        tokio::try_join!(
+        let (records, personal, resources, nodes) = tokio::join!(
             optional(!rows.seq.is_empty(), tx.execute(&self.records, &record_params)),
             optional(!rows.personal_seq.is_empty(), tx.execute(&self.personal, &personal_params)),
             optional(!rows.resource_seq.is_empty(), tx.execute(&self.resources, &resource_params)),
             optional(!rows.node_level.is_empty(), tx.execute(&self.nodes, &node_params)),
-        )?;
-        Ok(())
+        );
+        first_cause([records, personal, resources, nodes])
     }
+}
+
+/// The error of statements pipelined in one transaction that says why it failed: the first
+/// that is not PostgreSQL refusing a statement because an earlier one had failed (25P02), which
+/// is all the statements after the failed one can answer. They are awaited together (`join!`;
+/// with `try_join!` whichever refusal was polled first became the error, and a commit failing
+/// on, say, a unique index reported only "current transaction is aborted").
+fn first_cause(
+    results: impl IntoIterator<Item = Result<u64, tokio_postgres::Error>>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut refused = None;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err(error) if error.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                refused.get_or_insert(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    refused.map_or(Ok(()), Err)
 }
 
 /// Data keys created for a group, column by column.
@@ -521,8 +543,8 @@ async fn write_rows(
     let root = head.frontier.root().0.to_vec();
     let frontier = encode_frontier(&head.frontier);
     let head_params: [&(dyn ToSql + Sync); 5] = [&tenant_no, &size, &root, &frontier, &head.last_received_at];
-    tokio::try_join!(inserts.insert(tx, tenant_no, rows), tx.execute(&update, &head_params)).map_err(pg_error)?;
-    Ok(())
+    let (inserted, updated) = tokio::join!(inserts.insert(tx, tenant_no, rows), tx.execute(&update, &head_params));
+    first_cause([inserted.map(|()| 0), updated]).map_err(pg_error)
 }
 
 /// Runs `statement` only when there are rows for it.
