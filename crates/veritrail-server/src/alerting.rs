@@ -604,7 +604,8 @@ struct TenantEngine {
     /// From the load until the engine has caught up: the last flush before the load may have
     /// appended `audit.alert.raised` events for alerts it did not store (`record_raised`).
     recovering: bool,
-    /// Alerts listed by such an event: not listed again.
+    /// Alerts listed by such an event (found by the id it would have, or met in the records
+    /// evaluated while recovering): not listed again.
     ledgered: HashSet<String>,
     /// The tenant's rule change count the rules were loaded at; `None` when unknown (the next
     /// check compares the rules themselves).
@@ -1015,7 +1016,7 @@ async fn feed_events(
         let records = state.store.records_lean(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
-        let (returned, fired) = feed_records(state, engine, records, feed).await?;
+        let (returned, fired, _) = feed_records(state, engine, records, feed, false).await?;
         engine = returned;
         firings.extend(fired);
     }
@@ -1023,18 +1024,26 @@ async fn feed_events(
 }
 
 /// Gives `records` to `engine` in seq order on the rule thread; records rules must not see,
-/// or that cannot be opened, are skipped (logged).
+/// or that cannot be opened, are skipped (logged). With `listings`, also returns the alerts the
+/// `audit.alert.raised` events among them list.
 async fn feed_records(
     state: &AppState,
     mut engine: Engine,
     records: Vec<StoredEvent>,
     feed: Feed,
-) -> Result<(Engine, Vec<Firing>), ApiError> {
+    listings: bool,
+) -> Result<(Engine, Vec<Firing>, Vec<String>), ApiError> {
     let work = move || {
         let mut fired = Vec::new();
+        let mut listed = Vec::new();
         VIEW_CACHE.with_borrow_mut(|cache| {
             for stored in &records {
-                let Some(view) = view_for_rules(&engine, stored, cache) else { continue };
+                let Some(view) = view_for_rules(&engine, stored, cache) else {
+                    if listings && is_raised(stored) {
+                        listed.extend(listed_alerts(stored));
+                    }
+                    continue;
+                };
                 let Some(input) = view.input(stored) else { continue };
                 match feed {
                     Feed::Replay => engine.replay(&input),
@@ -1042,7 +1051,7 @@ async fn feed_records(
                 }
             }
         });
-        (engine, fired)
+        (engine, fired, listed)
     };
     let evaluated = state.alerting.rule_thread.run(work).await;
     evaluated.map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation failed: {e}")))
@@ -1109,8 +1118,10 @@ async fn evaluate_tenant(
         let next_seq = last.seq + 1;
         evaluated += records.len() as u64;
         let count = records.len() as u64;
-        let (returned, firings) = feed_records(state, engine.engine, records, Feed::Process).await?;
+        let (returned, firings, listed) =
+            feed_records(state, engine.engine, records, Feed::Process, engine.recovering).await?;
         engine.engine = returned;
+        engine.ledgered.extend(listed);
         engine.next_seq = next_seq;
         state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);
         queue_firings(state, tenant, &mut engine, firings)?;
@@ -1237,9 +1248,13 @@ fn raised_event_id(alert_id: &str) -> String {
 /// alert (each costs about as much as an ingested event: sealing, the writer, the indexer).
 ///
 /// Exactly once: only the last flush before a crash (or a hand-over) can be in the ledger
-/// without its alerts stored, and the replay that follows fires them again. So after a load,
-/// until the engine has caught up, the raised event an alert would lead is looked up for every
-/// alert waiting; the alerts of one found are left out of new events, then and later.
+/// without its alerts stored, and the evaluation that follows fires them again. So after a
+/// load, until the engine has caught up, the alerts such an event lists are left out of new
+/// events, then and later. The engine learns them two ways: the raised event an alert would
+/// lead is looked up for every alert waiting (an alert fired again before the evaluation has
+/// passed the event — a flush cut short by [`MAX_PENDING_ALERTS`]), and the events the
+/// evaluation passes while recovering are read for what they list (the alerts of an event whose
+/// first alert does not fire again: its rule was disabled meanwhile, or a silence that ended).
 async fn record_raised(state: &AppState, tenant: &str, engine: &mut TenantEngine) -> Result<(), ApiError> {
     if engine.recovering {
         for NewAlert { alert, .. } in &engine.pending {
@@ -1310,6 +1325,11 @@ fn raised_event(first: String, alerts: Vec<Value>) -> Value {
         "context": {"channel": "system"},
         "metadata": {"alert_count": alerts.len(), "alerts": alerts},
     })
+}
+
+/// Whether `stored` is an `audit.alert.raised` event.
+fn is_raised(stored: &StoredEvent) -> bool {
+    SealedMembers::parse(&stored.sealed).is_ok_and(|members| members.str("action") == Some(ALERT_RAISED_ACTION))
 }
 
 /// The alert ids an `audit.alert.raised` event lists.

@@ -425,6 +425,60 @@ fn alerts_listed_in_the_ledger_but_not_stored_are_stored_and_not_listed_again() 
     assert_eq!(events_after, 2);
 }
 
+/// The crash state again, but the alert that led the listing event does not fire after the
+/// restart (its rule was disabled meanwhile — as a `logging_stopped` alert does not fire again
+/// once its source has sent something): the other alert it listed is recognised as listed by
+/// the event itself, met in the ledger while the engine catches up, and not listed again.
+#[test]
+fn alerts_listed_under_an_alert_that_no_longer_fires_are_not_listed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path());
+    let (_, key) = server.client.create_tenant("acme");
+    let c = server.client.clone();
+    let mut batch: Vec<Value> = (0..5).map(|i| failed_login(&format!("login-{i}"), "mallory")).collect();
+    batch.push(event("sso-1", "config.sso.updated", "alice"));
+    ingest_ok(&c, &key, &Value::Array(batch));
+    let fired = wait_for(Duration::from_secs(3), || {
+        let found = alerts(&c, &key, "");
+        (found.len() >= 2).then_some(found)
+    })
+    .expect("brute force and security config alerts");
+    let (listed, events) = raised_alerts(&c, &key, 2);
+    assert_eq!((sorted(listed), events), (alert_ids(&fired), 1), "one flush, one listing event");
+    let led_by = by_rule(&fired)["brute_force"][0]["id"].as_str().unwrap().to_string();
+    drop(server.stop());
+
+    let forget = "DELETE FROM deliveries; DELETE FROM alerts; UPDATE engine_cursors SET next_seq = 0;";
+    match Backend::from_env().database_for(dir.path()) {
+        Some(database) => {
+            database.execute(forget);
+        }
+        None => rusqlite::Connection::open(dir.path().join("alerts.sqlite")).unwrap().execute_batch(forget).unwrap(),
+    }
+    let off = ServerConfig {
+        alerting: AlertingConfig { enabled: false, ..AlertingConfig::default() },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_in_with(dir.path(), off);
+    let mut disabled = server.client.get(Some(&key), "/v1/rules/brute_force").json();
+    disabled["enabled"] = json!(false);
+    assert_eq!(server.client.put_json(Some(&key), "/v1/rules/brute_force", &disabled).status, 200);
+    drop(server.stop());
+
+    let server = TestServer::start_in(dir.path());
+    let c = server.client.clone();
+    let again = wait_for(Duration::from_secs(3), || {
+        let found = alerts(&c, &key, "?rule=security_config_change");
+        (!found.is_empty()).then_some(found)
+    })
+    .expect("the security config alert stored again");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alerts(&c, &key, "?rule=brute_force").is_empty(), "its rule is off now");
+    let (listed, events_after) = raised_alerts(&c, &key, 2);
+    assert_eq!((listed.len(), events_after), (2, 1), "listed once, under {led_by}");
+    assert!(listed.contains(&again[0]["id"].as_str().unwrap().to_string()));
+}
+
 /// The rule engine reads the events it follows without their ids where the store can spare the
 /// copy (`Store::records_lean`) and takes each cited id from the sealed record: every id comes
 /// back exactly, whatever characters of the id alphabet (`[A-Za-z0-9._:@/-]`) it uses.
