@@ -1,5 +1,6 @@
 //! The HTTP(S) client of every request Veritrail sends to a URL someone else chose (webhooks, an
-//! identity provider's key set): hyper-util's legacy client over rustls, behind an SSRF guard.
+//! identity provider's key set) or the operator configured (the RFC 3161 TSA): hyper-util's
+//! legacy client over rustls, behind an SSRF guard.
 //!
 //! - **TLS:** `https://` URLs are verified against the system's CA certificates (read once from
 //!   the OS store: `/etc/ssl/certs` on Debian, or `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus an

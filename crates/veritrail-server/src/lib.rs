@@ -193,7 +193,10 @@ impl Server {
             .map_err(|e| ApiError::new(Code::Internal, format!("invalid key rate limit: {e}")))?;
         let dummy_password_hash = users::dummy_password_hash().await?;
         let keys = ledger::LedgerKeys::load(store.as_ref(), &origin).await?;
-        let witness = config.tsa.as_ref().map(witness::Witness::new).transpose()?.map(Arc::new);
+        let witness = match &config.tsa {
+            Some(tsa) => Some(Arc::new(witness::Witness::new(tsa, config.outbound_ca_pem.as_deref())?)),
+            None => None,
+        };
         let outbound = Arc::new(webhooks::client(&config)?);
         let mailer = match &config.smtp {
             Some(smtp) => Some(Arc::new(

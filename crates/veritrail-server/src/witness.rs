@@ -16,12 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::http::{Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -31,7 +27,7 @@ use veritrail_tsa::{Expected, TimestampRequest, TrustAnchors, TsaError, Verified
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
-use crate::http_client::describe;
+use crate::http_client::{HttpClient, HttpClientConfig, HttpClientError};
 use crate::ids;
 
 /// Requests to the TSA running at once.
@@ -49,7 +45,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// RFC 3161 witnessing of checkpoints (`tsa_url` and friends).
 #[derive(Debug, Clone)]
 pub struct TsaConfig {
-    /// The TSA, `http://host[:port]/path` (`VERITRAIL_TSA_URL`). https is not supported yet.
+    /// The TSA, `http://host[:port]/path` or `https://…` (`VERITRAIL_TSA_URL`). An `https://`
+    /// TSA's certificate is verified against the system's CA certificates plus
+    /// `outbound_ca_file`. The address is the operator's choice, so private and loopback
+    /// addresses are allowed (unlike webhooks').
     pub url: String,
     /// PEM CA certificates the TSA certificate must chain to (`tsa_ca_file`). Without them any
     /// TSA certificate fit for time stamping is accepted.
@@ -97,11 +96,11 @@ enum AttemptError {
 
 /// The TSA client and the checkpoints waiting for it.
 pub(crate) struct Witness {
-    url: Uri,
+    url: String,
     anchors: Option<TrustAnchors>,
     timeout: Duration,
     interval: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     /// The newest checkpoint per tenant whose request has not started.
     pending: Mutex<HashMap<String, StoredCheckpoint>>,
     wake: Notify,
@@ -109,30 +108,32 @@ pub(crate) struct Witness {
 }
 
 impl Witness {
-    /// Checks the configuration: an `http://` URL, and readable CA certificates.
-    pub(crate) fn new(config: &TsaConfig) -> Result<Witness, ApiError> {
+    /// Checks the configuration: an `http://` or `https://` URL, and readable CA certificates
+    /// (`outbound_ca_pem`: the extra CAs an `https://` TSA may chain to besides the system's).
+    pub(crate) fn new(config: &TsaConfig, outbound_ca_pem: Option<&[u8]>) -> Result<Witness, ApiError> {
         let invalid = |what: String| ApiError::new(Code::Internal, what);
         let url: Uri =
             config.url.parse().map_err(|e| invalid(format!("tsa_url {:?} is not a URL: {e}", config.url)))?;
         match url.scheme_str() {
-            Some("http") if url.host().is_some() => {}
-            Some("https") => {
-                return Err(invalid(format!("tsa_url {:?}: https is not supported yet; use http://", config.url)));
-            }
-            _ => return Err(invalid(format!("tsa_url {:?} must be http://host[:port]/path", config.url))),
+            Some("http" | "https") if url.host().is_some() => {}
+            _ => return Err(invalid(format!("tsa_url {:?} must be http(s)://host[:port]/path", config.url))),
         }
         let anchors = match &config.ca_pem {
             Some(pem) => Some(TrustAnchors::from_pem(pem).map_err(|e| invalid(format!("tsa_ca_file: {e}")))?),
             None => None,
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeout));
+        let settings = HttpClientConfig {
+            connect_timeout: config.timeout,
+            allow_private: true,
+            extra_ca_pem: outbound_ca_pem.map(<[u8]>::to_vec),
+        };
+        let client = HttpClient::new(&settings).map_err(|e| invalid(format!("outbound_ca_file: {e}")))?;
         Ok(Witness {
-            url,
+            url: config.url.clone(),
             anchors,
             timeout: config.timeout,
             interval: config.interval,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client,
             pending: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             metrics: WitnessMetrics::default(),
@@ -159,27 +160,24 @@ impl Witness {
     async fn timestamp(&self, note: &[u8]) -> Result<(Vec<u8>, VerifiedTimestamp), AttemptError> {
         let nonce = u64::from_be_bytes(ids::random_bytes().map_err(|e| AttemptError::Local(e.message))?);
         let query = TimestampRequest::new(note, nonce);
-        let request = Request::post(self.url.clone())
-            .header(header::CONTENT_TYPE, veritrail_tsa::QUERY_CONTENT_TYPE)
-            .header(header::ACCEPT, veritrail_tsa::REPLY_CONTENT_TYPE)
-            .body(Full::new(Bytes::copy_from_slice(query.der())))
-            .map_err(|e| AttemptError::Local(format!("cannot build the request: {e}")))?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| AttemptError::Transport(describe(&e)))?;
-            if response.status() != StatusCode::OK {
-                return Err(AttemptError::Status(response.status()));
-            }
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| AttemptError::Body(e.to_string()))?;
-            Ok(body.to_bytes().to_vec())
-        };
-        let body =
-            tokio::time::timeout(self.timeout, exchange).await.map_err(|_| AttemptError::Timeout(self.timeout))??;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(veritrail_tsa::QUERY_CONTENT_TYPE));
+        headers.insert(header::ACCEPT, HeaderValue::from_static(veritrail_tsa::REPLY_CONTENT_TYPE));
+        let body = Bytes::copy_from_slice(query.der());
+        let (status, body) =
+            self.client.post(&self.url, headers, body, MAX_RESPONSE_BYTES, self.timeout).await.map_err(|error| {
+                match error {
+                    HttpClientError::Timeout(after) => AttemptError::Timeout(after),
+                    HttpClientError::TooLarge { .. } => AttemptError::Body(error.to_string()),
+                    other => AttemptError::Transport(other.to_string()),
+                }
+            })?;
+        if status != StatusCode::OK {
+            return Err(AttemptError::Status(status));
+        }
         let expected = Expected { message: note, nonce: Some(nonce), trust: self.anchors.as_ref() };
         let verified = veritrail_tsa::verify_response(&body, &expected)?;
-        Ok((body, verified))
+        Ok((body.to_vec(), verified))
     }
 }
 
@@ -329,7 +327,7 @@ mod tests {
     use super::*;
 
     fn refused(config: TsaConfig) -> String {
-        match Witness::new(&config) {
+        match Witness::new(&config, None) {
             Ok(_) => panic!("{config:?} was accepted"),
             Err(error) => error.message,
         }
@@ -337,10 +335,10 @@ mod tests {
 
     #[test]
     fn the_configuration_is_checked_at_start() {
-        assert!(Witness::new(&TsaConfig::new("http://127.0.0.1:3180/tsa")).is_ok());
-        assert!(refused(TsaConfig::new("https://tsa.example/")).contains("https is not supported yet"));
-        assert!(refused(TsaConfig::new("ftp://tsa.example/")).contains("must be http://host[:port]/path"));
-        assert!(refused(TsaConfig::new("/just/a/path")).contains("must be http://"));
+        assert!(Witness::new(&TsaConfig::new("http://127.0.0.1:3180/tsa"), None).is_ok());
+        assert!(Witness::new(&TsaConfig::new("https://tsa.example/tsr"), None).is_ok());
+        assert!(refused(TsaConfig::new("ftp://tsa.example/")).contains("must be http(s)://host[:port]/path"));
+        assert!(refused(TsaConfig::new("/just/a/path")).contains("must be http(s)://"));
         assert!(refused(TsaConfig::new("http://exa mple")).contains("is not a URL"));
         let bad_ca = TsaConfig { ca_pem: Some(b"not pem".to_vec()), ..TsaConfig::new("http://127.0.0.1/") };
         assert!(refused(bad_ca).contains("tsa_ca_file: invalid trusted CA certificates"));
@@ -348,7 +346,8 @@ mod tests {
 
     #[test]
     fn a_newer_checkpoint_replaces_the_one_waiting() {
-        let witness = Witness::new(&TsaConfig::new("http://127.0.0.1/")).unwrap_or_else(|e| panic!("{}", e.message));
+        let witness =
+            Witness::new(&TsaConfig::new("http://127.0.0.1/"), None).unwrap_or_else(|e| panic!("{}", e.message));
         let checkpoint = |size| StoredCheckpoint {
             size,
             root: [0; 32],

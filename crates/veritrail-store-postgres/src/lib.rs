@@ -14,7 +14,8 @@
 //! - **Migrations** (`migrations/*.sql`) run on connect, in one transaction under an advisory
 //!   lock, recorded in `schema_migrations`.
 //!
-//! Connections are plain TCP (no TLS connector yet).
+//! Connections are TLS when the URL asks for it (`sslmode=require`, `verify-ca`, `verify-full`;
+//! see `tls.rs`), plain TCP otherwise.
 
 #![forbid(unsafe_code)]
 

@@ -2,12 +2,10 @@
 //! the `openssl` command line, and a small HTTP responder that pipes each request body through
 //! `openssl ts -reply`. Tests using it fail (never skip) when `openssl` is missing.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,7 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tokio_util::sync::CancellationToken;
+use veritrail_server::TlsIdentity;
+
+use crate::tls::{ServerThread, TestPki};
 
 const CONFIG: &str = r#"
 [ req ]
@@ -142,38 +142,33 @@ struct ResponderState {
     fail_next: AtomicU64,
 }
 
-/// An HTTP TSA on a loopback port: `POST /` with `Content-Type: application/timestamp-query`
+/// A TSA on a loopback port: `POST /tsa` with `Content-Type: application/timestamp-query`
 /// answers `application/timestamp-reply` from [`OpensslTsa::reply`]; other content types get
 /// 415; [`TsaResponder::fail_next`] makes the next requests fail with 503.
 pub struct TsaResponder {
-    /// `http://127.0.0.1:<port>/tsa`.
+    /// `http://127.0.0.1:<port>/tsa`, or `https://` for [`TsaResponder::start_https`].
     pub url: String,
     state: Arc<ResponderState>,
-    shutdown: CancellationToken,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl TsaResponder {
-    /// Starts the responder on its own runtime thread.
+    /// Starts the responder over HTTP on its own runtime thread.
     pub fn start(tsa: Arc<OpensslTsa>) -> TsaResponder {
+        TsaResponder::start_on(tsa, None)
+    }
+
+    /// Starts the responder over HTTPS, with `pki`'s server certificate (for `127.0.0.1`).
+    pub fn start_https(tsa: Arc<OpensslTsa>, pki: &TestPki) -> TsaResponder {
+        TsaResponder::start_on(tsa, Some(pki.identity()))
+    }
+
+    fn start_on(tsa: Arc<OpensslTsa>, tls: Option<TlsIdentity>) -> TsaResponder {
         let state = Arc::new(ResponderState { tsa, requests: AtomicU64::new(0), fail_next: AtomicU64::new(0) });
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let (app_state, token) = (state.clone(), shutdown.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let app = Router::new().route("/tsa", post(answer)).with_state(app_state);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap()).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { token.cancelled().await })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = ready_rx.recv().expect("the TSA responder failed to start");
-        TsaResponder { url: format!("http://{addr}/tsa"), state, shutdown, thread: Some(thread) }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let app = Router::new().route("/tsa", post(answer)).with_state(state.clone());
+        let server = ServerThread::start(app, tls);
+        TsaResponder { url: format!("{scheme}://{}/tsa", server.addr), state, _server: server }
     }
 
     /// Requests received so far (failed ones included).
@@ -184,15 +179,6 @@ impl TsaResponder {
     /// The next `count` requests are answered 503.
     pub fn fail_next(&self, count: u64) {
         self.state.fail_next.store(count, Ordering::SeqCst);
-    }
-}
-
-impl Drop for TsaResponder {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -95,7 +95,7 @@ struct ServeArgs {
     /// This server's origin: checkpoint origins are `<origin>/<tenant>` [default: veritrail.local]
     #[arg(long, env = "VERITRAIL_ORIGIN")]
     origin: Option<String>,
-    /// RFC 3161 Time-Stamp Authority that witnesses every checkpoint, `http://host[:port]/path`
+    /// RFC 3161 Time-Stamp Authority that witnesses every checkpoint, `http(s)://host[:port]/path`
     /// [default: none, checkpoints are not time-stamped]
     #[arg(long, env = "VERITRAIL_TSA_URL")]
     tsa_url: Option<String>,

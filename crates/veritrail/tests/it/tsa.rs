@@ -79,6 +79,53 @@ fn copy_ledger(from: &Path) -> tempfile::TempDir {
     to
 }
 
+/// An `https://` TSA: reached when its server certificate chains to `outbound_ca_file`, its
+/// time-stamps then stored as over HTTP; without that CA the TLS handshake fails (counted as a
+/// TSA failure, no request reaches it) and nothing is stored.
+#[test]
+fn a_tsa_is_reached_over_https_when_its_certificate_is_trusted() {
+    let tsa = Arc::new(OpensslTsa::new());
+    let pki = veritrail_test_support::tls::TestPki::generate();
+    let responder = TsaResponder::start_https(tsa.clone(), &pki);
+    assert!(responder.url.starts_with("https://127.0.0.1:"), "{}", responder.url);
+    let files = tempfile::tempdir().unwrap();
+    let start = |trusted: bool| {
+        let config = files.path().join(format!("veritrail-{trusted}.toml"));
+        let mut toml = String::from("checkpoint_interval_ms = 100\ntsa_interval_ms = 200\n");
+        if trusted {
+            toml.push_str(&format!("outbound_ca_file = {:?}\n", pki.ca_path().to_str().unwrap()));
+        }
+        std::fs::write(&config, toml).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let server = ChildServer::start_with(
+            BINARY,
+            data.path(),
+            &["--config", config.to_str().unwrap()],
+            &[("VERITRAIL_TSA_URL", responder.url.as_str())],
+        );
+        (server, data)
+    };
+
+    let (untrusted, _data) = start(false);
+    let (_, key) = untrusted.client.create_tenant("acme");
+    ingest(&untrusted.client, &key, "a", 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&untrusted.client, "veritrail_tsa_failures_total") == 0 {
+        assert!(Instant::now() < deadline, "no failed TSA attempt within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&untrusted.client, "veritrail_tsa_timestamps_total"), 0);
+    assert_eq!(responder.requests(), 0, "the handshake fails before any request");
+    drop(untrusted);
+
+    let (trusted, _data) = start(true);
+    let (_, key) = trusted.client.create_tenant("acme");
+    ingest(&trusted.client, &key, "a", 10);
+    let Witnessed { note, timestamp, .. } = witnessed_latest(&trusted.client, &key, 12);
+    tsa.openssl_verify(&timestamp.body, &note).unwrap();
+    assert!(responder.requests() >= 1);
+}
+
 #[test]
 fn checkpoints_are_witnessed_by_a_tsa_and_verified() {
     let tsa = Arc::new(OpensslTsa::new());
