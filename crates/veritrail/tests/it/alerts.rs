@@ -374,6 +374,24 @@ fn a_restart_neither_duplicates_nor_forgets_alerts() {
     assert_eq!(sorted(raised_alerts(&c, &key, 2).0), alert_ids(&after));
 }
 
+/// Leaves the stopped server's data in `dir` as a crash between a flush's listing event and the
+/// alerts' own commit would (the alerts and their deliveries gone, the engine's cursor back to
+/// 0), and starts a server on it with the engine off.
+fn crashed_after_listing(dir: &std::path::Path) -> TestServer {
+    let forget = "DELETE FROM deliveries; DELETE FROM alerts; UPDATE engine_cursors SET next_seq = 0;";
+    match Backend::from_env().database_for(dir) {
+        Some(database) => {
+            database.execute(forget);
+        }
+        None => rusqlite::Connection::open(dir.join("alerts.sqlite")).unwrap().execute_batch(forget).unwrap(),
+    }
+    let off = ServerConfig {
+        alerting: AlertingConfig { enabled: false, ..AlertingConfig::default() },
+        ..ServerConfig::default()
+    };
+    TestServer::start_in_with(dir, off)
+}
+
 /// A crash between a flush's `audit.alert.raised` event and the alerts' own commit: the ledger
 /// lists the alerts, the alert store has neither them nor the cursor past their events. The
 /// restarted engine fires them again in a flush that also holds an alert never listed (its
@@ -393,20 +411,8 @@ fn alerts_listed_in_the_ledger_but_not_stored_are_stored_and_not_listed_again() 
     assert_eq!((alert_ids(&fired), events), (sorted(listed), 1));
     drop(server.stop());
 
-    // What the crash leaves: the alert and its deliveries gone, the cursor back before it.
-    let forget = "DELETE FROM deliveries; DELETE FROM alerts; UPDATE engine_cursors SET next_seq = 0;";
-    match Backend::from_env().database_for(dir.path()) {
-        Some(database) => {
-            database.execute(forget);
-        }
-        None => rusqlite::Connection::open(dir.path().join("alerts.sqlite")).unwrap().execute_batch(forget).unwrap(),
-    }
     // An event the engine has not seen yet (it is off for this start).
-    let off = ServerConfig {
-        alerting: AlertingConfig { enabled: false, ..AlertingConfig::default() },
-        ..ServerConfig::default()
-    };
-    let server = TestServer::start_in_with(dir.path(), off);
+    let server = crashed_after_listing(dir.path());
     ingest_ok(&server.client, &key, &event("sso-1", "config.sso.updated", "alice"));
     drop(server.stop());
 
@@ -448,18 +454,7 @@ fn alerts_listed_under_an_alert_that_no_longer_fires_are_not_listed_again() {
     let led_by = by_rule(&fired)["brute_force"][0]["id"].as_str().unwrap().to_string();
     drop(server.stop());
 
-    let forget = "DELETE FROM deliveries; DELETE FROM alerts; UPDATE engine_cursors SET next_seq = 0;";
-    match Backend::from_env().database_for(dir.path()) {
-        Some(database) => {
-            database.execute(forget);
-        }
-        None => rusqlite::Connection::open(dir.path().join("alerts.sqlite")).unwrap().execute_batch(forget).unwrap(),
-    }
-    let off = ServerConfig {
-        alerting: AlertingConfig { enabled: false, ..AlertingConfig::default() },
-        ..ServerConfig::default()
-    };
-    let server = TestServer::start_in_with(dir.path(), off);
+    let server = crashed_after_listing(dir.path());
     let mut disabled = server.client.get(Some(&key), "/v1/rules/brute_force").json();
     disabled["enabled"] = json!(false);
     assert_eq!(server.client.put_json(Some(&key), "/v1/rules/brute_force", &disabled).status, 200);
