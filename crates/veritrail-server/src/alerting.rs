@@ -449,15 +449,15 @@ impl ViewCache {
     }
 }
 
-/// The event as `engine` may read it (`Engine::needs`), or `None` for events rules must not
-/// see and records that cannot be opened (logged). Events are opened only as far as the rules
+/// The event as `engine` may read it (`Engine::needs`), or why there is none: an event rules
+/// must not see, or a record that cannot be opened (logged). Events are opened only as far as the rules
 /// read them: the action, plus what the admitting rules' paths name — below `metadata` only
 /// those paths, elsewhere their whole members, with only their commitments checked — while the
 /// seq, id and times the engine reads of every event come from the record unparsed; events a
 /// rule filtering on more than the action admits are opened whole. The engine fires on these
 /// views exactly as on whole ones (tested in `veritrail-rules` and `veritrail-model`), so only
 /// the cost changes.
-fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) -> Option<RuleView> {
+fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) -> Result<RuleView, NoView> {
     let unreadable = |error: &dyn std::fmt::Display| {
         tracing::error!(%error, seq = stored.seq, "sealed record unreadable; not evaluated");
     };
@@ -467,12 +467,12 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
         Ok(members) => members,
         Err(error) => {
             unreadable(&error);
-            return None;
+            return Err(NoView::Unreadable);
         }
     };
     let action = members.str("action");
     if action == Some(ALERT_RAISED_ACTION) {
-        return None;
+        return Err(NoView::Raised);
     }
     let needs = match action {
         Some(action) => engine.needs(action),
@@ -484,7 +484,7 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
             let time = |member: &str| members.str(member).and_then(|text| text.parse::<Timestamp>().ok());
             let Some(times) = time("occurred_at").zip(time("received_at")) else {
                 unreadable(&"occurred_at or received_at is not an RFC 3339 timestamp");
-                return None;
+                return Err(NoView::Unreadable);
             };
             paths.push(VIEW_MEMBER);
             (cache.open_paths(&members, stored.personal.as_ref(), &paths), Some(times))
@@ -496,19 +496,27 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
             Some(id) => Some(id),
             None => {
                 unreadable(&"the record has no string id");
-                return None;
+                return Err(NoView::Unreadable);
             }
         },
         _ => None,
     };
     match opened {
-        Ok(view) if hidden_from_rules(&view) => None,
-        Ok(view) => Some(RuleView { view, times, id }),
+        Ok(view) if hidden_from_rules(&view) => Err(NoView::Raised),
+        Ok(view) => Ok(RuleView { view, times, id }),
         Err(error) => {
             unreadable(&error);
-            None
+            Err(NoView::Unreadable)
         }
     }
+}
+
+/// Why a record gives the engine no view.
+enum NoView {
+    /// An `audit.alert.raised` event: rules must not see it.
+    Raised,
+    /// The record cannot be opened (logged).
+    Unreadable,
 }
 
 impl RuleView {
@@ -1038,11 +1046,13 @@ async fn feed_records(
         let mut listed = Vec::new();
         VIEW_CACHE.with_borrow_mut(|cache| {
             for stored in &records {
-                let Some(view) = view_for_rules(&engine, stored, cache) else {
-                    if listings && is_raised(stored) {
+                let view = match view_for_rules(&engine, stored, cache) {
+                    Ok(view) => view,
+                    Err(NoView::Raised) if listings => {
                         listed.extend(listed_alerts(stored));
+                        continue;
                     }
-                    continue;
+                    Err(_) => continue,
                 };
                 let Some(input) = view.input(stored) else { continue };
                 match feed {
@@ -1325,11 +1335,6 @@ fn raised_event(first: String, alerts: Vec<Value>) -> Value {
         "context": {"channel": "system"},
         "metadata": {"alert_count": alerts.len(), "alerts": alerts},
     })
-}
-
-/// Whether `stored` is an `audit.alert.raised` event.
-fn is_raised(stored: &StoredEvent) -> bool {
-    SealedMembers::parse(&stored.sealed).is_ok_and(|members| members.str("action") == Some(ALERT_RAISED_ACTION))
 }
 
 /// The alert ids an `audit.alert.raised` event lists.

@@ -7,12 +7,13 @@
 //!   taking a tenant over replays what the other derived. Alerts and deliveries stay exact
 //!   without a lock: alert ids (and through them the ids of the `audit.alert.raised` ledger
 //!   events that list them) are derived from `(tenant, dedup_key)`, replayed engines reproduce
-//!   the same dedup keys (the engine's restart protocol), `UNIQUE (tenant, dedup_key)` stores each alert once, and only the transaction
-//!   that inserted an alert fans out its messages, so a firing becomes one alert and one
-//!   delivery per endpoint. [`AlertStore::record_alerts`] upserts the tenant's cursor row first,
-//!   so one tenant's alerts are recorded by one transaction at a time (never two nodes waiting
-//!   on each other's alert rows in opposite orders); the cursor only moves forward. What it
-//!   costs is repeated work: each node evaluates each tenant.
+//!   the same dedup keys (the engine's restart protocol), `UNIQUE (tenant, dedup_key)` stores
+//!   each alert once, and only the transaction that inserted an alert fans out its messages, so
+//!   a firing becomes one alert and one delivery per endpoint. [`AlertStore::record_alerts`]
+//!   upserts the tenant's cursor row first, so one tenant's alerts are recorded by one
+//!   transaction at a time (never two nodes waiting on each other's alert rows in opposite
+//!   orders); the cursor only moves forward. What the overlap costs is repeated work, not
+//!   repeated alerts.
 //! - **Rule changes reach every node.** Every rule write bumps the tenant's row in
 //!   `rule_changes` in its own transaction (`migrations/0005_rule_changes.sql`);
 //!   [`AlertStore::rule_change_counts`] reads them all in one statement, which each node's rule

@@ -1,5 +1,5 @@
 //! A local RFC 3161 Time-Stamp Authority for tests: a throw-away CA and TSA certificate made with
-//! the `openssl` command line, and a small HTTP responder that pipes each request body through
+//! the `openssl` command line, and a small HTTP(S) responder that pipes each request body through
 //! `openssl ts -reply`. Tests using it fail (never skip) when `openssl` is missing.
 
 use std::path::{Path, PathBuf};
