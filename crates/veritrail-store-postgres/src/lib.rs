@@ -856,8 +856,15 @@ impl Store for PgStore {
             let no = self.tenant_no(&tenant).await?;
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg_error)?;
-            // Committers lock the keys they sealed with (FOR KEY SHARE): an append in flight
-            // either commits before this delete or finds its key gone and seals again.
+            // The tenant's appends first lock its head row, as this does: an append in flight
+            // commits before the erasure starts, and none commits until it has ended. Without
+            // it an append sealed under the subject's *new* key (its old one found deleted)
+            // could commit between the delete and the unlinking below, and lose its search
+            // tokens to it. (Committers also lock the keys they sealed with, FOR KEY SHARE: an
+            // append sealed under a deleted key finds it gone and seals again.)
+            tx.query_opt("SELECT size FROM ledger_heads WHERE tenant_no = $1 FOR UPDATE", &[&no])
+                .await
+                .map_err(pg_error)?;
             let ids: Vec<u64> = tx
                 .query(
                     "DELETE FROM subject_keys WHERE tenant_no = $1 AND subject = $2 RETURNING key_id",

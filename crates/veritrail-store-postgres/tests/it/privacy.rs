@@ -103,3 +103,39 @@ async fn personal_data_never_reaches_postgresql_in_clear() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// An erasure takes the tenant's ledger head lock, as every append does: it waits for a commit
+/// in flight (here a transaction holding that lock, as another node's committer would) and no
+/// append commits while it runs — so an append sealed under the subject's new key cannot
+/// commit between the erasure's key deletion and its unlinking of search tokens, and lose its
+/// tokens. (Without the lock this erasure finished at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_is_serialised_with_the_tenants_appends() {
+    let (store, database) = crate::make_store().await;
+    store.create_tenant(Tenant { id: "acme".into(), name: "acme".into(), created_at: Timestamp::now() }).await.unwrap();
+    let event = prepared(json!({
+        "id": "c1", "action": "auth.login.success",
+        "actor": {"id": "carol", "email": "carol@pg-secret.example"}, "context": {"ip": "192.0.2.201"},
+    }));
+    store.append("acme", vec![event]).await.unwrap();
+
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "BEGIN; SELECT size FROM ledger_heads WHERE tenant_no = (SELECT no FROM tenants WHERE id = 'acme') FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let erasing = tokio::spawn({
+        let store = store.clone();
+        async move { store.erase_subject("acme", "carol").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!erasing.is_finished(), "the erasure waits for the commit in flight");
+    client.batch_execute("COMMIT").await.unwrap();
+    let erasure = erasing.await.unwrap().unwrap();
+    assert_eq!((erasure.keys_destroyed, erasure.events_unlinked), (1, 1));
+    assert!(query_ids(&store, "acme", &[("actor_email", "carol@pg-secret.example")]).await.is_empty());
+    store.shutdown().await.unwrap();
+}
