@@ -171,6 +171,13 @@ impl Client {
         Client::finish(request.call())
     }
 
+    /// A counter or gauge without labels from the server's `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let metrics = self.get(None, "/metrics").text();
+        let line = metrics.lines().find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')));
+        line.and_then(|line| line.split(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
     /// DELETE `path`.
     pub fn delete(&self, token: Option<&str>, path: &str) -> Reply {
         let mut request = self.agent.delete(format!("{}{path}", self.base));

@@ -211,16 +211,9 @@ fn killing_one_node_during_ingest_loses_nothing_and_the_other_continues() {
     checkpoint_verifies_across(&replacement.client, client, &key);
 }
 
-/// A gauge or counter of a node's `/metrics` (0 when absent).
-fn metric(client: &Client, name: &str) -> u64 {
-    let metrics = client.get(None, "/metrics").text();
-    let line = metrics.lines().find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')));
-    line.and_then(|line| line.split(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
 /// `veritrail_rule_events_evaluated_total` of a node (every tenant's it runs).
 fn events_evaluated(client: &Client) -> u64 {
-    metric(client, "veritrail_rule_events_evaluated_total")
+    client.metric("veritrail_rule_events_evaluated_total")
 }
 
 /// Polls `check` every 50 ms until it holds or `within` has passed; returns whether it held.
@@ -241,7 +234,7 @@ fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// entry lasts its time to live, 5 s), and a rule check more for the engines to move.
 fn settle(nodes: &[&ChildServer]) {
     let agreed = eventually(Duration::from_secs(20), || {
-        nodes.iter().all(|node| metric(&node.client, "veritrail_rule_engine_nodes") == nodes.len() as u64)
+        nodes.iter().all(|node| node.client.metric("veritrail_rule_engine_nodes") == nodes.len() as u64)
     });
     assert!(agreed, "the nodes agree on who runs rule engines");
     std::thread::sleep(Duration::from_millis(1500));
@@ -388,11 +381,10 @@ fn tenants_are_shared_between_nodes_and_taken_over_when_one_dies() {
     settle(&[&nodes[0], &nodes[1]]);
     // Every tenant's engine loaded somewhere (the platform's too), none twice.
     let loaded = eventually(Duration::from_secs(10), || {
-        nodes.iter().map(|node| metric(&node.client, "veritrail_rule_engine_tenants")).sum::<u64>()
-            == TENANTS as u64 + 1
+        nodes.iter().map(|node| node.client.metric("veritrail_rule_engine_tenants")).sum::<u64>() == TENANTS as u64 + 1
     });
     assert!(loaded, "each tenant runs on one node");
-    let shares: Vec<u64> = nodes.iter().map(|node| metric(&node.client, "veritrail_rule_engine_tenants")).collect();
+    let shares: Vec<u64> = nodes.iter().map(|node| node.client.metric("veritrail_rule_engine_tenants")).collect();
     assert!(shares.iter().all(|&share| share > 0), "both nodes run tenants: {shares:?}");
 
     let ingest_everywhere = |client: &Client, prefix: &str| {
@@ -417,7 +409,7 @@ fn tenants_are_shared_between_nodes_and_taken_over_when_one_dies() {
     let survivor = nodes.remove(0);
     assert!(!nodes.pop().unwrap().signal_and_wait("KILL").success());
     let taken = eventually(Duration::from_secs(15), || {
-        metric(&survivor.client, "veritrail_rule_engine_tenants") == TENANTS as u64 + 1
+        survivor.client.metric("veritrail_rule_engine_tenants") == TENANTS as u64 + 1
     });
     assert!(taken, "the survivor runs every tenant");
     let before = events_evaluated(&survivor.client);
@@ -442,18 +434,17 @@ fn a_node_restarted_after_a_crash_takes_its_tenants_back_at_once() {
     let id_file = dirs[1].path().join("engine-node");
     let id = std::fs::read_to_string(&id_file).unwrap();
     assert!(id.starts_with("node_"), "{id}");
-    let runs_before = metric(&nodes[1].client, "veritrail_rule_engine_tenants");
+    let runs_before = nodes[1].client.metric("veritrail_rule_engine_tenants");
 
     assert!(!nodes.pop().unwrap().signal_and_wait("KILL").success());
     let restarted = node(&database, dirs[1].path());
     assert_eq!(std::fs::read_to_string(&id_file).unwrap(), id, "the same id after the restart");
     let started = Instant::now();
-    let back = eventually(Duration::from_secs(3), || {
-        metric(&restarted.client, "veritrail_rule_engine_tenants") == runs_before
-    });
+    let back =
+        eventually(Duration::from_secs(3), || restarted.client.metric("veritrail_rule_engine_tenants") == runs_before);
     assert!(back, "the restarted node runs its {runs_before} tenants again within 3 s");
     assert!(started.elapsed() < Duration::from_secs(4));
     for node in [&nodes[0], &restarted] {
-        assert_eq!(metric(&node.client, "veritrail_rule_engine_nodes"), 2, "two nodes, not three");
+        assert_eq!(node.client.metric("veritrail_rule_engine_nodes"), 2, "two nodes, not three");
     }
 }

@@ -61,13 +61,6 @@ fn witnessed_latest(client: &Client, key: &str, min_size: u64) -> Witnessed {
     }
 }
 
-fn metric(client: &Client, name: &str) -> u64 {
-    let text = client.get(None, "/metrics").text();
-    let line =
-        text.lines().find(|line| line.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 /// A fresh copy of the ledger of `from`, to damage.
 fn copy_ledger(from: &Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
@@ -110,11 +103,11 @@ fn a_tsa_is_reached_over_https_when_its_certificate_is_trusted() {
     let (_, key) = untrusted.client.create_tenant("acme");
     ingest(&untrusted.client, &key, "a", 10);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&untrusted.client, "veritrail_tsa_failures_total") == 0 {
+    while untrusted.client.metric("veritrail_tsa_failures_total") == 0 {
         assert!(Instant::now() < deadline, "no failed TSA attempt within 20 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(metric(&untrusted.client, "veritrail_tsa_timestamps_total"), 0);
+    assert_eq!(untrusted.client.metric("veritrail_tsa_timestamps_total"), 0);
     assert_eq!(responder.requests(), 0, "the handshake fails before any request");
     drop(untrusted);
 
@@ -154,8 +147,8 @@ fn checkpoints_are_witnessed_by_a_tsa_and_verified() {
     // audit.log.initialized, auth.token.created and the 40 events.
     let Witnessed { size: first_size, note, timestamp: first } = witnessed_latest(client, &key, 42);
     assert_eq!(first.content_type.as_deref(), Some("application/timestamp-reply"));
-    assert!(metric(client, "veritrail_tsa_failures_total") >= 2);
-    assert!(metric(client, "veritrail_tsa_timestamps_total") >= 1);
+    assert!(client.metric("veritrail_tsa_failures_total") >= 2);
+    assert!(client.metric("veritrail_tsa_timestamps_total") >= 1);
     assert!(responder.requests() >= 3);
 
     // With the checkpoint it time-stamps, Veritrail's and OpenSSL's verdicts agree.
