@@ -34,11 +34,6 @@
 //! (`record_raised`), and `record_alerts` stores alerts and the cursor in one transaction:
 //! whatever step a crash interrupts is redone without duplicates.
 //!
-//! **Erasure:** the live evaluation stops after an `audit.erasure.performed` event, stores the
-//! engine and drops it, and the next pass loads it again (the restart above), so that no value
-//! of the erased subject stays in its windows: rebuilt from the ledger as it now reads, the
-//! engine holds what a restarted one would.
-//!
 //! **No feedback:** `audit.alert.raised` events are never fed to rules, so a rule matching
 //! `audit.*` cannot trigger itself.
 
@@ -92,8 +87,6 @@ const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_PENDING_ALERTS: usize = 1000;
 /// The action of the ledger event recording a raised alert: never fed back to rules.
 pub(crate) const ALERT_RAISED_ACTION: &str = "audit.alert.raised";
-/// The action of the ledger event recording an erasure: the engine is rebuilt after it.
-const ERASURE_ACTION: &str = "audit.erasure.performed";
 /// Most rules one tenant may have (the default pack included).
 pub(crate) const MAX_RULES_PER_TENANT: usize = 200;
 
@@ -389,8 +382,6 @@ fn hidden_from_rules(view: &Value) -> bool {
 /// the rules' paths, the input's other fields taken from the record (`None`: from the view).
 struct RuleView {
     view: Rc<Value>,
-    /// The record is an erasure's ledger event.
-    erasure: bool,
     times: Option<(Timestamp, Timestamp)>,
     /// Where the id is, for a cut-down view of a record the store gave without one
     /// (`Store::records_lean`).
@@ -483,7 +474,6 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
     if action == Some(ALERT_RAISED_ACTION) {
         return Err(NoView::Raised);
     }
-    let erasure = action == Some(ERASURE_ACTION);
     let needs = match action {
         Some(action) => engine.needs(action),
         None => EventNeeds::View,
@@ -513,7 +503,7 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
     };
     match opened {
         Ok(view) if hidden_from_rules(&view) => Err(NoView::Raised),
-        Ok(view) => Ok(RuleView { view, erasure, times, id }),
+        Ok(view) => Ok(RuleView { view, times, id }),
         Err(error) => {
             unreadable(&error);
             Err(NoView::Unreadable)
@@ -628,11 +618,6 @@ struct TenantEngine {
     /// The tenant's rule change count the rules were loaded at; `None` when unknown (the next
     /// check compares the rules themselves).
     rule_changes: Option<u64>,
-    /// Set when the evaluation reached an erasure (`audit.erasure.performed`): its state may
-    /// hold the subject's values (group keys such as `context.ip`, values a new-value rule has
-    /// seen), so the engine is stored and dropped, and the next pass loads it again from the
-    /// ledger as it now reads — as a restarted engine would.
-    rebuild: bool,
 }
 
 /// Runs the engine until `stop`; stores the cursors before returning.
@@ -966,7 +951,6 @@ async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, Api
         recovering: true,
         ledgered: HashSet::new(),
         rule_changes: None,
-        rebuild: false,
     })
 }
 
@@ -1040,54 +1024,31 @@ async fn feed_events(
         let records = state.store.records_lean(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
-        let fed = feed_records(state, engine, records, feed, Live::No).await?;
-        engine = fed.engine;
-        firings.extend(fed.fired);
+        let (returned, fired, _) = feed_records(state, engine, records, feed, false).await?;
+        engine = returned;
+        firings.extend(fired);
     }
     Ok((engine, firings))
 }
 
-/// How [`feed_records`] feeds the live stream.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Live {
-    /// Not the live stream (a load's replay, a new rule version caught up).
-    No,
-    /// The live stream: it stops after an erasure's event (the engine is rebuilt there).
-    Yes,
-    /// The live stream while recovering: it also returns the alerts the `audit.alert.raised`
-    /// events it passes list.
-    Recovering,
-}
-
-/// What [`feed_records`] did.
-struct Fed {
-    engine: Engine,
-    fired: Vec<Firing>,
-    /// Alerts listed by the `audit.alert.raised` events passed ([`Live::Recovering`]).
-    listed: Vec<String>,
-    /// The seq of the erasure event the live stream stopped after; the records after it
-    /// were not fed.
-    erasure: Option<u64>,
-}
-
 /// Gives `records` to `engine` in seq order on the rule thread; records rules must not see,
-/// or that cannot be opened, are skipped (logged).
+/// or that cannot be opened, are skipped (logged). With `listings`, also returns the alerts the
+/// `audit.alert.raised` events among them list.
 async fn feed_records(
     state: &AppState,
     mut engine: Engine,
     records: Vec<StoredEvent>,
     feed: Feed,
-    live: Live,
-) -> Result<Fed, ApiError> {
+    listings: bool,
+) -> Result<(Engine, Vec<Firing>, Vec<String>), ApiError> {
     let work = move || {
         let mut fired = Vec::new();
         let mut listed = Vec::new();
-        let mut erasure = None;
         VIEW_CACHE.with_borrow_mut(|cache| {
             for stored in &records {
                 let view = match view_for_rules(&engine, stored, cache) {
                     Ok(view) => view,
-                    Err(NoView::Raised) if live == Live::Recovering => {
+                    Err(NoView::Raised) if listings => {
                         listed.extend(listed_alerts(stored));
                         continue;
                     }
@@ -1098,13 +1059,9 @@ async fn feed_records(
                     Feed::Replay => engine.replay(&input),
                     Feed::Process => fired.extend(engine.process(&input)),
                 }
-                if view.erasure && live != Live::No {
-                    erasure = Some(stored.seq);
-                    break;
-                }
             }
         });
-        Fed { engine, fired, listed, erasure }
+        (engine, fired, listed)
     };
     let evaluated = state.alerting.rule_thread.run(work).await;
     evaluated.map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation failed: {e}")))
@@ -1139,10 +1096,6 @@ async fn pass(state: &AppState, engines: &mut HashMap<String, TenantEngine>, mem
         }
         let Some(engine) = engines.remove(&id) else { continue };
         match evaluate_tenant(state, &id, engine, tick).await {
-            Ok(mut engine) if engine.rebuild => {
-                tracing::info!(tenant = %id, seq = engine.next_seq - 1, "erasure: the rule engine's state is rebuilt");
-                hand_over(state, &id, &mut engine).await;
-            }
             Ok(engine) => {
                 engines.insert(id, engine);
             }
@@ -1172,23 +1125,16 @@ async fn evaluate_tenant(
             break;
         };
         let full = records.len() as u32 == BATCH;
-        let (first, last) = (engine.next_seq, last.seq);
-        let live = if engine.recovering { Live::Recovering } else { Live::Yes };
-        let fed = feed_records(state, engine.engine, records, Feed::Process, live).await?;
-        engine.engine = fed.engine;
-        engine.ledgered.extend(fed.listed);
-        engine.next_seq = fed.erasure.unwrap_or(last) + 1;
-        let count = engine.next_seq - first;
-        evaluated += count;
+        let next_seq = last.seq + 1;
+        evaluated += records.len() as u64;
+        let count = records.len() as u64;
+        let (returned, firings, listed) =
+            feed_records(state, engine.engine, records, Feed::Process, engine.recovering).await?;
+        engine.engine = returned;
+        engine.ledgered.extend(listed);
+        engine.next_seq = next_seq;
         state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);
-        queue_firings(state, tenant, &mut engine, fed.fired)?;
-        if fed.erasure.is_some() {
-            // Stored and dropped by the pass; what follows the erasure is evaluated by the
-            // engine loaded again.
-            flush(state, tenant, &mut engine).await?;
-            engine.rebuild = true;
-            return Ok(engine);
-        }
+        queue_firings(state, tenant, &mut engine, firings)?;
         // One ledger append and one alert-store commit per pass, not per batch: under full
         // ingest load each append waits for a group commit.
         if engine.pending.len() >= MAX_PENDING_ALERTS {
