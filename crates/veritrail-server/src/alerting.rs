@@ -34,6 +34,14 @@
 //! (`record_raised`), and `record_alerts` stores alerts and the cursor in one transaction:
 //! whatever step a crash interrupts is redone without duplicates.
 //!
+//! **Erasure:** an `audit.erasure.performed` event in the live stream (appended after the
+//! subject's keys are destroyed) has the tenant's engine rebuilt in the background — a fresh
+//! engine with the same rules replays the ledger as it now reads, the subject's values
+//! `"[erased]"`, as at a restart — and swapped in once caught up, so that no value of the
+//! erased subject stays in its windows (an address a threshold counts by, values a new-value
+//! rule has seen). Meanwhile the live engine goes on; erasures that arrive during a rebuild are
+//! covered by the next one.
+//!
 //! **No feedback:** `audit.alert.raised` events are never fed to rules, so a rule matching
 //! `audit.*` cannot trigger itself.
 
@@ -47,6 +55,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use veritrail_model::SealedMembers;
@@ -87,6 +96,8 @@ const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_PENDING_ALERTS: usize = 1000;
 /// The action of the ledger event recording a raised alert: never fed back to rules.
 pub(crate) const ALERT_RAISED_ACTION: &str = "audit.alert.raised";
+/// The action of the ledger event recording an erasure: the engine is rebuilt after it.
+const ERASURE_ACTION: &str = "audit.erasure.performed";
 /// Most rules one tenant may have (the default pack included).
 pub(crate) const MAX_RULES_PER_TENANT: usize = 200;
 
@@ -151,6 +162,8 @@ impl Default for AlertingConfig {
 #[derive(Default)]
 pub(crate) struct AlertingMetrics {
     pub(crate) events_evaluated: AtomicU64,
+    /// Engines rebuilt after an erasure and swapped in.
+    pub(crate) rebuilds: AtomicU64,
     pub(crate) alerts_raised: AtomicU64,
     pub(crate) engine_errors: AtomicU64,
     pub(crate) deliveries_succeeded: AtomicU64,
@@ -382,6 +395,8 @@ fn hidden_from_rules(view: &Value) -> bool {
 /// the rules' paths, the input's other fields taken from the record (`None`: from the view).
 struct RuleView {
     view: Rc<Value>,
+    /// The record is an erasure's ledger event.
+    erasure: bool,
     times: Option<(Timestamp, Timestamp)>,
     /// Where the id is, for a cut-down view of a record the store gave without one
     /// (`Store::records_lean`).
@@ -474,6 +489,7 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
     if action == Some(ALERT_RAISED_ACTION) {
         return Err(NoView::Raised);
     }
+    let erasure = action == Some(ERASURE_ACTION);
     let needs = match action {
         Some(action) => engine.needs(action),
         None => EventNeeds::View,
@@ -503,7 +519,7 @@ fn view_for_rules(engine: &Engine, stored: &StoredEvent, cache: &mut ViewCache) 
     };
     match opened {
         Ok(view) if hidden_from_rules(&view) => Err(NoView::Raised),
-        Ok(view) => Ok(RuleView { view, times, id }),
+        Ok(view) => Ok(RuleView { view, erasure, times, id }),
         Err(error) => {
             unreadable(&error);
             Err(NoView::Unreadable)
@@ -618,6 +634,23 @@ struct TenantEngine {
     /// The tenant's rule change count the rules were loaded at; `None` when unknown (the next
     /// check compares the rules themselves).
     rule_changes: Option<u64>,
+    /// Which load of the tenant this is (a rebuild started for an earlier one is not swapped in).
+    generation: u64,
+    /// The last erasure event evaluated live that no rebuild started yet covers.
+    erased: Option<u64>,
+    /// Whether a rebuild of this engine is under way.
+    rebuilding: bool,
+}
+
+/// Numbers the loads of tenant engines ([`TenantEngine::generation`]).
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// An engine rebuilt from the ledger up to `to`, for the load `generation` of `tenant`.
+struct Rebuilt {
+    tenant: String,
+    generation: u64,
+    to: u64,
+    engine: Result<Engine, ApiError>,
 }
 
 /// Runs the engine until `stop`; stores the cursors before returning.
@@ -643,9 +676,21 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rules_check = tokio::time::interval_at(Instant::now() + RULES_CHECK_INTERVAL, RULES_CHECK_INTERVAL);
     rules_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rebuilds: JoinSet<Rebuilt> = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            Some(done) = rebuilds.join_next(), if !rebuilds.is_empty() => match done {
+                Ok(rebuilt) => finish_rebuild(&state, &mut engines, rebuilt).await,
+                Err(error) => {
+                    // The tenant is unknown: every rebuild under way starts again.
+                    tracing::error!(%error, "rule engine rebuild task failed");
+                    for engine in engines.values_mut().filter(|engine| engine.rebuilding) {
+                        engine.rebuilding = false;
+                        engine.erased = Some(engine.next_seq.saturating_sub(1));
+                    }
+                }
+            },
             Some(command) = commands.recv() => {
                 let tenant = &command.tenant;
                 let result = if membership.runs(tenant) {
@@ -673,6 +718,11 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                         next_tick = now + TICK_INTERVAL;
                     }
                     pass(&state, &mut engines, &membership, tick).await;
+                    for (tenant, engine) in engines.iter_mut() {
+                        if engine.erased.is_some() && !engine.rebuilding {
+                            start_rebuild(&state, tenant, engine, &mut rebuilds);
+                        }
+                    }
                 }
             }
         }
@@ -682,6 +732,53 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
     }
     if let Err(error) = state.alerts.leave_engine_nodes(&membership.node).await {
         tracing::warn!(%error, "cannot leave the rule engine nodes at shutdown");
+    }
+}
+
+/// Starts rebuilding `engine` in the background after an erasure: a fresh engine with the same
+/// rules replays the ledger up to where `engine` stands, reading the erased subject's values as
+/// `"[erased]"` (the restart protocol's replay). Erasures evaluated from now on are covered by
+/// the next rebuild.
+fn start_rebuild(state: &AppState, tenant: &str, engine: &mut TenantEngine, rebuilds: &mut JoinSet<Rebuilt>) {
+    engine.erased = None;
+    engine.rebuilding = true;
+    let (state, tenant) = (state.clone(), tenant.to_string());
+    let rules: Vec<Rule> = engine.engine.rules().cloned().collect();
+    let (generation, to) = (engine.generation, engine.next_seq);
+    rebuilds.spawn(async move {
+        let mut fresh = Engine::new(EngineConfig::default());
+        fresh.set_rules(rules);
+        let engine = if to > 0 { replay(&state, &tenant, fresh, to).await } else { Ok(fresh) };
+        Rebuilt { tenant, generation, to, engine }
+    });
+}
+
+/// Swaps a rebuilt engine's rules and state in for the live engine's, after feeding it what the
+/// live engine evaluated meanwhile (replayed: those firings are stored). Nothing is swapped for
+/// an engine loaded again meanwhile; a rebuild that failed, or whose rules changed meanwhile,
+/// is started again.
+async fn finish_rebuild(state: &AppState, engines: &mut HashMap<String, TenantEngine>, rebuilt: Rebuilt) {
+    let Rebuilt { tenant, generation, to, engine: fresh } = rebuilt;
+    let Some(live) = engines.get_mut(&tenant).filter(|live| live.generation == generation) else { return };
+    live.rebuilding = false;
+    let caught_up = match fresh {
+        Ok(fresh) if fresh.rules().eq(live.engine.rules()) => {
+            feed_events(state, &tenant, fresh, to, live.next_seq, Feed::Replay).await.map(|(fresh, _)| Some(fresh))
+        }
+        Ok(_) => Ok(None),
+        Err(error) => Err(error),
+    };
+    match caught_up {
+        Ok(Some(fresh)) => {
+            live.engine.adopt_rules(fresh);
+            state.alerting.metrics.rebuilds.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%tenant, "rule engine state rebuilt after an erasure");
+        }
+        Ok(None) => live.erased = live.erased.or(Some(to)),
+        Err(error) => {
+            tracing::warn!(%tenant, error = %error.message, "cannot rebuild the rule engine after an erasure; trying again");
+            live.erased = live.erased.or(Some(to));
+        }
     }
 }
 
@@ -951,6 +1048,9 @@ async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, Api
         recovering: true,
         ledgered: HashSet::new(),
         rule_changes: None,
+        generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        erased: None,
+        rebuilding: false,
     })
 }
 
@@ -1024,11 +1124,21 @@ async fn feed_events(
         let records = state.store.records_lean(tenant, seq, limit).await?;
         let Some(last) = records.last() else { break };
         seq = last.seq + 1;
-        let (returned, fired, _) = feed_records(state, engine, records, feed, false).await?;
-        engine = returned;
-        firings.extend(fired);
+        let fed = feed_records(state, engine, records, feed, false).await?;
+        engine = fed.engine;
+        firings.extend(fed.fired);
     }
     Ok((engine, firings))
+}
+
+/// What [`feed_records`] did.
+struct Fed {
+    engine: Engine,
+    fired: Vec<Firing>,
+    /// The alerts the `audit.alert.raised` events passed list (when asked for).
+    listed: Vec<String>,
+    /// The seq of the last erasure event passed.
+    erasure: Option<u64>,
 }
 
 /// Gives `records` to `engine` in seq order on the rule thread; records rules must not see,
@@ -1040,10 +1150,11 @@ async fn feed_records(
     records: Vec<StoredEvent>,
     feed: Feed,
     listings: bool,
-) -> Result<(Engine, Vec<Firing>, Vec<String>), ApiError> {
+) -> Result<Fed, ApiError> {
     let work = move || {
         let mut fired = Vec::new();
         let mut listed = Vec::new();
+        let mut erasure = None;
         VIEW_CACHE.with_borrow_mut(|cache| {
             for stored in &records {
                 let view = match view_for_rules(&engine, stored, cache) {
@@ -1054,6 +1165,9 @@ async fn feed_records(
                     }
                     Err(_) => continue,
                 };
+                if view.erasure {
+                    erasure = Some(stored.seq);
+                }
                 let Some(input) = view.input(stored) else { continue };
                 match feed {
                     Feed::Replay => engine.replay(&input),
@@ -1061,7 +1175,7 @@ async fn feed_records(
                 }
             }
         });
-        (engine, fired, listed)
+        Fed { engine, fired, listed, erasure }
     };
     let evaluated = state.alerting.rule_thread.run(work).await;
     evaluated.map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation failed: {e}")))
@@ -1128,13 +1242,13 @@ async fn evaluate_tenant(
         let next_seq = last.seq + 1;
         evaluated += records.len() as u64;
         let count = records.len() as u64;
-        let (returned, firings, listed) =
-            feed_records(state, engine.engine, records, Feed::Process, engine.recovering).await?;
-        engine.engine = returned;
-        engine.ledgered.extend(listed);
+        let fed = feed_records(state, engine.engine, records, Feed::Process, engine.recovering).await?;
+        engine.engine = fed.engine;
+        engine.ledgered.extend(fed.listed);
+        engine.erased = fed.erasure.or(engine.erased);
         engine.next_seq = next_seq;
         state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);
-        queue_firings(state, tenant, &mut engine, firings)?;
+        queue_firings(state, tenant, &mut engine, fed.fired)?;
         // One ledger append and one alert-store commit per pass, not per batch: under full
         // ingest load each append waits for a group commit.
         if engine.pending.len() >= MAX_PENDING_ALERTS {

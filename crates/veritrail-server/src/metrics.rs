@@ -128,6 +128,12 @@ fn render_alerting(out: &mut String, metrics: &crate::alerting::AlertingMetrics)
             "Events evaluated by the rule engine since start.",
             &metrics.events_evaluated,
         ),
+        (
+            "veritrail_rule_rebuilds_total",
+            "counter",
+            "Rule engines rebuilt from the ledger after an erasure, since start.",
+            &metrics.rebuilds,
+        ),
         ("veritrail_alerts_raised_total", "counter", "Alerts stored since start.", &metrics.alerts_raised),
         (
             "veritrail_rule_engine_errors_total",

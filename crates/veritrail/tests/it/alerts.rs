@@ -800,3 +800,54 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
     assert_eq!(performed["metadata"]["alerts_redacted"], 1, "{performed}");
     assert_eq!(performed["metadata"]["webhook_messages_redacted"], 2, "{performed}");
 }
+
+#[test]
+fn an_erasure_leaves_none_of_the_subjects_values_in_the_rule_engine() {
+    // brute_force counts failed logins per actor and per address. Alice fails four times from
+    // her address, mallory four times from his; alice is erased; then bob fails once from
+    // alice's address and mallory once more from his. An engine that kept its windows would
+    // count bob's attempt with alice's four from that address and fire an alert naming it and
+    // citing her events; rebuilt from the ledger as it reads after the erasure (her attempts
+    // now from `[erased]`), as a restarted engine would be, it does not — and mallory's
+    // windows, rebuilt too, still fire.
+    let server = TestServer::start_with(config(Duration::from_secs(60)));
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let from = |id: String, actor: &str, ip: &str| {
+        let mut login = failed_login(&id, actor);
+        login["context"] = json!({"ip": ip});
+        login
+    };
+    let (alice_ip, mallory_ip) = ("198.51.100.24", "203.0.113.67");
+    let evaluated = || c.metric("veritrail_rule_events_evaluated_total");
+    let before = evaluated();
+    let logins: Vec<Value> = (0..4)
+        .flat_map(|i| [from(format!("a-{i}"), "alice", alice_ip), from(format!("m-{i}"), "mallory", mallory_ip)])
+        .collect();
+    ingest_ok(c, &key, &Value::Array(logins));
+    wait_for(Duration::from_secs(5), || (evaluated() >= before + 8).then_some(())).expect("the attempts evaluated");
+    let rebuilds = c.metric("veritrail_rule_rebuilds_total");
+    let erased = c.delete(Some(&key), "/v1/subjects/alice");
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    // The engine rebuilt in the background and swapped in (before that, the live engine's
+    // windows still hold her address: the gap is the rebuild's duration).
+    wait_for(Duration::from_secs(5), || (c.metric("veritrail_rule_rebuilds_total") > rebuilds).then_some(()))
+        .expect("the engine rebuilt after the erasure");
+    ingest_ok(c, &key, &json!([from("b-0".into(), "bob", alice_ip), from("m-4".into(), "mallory", mallory_ip)]));
+
+    let from_ip = |ip: &str| {
+        alerts(c, &key, "?rule=brute_force").into_iter().find(|alert| alert["group_key"]["context.ip"] == ip)
+    };
+    let mallory = wait_for(Duration::from_secs(5), || from_ip(mallory_ip)).expect("mallory's fifth attempt fires");
+    assert_eq!(mallory["event_ids"], json!(["m-0", "m-1", "m-2", "m-3", "m-4"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let fired = alerts(c, &key, "?rule=brute_force");
+    assert!(from_ip(alice_ip).is_none(), "bob's attempt is not counted with alice's: {fired:?}");
+    let cited = |alert: &Value| alert["event_ids"].as_array().cloned().unwrap_or_default();
+    assert!(fired.iter().flat_map(cited).all(|id| !id.as_str().unwrap().starts_with("a-")), "{fired:?}");
+    // Attempts from her address after the erasure count as anyone's: four more fire.
+    let more: Vec<Value> = (1..5).map(|i| from(format!("b-{i}"), "bob", alice_ip)).collect();
+    ingest_ok(c, &key, &Value::Array(more));
+    let bob = wait_for(Duration::from_secs(5), || from_ip(alice_ip)).expect("five attempts from the address fire");
+    assert_eq!(bob["event_ids"], json!(["b-0", "b-1", "b-2", "b-3", "b-4"]));
+}
