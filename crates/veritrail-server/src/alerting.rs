@@ -636,8 +636,8 @@ struct TenantEngine {
     rule_changes: Option<u64>,
     /// Which load of the tenant this is (a rebuild started for an earlier one is not swapped in).
     generation: u64,
-    /// The last erasure event evaluated live that no rebuild started yet covers.
-    erased: Option<u64>,
+    /// Whether an erasure event was evaluated live that no rebuild started yet covers.
+    erased: bool,
     /// Whether a rebuild of this engine is under way.
     rebuilding: bool,
 }
@@ -687,7 +687,7 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                     tracing::error!(%error, "rule engine rebuild task failed");
                     for engine in engines.values_mut().filter(|engine| engine.rebuilding) {
                         engine.rebuilding = false;
-                        engine.erased = Some(engine.next_seq.saturating_sub(1));
+                        engine.erased = true;
                     }
                 }
             },
@@ -719,7 +719,7 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
                     }
                     pass(&state, &mut engines, &membership, tick).await;
                     for (tenant, engine) in engines.iter_mut() {
-                        if engine.erased.is_some() && !engine.rebuilding {
+                        if engine.erased && !engine.rebuilding {
                             start_rebuild(&state, tenant, engine, &mut rebuilds);
                         }
                     }
@@ -740,15 +740,13 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
 /// `"[erased]"` (the restart protocol's replay). Erasures evaluated from now on are covered by
 /// the next rebuild.
 fn start_rebuild(state: &AppState, tenant: &str, engine: &mut TenantEngine, rebuilds: &mut JoinSet<Rebuilt>) {
-    engine.erased = None;
+    engine.erased = false;
     engine.rebuilding = true;
     let (state, tenant) = (state.clone(), tenant.to_string());
     let rules: Vec<Rule> = engine.engine.rules().cloned().collect();
     let (generation, to) = (engine.generation, engine.next_seq);
     rebuilds.spawn(async move {
-        let mut fresh = Engine::new(EngineConfig::default());
-        fresh.set_rules(rules);
-        let engine = if to > 0 { replay(&state, &tenant, fresh, to).await } else { Ok(fresh) };
+        let engine = engine_at(&state, &tenant, rules, to).await;
         Rebuilt { tenant, generation, to, engine }
     });
 }
@@ -774,10 +772,10 @@ async fn finish_rebuild(state: &AppState, engines: &mut HashMap<String, TenantEn
             state.alerting.metrics.rebuilds.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%tenant, "rule engine state rebuilt after an erasure");
         }
-        Ok(None) => live.erased = live.erased.or(Some(to)),
+        Ok(None) => live.erased = true,
         Err(error) => {
             tracing::warn!(%tenant, error = %error.message, "cannot rebuild the rule engine after an erasure; trying again");
-            live.erased = live.erased.or(Some(to));
+            live.erased = true;
         }
     }
 }
@@ -1030,13 +1028,9 @@ async fn installed_cursor(state: &AppState, tenant: &str) -> Result<u64, ApiErro
 /// (starting at its current tree size: history before monitoring existed is not alerted on),
 /// loads its rules, and replays the ledger per the restart protocol.
 async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, ApiError> {
-    let alerts = state.alerts.as_ref();
     let next_seq = installed_cursor(state, tenant).await?;
-    let mut engine = Engine::new(EngineConfig::default());
-    engine.set_rules(load_rules(alerts, tenant).await?);
-    if next_seq > 0 {
-        engine = replay(state, tenant, engine, next_seq).await?;
-    }
+    let rules = load_rules(state.alerts.as_ref(), tenant).await?;
+    let engine = engine_at(state, tenant, rules, next_seq).await?;
     Ok(TenantEngine {
         engine,
         next_seq,
@@ -1049,9 +1043,20 @@ async fn load_tenant(state: &AppState, tenant: &str) -> Result<TenantEngine, Api
         ledgered: HashSet::new(),
         rule_changes: None,
         generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
-        erased: None,
+        erased: false,
         rebuilding: false,
     })
+}
+
+/// A new engine with `rules`, holding the state the ledger as it now reads gives it just
+/// before `next_seq` (the restart protocol's replay).
+async fn engine_at(state: &AppState, tenant: &str, rules: Vec<Rule>, next_seq: u64) -> Result<Engine, ApiError> {
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_rules(rules);
+    if next_seq == 0 {
+        return Ok(engine);
+    }
+    replay(state, tenant, engine, next_seq).await
 }
 
 /// `received_at` of the record at `seq`.
@@ -1137,8 +1142,8 @@ struct Fed {
     fired: Vec<Firing>,
     /// The alerts the `audit.alert.raised` events passed list (when asked for).
     listed: Vec<String>,
-    /// The seq of the last erasure event passed.
-    erasure: Option<u64>,
+    /// Whether an erasure's event was passed.
+    erased: bool,
 }
 
 /// Gives `records` to `engine` in seq order on the rule thread; records rules must not see,
@@ -1154,7 +1159,7 @@ async fn feed_records(
     let work = move || {
         let mut fired = Vec::new();
         let mut listed = Vec::new();
-        let mut erasure = None;
+        let mut erased = false;
         VIEW_CACHE.with_borrow_mut(|cache| {
             for stored in &records {
                 let view = match view_for_rules(&engine, stored, cache) {
@@ -1165,9 +1170,7 @@ async fn feed_records(
                     }
                     Err(_) => continue,
                 };
-                if view.erasure {
-                    erasure = Some(stored.seq);
-                }
+                erased |= view.erasure;
                 let Some(input) = view.input(stored) else { continue };
                 match feed {
                     Feed::Replay => engine.replay(&input),
@@ -1175,7 +1178,7 @@ async fn feed_records(
                 }
             }
         });
-        Fed { engine, fired, listed, erasure }
+        Fed { engine, fired, listed, erased }
     };
     let evaluated = state.alerting.rule_thread.run(work).await;
     evaluated.map_err(|e| ApiError::new(Code::Internal, format!("rule evaluation failed: {e}")))
@@ -1245,7 +1248,7 @@ async fn evaluate_tenant(
         let fed = feed_records(state, engine.engine, records, Feed::Process, engine.recovering).await?;
         engine.engine = fed.engine;
         engine.ledgered.extend(fed.listed);
-        engine.erased = fed.erasure.or(engine.erased);
+        engine.erased |= fed.erased;
         engine.next_seq = next_seq;
         state.alerting.metrics.events_evaluated.fetch_add(count, Ordering::Relaxed);
         queue_firings(state, tenant, &mut engine, fed.fired)?;
