@@ -50,6 +50,12 @@ fn failed_login(id: &str, actor: &str) -> Value {
     event(id, "auth.login.failed", actor)
 }
 
+fn failed_login_from(id: &str, actor: &str, ip: &str) -> Value {
+    let mut login = failed_login(id, actor);
+    login["context"] = json!({"ip": ip});
+    login
+}
+
 fn create_webhook(c: &Client, key: &str, url: &str) -> (String, String) {
     let reply = c.post_json(Some(key), "/v1/webhooks", &json!({"url": url}));
     assert_eq!(reply.status, 201, "{}", reply.text());
@@ -728,9 +734,8 @@ fn erasing_a_subject_removes_its_values_from_alerts_and_stored_webhook_messages(
     let (webhook, _) = create_webhook(c, &key, &receiver.url);
     receiver.fail_next(u64::MAX);
     let from = |id: String, actor: &str, ip: &str| {
-        let mut login = failed_login(&id, actor);
+        let mut login = failed_login_from(&id, actor, ip);
         login["actor"]["email"] = json!(format!("{actor}@wonder.example"));
-        login["context"] = json!({"ip": ip});
         login
     };
     let logins: Vec<Value> = (0..5)
@@ -813,16 +818,16 @@ fn an_erasure_leaves_none_of_the_subjects_values_in_the_rule_engine() {
     let server = TestServer::start_with(config(Duration::from_secs(60)));
     let c = &server.client;
     let (_, key) = c.create_tenant("acme");
-    let from = |id: String, actor: &str, ip: &str| {
-        let mut login = failed_login(&id, actor);
-        login["context"] = json!({"ip": ip});
-        login
-    };
     let (alice_ip, mallory_ip) = ("198.51.100.24", "203.0.113.67");
     let evaluated = || c.metric("veritrail_rule_events_evaluated_total");
     let before = evaluated();
     let logins: Vec<Value> = (0..4)
-        .flat_map(|i| [from(format!("a-{i}"), "alice", alice_ip), from(format!("m-{i}"), "mallory", mallory_ip)])
+        .flat_map(|i| {
+            [
+                failed_login_from(&format!("a-{i}"), "alice", alice_ip),
+                failed_login_from(&format!("m-{i}"), "mallory", mallory_ip),
+            ]
+        })
         .collect();
     ingest_ok(c, &key, &Value::Array(logins));
     wait_for(Duration::from_secs(5), || (evaluated() >= before + 8).then_some(())).expect("the attempts evaluated");
@@ -833,7 +838,11 @@ fn an_erasure_leaves_none_of_the_subjects_values_in_the_rule_engine() {
     // windows still hold her address: the gap is the rebuild's duration).
     wait_for(Duration::from_secs(5), || (c.metric("veritrail_rule_rebuilds_total") > rebuilds).then_some(()))
         .expect("the engine rebuilt after the erasure");
-    ingest_ok(c, &key, &json!([from("b-0".into(), "bob", alice_ip), from("m-4".into(), "mallory", mallory_ip)]));
+    ingest_ok(
+        c,
+        &key,
+        &json!([failed_login_from("b-0", "bob", alice_ip), failed_login_from("m-4", "mallory", mallory_ip)]),
+    );
 
     let from_ip = |ip: &str| {
         alerts(c, &key, "?rule=brute_force").into_iter().find(|alert| alert["group_key"]["context.ip"] == ip)
@@ -846,7 +855,7 @@ fn an_erasure_leaves_none_of_the_subjects_values_in_the_rule_engine() {
     let cited = |alert: &Value| alert["event_ids"].as_array().cloned().unwrap_or_default();
     assert!(fired.iter().flat_map(cited).all(|id| !id.as_str().unwrap().starts_with("a-")), "{fired:?}");
     // Attempts from her address after the erasure count as anyone's: four more fire.
-    let more: Vec<Value> = (1..5).map(|i| from(format!("b-{i}"), "bob", alice_ip)).collect();
+    let more: Vec<Value> = (1..5).map(|i| failed_login_from(&format!("b-{i}"), "bob", alice_ip)).collect();
     ingest_ok(c, &key, &Value::Array(more));
     let bob = wait_for(Duration::from_secs(5), || from_ip(alice_ip)).expect("five attempts from the address fire");
     assert_eq!(bob["event_ids"], json!(["b-0", "b-1", "b-2", "b-3", "b-4"]));
