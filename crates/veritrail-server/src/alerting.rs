@@ -143,6 +143,10 @@ pub struct AlertingConfig {
     /// after a crash then takes its tenants back at once instead of after [`ENGINE_NODE_TTL`].
     /// `None`: a new id per start.
     pub node_id_file: Option<std::path::PathBuf>,
+    /// How long a rebuild after an erasure waits before it replays (default none): lets tests
+    /// change a tenant's rules while one is under way. Not a setting of the binary.
+    #[doc(hidden)]
+    pub rebuild_delay: Duration,
 }
 
 impl Default for AlertingConfig {
@@ -154,6 +158,7 @@ impl Default for AlertingConfig {
             webhook_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             node_id_file: None,
+            rebuild_delay: Duration::ZERO,
         }
     }
 }
@@ -162,6 +167,9 @@ impl Default for AlertingConfig {
 #[derive(Default)]
 pub(crate) struct AlertingMetrics {
     pub(crate) events_evaluated: AtomicU64,
+    /// Engine rebuilds started after an erasure (again when one is discarded: its rules changed
+    /// meanwhile, or it failed).
+    pub(crate) rebuilds_started: AtomicU64,
     /// Engines rebuilt after an erasure and swapped in.
     pub(crate) rebuilds: AtomicU64,
     pub(crate) alerts_raised: AtomicU64,
@@ -745,7 +753,9 @@ fn start_rebuild(state: &AppState, tenant: &str, engine: &mut TenantEngine, rebu
     let (state, tenant) = (state.clone(), tenant.to_string());
     let rules: Vec<Rule> = engine.engine.rules().cloned().collect();
     let (generation, to) = (engine.generation, engine.next_seq);
+    state.alerting.metrics.rebuilds_started.fetch_add(1, Ordering::Relaxed);
     rebuilds.spawn(async move {
+        tokio::time::sleep(state.alerting.config.rebuild_delay).await;
         let engine = engine_at(&state, &tenant, rules, to).await;
         Rebuilt { tenant, generation, to, engine }
     });

@@ -129,9 +129,15 @@ fn render_alerting(out: &mut String, metrics: &crate::alerting::AlertingMetrics)
             &metrics.events_evaluated,
         ),
         (
+            "veritrail_rule_rebuilds_started_total",
+            "counter",
+            "Rule engine rebuilds started after an erasure, since start (one discarded because the rules changed meanwhile, or failed, is started again).",
+            &metrics.rebuilds_started,
+        ),
+        (
             "veritrail_rule_rebuilds_total",
             "counter",
-            "Rule engines rebuilt from the ledger after an erasure, since start.",
+            "Rule engines rebuilt from the ledger after an erasure and swapped in, since start.",
             &metrics.rebuilds,
         ),
         ("veritrail_alerts_raised_total", "counter", "Alerts stored since start.", &metrics.alerts_raised),

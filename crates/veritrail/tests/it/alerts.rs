@@ -860,3 +860,45 @@ fn an_erasure_leaves_none_of_the_subjects_values_in_the_rule_engine() {
     let bob = wait_for(Duration::from_secs(5), || from_ip(alice_ip)).expect("five attempts from the address fire");
     assert_eq!(bob["event_ids"], json!(["b-0", "b-1", "b-2", "b-3", "b-4"]));
 }
+
+#[test]
+fn a_rebuild_whose_rules_changed_meanwhile_is_started_again() {
+    // The rebuild after an erasure replays with the rules the engine had when it started. Here
+    // brute_force becomes stricter (2 attempts instead of 5) while one is under way: swapping it
+    // in would bring the old version back; it is discarded and started again with the new one.
+    let mut config = config(Duration::from_secs(60));
+    config.alerting.rebuild_delay = Duration::from_secs(1);
+    let server = TestServer::start_with(config);
+    let c = &server.client;
+    let (_, key) = c.create_tenant("acme");
+    let evaluated = || c.metric("veritrail_rule_events_evaluated_total");
+    let before = evaluated();
+    let logins: Vec<Value> = (0..4).map(|i| failed_login_from(&format!("a-{i}"), "alice", "198.51.100.24")).collect();
+    ingest_ok(c, &key, &Value::Array(logins));
+    wait_for(Duration::from_secs(5), || (evaluated() >= before + 4).then_some(())).expect("the attempts evaluated");
+    let (started, swapped) =
+        (c.metric("veritrail_rule_rebuilds_started_total"), c.metric("veritrail_rule_rebuilds_total"));
+
+    assert_eq!(c.delete(Some(&key), "/v1/subjects/alice").status, 200);
+    wait_for(Duration::from_secs(5), || (c.metric("veritrail_rule_rebuilds_started_total") > started).then_some(()))
+        .expect("a rebuild started");
+    let stricter = json!({"name": "Brute force (strict)", "severity": "critical", "when": {"action": "auth.login.failed"},
+                          "group_by": ["actor.id"], "threshold": {"count": 2, "window": "10m"}});
+    let updated = c.put_json(Some(&key), "/v1/rules/brute_force", &stricter);
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    wait_for(Duration::from_secs(10), || (c.metric("veritrail_rule_rebuilds_total") > swapped).then_some(()))
+        .expect("a rebuild swapped in");
+    assert_eq!(
+        (
+            c.metric("veritrail_rule_rebuilds_started_total") - started,
+            c.metric("veritrail_rule_rebuilds_total") - swapped
+        ),
+        (2, 1),
+        "the first rebuild discarded and started again"
+    );
+
+    ingest_ok(c, &key, &json!([failed_login("t-0", "trudy"), failed_login("t-1", "trudy")]));
+    let fired = wait_for(Duration::from_secs(5), || alerts(c, &key, "?rule=brute_force").first().cloned())
+        .expect("the new version fires after the rebuild");
+    assert_eq!((fired["rule_version"].as_u64(), fired["event_ids"].clone()), (Some(2), json!(["t-0", "t-1"])));
+}
