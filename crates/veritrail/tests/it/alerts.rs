@@ -56,6 +56,12 @@ fn failed_login_from(id: &str, actor: &str, ip: &str) -> Value {
     login
 }
 
+/// brute_force made stricter: critical, `count` failed logins per actor within 10 minutes.
+fn strict_brute_force(count: u32) -> Value {
+    json!({"name": "Brute force (strict)", "severity": "critical", "when": {"action": "auth.login.failed"},
+           "group_by": ["actor.id"], "threshold": {"count": count, "window": "10m"}})
+}
+
 fn create_webhook(c: &Client, key: &str, url: &str) -> (String, String) {
     let reply = c.post_json(Some(key), "/v1/webhooks", &json!({"url": url}));
     assert_eq!(reply.status, 201, "{}", reply.text());
@@ -522,8 +528,7 @@ fn rules_are_managed_versioned_and_dry_run_over_history() {
     assert!(rules["rules"].as_array().unwrap().iter().all(|r| r["builtin"] == true && r["enabled"] == true));
 
     // A stricter brute-force rule: version 2, evaluated from the next event on.
-    let stricter = json!({"name": "Brute force (strict)", "severity": "critical", "when": {"action": "auth.login.failed"},
-                          "group_by": ["actor.id"], "threshold": {"count": 3, "window": "10m"}});
+    let stricter = strict_brute_force(3);
     let updated = c.put_json(Some(&key), "/v1/rules/brute_force", &stricter);
     assert_eq!(updated.status, 200, "{}", updated.text());
     assert_eq!(updated.json()["version"], 2);
@@ -882,8 +887,7 @@ fn a_rebuild_whose_rules_changed_meanwhile_is_started_again() {
     assert_eq!(c.delete(Some(&key), "/v1/subjects/alice").status, 200);
     wait_for(Duration::from_secs(5), || (c.metric("veritrail_rule_rebuilds_started_total") > started).then_some(()))
         .expect("a rebuild started");
-    let stricter = json!({"name": "Brute force (strict)", "severity": "critical", "when": {"action": "auth.login.failed"},
-                          "group_by": ["actor.id"], "threshold": {"count": 2, "window": "10m"}});
+    let stricter = strict_brute_force(2);
     let updated = c.put_json(Some(&key), "/v1/rules/brute_force", &stricter);
     assert_eq!(updated.status, 200, "{}", updated.text());
     wait_for(Duration::from_secs(10), || (c.metric("veritrail_rule_rebuilds_total") > swapped).then_some(()))
